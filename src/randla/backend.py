@@ -1,0 +1,255 @@
+"""The few array operations the array API standard lacks, per library.
+
+Everything else in randla is written against the array API namespace of the
+input (``array_api_compat``). This module is the only place that knows which
+library it is running on: random draws on a device from a seed, Cholesky,
+triangular inverse, LU, and the cheap orthonormalisers built from them.
+
+Keeping every BLAS/LAPACK call of a hot loop in the input's own library matters
+on CPU: NumPy's and SciPy's wheels each ship an OpenBLAS with its own thread
+pool, and alternating between them makes their idle workers fight for cores.
+So the NumPy path uses ``numpy.linalg`` only; SciPy is used for LU alone, which
+NumPy lacks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace, is_numpy_array, is_torch_array
+
+__all__ = [
+    "namespace",
+    "library",
+    "device_of",
+    "standard_normal",
+    "random_signs",
+    "random_integers",
+    "householder_qr",
+    "orthonormalize",
+    "qr",
+    "conj_transpose",
+    "normalize",
+    "small_svd",
+    "small_eigh",
+    "to_numpy",
+    "finfo_eps",
+    "real_dtype",
+    "NORMALIZERS",
+]
+
+NORMALIZERS = ("auto", "qr", "lu", "cholqr", "none")
+
+
+def namespace(x):
+    """Array API namespace of a dense array."""
+    return array_namespace(x)
+
+
+def library(x) -> str:
+    """Short name of the library an array belongs to: numpy, torch, cupy, ..."""
+    if is_numpy_array(x):
+        return "numpy"
+    if is_torch_array(x):
+        return "torch"
+    return type(x).__module__.split(".")[0]
+
+
+def device_of(x):
+    if is_numpy_array(x):
+        return "cpu"
+    return getattr(x, "device", "cpu")
+
+
+def finfo_eps(xp, dtype) -> float:
+    return float(xp.finfo(dtype).eps)
+
+
+def real_dtype(xp, dtype):
+    """The real dtype of the same precision (float32 for complex64, ...)."""
+    if xp.isdtype(dtype, "complex floating"):
+        return xp.float32 if dtype == xp.complex64 else xp.float64
+    return dtype
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**63 - 1))
+
+
+def _torch_generator(rng, device):
+    import torch
+
+    gen = torch.Generator(device=device)
+    gen.manual_seed(_seed(rng))
+    return gen
+
+
+def standard_normal(xp, shape, dtype, device, rng: np.random.Generator):
+    """Standard normal array drawn on ``device``; complex dtypes get CN(0, 1)."""
+    complex_ = xp.isdtype(dtype, "complex floating")
+    rdtype = real_dtype(xp, dtype)
+    if xp.__name__.endswith("numpy"):
+        out = rng.standard_normal(shape, dtype=np.dtype(rdtype))
+        if complex_:
+            out = (out + 1j * rng.standard_normal(shape, dtype=out.dtype)) / np.sqrt(2)
+        return out.astype(dtype, copy=False)
+    if xp.__name__.endswith("torch"):
+        import torch
+
+        gen = _torch_generator(rng, device)
+        return torch.randn(shape, generator=gen, dtype=dtype, device=device)
+    if xp.__name__.endswith("cupy"):
+        import cupy
+
+        crng = cupy.random.default_rng(_seed(rng))
+        out = crng.standard_normal(shape, dtype=rdtype)
+        if complex_:
+            out = (out + 1j * crng.standard_normal(shape, dtype=rdtype)) / np.sqrt(2)
+        return out.astype(dtype)
+    host = standard_normal(np, shape, np.float64, "cpu", rng)
+    return xp.asarray(host, dtype=dtype, device=device)
+
+
+def random_integers(xp, high: int, size: int, device, rng: np.random.Generator):
+    """Uniform integers in [0, high) on ``device`` (used for index draws)."""
+    host = rng.integers(0, high, size=size)
+    if xp.__name__.endswith("numpy"):
+        return host
+    return xp.asarray(host, device=device)
+
+
+def random_signs(xp, shape, dtype, device, rng: np.random.Generator):
+    """Rademacher (+1/-1) array on ``device``."""
+    if xp.__name__.endswith("torch"):
+        import torch
+
+        gen = _torch_generator(rng, device)
+        bits = torch.randint(0, 2, shape, generator=gen, device=device)
+        return (2 * bits - 1).to(dtype)
+    host = (2 * rng.integers(0, 2, size=shape, dtype=np.int8) - 1).astype(np.float64)
+    if xp.__name__.endswith("numpy"):
+        return host.astype(dtype, copy=False)
+    return xp.asarray(host, dtype=dtype, device=device)
+
+
+def to_numpy(x) -> np.ndarray:
+    """Host copy of a small array (for reporting and tests, never the big matrix)."""
+    if is_numpy_array(x):
+        return x
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if hasattr(x, "get"):
+        return x.get()
+    return np.asarray(x)
+
+
+def _conj_t(xp, x):
+    return xp.conj(x.mT) if xp.isdtype(x.dtype, "complex floating") else x.mT
+
+
+# -- orthonormalisation -----------------------------------------------------
+
+
+def householder_qr(xp, Y):
+    """Thin Householder QR; Q only. Stable for any input, rank-deficient included."""
+    return xp.linalg.qr(Y, mode="reduced")[0]
+
+
+def _cholesky_upper(xp, G):
+    """Upper Cholesky factor of a Hermitian matrix, or None if it is not PD."""
+    if xp.__name__.endswith("torch"):
+        import torch
+
+        L, info = torch.linalg.cholesky_ex(G)
+        return None if int(info) != 0 else _conj_t(xp, L)
+    try:
+        L = xp.linalg.cholesky(G)
+    except np.linalg.LinAlgError:
+        return None
+    if not bool(xp.all(xp.isfinite(L))):
+        return None
+    return _conj_t(xp, L)
+
+
+def _cholqr_pass(xp, Y, min_diag_ratio: float):
+    """One Cholesky-QR pass, Y = Q R; None when Y is too ill-conditioned for it.
+
+    Y R^{-1} is formed as a product with the inverse of the small triangle,
+    which keeps the work in one fast GEMM and in the input's own library.
+    """
+    R = _cholesky_upper(xp, _conj_t(xp, Y) @ Y)
+    if R is None:
+        return None
+    d = xp.abs(xp.linalg.diagonal(R))
+    if not float(xp.min(d)) > min_diag_ratio * float(xp.max(d)):
+        return None
+    return Y @ xp.linalg.inv(R), R
+
+
+def qr(xp, Y):
+    """Thin QR of a tall block, Y = Q R with Q orthonormal to working precision.
+
+    Cholesky-QR twice (CholQR2, Fukaya et al. 2014) when Y is well enough
+    conditioned for it, several times faster than Householder on tall-skinny
+    blocks; Householder QR otherwise (rank-deficient or ill-conditioned Y).
+    """
+    eps = finfo_eps(xp, Y.dtype)
+    # CholQR2 is orthogonal to O(eps) while cond(Y) stays well below eps^-1/2;
+    # the ratio of R's diagonal is a cheap lower bound on that condition.
+    first = _cholqr_pass(xp, Y, min_diag_ratio=100 * eps**0.5)
+    second = first and _cholqr_pass(xp, first[0], min_diag_ratio=0.5)
+    if second:
+        return second[0], second[1] @ first[1]
+    return xp.linalg.qr(Y, mode="reduced")
+
+
+def orthonormalize(xp, Y):
+    """Orthonormal basis of range(Y), to working precision (see :func:`qr`)."""
+    return qr(xp, Y)[0]
+
+
+def _lu_lower(xp, Y):
+    """P L from Y = P L U; spans range(Y) and is well conditioned."""
+    if xp.__name__.endswith("torch"):
+        import torch
+
+        P, L, _ = torch.linalg.lu(Y)
+        return P @ L
+    if xp.__name__.endswith("numpy"):
+        from scipy.linalg import lu
+
+        return lu(Y, permute_l=True, check_finite=False)[0]
+    return householder_qr(xp, Y)
+
+
+def normalize(xp, Y, normalizer: str):
+    """Cheap normaliser between power iterations: keeps range(Y), fixes scaling.
+
+    ``"cholqr"`` and ``"auto"`` use one Cholesky-QR pass and fall back to
+    Householder QR when Y is too ill-conditioned; ``"lu"`` keeps P L of a
+    partially pivoted LU; ``"qr"`` is Householder; ``"none"`` only rescales
+    (the unnormalised power method of [HMT2011, Alg. 4.3]).
+    """
+    if normalizer == "qr":
+        return householder_qr(xp, Y)
+    if normalizer == "lu":
+        return _lu_lower(xp, Y)
+    if normalizer == "none":
+        scale = xp.max(xp.abs(Y))
+        return Y / scale if float(scale) > 0 else Y
+    once = _cholqr_pass(xp, Y, min_diag_ratio=finfo_eps(xp, Y.dtype) ** 0.5)
+    return householder_qr(xp, Y) if once is None else once[0]
+
+
+def small_svd(xp, B):
+    """Thin SVD of a small (or tall-skinny) dense matrix."""
+    return xp.linalg.svd(B, full_matrices=False)
+
+
+def small_eigh(xp, T):
+    """Eigendecomposition of a small Hermitian matrix (ascending)."""
+    return xp.linalg.eigh((T + _conj_t(xp, T)) / 2)
+
+
+def conj_transpose(xp, x):
+    """x^H of a small array (no copy for real input)."""
+    return _conj_t(xp, x)

@@ -1,0 +1,243 @@
+"""Randomized eigendecompositions of Hermitian and PSD matrices.
+
+- :func:`eigh` - the k eigenpairs of largest magnitude of a Hermitian A,
+  A ~ V diag(w) V^H [HMT2011, Alg. 5.3];
+- :func:`nystrom` - the Nystrom approximation A ~ U diag(S) U^H of a PSD A
+  from a single sketch, in the numerically stable form of Tropp, Yurtsever,
+  Udell & Cevher (2017, Alg. 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._results import Unpackable
+from ._validate import check_int, check_power_iters, check_rank, check_rng
+from .backend import _cholesky_upper, conj_transpose, finfo_eps, normalize, orthonormalize, small_eigh, small_svd
+from .operators import Operator, as_operator
+from .rangefinder import auto_power_iters, check_finite, check_normalizer, check_sketch, draw_for
+
+__all__ = ["eigh", "nystrom", "EighResult", "NystromResult"]
+
+
+@dataclass(frozen=True, repr=False)
+class EighResult(Unpackable):
+    """A ~ V diag(w) V^H; unpacks as ``w, V``.
+
+    ``w`` (k,) eigenvalues by descending magnitude; ``V`` (n, k) orthonormal
+    eigenvectors; ``power_iters`` the passes of A^2 made.
+    """
+
+    w: object
+    V: object
+    power_iters: int = 0
+    _unpack = ("w", "V")
+
+    @property
+    def rank(self) -> int:
+        return int(self.w.shape[0])
+
+    def factors(self):
+        return self.V * self.w[None, :], conj_transpose(_xp_of(self.V), self.V)
+
+    def reconstruct(self):
+        L, R = self.factors()
+        return L @ R
+
+
+@dataclass(frozen=True, repr=False)
+class NystromResult(Unpackable):
+    """PSD approximation A ~ U diag(S) U^H; unpacks as ``U, S``.
+
+    ``U`` (n, k) orthonormal, ``S`` (k,) non-negative and descending;
+    ``shift`` is the stabilising shift nu that was added and removed.
+    """
+
+    U: object
+    S: object
+    shift: float = 0.0
+    _unpack = ("U", "S")
+
+    @property
+    def rank(self) -> int:
+        return int(self.S.shape[0])
+
+    def factors(self):
+        return self.U * self.S[None, :], conj_transpose(_xp_of(self.U), self.U)
+
+    def reconstruct(self):
+        L, R = self.factors()
+        return L @ R
+
+
+def _xp_of(x):
+    from .backend import namespace
+
+    return namespace(x)
+
+
+def _square(op: Operator, name: str) -> Operator:
+    if op.shape[0] != op.shape[1]:
+        raise ValueError(f"{name} needs a square matrix; got shape {op.shape}.")
+    return op
+
+
+def _check_hermitian(op: Operator, omega, Y):
+    """Refuse a non-Hermitian A, judged on one sketch column: A w vs A^H w."""
+    xp = op.xp
+    w = omega[:, :1]
+    Aw, AHw = Y[:, :1], op.rmatmat(w)
+    gap = float(xp.linalg.vector_norm(Aw - AHw))
+    scale = float(xp.linalg.vector_norm(Aw))
+    if gap > 10 * finfo_eps(xp, op.dtype) ** 0.5 * max(scale, 1e-300):
+        raise ValueError(
+            f"A must be Hermitian (A == A^H) for eigh/nystrom; ||A w - A^H w|| / ||A w|| "
+            f"= {gap / max(scale, 1e-300):.2e} on a random w. For a general matrix use "
+            "randla.svd; for a nearly symmetric one, pass (A + A^H) / 2."
+        )
+
+
+def eigh(
+    A,
+    rank: int,
+    *,
+    oversample: int = 10,
+    power_iters: int | str = "auto",
+    sketch: str = "gaussian",
+    normalizer: str = "auto",
+    rng=None,
+) -> EighResult:
+    """The ``rank`` eigenpairs of largest magnitude of a Hermitian matrix.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (n, n), Hermitian
+    rank : int
+        Number k of eigenpairs, in [1, n].
+    oversample, power_iters, sketch, normalizer, rng
+        As in :func:`randla.svd`; a power iteration here is one pass of A^2.
+
+    Returns
+    -------
+    EighResult
+        Unpacks as ``w, V``: eigenvalues by descending magnitude, eigenvectors.
+
+    Notes
+    -----
+    Randomized subspace iteration for a basis Q, then the Rayleigh-Ritz
+    problem Q^H A Q [HMT2011, Alg. 5.3]. Passes over A: 2 power_iters + 2.
+    A is checked to be Hermitian on one random vector.
+
+    Examples
+    --------
+    >>> import randla
+    >>> A = randla.testing.psd(300, rank=20, rng=0)
+    >>> w, V = randla.eigh(A, 5, rng=0)
+    >>> w.shape, V.shape
+    ((5,), (300, 5))
+    """
+    op = _square(as_operator(A), "eigh")
+    rank = check_rank(rank, op.shape)
+    oversample = check_int("oversample", oversample, 0)
+    power_iters = check_power_iters(power_iters)
+    if power_iters == "auto":
+        power_iters = auto_power_iters(rank, op.shape)
+    normalizer = check_normalizer(normalizer)
+    omega = draw_for(op, check_sketch(sketch), min(rank + oversample, op.shape[0]), check_rng(rng))
+    xp = op.xp
+    Y = check_finite(xp, omega.apply(op))
+    _check_hermitian(op, omega.dense(), Y)
+    for _ in range(2 * power_iters):
+        Y = op.matmat(normalize(xp, Y, normalizer))
+    Q = orthonormalize(xp, Y)
+    T = conj_transpose(xp, Q) @ op.matmat(Q)
+    w, v = small_eigh(xp, T)
+    order = xp.argsort(-xp.abs(w))[:rank]
+    w, V = xp.take(w, order), Q @ xp.take(v, order, axis=1)
+    return EighResult(op.as_output(w), op.as_output(V), power_iters)
+
+
+def nystrom(
+    A,
+    rank: int,
+    *,
+    oversample: int = 10,
+    power_iters: int = 0,
+    sketch: str = "gaussian",
+    rng=None,
+) -> NystromResult:
+    """Nystrom approximation A ~ U diag(S) U^H of a positive semidefinite A.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (n, n), Hermitian positive semidefinite
+    rank : int
+        Rank k of the approximation, in [1, n].
+    oversample : int, default 10
+        The sketch has l = k + oversample columns; the rank-l approximation
+        is truncated to k.
+    power_iters : int, default 0
+        Passes of A applied to the test matrix before the Nystrom step
+        (0: a single pass over A, the usual Nystrom method).
+    sketch, rng
+        As in :func:`randla.svd`.
+
+    Returns
+    -------
+    NystromResult
+        Unpacks as ``U, S``, S non-negative and descending.
+
+    Notes
+    -----
+    With an orthonormal test matrix Omega and Y = A Omega, the Nystrom
+    approximation is Y (Omega^H Y)^+ Y^H. It is computed stably by shifting
+    Y by nu Omega with nu = sqrt(n) eps ||Y||, taking a Cholesky factor of
+    Omega^H Y_nu, and removing nu from the eigenvalues at the end (Tropp,
+    Yurtsever, Udell & Cevher 2017, "Fixed-rank approximation of a positive-
+    semidefinite matrix from streaming data", Alg. 3). Passes over A:
+    ``power_iters + 1``. For PSD A its error in the trace norm is at most
+    (1 + k / (l - k - 1)) times the best rank-k error, in expectation.
+
+    Examples
+    --------
+    >>> import randla
+    >>> A = randla.testing.psd(300, rank=20, rng=0)
+    >>> U, S = randla.nystrom(A, 10, rng=0)
+    >>> U.shape, bool((S >= 0).all())
+    ((300, 10), True)
+    """
+    op = _square(as_operator(A), "nystrom")
+    rank = check_rank(rank, op.shape)
+    oversample = check_int("oversample", oversample, 0)
+    power_iters = check_int("power_iters", power_iters, 0)
+    omega = draw_for(op, check_sketch(sketch), min(rank + oversample, op.shape[0]), check_rng(rng))
+    xp = op.xp
+    n = op.shape[0]
+    Omega = orthonormalize(xp, omega.dense())
+    Y = check_finite(xp, op.matmat(Omega))
+    _check_hermitian(op, Omega, Y)
+    for _ in range(power_iters):
+        Omega = orthonormalize(xp, Y)
+        Y = op.matmat(Omega)
+    nu = n**0.5 * finfo_eps(xp, op.dtype) * float(xp.linalg.matrix_norm(Y, ord="fro"))
+    Y_nu = Y + nu * Omega
+    core = conj_transpose(xp, Omega) @ Y_nu
+    R = _cholesky_upper(xp, (core + conj_transpose(xp, core)) / 2)
+    if R is not None:
+        F = Y_nu @ xp.linalg.inv(R)
+    else:
+        F = Y_nu @ _inverse_sqrt_psd(xp, core)
+    U, s, _ = small_svd(xp, F)
+    S = xp.clip(s[:rank] ** 2 - nu, min=0.0)
+    return NystromResult(op.as_output(U[:, :rank]), op.as_output(S), nu)
+
+
+def _inverse_sqrt_psd(xp, core):
+    """Pseudo-inverse square root of a Hermitian PSD core, when Cholesky fails.
+
+    Eigenvalues below the rounding level are dropped rather than inverted.
+    """
+    w, v = small_eigh(xp, core)
+    keep = w > finfo_eps(xp, w.dtype) * float(xp.max(xp.abs(w))) * w.shape[0]
+    inv_root = xp.where(keep, 1.0 / xp.sqrt(xp.where(keep, w, xp.ones_like(w))), xp.zeros_like(w))
+    return (v * inv_root[None, :]) @ conj_transpose(xp, v)

@@ -1,0 +1,507 @@
+"""Anything matrix-like, seen through products only.
+
+``as_operator(A)`` wraps a NumPy array, SciPy sparse matrix or array,
+``scipy.sparse.linalg.LinearOperator``, torch tensor (dense or sparse, any
+device) or CuPy array in an :class:`Operator` with ``shape``, ``dtype``,
+``matmat(X)`` (A @ X) and ``rmatmat(Y)`` (A^H @ Y). The algorithms see only
+operators: they never copy, densify or modify the user's matrix.
+
+Composites build new operators from old ones without forming anything:
+:class:`Transposed`, :class:`Centered` (implicit mean subtraction, so PCA of
+sparse data stays sparse), :class:`Shifted` (A + sI), and
+:class:`PlusLowRank` (A + L R, of which :func:`residual` A - L R is a case).
+
+Examples
+--------
+>>> import numpy as np, randla
+>>> A = np.arange(6.0).reshape(3, 2)
+>>> op = randla.as_operator(A)
+>>> op.shape, op.matmat(np.ones((2, 1))).ravel().tolist()
+((3, 2), [1.0, 5.0, 9.0])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
+
+from .backend import conj_transpose, device_of
+
+__all__ = [
+    "Operator",
+    "as_operator",
+    "Transposed",
+    "Centered",
+    "Shifted",
+    "PlusLowRank",
+    "residual",
+]
+
+
+def _is_complex(xp, dtype) -> bool:
+    return xp.isdtype(dtype, "complex floating")
+
+
+def _work_dtype(xp, dtype):
+    """The dtype products are computed in: float32/64 or complex64/128.
+
+    Integers and booleans are promoted to float64; half precisions (fp16,
+    bf16) are computed in float32.
+    """
+    if xp.isdtype(dtype, "complex floating"):
+        return dtype
+    if xp.isdtype(dtype, "real floating"):
+        if dtype in (xp.float32, xp.float64):
+            return dtype
+        return xp.float32
+    return xp.float64
+
+
+def _adjoint_product(xp, matmat_t, Y):
+    """A^H Y from a routine for A^T Y, without conjugating the big matrix."""
+    if _is_complex(xp, Y.dtype):
+        return xp.conj(matmat_t(xp.conj(Y)))
+    return matmat_t(Y)
+
+
+class Operator:
+    """A linear map seen through products with blocks of vectors.
+
+    Subclasses set ``shape`` (m, n), ``dtype`` (the dtype of products),
+    ``xp`` (the array namespace of blocks) and ``device``, and implement
+    ``matmat`` (A @ X for X of shape (n, k)) and ``rmatmat`` (A^H @ Y for Y of
+    shape (m, k)). ``input_dtype`` is the dtype results are returned in.
+    """
+
+    shape: tuple[int, int]
+    dtype = None
+    input_dtype = None
+    xp = None
+    device = "cpu"
+
+    def matmat(self, X):
+        raise NotImplementedError(f"{type(self).__name__} must implement matmat")
+
+    def rmatmat(self, Y):
+        raise NotImplementedError(f"{type(self).__name__} must implement rmatmat")
+
+    def squared_norm(self) -> float | None:
+        """||A||_F^2 when it is cheap to know exactly; None otherwise."""
+        return None
+
+    def matmat_sparse(self, S):
+        """A @ S for a SciPy sparse S of shape (n, k): the sparse sketches' path.
+
+        Operators that hold an explicit sparse matrix override this to cost
+        O(nnz(A) * nonzeros per row of S) instead of a dense product.
+        """
+        xp = self.xp
+        return self.matmat(xp.asarray(S.toarray(), dtype=self.dtype, device=self.device))
+
+    def as_output(self, x):
+        """A small result in the dtype factors are returned in.
+
+        That is the input's dtype, except that integers come back as float64;
+        half precisions (computed in float32) go back to the input's.
+        """
+        xp, dtype = self.xp, self.input_dtype
+        if dtype is None or dtype == self.dtype or not xp.isdtype(dtype, "real floating"):
+            return x
+        return xp.astype(x, dtype)
+
+    def __matmul__(self, X):
+        return self.matmat(X)
+
+    @property
+    def H(self) -> Operator:
+        """The adjoint A^H, as an operator."""
+        return Transposed(self, conjugate=True)
+
+    @property
+    def T(self) -> Operator:
+        """The transpose A^T, as an operator."""
+        return Transposed(self, conjugate=False)
+
+    def __repr__(self) -> str:
+        m, n = self.shape
+        return f"<{type(self).__name__} {m}x{n} {self.dtype}>"
+
+
+class _Dense(Operator):
+    """A dense array of any array-API library (NumPy, torch, CuPy, ...)."""
+
+    def __init__(self, A):
+        xp = array_namespace(A)
+        self.xp, self.device = xp, device_of(A)
+        self.shape = tuple(int(s) for s in A.shape)
+        self.input_dtype = A.dtype
+        self.dtype = _work_dtype(xp, A.dtype)
+        # Integer input is copied once into float64: every product would
+        # otherwise make the same conversion internally. The user's array is
+        # not touched. Half precisions are upcast per product instead, which
+        # keeps memory at the size the user chose.
+        self._promote_per_product = xp.isdtype(A.dtype, "real floating") and A.dtype != self.dtype
+        if not xp.isdtype(A.dtype, ("real floating", "complex floating")):
+            A = xp.astype(A, self.dtype)
+        self._A = A
+
+    def _matrix(self):
+        A = self._A
+        return self.xp.astype(A, self.dtype) if self._promote_per_product else A
+
+    def matmat(self, X):
+        return self._matrix() @ X
+
+    def rmatmat(self, Y):
+        return _adjoint_product(self.xp, lambda Z: self._matrix().mT @ Z, Y)
+
+    def squared_norm(self) -> float:
+        A = self._matrix()
+        return float(self.xp.sum(self.xp.abs(A) ** 2)) if _is_complex(self.xp, A.dtype) else float(
+            self.xp.linalg.vecdot(self.xp.reshape(A, (-1,)), self.xp.reshape(A, (-1,)))
+        )
+
+
+class _ScipySparse(Operator):
+    """A SciPy sparse matrix or array (any format)."""
+
+    def __init__(self, A):
+        import array_api_compat.numpy as xp
+
+        self.xp, self.device = xp, "cpu"
+        self.shape = tuple(int(s) for s in A.shape)
+        self.input_dtype = A.dtype
+        self.dtype = _work_dtype(xp, A.dtype)
+        self._A = A
+
+    def matmat(self, X):
+        return np.asarray(self._A @ X)
+
+    def rmatmat(self, Y):
+        # A.T of CSR is CSC sharing the same arrays (no copy), and CSC @ dense
+        # runs in CSR's fast direction.
+        return _adjoint_product(self.xp, lambda Z: np.asarray(self._A.T @ Z), Y)
+
+    def matmat_sparse(self, S):
+        return np.asarray((self._A @ S).toarray(), dtype=self.dtype)
+
+    def squared_norm(self) -> float:
+        A = self._A
+        if A.format == "coo" and not A.has_canonical_format:
+            A = A.tocsr()  # duplicates are summed; their squares are not
+        data = A.data
+        return float(np.vdot(data, data).real)
+
+
+class _TorchSparse(Operator):
+    """A torch sparse tensor (COO, CSR or CSC), any device."""
+
+    def __init__(self, A):
+        import array_api_compat.torch as xp
+
+        self.xp, self.device = xp, A.device
+        self.shape = tuple(int(s) for s in A.shape)
+        self.input_dtype = A.dtype
+        self.dtype = _work_dtype(xp, A.dtype)
+        self._A = A
+
+    def _matrix(self):
+        A = self._A
+        return A if A.dtype == self.dtype else A.to(self.dtype)
+
+    def matmat(self, X):
+        return self._matrix() @ X
+
+    def rmatmat(self, Y):
+        # (Y^T A)^T = A^T Y; dense @ sparse keeps the sparse operand untouched.
+        return _adjoint_product(self.xp, lambda Z: (Z.mT @ self._matrix()).mT, Y)
+
+    def squared_norm(self) -> float:
+        A = self._matrix()
+        import torch
+
+        values = A.coalesce().values() if A.layout == torch.sparse_coo else A.values()
+        return float((values.abs() ** 2).sum())
+
+
+class _Linear(Operator):
+    """A ``scipy.sparse.linalg.LinearOperator``."""
+
+    def __init__(self, A):
+        import array_api_compat.numpy as xp
+
+        self.xp, self.device = xp, "cpu"
+        self.shape = tuple(int(s) for s in A.shape)
+        dtype = np.dtype(A.dtype) if A.dtype is not None else np.dtype(np.float64)
+        self.input_dtype = dtype
+        self.dtype = _work_dtype(xp, dtype)
+        self._A = A
+
+    def matmat(self, X):
+        return np.asarray(self._A.matmat(X), dtype=self.dtype)
+
+    def rmatmat(self, Y):
+        return np.asarray(self._A.rmatmat(Y), dtype=self.dtype)
+
+
+def _check_dtype(dtype, what: str):
+    if np.dtype(dtype).kind not in "biufc":
+        raise TypeError(
+            f"A must hold numbers; got {what} of dtype {dtype}. Convert it with "
+            "A.astype(float)."
+        )
+
+
+def as_operator(A) -> Operator:
+    """Wrap a matrix-like object as an :class:`Operator`, without copying it.
+
+    Parameters
+    ----------
+    A : array_like or Operator
+        NumPy array (any order), SciPy sparse matrix or array,
+        ``scipy.sparse.linalg.LinearOperator``, torch tensor (dense or sparse,
+        any device), CuPy array, or an :class:`Operator` (returned as is).
+
+    Returns
+    -------
+    Operator
+        Its products come back in A's library and on A's device, in float32
+        or float64 (complex64/128 for complex A).
+
+    Raises
+    ------
+    TypeError
+        If A is not a matrix (a list, a string, an array of objects).
+    ValueError
+        If A is not 2-D or has an empty dimension.
+    """
+    if isinstance(A, Operator):
+        op = A
+    else:
+        op = _adapt(A)
+    m, n = op.shape
+    if m == 0 or n == 0:
+        raise ValueError(f"A must have at least one row and one column; got shape {op.shape}.")
+    return op
+
+
+def _adapt(A) -> Operator:
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import LinearOperator
+
+    if sp.issparse(A):
+        _check_ndim(A.shape)
+        _check_dtype(A.dtype, "a sparse matrix")
+        return _ScipySparse(A)
+    if isinstance(A, LinearOperator):
+        _check_ndim(A.shape)
+        return _Linear(A)
+    if is_torch_array(A):
+        _check_ndim(tuple(A.shape))
+        if A.layout != _torch_strided():
+            return _TorchSparse(A)
+        if A.dtype == _torch_bool():
+            raise TypeError("A must hold numbers; got a torch tensor of dtype bool.")
+        return _Dense(A)
+    if _is_cupy_sparse(A):
+        return _adapt_cupy_sparse(A)
+    if isinstance(A, np.ndarray):
+        _check_ndim(A.shape)
+        _check_dtype(A.dtype, "an array")
+        return _Dense(np.asarray(A))  # np.matrix -> ndarray view, no copy
+    if is_array_api_obj(A):
+        _check_ndim(tuple(A.shape))
+        return _Dense(A)
+    raise TypeError(
+        f"A must be a matrix (NumPy array, SciPy sparse matrix, LinearOperator, "
+        f"torch tensor, CuPy array or randla Operator); got {type(A).__name__}. "
+        "For a list of lists, pass numpy.asarray(A)."
+    )
+
+
+def _check_ndim(shape):
+    if len(shape) != 2:
+        raise ValueError(
+            f"A must be a 2-D matrix; got {len(shape)} dimensions, shape {tuple(shape)}."
+        )
+
+
+def _torch_strided():
+    import torch
+
+    return torch.strided
+
+
+def _torch_bool():
+    import torch
+
+    return torch.bool
+
+
+def _is_cupy_sparse(A) -> bool:
+    return type(A).__module__.startswith("cupyx.scipy.sparse")
+
+
+def _adapt_cupy_sparse(A) -> Operator:
+    import array_api_compat.cupy as xp
+
+    op = _ScipySparse.__new__(_ScipySparse)
+    op.xp, op.device = xp, A.data.device
+    op.shape = tuple(int(s) for s in A.shape)
+    op.input_dtype = A.dtype
+    op.dtype = _work_dtype(xp, A.dtype)
+    op._A = A
+    op.matmat = lambda X: A @ X
+    op.rmatmat = lambda Y: _adjoint_product(xp, lambda Z: A.T @ Z, Y)
+    return op
+
+
+# -- composites ---------------------------------------------------------------
+
+
+class _Composite(Operator):
+    """Shares namespace, device and dtypes with the operator it wraps."""
+
+    def _inherit(self, base: Operator, shape):
+        self.base = base
+        self.shape = shape
+        self.xp, self.device = base.xp, base.device
+        self.dtype, self.input_dtype = base.dtype, base.input_dtype
+
+
+class Transposed(_Composite):
+    """A^H (``conjugate=True``) or A^T of an operator, swapping its products."""
+
+    def __init__(self, A, conjugate: bool = True):
+        base = as_operator(A)
+        self._inherit(base, (base.shape[1], base.shape[0]))
+        self.conjugate = conjugate or not _is_complex(base.xp, base.dtype)
+
+    def matmat(self, X):
+        if self.conjugate:
+            return self.base.rmatmat(X)
+        xp = self.xp
+        return xp.conj(self.base.rmatmat(xp.conj(X)))
+
+    def rmatmat(self, Y):
+        if self.conjugate:
+            return self.base.matmat(Y)
+        xp = self.xp
+        return xp.conj(self.base.matmat(xp.conj(Y)))
+
+    def squared_norm(self):
+        return self.base.squared_norm()
+
+    @property
+    def H(self):
+        return self.base if self.conjugate else super().H
+
+
+class Centered(_Composite):
+    """A with its column means (``axis=0``) or row means (``axis=1``) removed.
+
+    The means are computed with one product; A itself is never densified, so
+    PCA of a sparse matrix costs sparse products only.
+    """
+
+    def __init__(self, A, axis: int = 0):
+        base = as_operator(A)
+        if axis not in (0, 1):
+            raise ValueError(f"`axis` must be 0 (columns) or 1 (rows); got {axis!r}.")
+        self._inherit(base, base.shape)
+        xp, (m, n) = self.xp, base.shape
+        self.axis = axis
+        if axis == 0:  # mean of each column: mu^T = 1^T A / m
+            ones = xp.ones((m, 1), dtype=self.dtype, device=self.device)
+            self.mean = xp.conj(base.rmatmat(ones)) / m  # (n, 1)
+        else:  # mean of each row: nu = A 1 / n
+            ones = xp.ones((n, 1), dtype=self.dtype, device=self.device)
+            self.mean = base.matmat(ones) / n  # (m, 1)
+
+    def _ones(self, k):
+        return self.xp.ones((k, 1), dtype=self.dtype, device=self.device)
+
+    def matmat(self, X):
+        m, n = self.shape
+        AX = self.base.matmat(X)
+        if self.axis == 0:  # (A - 1 mu^T) X
+            return AX - self._ones(m) @ (self.mean.mT @ X)
+        return AX - self.mean @ (self._ones(n).mT @ X)  # (A - nu 1^T) X
+
+    def rmatmat(self, Y):
+        m, n = self.shape
+        xp = self.xp
+        AY = self.base.rmatmat(Y)
+        if self.axis == 0:  # (A - 1 mu^T)^H Y = A^H Y - conj(mu) 1^T Y
+            return AY - xp.conj(self.mean) @ (self._ones(m).mT @ Y)
+        return AY - self._ones(n) @ conj_transpose(xp, self.mean) @ Y
+
+    def squared_norm(self):
+        total = self.base.squared_norm()
+        if total is None:
+            return None
+        xp = self.xp
+        count = self.shape[0] if self.axis == 0 else self.shape[1]
+        return max(total - count * float(xp.sum(xp.abs(self.mean) ** 2)), 0.0)
+
+
+class Shifted(_Composite):
+    """A + shift * I for a square operator."""
+
+    def __init__(self, A, shift: float):
+        base = as_operator(A)
+        if base.shape[0] != base.shape[1]:
+            raise ValueError(f"Shifted needs a square operator; got shape {base.shape}.")
+        self._inherit(base, base.shape)
+        self.shift = shift
+
+    def matmat(self, X):
+        return self.base.matmat(X) + self.shift * X
+
+    def rmatmat(self, Y):
+        shift = self.shift
+        return self.base.rmatmat(Y) + (shift.conjugate() if isinstance(shift, complex) else shift) * Y
+
+
+class PlusLowRank(_Composite):
+    """A + L @ R with L (m, k) and R (k, n), never formed.
+
+    This is the sparse-plus-low-rank operator of matrix completion and the
+    residual A - L R of a low-rank approximation.
+    """
+
+    def __init__(self, A, L, R):
+        base = as_operator(A)
+        m, n = base.shape
+        if L.shape[0] != m or R.shape[1] != n or L.shape[1] != R.shape[0]:
+            raise ValueError(
+                f"PlusLowRank needs L of shape ({m}, k) and R of shape (k, {n}); "
+                f"got {tuple(L.shape)} and {tuple(R.shape)}."
+            )
+        self._inherit(base, base.shape)
+        xp = self.xp
+        self.L = xp.astype(L, self.dtype, copy=False)
+        self.R = xp.astype(R, self.dtype, copy=False)
+
+    def matmat(self, X):
+        return self.base.matmat(X) + self.L @ (self.R @ X)
+
+    def rmatmat(self, Y):
+        xp = self.xp
+        return self.base.rmatmat(Y) + conj_transpose(xp, self.R) @ (conj_transpose(xp, self.L) @ Y)
+
+    def squared_norm(self):
+        """||A + LR||^2 = ||A||^2 + 2 Re tr(R A^H L) + ||LR||^2, with one product."""
+        total = self.base.squared_norm()
+        if total is None:
+            return None
+        xp, L, R = self.xp, self.L, self.R
+        AhL = self.base.rmatmat(L)  # (n, k)
+        cross = float(xp.real(xp.sum(xp.conj(AhL.mT) * R)))
+        gram = (conj_transpose(xp, L) @ L) * (R @ conj_transpose(xp, R)).mT
+        return max(total + 2 * cross + float(xp.real(xp.sum(gram))), 0.0)
+
+
+def residual(A, L, R) -> PlusLowRank:
+    """The residual A - L @ R as an operator (never formed)."""
+    return PlusLowRank(A, -L, R)
