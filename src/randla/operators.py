@@ -157,9 +157,9 @@ class _Dense(Operator):
 
     def squared_norm(self) -> float:
         A = self._matrix()
-        return float(self.xp.sum(self.xp.abs(A) ** 2)) if _is_complex(self.xp, A.dtype) else float(
-            self.xp.linalg.vecdot(self.xp.reshape(A, (-1,)), self.xp.reshape(A, (-1,)))
-        )
+        if isinstance(A, np.ndarray):
+            return float(np.linalg.norm(A)) ** 2  # ravels in memory order: no copy
+        return float(self.xp.linalg.vector_norm(A)) ** 2
 
 
 class _ScipySparse(Operator):

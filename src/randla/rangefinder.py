@@ -254,7 +254,7 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int = 4, rng
     >>> import numpy as np, randla
     >>> A = randla.testing.low_rank(200, 100, rank=5, rng=0)
     >>> r = randla.svd(A, 5, rng=0)
-    >>> randla.estimate_error(A, r, rng=0) < 1e-8 * np.linalg.norm(A, 2)
+    >>> bool(randla.estimate_error(A, r, rng=0) < 1e-8 * np.linalg.norm(A, 2))
     True
     """
     op = as_operator(A)

@@ -68,8 +68,9 @@ def _fix_signs(xp, U, Vh):
     """Make the largest-magnitude entry of each column of U real and positive."""
     rows = xp.argmax(xp.abs(U), axis=0)
     pivots = xp.take_along_axis(U, rows[None, :], axis=0)[0]
-    phase = pivots / xp.abs(pivots)
-    phase = xp.where(xp.abs(pivots) > 0, phase, xp.ones_like(phase))
+    size = xp.abs(pivots)
+    nonzero = size > 0  # a zero column (zero matrix) keeps its sign
+    phase = xp.where(nonzero, pivots / xp.where(nonzero, size, xp.ones_like(size)), xp.ones_like(pivots))
     return U * xp.conj(phase)[None, :], Vh * phase[:, None]
 
 
