@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._results import Unpackable
-from ._validate import check_int, check_power_iters, check_rank, check_rng, check_tol
+from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
 from .backend import conj_transpose
-from .operators import as_operator
+from .operators import Operator, as_operator
 from .rangefinder import (
     adaptive_qb,
     auto_power_iters,
+    block_krylov,
     check_normalizer,
     check_sketch,
     draw_for,
@@ -18,6 +19,8 @@ from .rangefinder import (
 )
 
 __all__ = ["qb", "QBResult"]
+
+METHODS = ("rsi", "rsvd", "block_krylov")
 
 
 @dataclass(frozen=True, repr=False)
@@ -54,6 +57,7 @@ def qb(
     tol: float | None = None,
     oversample: int = 10,
     power_iters: int | str = "auto",
+    method: str = "rsi",
     sketch: str = "gaussian",
     normalizer: str = "auto",
     block_size: int = 32,
@@ -66,13 +70,13 @@ def qb(
     A : matrix-like, shape (m, n)
     rank : int, optional
         Fixed size: Q has ``rank + oversample`` columns (capped at
-        min(m, n)). With ``tol``, the cap on the number of columns.
+        min(m, n)); with ``method="block_krylov"``, that many per Krylov
+        block. With ``tol``, the cap on the number of columns.
     tol : float in (0, 1), optional
         Grow Q until ||A - Q B||_F <= tol ||A||_F (randQB_EI, Yu, Gu & Li
         2018, Alg. 2); the columns come in blocks of ``block_size``.
-    oversample, power_iters, sketch, normalizer, rng
-        As in :func:`randla.svd` ("auto" power_iters is 2 per block in
-        ``tol`` mode).
+    oversample, power_iters, method, sketch, normalizer, rng
+        As in :func:`randla.svd`.
     block_size : int, default 32
 
     Returns
@@ -95,35 +99,89 @@ def qb(
     (300, 200)
     """
     op = as_operator(A)
+    options = check_options(op, rank, tol, oversample, power_iters, method, sketch, normalizer, block_size, rng)
+    basis = build_basis(op, options)
+    B = conj_transpose(op.xp, basis.W)
+    return QBResult(
+        op.as_output(basis.Q), op.as_output(B), basis.power_iters, basis.error, basis.converged
+    )
+
+
+@dataclass(frozen=True)
+class Options:
+    """The validated settings shared by every driver built on a QB."""
+
+    rank: int | None
+    tol: float | None
+    oversample: int
+    power_iters: int | str
+    method: str
+    sketch: str
+    normalizer: str
+    block_size: int
+    rng: object
+
+
+def check_options(op, rank, tol, oversample, power_iters, method, sketch, normalizer, block_size, rng) -> Options:
+    """Validate the shared settings once, at the public boundary."""
+    method = check_choice("method", method, METHODS)
     power_iters = check_power_iters(power_iters)
-    oversample = check_int("oversample", oversample, 0)
-    sketch = check_sketch(sketch)
-    normalizer = check_normalizer(normalizer)
-    rng = check_rng(rng)
     if rank is None and tol is None:
-        raise ValueError("give `rank` (the size of the basis) or `tol` (a relative error).")
-    if rank is not None:
-        rank = check_rank(rank, op.shape)
-    xp = op.xp
-    if tol is not None:
-        tol = check_tol(tol)
-        cap = rank if rank is not None else min(op.shape)
-        power_iters = 2 if power_iters == "auto" else power_iters
-        basis = adaptive_qb(
+        raise ValueError("give `rank` (the target rank) or `tol` (a relative error to reach).")
+    if method == "rsvd" and power_iters not in ("auto", 0):
+        raise ValueError(
+            f"method='rsvd' makes no power iterations; got power_iters={power_iters}. "
+            "Use method='rsi' for power iterations."
+        )
+    if tol is not None and method == "block_krylov":
+        raise ValueError("`tol` works with method='rsi' or 'rsvd'; block_krylov takes a fixed rank.")
+    return Options(
+        rank=None if rank is None else check_rank(rank, op.shape),
+        tol=None if tol is None else check_tol(tol),
+        oversample=check_int("oversample", oversample, 0),
+        power_iters=power_iters,
+        method=method,
+        sketch=check_sketch(sketch),
+        normalizer=check_normalizer(normalizer),
+        block_size=check_int("block_size", block_size, 1),
+        rng=check_rng(rng),
+    )
+
+
+@dataclass(frozen=True)
+class Basis:
+    """A ~ Q W^H with Q orthonormal and W = A^H Q, and how it was found."""
+
+    Q: object
+    W: object
+    power_iters: int
+    error: float | None = None
+    converged: bool = True
+    squared_norm: float | None = None
+
+
+def build_basis(op: Operator, o: Options) -> Basis:
+    """Run the range finder the options ask for: fixed size or adaptive."""
+    if o.tol is not None:
+        power_iters = 0 if o.method == "rsvd" else (2 if o.power_iters == "auto" else o.power_iters)
+        cap = o.rank if o.rank is not None else min(op.shape)
+        found = adaptive_qb(
             op,
-            tol,
-            block_size=min(check_int("block_size", block_size, 1), cap),
+            o.tol,
+            block_size=min(o.block_size, cap),
             max_rank=cap,
             power_iters=power_iters,
-            sketch=sketch,
-            normalizer=normalizer,
-            rng=rng,
+            sketch=o.sketch,
+            normalizer=o.normalizer,
+            rng=o.rng,
         )
-        B = conj_transpose(xp, basis.W)
-        return QBResult(op.as_output(basis.Q), op.as_output(B), power_iters, basis.error, basis.converged)
+        return Basis(found.Q, found.W, power_iters, found.error, found.converged, found.squared_norm)
+    power_iters = o.power_iters
     if power_iters == "auto":
-        power_iters = auto_power_iters(rank, op.shape)
-    omega = draw_for(op, sketch, min(rank + oversample, min(op.shape)), rng)
-    Q = subspace_iteration(op, omega, power_iters=power_iters, normalizer=normalizer)
-    B = conj_transpose(xp, op.rmatmat(Q))
-    return QBResult(op.as_output(Q), op.as_output(B), power_iters)
+        power_iters = 0 if o.method == "rsvd" else auto_power_iters(o.rank, op.shape)
+    omega = draw_for(op, o.sketch, min(o.rank + o.oversample, min(op.shape)), o.rng)
+    if o.method == "block_krylov":
+        Q = block_krylov(op, omega, power_iters=power_iters)
+    else:
+        Q = subspace_iteration(op, omega, power_iters=power_iters, normalizer=o.normalizer)
+    return Basis(Q, op.rmatmat(Q), power_iters)

@@ -6,22 +6,11 @@ import math
 from dataclasses import dataclass
 
 from ._results import Unpackable
-from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
 from .backend import conj_transpose, qr, small_svd
-from .operators import Operator, as_operator
-from .rangefinder import (
-    adaptive_qb,
-    auto_power_iters,
-    block_krylov,
-    check_normalizer,
-    check_sketch,
-    draw_for,
-    subspace_iteration,
-)
+from .operators import as_operator
+from .qb import build_basis, check_options
 
 __all__ = ["svd", "SVDResult", "svd_from_basis"]
-
-METHODS = ("rsi", "rsvd", "block_krylov")
 
 
 @dataclass(frozen=True, repr=False)
@@ -88,7 +77,7 @@ def svd_from_basis(xp, Q, W):
     return U, s, Vh
 
 
-def _tolerance_rank(xp, s, remaining_sq: float, total_sq: float, tol: float, cap: int) -> tuple[int, float]:
+def _tolerance_rank(s, remaining_sq: float, total_sq: float, tol: float, cap: int) -> tuple[int, float]:
     """Smallest k whose truncation keeps the total error within tol.
 
     ||A - U_k S_k Vh_k||_F^2 = ||A - Q Q^H A||_F^2 + sum_{i>k} s_i^2 (the two
@@ -183,68 +172,18 @@ def svd(
     ((300, 10), (10,), (10, 200))
     """
     op = as_operator(A)
-    method = check_choice("method", method, METHODS)
-    power_iters = check_power_iters(power_iters)
-    oversample = check_int("oversample", oversample, 0)
-    sketch = check_sketch(sketch)
-    normalizer = check_normalizer(normalizer)
-    rng = check_rng(rng)
-    if rank is None and tol is None:
-        raise ValueError("give `rank` (the number of singular triplets) or `tol` (a relative error).")
-    if rank is not None:
-        rank = check_rank(rank, op.shape)
-    if method == "rsvd" and power_iters not in ("auto", 0):
-        raise ValueError(
-            f"method='rsvd' makes no power iterations; got power_iters={power_iters}. "
-            "Use method='rsi' for power iterations."
-        )
-
+    options = check_options(op, rank, tol, oversample, power_iters, method, sketch, normalizer, block_size, rng)
     transposed = op.shape[0] < op.shape[1]
     if transposed:  # work on the short side: sketch A^H
         op = op.H
-    if tol is not None:
-        result = _svd_tol(op, rank, check_tol(tol), method, power_iters, sketch, normalizer, block_size, rng)
-    else:
-        result = _svd_rank(op, rank, oversample, method, power_iters, sketch, normalizer, rng)
-    U, S, Vh = (op.as_output(x) for x in result[:3])
-    if transposed:
-        xp = op.xp
-        U, Vh = conj_transpose(xp, Vh), conj_transpose(xp, U)
-    return SVDResult(U, S, Vh, *result[3:])
-
-
-def _svd_rank(op: Operator, rank, oversample, method, power_iters, sketch, normalizer, rng):
-    if power_iters == "auto":
-        power_iters = 0 if method == "rsvd" else auto_power_iters(rank, op.shape)
-    l = min(rank + oversample, min(op.shape))
-    omega = draw_for(op, sketch, l, rng)
-    if method == "block_krylov":
-        Q = block_krylov(op, omega, power_iters=power_iters)
-    else:
-        Q = subspace_iteration(op, omega, power_iters=power_iters, normalizer=normalizer)
-    U, S, Vh = svd_from_basis(op.xp, Q, op.rmatmat(Q))
-    return U[:, :rank], S[:rank], Vh[:rank, :], power_iters
-
-
-def _svd_tol(op: Operator, rank, tol, method, power_iters, sketch, normalizer, block_size, rng):
-    if method == "block_krylov":
-        raise ValueError("`tol` works with method='rsi' or 'rsvd'; block_krylov takes a fixed rank.")
-    if power_iters == "auto":
-        power_iters = 0 if method == "rsvd" else 2
-    cap = rank if rank is not None else min(op.shape)
-    block_size = check_int("block_size", block_size, 1)
-    basis = adaptive_qb(
-        op,
-        tol,
-        block_size=min(block_size, cap),
-        max_rank=cap,
-        power_iters=power_iters,
-        sketch=sketch,
-        normalizer=normalizer,
-        rng=rng,
-    )
     xp = op.xp
+    basis = build_basis(op, options)
     U, S, Vh = svd_from_basis(xp, basis.Q, basis.W)
-    remaining = (basis.error**2) * basis.squared_norm
-    k, error = _tolerance_rank(xp, S, remaining, basis.squared_norm, tol, cap)
-    return U[:, :k], S[:k], Vh[:k, :], power_iters, error, basis.converged
+    k, error = options.rank, basis.error
+    if options.tol is not None:
+        remaining = basis.error**2 * basis.squared_norm
+        k, error = _tolerance_rank(S, remaining, basis.squared_norm, options.tol, k or S.shape[0])
+    U, S, Vh = (op.as_output(x) for x in (U[:, :k], S[:k], Vh[:k, :]))
+    if transposed:
+        U, Vh = conj_transpose(xp, Vh), conj_transpose(xp, U)
+    return SVDResult(U, S, Vh, basis.power_iters, error, basis.converged)
