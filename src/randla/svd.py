@@ -54,13 +54,17 @@ class SVDResult(Unpackable):
 
 
 def _fix_signs(xp, U, Vh):
-    """Make the largest-magnitude entry of each column of U real and positive."""
-    rows = xp.argmax(xp.abs(U), axis=0)
-    pivots = xp.take_along_axis(U, rows[None, :], axis=0)[0]
+    """Make the largest-magnitude entry of each row of Vh real and positive.
+
+    Vh is the factor on the short side (svd works on tall A), and its rows
+    are contiguous, so the rule costs one cheap pass over the smaller factor.
+    """
+    cols = xp.argmax(xp.abs(Vh), axis=1)
+    pivots = xp.take_along_axis(Vh, cols[:, None], axis=1)[:, 0]
     size = xp.abs(pivots)
-    nonzero = size > 0  # a zero column (zero matrix) keeps its sign
+    nonzero = size > 0  # a zero row (zero matrix) keeps its sign
     phase = xp.where(nonzero, pivots / xp.where(nonzero, size, xp.ones_like(size)), xp.ones_like(pivots))
-    return U * xp.conj(phase)[None, :], Vh * phase[:, None]
+    return U * phase[None, :], Vh * xp.conj(phase)[:, None]
 
 
 def svd_from_basis(xp, Q, W):
@@ -147,6 +151,9 @@ def svd(
     -------
     SVDResult
         Unpacks as ``U, S, Vh``; factors in A's library, device and dtype.
+        S is descending. Signs are fixed deterministically: in each singular
+        vector of the shorter side (V for tall A, U for wide A) the entry of
+        largest magnitude is real and positive.
 
     Notes
     -----
