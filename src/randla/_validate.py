@@ -22,6 +22,8 @@ __all__ = [
 
 def check_rng(rng) -> np.random.Generator:
     """Normalise ``rng`` (SPEC 7) to a ``numpy.random.Generator``, once."""
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng < 0:
+        raise ValueError(f"an int `rng` seed must be >= 0; got {rng}.")
     try:
         return np.random.default_rng(rng)
     except (TypeError, ValueError) as exc:

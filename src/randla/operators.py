@@ -187,8 +187,11 @@ class _ScipySparse(Operator):
 
     def squared_norm(self) -> float:
         A = self._A
-        if A.format == "coo" and not A.has_canonical_format:
-            A = A.tocsr()  # duplicates are summed; their squares are not
+        # Duplicates are summed before squaring; DIA pads its diagonals with
+        # entries outside the matrix; LIL and DOK hold no flat data array.
+        if A.format not in ("csr", "csc", "coo", "bsr") or not A.has_canonical_format:
+            A = A.tocoo(copy=True)
+            A.sum_duplicates()
         data = A.data
         return float(np.vdot(data, data).real)
 
@@ -497,7 +500,7 @@ class PlusLowRank(_Composite):
             return None
         xp, L, R = self.xp, self.L, self.R
         AhL = self.base.rmatmat(L)  # (n, k)
-        cross = float(xp.real(xp.sum(xp.conj(AhL.mT) * R)))
+        cross = float(xp.real(xp.sum(AhL.mT * R)))  # tr(R A^H L), no conjugate
         gram = (conj_transpose(xp, L) @ L) * (R @ conj_transpose(xp, R)).mT
         return max(total + 2 * cross + float(xp.real(xp.sum(gram))), 0.0)
 

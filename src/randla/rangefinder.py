@@ -127,7 +127,9 @@ def block_krylov(op: Operator, omega: Sketch, *, power_iters: int):
     block = orthonormalize(xp, check_finite(xp, omega.apply(op)))
     Q = block
     for _ in range(power_iters):
-        Y = op.matmat(op.rmatmat(block))
+        # Rescaling A^H block keeps the Krylov space; without it Y grows as
+        # sigma^2 and its Gram matrix overflows for large-magnitude A.
+        Y = op.matmat(normalize(xp, op.rmatmat(block), "none"))
         block = orthonormalize(xp, _project_out(xp, Q, Y))
         Q = xp.concat([Q, block], axis=1)
     # Once the Krylov space stops growing (A of low rank), new blocks are
@@ -215,6 +217,12 @@ def adaptive_qb(
             if remaining <= target * total:
                 converged = True
                 break
+    if not exact and not converged:
+        # The last probe saw the basis before its last block; probe the final one.
+        omega = draw_for(op, sketch, block_size, rng)
+        Y = omega.apply(op) - Q @ (conj_transpose(xp, W) @ omega.dense())
+        remaining = float(xp.sum(xp.abs(Y) ** 2)) / _gram_scale(omega)
+        converged = remaining <= target * total
     error = math.sqrt(remaining / total) if total and math.isfinite(remaining) else 0.0
     return AdaptiveBasis(Q, W, error, converged, exact, float(total or 0.0))
 
@@ -267,10 +275,11 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int = 4, rng
     sigma = 0.0
     for _ in range(power_iters):
         X = orthonormalize(xp, X)
-        Y = res.matmat(X)
+        Y = check_finite(xp, res.matmat(X))
         # ||res X||_2 for orthonormal X is a lower bound on ||res||_2.
         sigma = max(sigma, float(xp.linalg.matrix_norm(Y, ord=2)))
-        X = res.rmatmat(Y)
+        # Rescaled so that its Gram matrix cannot overflow (X ~ sigma^2).
+        X = normalize(xp, res.rmatmat(Y), "none")
         if float(xp.max(xp.abs(X))) == 0.0:
             break
     return sigma
@@ -287,7 +296,7 @@ def posterior_error_bound(A, Q, *, probes: int = 10, rng=None) -> float:
     probes = check_int("probes", probes, 1)
     xp = op.xp
     omega = standard_normal(xp, (op.shape[1], probes), op.dtype, op.device, check_rng(rng))
-    Y = op.matmat(omega)
+    Y = check_finite(xp, op.matmat(omega))
     Y = Y - Q @ (conj_transpose(xp, Q) @ Y)
     norms = xp.linalg.vector_norm(Y, axis=0)
     return 10.0 * math.sqrt(2.0 / math.pi) * float(xp.max(norms))

@@ -1,0 +1,190 @@
+"""Shared helpers for the test battery: exact references and the checks every
+decomposition must pass.
+
+Every accuracy check compares against the optimum computed exactly with
+LAPACK (numpy.linalg.svd / eigvalsh): by Eckart-Young, no rank-k
+approximation has spectral error below sigma_{k+1} or Frobenius error below
+(sum_{i>k} sigma_i^2)^{1/2}, so the ratios computed here are >= 1 and the
+tests bound how far above 1 each method may go.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg  # noqa: F401  (loads SciPy's BLAS before it is limited below)
+import scipy.sparse as sp
+import torch
+from hypothesis import HealthCheck, settings
+from scipy.sparse.linalg import LinearOperator
+from threadpoolctl import threadpool_limits
+
+import randla
+from randla.backend import to_numpy
+
+# The test matrices are small, so one thread per library loses nothing; on a
+# busy machine the idle BLAS/OpenMP workers of NumPy, SciPy and torch would
+# otherwise spin against each other and slow the suite down tenfold.
+torch.set_num_threads(1)
+_THREAD_LIMITS = threadpool_limits(limits=1)
+
+# Property tests: reproducible (derandomized), few examples, no deadline.
+settings.register_profile(
+    "randla",
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("randla")
+
+METHODS = ("rsi", "rsvd", "block_krylov")
+
+#: Machine epsilon of each result dtype (bf16/fp16 results are computed in
+#: float32 and rounded at the end, so they get their own precision).
+EPS = {
+    "float16": float(np.finfo(np.float16).eps),
+    "bfloat16": 2.0**-7,
+    "float32": float(np.finfo(np.float32).eps),
+    "float64": float(np.finfo(np.float64).eps),
+    "complex64": float(np.finfo(np.float32).eps),
+    "complex128": float(np.finfo(np.float64).eps),
+}
+
+
+def dtype_name(dtype) -> str:
+    """'float32', 'complex128', 'bfloat16', ... for NumPy and torch dtypes."""
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).split(".")[-1]
+
+
+def eps_of(x) -> float:
+    return EPS[dtype_name(x.dtype)]
+
+
+def to_np(x) -> np.ndarray:
+    """A small result (NumPy or torch, any dtype) as a NumPy array.
+
+    bf16 has no NumPy dtype, so torch half precisions go through float32.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()
+        return x.resolve_conj().numpy()
+    return np.asarray(to_numpy(x))
+
+
+def dense(A) -> np.ndarray:
+    """The exact matrix behind any input randla accepts, as a NumPy array."""
+    if isinstance(A, np.ndarray):
+        return np.asarray(A)
+    if sp.issparse(A):
+        return A.toarray()
+    if isinstance(A, LinearOperator):
+        return np.asarray(A.matmat(np.eye(A.shape[1], dtype=A.dtype)))
+    if isinstance(A, randla.Operator):
+        xp = A.xp
+        eye = xp.eye(A.shape[1], dtype=A.dtype, device=A.device)
+        return to_np(A.matmat(eye))
+    if isinstance(A, torch.Tensor):
+        if A.layout != torch.strided:
+            A = A.to_dense()
+        return to_np(A)
+    raise TypeError(f"no dense form for {type(A).__name__}")
+
+
+def singular_values(A) -> np.ndarray:
+    """Exact singular values (LAPACK), descending."""
+    return np.linalg.svd(dense(A), compute_uv=False)
+
+
+def spectral_error_ratio(A, approx, k: int, s: np.ndarray | None = None) -> float:
+    """||A - A_hat||_2 / sigma_{k+1}: 1 is optimal (Eckart-Young).
+
+    ``approx`` is a result with ``reconstruct()`` or a dense array.
+    """
+    Ad = dense(A)
+    s = singular_values(Ad) if s is None else s
+    Ahat = to_np(approx.reconstruct() if hasattr(approx, "reconstruct") else approx)
+    return float(np.linalg.norm(Ad - Ahat, 2) / s[k])
+
+
+def frobenius_error_ratio(A, approx, k: int, s: np.ndarray | None = None) -> float:
+    """||A - A_hat||_F / (sum_{i>k} sigma_i^2)^{1/2}: 1 is optimal."""
+    Ad = dense(A)
+    s = singular_values(Ad) if s is None else s
+    Ahat = to_np(approx.reconstruct() if hasattr(approx, "reconstruct") else approx)
+    return float(np.linalg.norm(Ad - Ahat) / np.sqrt(np.sum(s[k:] ** 2)))
+
+
+def relative_error(A, approx, ord="fro") -> float:
+    """||A - A_hat|| / ||A|| in the given norm."""
+    Ad = dense(A)
+    Ahat = to_np(approx.reconstruct() if hasattr(approx, "reconstruct") else approx)
+    return float(np.linalg.norm(Ad - Ahat, ord) / np.linalg.norm(Ad, ord))
+
+
+def assert_orthonormal_columns(Q, atol: float):
+    Q = to_np(Q).astype(np.complex128)
+    k = Q.shape[1]
+    gram = Q.conj().T @ Q
+    assert np.abs(gram - np.eye(k)).max() <= atol, f"Q^H Q - I = {np.abs(gram - np.eye(k)).max():.2e}"
+
+
+def assert_sorted_nonnegative(S):
+    S = to_np(S)
+    assert S.ndim == 1
+    assert np.all(np.isfinite(S))
+    assert np.all(S >= 0), S
+    assert np.all(np.diff(S) <= 0), S
+
+
+def sin_max_angle(Q1, Q2) -> float:
+    """Sine of the largest principal angle between range(Q1) and range(Q2)
+    (orthonormal bases, Q2 at least as wide as Q1)."""
+    Q1 = to_np(Q1).astype(np.complex128)
+    Q2 = to_np(Q2).astype(np.complex128)
+    # ||(I - Q2 Q2^H) Q1||_2, accurate for small angles (1 - cos^2 is not).
+    return float(np.linalg.norm(Q1 - Q2 @ (Q2.conj().T @ Q1), 2))
+
+
+def matrix(shape, dtype=np.float64, decay="polynomial", rate=None, rng=0, **kw) -> np.ndarray:
+    """A planted test matrix (randla.testing) of the given shape and dtype."""
+    m, n = shape
+    base = dtype if np.dtype(dtype).kind in "fc" else np.float64
+    A = randla.testing.planted(m, n, decay, rate=rate, dtype=base, rng=rng, **kw).A
+    if np.dtype(dtype).kind in "iu":
+        return np.round(100 * A).astype(dtype)
+    return A
+
+
+def torch_sparse(A, layout: str):
+    """A SciPy sparse matrix as a torch sparse tensor (``"coo"`` or ``"csr"``)."""
+    coo = sp.coo_array(A)
+    indices = torch.as_tensor(np.vstack([coo.row, coo.col]).astype(np.int64))
+    t = torch.sparse_coo_tensor(
+        indices, torch.as_tensor(coo.data), coo.shape, check_invariants=True
+    ).coalesce()
+    if layout == "coo":
+        return t
+    with warnings.catch_warnings():
+        # torch announces its CSR support as beta when a CSR tensor is built.
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return t.to_sparse_csr()
+
+
+@pytest.fixture
+def untouched_global_rng():
+    """Fails the test if NumPy's or torch's global random state changed."""
+    np_state = np.random.get_state()
+    torch_state = torch.get_rng_state().clone()
+    yield
+    after = np.random.get_state()
+    assert after[0] == np_state[0]
+    assert np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
+    assert torch.equal(torch.get_rng_state(), torch_state)

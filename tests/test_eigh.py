@@ -1,0 +1,417 @@
+"""randla.eigh and randla.nystrom against numpy.linalg.eigh."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.sparse.linalg import aslinearoperator
+
+import randla
+from randla.testing import planted, psd, sparse_random
+from conftest import (
+    assert_orthonormal_columns,
+    assert_sorted_nonnegative,
+    dense,
+    eps_of,
+    to_np,
+    torch_sparse,
+)
+
+
+def symmetric(n, decay="polynomial", rate=None, dtype=np.float64, rng=0):
+    """A Hermitian indefinite matrix: the Hermitian part of a planted one."""
+    P = planted(n, n, decay, rate=rate, dtype=dtype, rng=rng).A
+    return (P + P.conj().T) / 2
+
+
+def by_magnitude(w):
+    """Eigenvalues sorted by descending magnitude."""
+    return w[np.argsort(-np.abs(w), kind="stable")]
+
+
+def exact_eigvals(A):
+    return by_magnitude(np.linalg.eigvalsh(dense(A)))
+
+
+# -- eigh -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 5, 15])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_eigh_indefinite_fast_decay(k, seed):
+    A = symmetric(200, "exponential", rate=0.8, rng=seed)
+    w0 = exact_eigvals(A)
+    assert np.any(w0[:15] < 0) and np.any(w0[:15] > 0)  # indefinite
+    w, V = randla.eigh(A, k, rng=seed)
+    np.testing.assert_allclose(w, w0[:k], rtol=1e-8, atol=1e-12)
+    assert_orthonormal_columns(V, 1e-12)
+    # Eigenpairs: the residual of each pair is small (eigenvectors converge
+    # as the square root of the eigenvalues).
+    residual = np.linalg.norm(A @ V - V * w, axis=0)
+    assert np.all(residual <= 1e-4 * abs(w0[0]))
+
+
+@pytest.mark.parametrize("k", [5, 20])
+def test_eigh_indefinite_slow_decay(k):
+    A = symmetric(200, "polynomial", rate=1.0, rng=0)
+    w0 = exact_eigvals(A)
+    w, V = randla.eigh(A, k, rng=0)
+    assert np.all(np.abs(w - w0[:k]) <= 1e-3 * abs(w0[0]))
+    assert np.all(np.sign(w) == np.sign(w0[:k]))
+    assert_orthonormal_columns(V, 1e-12)
+
+
+@pytest.mark.parametrize("decay, rtol", [("exponential", 1e-10), ("polynomial", 1e-3)])
+def test_eigh_psd(decay, rtol):
+    A = psd(200, decay=decay, rng=0)
+    w0 = np.linalg.eigvalsh(A)[::-1]
+    w, V = randla.eigh(A, 10, rng=0)
+    np.testing.assert_allclose(w, w0[:10], rtol=rtol)
+    assert np.all(w > 0)
+
+
+def test_eigh_spectral_error_near_optimal():
+    """||A - V diag(w) V^H||_2 against the optimum |lambda|_{k+1}."""
+    A = symmetric(200, "polynomial", rate=0.5, rng=0)
+    w0 = exact_eigvals(A)
+    r = randla.eigh(A, 10, rng=0)
+    error = np.linalg.norm(A - r.reconstruct(), 2)
+    assert abs(w0[10]) * (1 - 1e-10) <= error <= 1.1 * abs(w0[10])
+
+
+def test_eigh_exact_low_rank():
+    A = psd(150, rank=6, rng=0) - 0.5 * psd(150, rank=3, rng=1)  # indefinite, rank <= 9
+    w0 = exact_eigvals(A)
+    r = randla.eigh(A, 9, rng=0)
+    np.testing.assert_allclose(r.w, w0[:9], rtol=1e-10)
+    assert np.linalg.norm(A - r.reconstruct(), 2) <= 1e-10 * np.linalg.norm(A, 2)
+
+
+def test_eigh_rank_deficient():
+    A = psd(100, rank=4, rng=0)
+    w, V = randla.eigh(A, 8, rng=0)
+    assert np.all(np.abs(w[4:]) <= 1e-10)
+    assert_orthonormal_columns(V, 1e-10)
+
+
+def test_eigh_zero_matrix():
+    w, V = randla.eigh(np.zeros((30, 30)), 4, rng=0)
+    assert np.array_equal(w, np.zeros(4))
+    assert_orthonormal_columns(V, 1e-12)
+
+
+def test_eigh_order_is_by_descending_magnitude():
+    A = symmetric(120, "exponential", rate=0.7, rng=3)
+    w, _ = randla.eigh(A, 12, rng=0)
+    assert np.all(np.diff(np.abs(w)) <= 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_eigh_dtype_kept(dtype):
+    A = symmetric(80, "exponential", rate=0.7, dtype=dtype, rng=0).astype(dtype)
+    w, V = randla.eigh(A, 5, rng=0)
+    assert V.dtype == dtype and w.dtype == np.finfo(dtype).dtype
+    assert w.shape == (5,) and V.shape == (80, 5)
+    assert_orthonormal_columns(V, 100 * eps_of(V))
+    np.testing.assert_allclose(w, exact_eigvals(A.astype(np.complex128))[:5], rtol=100 * eps_of(V), atol=1e-6)
+
+
+def test_eigh_int_input():
+    A = np.round(100 * symmetric(50, "exponential", rng=0)).astype(np.int64)
+    A = A + A.T  # exactly symmetric integers
+    w, V = randla.eigh(A, 3, rng=0)
+    assert w.dtype == np.float64 and V.dtype == np.float64
+    np.testing.assert_allclose(w, exact_eigvals(A.astype(float))[:3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex128, torch.bfloat16])
+def test_eigh_torch(dtype):
+    base = np.complex128 if dtype.is_complex else np.float64
+    A = torch.as_tensor(symmetric(80, "exponential", rate=0.7, dtype=base, rng=0)).to(dtype)
+    w, V = randla.eigh(A, 5, rng=0)
+    assert isinstance(w, torch.Tensor) and isinstance(V, torch.Tensor)
+    assert V.dtype == dtype
+    ref = exact_eigvals(to_np(A).astype(np.complex128))[:5]
+    np.testing.assert_allclose(to_np(w), ref, rtol=0.02 if dtype == torch.bfloat16 else 1e-4)
+
+
+def test_eigh_bfloat16_computed_in_float32():
+    A = torch.as_tensor(symmetric(80, "exponential", rate=0.7, rng=0)).to(torch.bfloat16)
+    half, single = randla.eigh(A, 5, rng=1), randla.eigh(A.float(), 5, rng=1)
+    for h, s in zip(half, single):
+        assert h.dtype == torch.bfloat16 and torch.equal(h, s.to(torch.bfloat16))
+
+
+def _symmetric_sparse():
+    B = sparse_random(150, 150, 1500, rng=0)
+    return sp.csr_array(B + B.T)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _symmetric_sparse(),
+        lambda: sp.csc_matrix(_symmetric_sparse()),
+        lambda: aslinearoperator(_symmetric_sparse()),
+        lambda: torch_sparse(_symmetric_sparse(), "coo"),
+        lambda: torch_sparse(_symmetric_sparse(), "csr"),
+        lambda: randla.as_operator(_symmetric_sparse().toarray()),
+    ],
+    ids=["csr_array", "csc_matrix", "linear_operator", "torch_coo", "torch_csr", "operator"],
+)
+def test_eigh_backends(make):
+    A = make()
+    w0 = exact_eigvals(A)
+    w, V = randla.eigh(A, 5, rng=0)
+    expected = torch.Tensor if isinstance(A, torch.Tensor) else np.ndarray
+    assert isinstance(w, expected) and isinstance(V, expected)
+    # This sparse spectrum has close eigenvalues: 4 passes leave ~1e-3.
+    assert np.all(np.abs(to_np(w) - w0[:5]) <= 1e-2 * abs(w0[0]))
+    assert_orthonormal_columns(V, 1e-12)
+    if expected is np.ndarray:  # same library, same draws: the dense answer
+        ref = randla.eigh(dense(A), 5, rng=0)
+        np.testing.assert_allclose(w, ref.w, rtol=1e-10)
+
+
+def test_eigh_input_not_modified():
+    A = symmetric(60, rng=0)
+    before = A.copy()
+    randla.eigh(A, 5, rng=0)
+    assert np.array_equal(A, before)
+
+
+def test_eigh_same_rng_same_result(untouched_global_rng):
+    A = symmetric(80, rng=0)
+    a, b = randla.eigh(A, 5, rng=3), randla.eigh(A, 5, rng=3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = randla.eigh(A, 5, power_iters=0, rng=4)
+    d = randla.eigh(A, 5, power_iters=0, rng=5)
+    assert not np.array_equal(c.w, d.w)
+
+
+@pytest.mark.parametrize("rng", [None, 1, np.random.SeedSequence(1), np.random.PCG64(1), np.random.default_rng(1)])
+def test_eigh_rng_kinds(rng, untouched_global_rng):
+    A = torch.as_tensor(psd(50, rng=0))
+    w, _ = randla.eigh(A, 3, rng=rng)
+    np.testing.assert_allclose(w.numpy(), np.linalg.eigvalsh(A.numpy())[::-1][:3], rtol=1e-8)
+
+
+@pytest.mark.parametrize("make", [lambda: planted(60, 60, rng=0).A, lambda: planted(60, 60, dtype=np.complex128, rng=0).A])
+def test_non_hermitian_refused(make):
+    A = make()
+    with pytest.raises(ValueError, match="Hermitian"):
+        randla.eigh(A, 5, rng=0)
+    with pytest.raises(ValueError, match="Hermitian"):
+        randla.nystrom(A, 5, rng=0)
+
+
+def test_complex_symmetric_but_not_hermitian_refused():
+    """A == A^T is not enough for complex A."""
+    P = planted(60, 60, dtype=np.complex128, rng=0).A
+    A = P + P.T
+    with pytest.raises(ValueError, match="Hermitian"):
+        randla.eigh(A, 3, rng=0)
+
+
+def test_non_square_refused():
+    A = planted(60, 40, rng=0).A
+    with pytest.raises(ValueError, match=r"square.*\(60, 40\)"):
+        randla.eigh(A, 3)
+    with pytest.raises(ValueError, match=r"square.*\(60, 40\)"):
+        randla.nystrom(A, 3)
+
+
+def test_eigh_result_object():
+    A = psd(50, rng=0)
+    r = randla.eigh(A, 4, rng=0)
+    w, V = r
+    assert w is r.w and V is r.V and len(r) == 2 and r.rank == 4
+    assert r.power_iters == 4
+    L, R = r.factors()
+    np.testing.assert_allclose(L @ R, (V * w) @ V.T)
+    np.testing.assert_allclose(r.reconstruct(), L @ R)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.w = None
+
+
+@st.composite
+def hermitian_problems(draw):
+    n = draw(st.integers(1, 60))
+    rank = draw(st.integers(1, n))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.complex128]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    kind = draw(st.sampled_from(["psd", "indefinite"]))
+    return n, rank, dtype, seed, kind
+
+
+@given(hermitian_problems())
+def test_eigh_properties_hypothesis(problem):
+    n, rank, dtype, seed, kind = problem
+    A = psd(n, dtype=dtype, rng=seed) if kind == "psd" else symmetric(n, dtype=dtype, rng=seed).astype(dtype)
+    w, V = randla.eigh(A, rank, rng=seed)
+    assert w.shape == (rank,) and V.shape == (n, rank)
+    assert V.dtype == dtype
+    eps = eps_of(V)
+    assert_orthonormal_columns(V, 100 * eps)
+    assert np.all(np.diff(np.abs(w)) <= 100 * eps)
+    # Ritz values lie inside the spectrum.
+    lam = np.linalg.eigvalsh(A.astype(np.complex128))
+    scale = np.abs(lam).max()
+    assert np.all(w >= lam[0] - 100 * eps * scale) and np.all(w <= lam[-1] + 100 * eps * scale)
+    # The largest eigenvalue in magnitude is found (power iterations converge
+    # on these spectra: their leading gap is at least 1/2).
+    assert abs(w[0]) == pytest.approx(scale, rel=1e-3)
+
+
+# -- nystrom ----------------------------------------------------------------------
+
+
+def trace_norm(M):
+    return float(np.abs(np.linalg.eigvalsh(M)).sum())
+
+
+@pytest.mark.parametrize(
+    "decay, rate", [("polynomial", 1.0), ("polynomial", 2.0), ("exponential", 0.9)]
+)
+@pytest.mark.parametrize("k, l", [(5, 15), (10, 20), (10, 30)])
+def test_nystrom_trace_norm_error_bound(decay, rate, k, l):
+    """E ||A - A_hat||_* <= (1 + k / (l - k - 1)) ||A - A_k||_*
+    (Tropp, Yurtsever, Udell & Cevher 2017): the mean over seeds respects it
+    with a 10% margin for the sampling."""
+    A = psd(150, decay=decay, rate=rate, rng=0)
+    lam = np.linalg.eigvalsh(A)[::-1]
+    optimum = lam[k:].sum()
+    errors = []
+    for seed in range(6):
+        U, S = randla.nystrom(A, k, oversample=l - k, rng=seed)
+        errors.append(trace_norm(A - (U * S) @ U.T))
+    assert all(e >= optimum * (1 - 1e-10) for e in errors)
+    assert np.mean(errors) <= 1.1 * (1 + k / (l - k - 1)) * optimum
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_nystrom_is_psd_and_below_a(dtype):
+    """A_hat is PSD and A - A_hat is PSD (Nystrom never overestimates)."""
+    A = psd(120, decay="polynomial", rate=1.0, dtype=dtype, rng=0)
+    r = randla.nystrom(A, 10, rng=0)
+    U, S = r
+    assert_sorted_nonnegative(S)
+    assert_orthonormal_columns(U, 1e-12)
+    Ahat = r.reconstruct()
+    np.testing.assert_allclose(Ahat, Ahat.conj().T, atol=1e-14)
+    assert np.linalg.eigvalsh(Ahat).min() >= -1e-12
+    assert np.linalg.eigvalsh(A - Ahat).min() >= -1e-12
+    lam = np.linalg.eigvalsh(A)[::-1]
+    assert np.all(S <= lam[:10] * (1 + 1e-10))
+
+
+@pytest.mark.parametrize("rank", [1, 8])
+def test_nystrom_exact_low_rank(rank):
+    A = psd(100, rank=8, rng=0)
+    U, S = randla.nystrom(A, 8, rng=0)
+    assert np.linalg.norm(A - (U * S) @ U.T) <= 1e-10 * np.linalg.norm(A)
+    if rank == 1:
+        U, S = randla.nystrom(A, 1, rng=0)
+        assert S[0] == pytest.approx(np.linalg.eigvalsh(A)[-1], rel=1e-10)
+
+
+def test_nystrom_rank_deficient_and_zero():
+    A = psd(60, rank=3, rng=0)
+    U, S = randla.nystrom(A, 6, rng=0)
+    assert np.all(S[3:] <= 1e-10) and np.all(S >= 0)
+    assert_orthonormal_columns(U, 1e-10)
+    U, S = randla.nystrom(np.zeros((30, 30)), 4, rng=0)
+    assert np.array_equal(S, np.zeros(4)) and np.all(np.isfinite(U))
+
+
+def test_nystrom_power_iters_help():
+    A = psd(150, decay="polynomial", rate=1.0, rng=0)
+    lam = np.linalg.eigvalsh(A)[::-1]
+    errors = {
+        q: np.mean([trace_norm(A - randla.nystrom(A, 10, power_iters=q, rng=s).reconstruct()) for s in range(4)])
+        for q in (0, 2)
+    }
+    assert errors[2] < errors[0]
+    assert errors[2] <= 1.1 * lam[10:].sum()
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e150])
+def test_nystrom_and_eigh_scale(scale):
+    A = psd(80, rng=0)
+    lam = np.linalg.eigvalsh(A)[::-1]
+    U, S = randla.nystrom(scale * A, 5, rng=0)
+    np.testing.assert_allclose(S / scale, lam[:5], rtol=0.2)
+    w, _ = randla.eigh(scale * A, 5, rng=0)
+    np.testing.assert_allclose(w / scale, lam[:5], rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_nystrom_dtype_kept(dtype):
+    A = psd(60, dtype=dtype, rng=0)
+    r = randla.nystrom(A, 5, rng=0)
+    assert r.U.dtype == dtype and r.S.dtype == np.finfo(dtype).dtype
+    assert r.U.shape == (60, 5) and r.S.shape == (5,)
+    assert r.shift >= 0
+    assert_sorted_nonnegative(r.S)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda A: torch.as_tensor(A),
+        lambda A: torch.as_tensor(A).to(torch.bfloat16),
+        lambda A: sp.csr_array(A),
+        lambda A: aslinearoperator(A),
+        lambda A: torch_sparse(sp.csr_array(A), "coo"),
+    ],
+    ids=["torch", "torch_bf16", "csr", "linear_operator", "torch_coo"],
+)
+def test_nystrom_backends(make):
+    A = psd(80, rank=10, rng=0)
+    M = make(A)
+    U, S = randla.nystrom(M, 10, rng=0)
+    expected = torch.Tensor if isinstance(M, torch.Tensor) else np.ndarray
+    assert isinstance(U, expected)
+    rtol = 0.02 if getattr(M, "dtype", None) == torch.bfloat16 else 1e-8
+    np.testing.assert_allclose(to_np(S), np.linalg.eigvalsh(dense(M).astype(float))[::-1][:10], rtol=rtol)
+
+
+def test_nystrom_same_rng_same_result(untouched_global_rng):
+    A = psd(80, decay="polynomial", rng=0)
+    a, b = randla.nystrom(A, 5, rng=11), randla.nystrom(A, 5, rng=11)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = randla.nystrom(A, 5, rng=12)
+    assert not np.array_equal(a.S, c.S)
+
+
+def test_nystrom_result_object():
+    A = psd(50, rng=0)
+    r = randla.nystrom(A, 4, rng=0)
+    U, S = r
+    assert len(r) == 2 and r.rank == 4 and U is r.U
+    L, R = r.factors()
+    np.testing.assert_allclose(L @ R, (U * S) @ U.T)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.S = None
+
+
+@given(hermitian_problems())
+def test_nystrom_properties_hypothesis(problem):
+    n, rank, dtype, seed, _ = problem
+    A = psd(n, dtype=dtype, rng=seed)
+    U, S = randla.nystrom(A, rank, rng=seed)
+    assert U.shape == (n, rank) and S.shape == (rank,)
+    assert U.dtype == dtype
+    assert_sorted_nonnegative(S)
+    lam = np.linalg.eigvalsh(A.astype(np.complex128))[::-1]
+    eps = eps_of(U)
+    assert np.all(S <= lam[:rank] + 100 * eps * lam[0])
+    # Columns carrying a nonzero eigenvalue are orthonormal.
+    keep = S > 100 * eps * lam[0]
+    assert_orthonormal_columns(U[:, keep], 100 * eps)

@@ -1,0 +1,478 @@
+"""Operators: every adapter and composite against the dense products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.sparse.linalg import aslinearoperator
+
+import randla
+from randla.operators import Operator
+from randla.testing import planted, sparse_random
+from conftest import dense, dtype_name, matrix, to_np, torch_sparse
+
+M, N = 40, 30
+
+
+def blocks(shape, dtype, library="numpy"):
+    """Probe blocks X (n, 4) and Y (m, 4) in the operator's library and dtype."""
+    m, n = shape
+    base = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    X = planted(n, 4, dtype=base, rng=11).A
+    Y = planted(m, 4, dtype=base, rng=12).A
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    if library == "torch":
+        return torch.as_tensor(X), torch.as_tensor(Y)
+    return X, Y
+
+
+def check_products(op, reference, rtol):
+    """op.matmat(X) == A X and op.rmatmat(Y) == A^H Y against a dense reference."""
+    work = np.dtype(dtype_name(op.dtype))
+    library = "torch" if op.xp.__name__.endswith("torch") else "numpy"
+    X, Y = blocks(op.shape, work, library)
+    AX, AHY = op.matmat(X), op.rmatmat(Y)
+    assert type(AX) is type(X) and type(AHY) is type(Y)
+    assert tuple(AX.shape) == (op.shape[0], 4) and tuple(AHY.shape) == (op.shape[1], 4)
+    R = reference.astype(np.complex128)
+    scale = np.linalg.norm(R, 2) * np.linalg.norm(to_np(X), 2)
+    np.testing.assert_allclose(to_np(AX), R @ to_np(X), atol=rtol * scale)
+    np.testing.assert_allclose(to_np(AHY), R.conj().T @ to_np(Y), atol=rtol * scale)
+    np.testing.assert_allclose(to_np(op @ X), to_np(AX))
+
+
+# -- adapters ---------------------------------------------------------------------
+
+
+def _adapters():
+    A = planted(M, N, rng=0).A
+    Ac = planted(M, N, dtype=np.complex128, rng=0).A
+    S = sparse_random(M, N, 300, rng=0)
+    Sc = sp.csr_array(S + 1j * sparse_random(M, N, 300, rng=1))
+    return {
+        "numpy_C": (A, "float64"),
+        "numpy_F": (np.asfortranarray(A), "float64"),
+        "numpy_f32": (A.astype(np.float32), "float32"),
+        "numpy_f16": (A.astype(np.float16), "float32"),
+        "numpy_c128": (Ac, "complex128"),
+        "numpy_c64": (Ac.astype(np.complex64), "complex64"),
+        "numpy_int": (matrix((M, N), np.int64), "float64"),
+        "numpy_bool": (A > 0, "float64"),
+        "numpy_view": (planted(2 * M, 2 * N, rng=0).A[::2, 1::2], "float64"),
+        "csr_array": (sp.csr_array(S), "float64"),
+        "csc_array": (sp.csc_array(S), "float64"),
+        "coo_array": (sp.coo_array(S), "float64"),
+        "csr_matrix": (sp.csr_matrix(S), "float64"),
+        "csc_matrix": (sp.csc_matrix(S), "float64"),
+        "coo_matrix": (sp.coo_matrix(S), "float64"),
+        "lil_matrix": (sp.lil_matrix(S), "float64"),
+        "dok_array": (sp.dok_array(S), "float64"),
+        "bsr_array": (sp.bsr_array(S), "float64"),
+        "dia_array": (sp.dia_array(sp.diags_array(np.arange(1.0, N + 1), shape=(M, N))), "float64"),
+        "sparse_int": (sp.csr_array(np.round(10 * S.toarray()).astype(np.int32)), "float64"),
+        "sparse_f32": (sp.csr_array(S, dtype=np.float32), "float32"),
+        "sparse_complex": (Sc, "complex128"),
+        "linear_operator": (aslinearoperator(A), "float64"),
+        "linear_operator_complex": (aslinearoperator(Ac), "complex128"),
+        "torch_f64": (torch.as_tensor(A), "float64"),
+        "torch_f32": (torch.as_tensor(A).float(), "float32"),
+        "torch_bf16": (torch.as_tensor(A).bfloat16(), "float32"),
+        "torch_f16": (torch.as_tensor(A).half(), "float32"),
+        "torch_c128": (torch.as_tensor(Ac), "complex128"),
+        "torch_int": (torch.as_tensor(matrix((M, N), np.int64)), "float64"),
+        "torch_F": (torch.as_tensor(np.asfortranarray(A)), "float64"),
+        "torch_transposed_view": (torch.as_tensor(planted(N, M, rng=0).A).T, "float64"),
+        "torch_coo": (torch_sparse(S, "coo"), "float64"),
+        "torch_csr": (torch_sparse(S, "csr"), "float64"),
+        "torch_coo_complex": (torch_sparse(Sc, "coo"), "complex128"),
+        "torch_csr_bf16": (torch_sparse(S, "csr").to(torch.bfloat16), "float32"),
+    }
+
+
+ADAPTERS = _adapters()
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_adapter_products(name):
+    A, work = ADAPTERS[name]
+    op = randla.as_operator(A)
+    assert isinstance(op, Operator)
+    assert op.shape == (M, N)
+    assert dtype_name(op.dtype) == work
+    reference = dense(A)
+    low = any(t in name for t in ("f32", "f16", "bf16", "c64"))
+    check_products(op, reference, 1e-5 if low else 1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_adapter_squared_norm(name):
+    A, _ = ADAPTERS[name]
+    op = randla.as_operator(A)
+    value = op.squared_norm()
+    if name.startswith("linear_operator"):
+        assert value is None  # not cheap to know
+        return
+    exact = np.linalg.norm(dense(A).astype(np.complex128)) ** 2
+    low = any(t in name for t in ("f32", "f16", "bf16", "c64"))
+    assert value == pytest.approx(exact, rel=1e-5 if low else 1e-12)
+
+
+def test_coo_with_duplicates_squared_norm():
+    """Duplicate COO entries are summed before squaring."""
+    rows = np.array([0, 0, 1, 2, 2, 2])
+    cols = np.array([1, 1, 0, 2, 2, 2])
+    vals = np.array([1.0, 2.0, -1.0, 0.5, 0.5, -2.0])
+    A = sp.coo_array((vals, (rows, cols)), shape=(3, 3))
+    assert not A.has_canonical_format
+    op = randla.as_operator(A)
+    assert op.squared_norm() == pytest.approx(np.linalg.norm(A.toarray()) ** 2, rel=1e-15)
+    T = torch.sparse_coo_tensor(
+        torch.as_tensor(np.vstack([rows, cols])), torch.as_tensor(vals), (3, 3), check_invariants=True
+    )
+    assert randla.as_operator(T).squared_norm() == pytest.approx(np.linalg.norm(A.toarray()) ** 2, rel=1e-15)
+    check_products(op, A.toarray(), 1e-15)
+
+
+def test_dia_padding_and_duplicate_csr_squared_norm():
+    """DIA stores entries that fall outside the matrix; a CSR built by hand
+    may repeat a column in a row. Neither may count in ||A||_F^2."""
+    data = planted(3, N, rng=0).A
+    D = sp.dia_array((data, [0, 4, -5]), shape=(M, N))
+    assert np.abs(data).sum() > np.abs(D.toarray()).sum()  # some are padding
+    assert randla.as_operator(D).squared_norm() == pytest.approx(np.linalg.norm(D.toarray()) ** 2, rel=1e-12)
+    C = sp.csr_array((np.array([1.0, 2.0, 3.0]), np.array([0, 0, 1]), np.array([0, 2, 3])), shape=(2, 2))
+    assert not C.has_canonical_format
+    before = (C.data.copy(), C.indices.copy())
+    assert randla.as_operator(C).squared_norm() == pytest.approx(9.0 + 9.0)
+    assert np.array_equal(C.data, before[0]) and np.array_equal(C.indices, before[1])  # untouched
+    check_products(randla.as_operator(D), D.toarray(), 1e-13)
+
+
+@pytest.mark.parametrize("name", ["numpy_c128", "numpy_F", "csr_array", "torch_f64", "torch_coo", "sparse_int"])
+def test_adapter_never_copies_or_modifies(name):
+    A, _ = ADAPTERS[name]
+    before = dense(A).copy()
+    op = randla.as_operator(A)
+    check_products(op, before, 1e-5)
+    op.squared_norm()
+    assert np.array_equal(dense(A), before)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: planted(1000, 800, rng=0).A,
+        lambda: np.asfortranarray(planted(1000, 800, rng=0).A),
+        lambda: planted(1000, 800, dtype=np.complex128, rng=0).A.astype(np.complex64),
+        lambda: planted(1000, 800, rng=0).A[:, ::2],
+        lambda: sparse_random(1000, 800, 200_000, rng=0),
+        lambda: sparse_random(1000, 800, 200_000, format="coo", rng=0),
+    ],
+    ids=["C", "F", "complex64", "strided_view", "csr", "coo"],
+)
+def test_as_operator_does_not_copy(make):
+    """Wrapping allocates nothing of the matrix's size, and a product only
+    its output (the matrices here are several MB; a block is a few kB)."""
+    import tracemalloc
+
+    A = make()
+    X = np.ones((A.shape[1], 2), dtype=A.dtype)
+    randla.as_operator(A[:3, :3]).matmat(X[:3])  # first-use imports and caches
+    tracemalloc.start()
+    try:
+        op = randla.as_operator(A)
+        op.matmat(X)
+        op.rmatmat(np.ones((A.shape[0], 2), dtype=A.dtype))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200_000, f"{peak} bytes"
+
+
+def test_results_come_back_in_the_library():
+    op = randla.as_operator(torch.as_tensor(planted(M, N, rng=0).A))
+    assert isinstance(op.matmat(torch.ones((N, 2), dtype=torch.float64)), torch.Tensor)
+    op = randla.as_operator(sp.csr_array(sparse_random(M, N, 100, rng=0)))
+    out = op.matmat(np.ones((N, 2)))
+    assert type(out) is np.ndarray
+
+
+def test_operator_returned_as_is():
+    op = randla.as_operator(planted(M, N, rng=0).A)
+    assert randla.as_operator(op) is op
+
+
+def test_as_output_dtypes():
+    op = randla.as_operator(matrix((M, N), np.int64))
+    assert op.as_output(np.ones(3)).dtype == np.float64
+    op = randla.as_operator(torch.as_tensor(planted(M, N, rng=0).A).bfloat16())
+    assert op.as_output(torch.ones(3)).dtype == torch.bfloat16
+    op = randla.as_operator(planted(M, N, rng=0).A.astype(np.float32))
+    assert op.as_output(np.ones(3, dtype=np.float32)).dtype == np.float32
+
+
+def test_repr():
+    op = randla.as_operator(planted(M, N, rng=0).A)
+    assert "40x30" in repr(op)
+
+
+# -- composites -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("conjugate", [True, False])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "linear_operator"])
+def test_transposed(dtype, conjugate, container):
+    A = planted(M, N, dtype=dtype, rng=0).A
+    wrap = {
+        "numpy": lambda a: a,
+        "csr": sp.csr_array,
+        "torch": torch.as_tensor,
+        "linear_operator": aslinearoperator,
+    }[container]
+    op = randla.Transposed(wrap(A), conjugate=conjugate)
+    assert op.shape == (N, M)
+    reference = A.conj().T if conjugate else A.T
+    check_products(op, reference, 1e-13)
+    assert op.squared_norm() == (None if container == "linear_operator" else pytest.approx(np.linalg.norm(A) ** 2))
+    # Transposing back gives A again.
+    check_products(op.H if conjugate else op.T, A, 1e-13)
+
+
+def test_h_and_t_properties():
+    A = planted(M, N, dtype=np.complex128, rng=0).A
+    op = randla.as_operator(A)
+    check_products(op.H, A.conj().T, 1e-13)
+    check_products(op.T, A.T, 1e-13)
+    check_products(op.T.H, A.conj(), 1e-13)
+    check_products(op.H.T, A.conj(), 1e-13)
+    check_products(op.T.T, A, 1e-13)
+    assert op.H.H is op
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "torch_coo", "linear_operator"])
+def test_centered(axis, dtype, container):
+    S = sparse_random(M, N, 300, rng=0)
+    if dtype == np.complex128:
+        S = S + 1j * sparse_random(M, N, 300, rng=1)
+    A = S.toarray()
+    wrap = {
+        "numpy": lambda: A,
+        "csr": lambda: sp.csr_array(S),
+        "torch": lambda: torch.as_tensor(A),
+        "torch_coo": lambda: torch_sparse(sp.csr_array(S), "coo"),
+        "linear_operator": lambda: aslinearoperator(A),
+    }[container]
+    original = wrap()
+    op = randla.Centered(original, axis=axis)
+    explicit = A - A.mean(axis=axis, keepdims=True)
+    check_products(op, explicit, 1e-13)
+    if container == "linear_operator":
+        assert op.squared_norm() is None
+    else:
+        assert op.squared_norm() == pytest.approx(np.linalg.norm(explicit) ** 2, rel=1e-12)
+    np.testing.assert_allclose(to_np(op.mean).ravel(), A.mean(axis=axis), atol=1e-15)
+    assert np.array_equal(dense(original), A)  # never modified
+
+
+def test_centered_pca_matches_dense():
+    """PCA of sparse data without densifying: the SVD of the centred operator."""
+    S = sparse_random(200, 60, 2000, rng=0)
+    A = S.toarray()
+    explicit = A - A.mean(axis=0)
+    r = randla.svd(randla.Centered(S, axis=0), 5, rng=0)
+    np.testing.assert_allclose(r.S, np.linalg.svd(explicit, compute_uv=False)[:5], rtol=1e-4)
+    # The same draws on the explicitly centred matrix: the same answer.
+    np.testing.assert_allclose(r.S, randla.svd(explicit, 5, rng=0).S, rtol=1e-10)
+
+
+def test_centered_bad_axis():
+    with pytest.raises(ValueError, match="axis.*2"):
+        randla.Centered(planted(M, N, rng=0).A, axis=2)
+
+
+@pytest.mark.parametrize("shift", [2.5, -1.0, 1 + 2j, np.complex128(1 - 1j)])
+@pytest.mark.parametrize("container", ["numpy", "torch", "csr"])
+def test_shifted(shift, container):
+    complex_ = isinstance(shift, complex)
+    A = planted(N, N, dtype=np.complex128 if complex_ else np.float64, rng=0).A
+    wrap = {"numpy": lambda a: a, "torch": torch.as_tensor, "csr": sp.csr_array}[container]
+    op = randla.Shifted(wrap(A), shift)
+    check_products(op, A + shift * np.eye(N), 1e-13)
+
+
+def test_shifted_needs_square():
+    with pytest.raises(ValueError, match=r"square.*\(40, 30\)"):
+        randla.Shifted(planted(M, N, rng=0).A, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "linear_operator"])
+@pytest.mark.parametrize("kind", ["plus", "residual"])
+def test_plus_low_rank_and_residual(dtype, container, kind):
+    A = sparse_random(M, N, 300, rng=0).toarray().astype(dtype)
+    if dtype == np.complex128:
+        A = A + 1j * sparse_random(M, N, 300, rng=1).toarray()
+    L = planted(M, 3, dtype=dtype, rng=1).A
+    R = planted(3, N, dtype=dtype, rng=2).A
+    wrap = {"numpy": lambda a: a, "csr": sp.csr_array, "torch": torch.as_tensor, "linear_operator": aslinearoperator}[container]
+    Lw, Rw = (torch.as_tensor(L), torch.as_tensor(R)) if container == "torch" else (L, R)
+    if kind == "plus":
+        op, explicit = randla.PlusLowRank(wrap(A), Lw, Rw), A + L @ R
+    else:
+        op, explicit = randla.residual(wrap(A), Lw, Rw), A - L @ R
+    check_products(op, explicit, 1e-13)
+    if container == "linear_operator":
+        assert op.squared_norm() is None
+    else:
+        assert op.squared_norm() == pytest.approx(np.linalg.norm(explicit) ** 2, rel=1e-12)
+
+
+def test_residual_of_exact_factorisation_is_zero():
+    A = randla.testing.low_rank(50, 40, 5, rng=0)
+    r = randla.svd(A, 5, rng=0)
+    op = randla.residual(A, *r.factors())
+    assert op.squared_norm() <= 1e-20 * np.linalg.norm(A) ** 2
+
+
+def test_plus_low_rank_shape_errors():
+    A = planted(M, N, rng=0).A
+    with pytest.raises(ValueError, match=r"\(40, k\).*\(k, 30\)"):
+        randla.PlusLowRank(A, planted(M + 1, 3, rng=0).A, planted(3, N, rng=0).A)
+    with pytest.raises(ValueError, match="PlusLowRank"):
+        randla.PlusLowRank(A, planted(M, 3, rng=0).A, planted(2, N, rng=0).A)
+
+
+def test_composites_nest():
+    S = sparse_random(M, N, 300, rng=0)
+    A = S.toarray()
+    L, R = planted(M, 2, rng=1).A, planted(2, N, rng=2).A
+    op = randla.Transposed(randla.residual(randla.Centered(S, axis=0), L, R))
+    explicit = (A - A.mean(axis=0) - L @ R).T
+    check_products(op, explicit, 1e-13)
+    assert op.squared_norm() == pytest.approx(np.linalg.norm(explicit) ** 2, rel=1e-12)
+
+
+def test_user_operator_subclass():
+    """A user's own Operator (products only) works with every decomposition."""
+    A = randla.testing.psd(50, decay="exponential", rng=0)
+
+    class Implicit(Operator):
+        def __init__(self):
+            import array_api_compat.numpy as xp
+
+            self.shape, self.dtype, self.input_dtype, self.xp = (50, 50), xp.float64, xp.float64, xp
+
+        def matmat(self, X):
+            return A @ X
+
+        def rmatmat(self, Y):
+            return A.T @ Y
+
+    op = Implicit()
+    np.testing.assert_allclose(randla.svd(op, 3, rng=0).S, np.linalg.svd(A, compute_uv=False)[:3], rtol=1e-10)
+    np.testing.assert_allclose(randla.eigh(op, 3, rng=0).w, np.linalg.eigvalsh(A)[::-1][:3], rtol=1e-10)
+    r = randla.qb(op, tol=0.1, rng=0)
+    assert r.error_estimate == pytest.approx(np.linalg.norm(A - r.reconstruct()) / np.linalg.norm(A), rel=0.2)
+
+
+def test_base_operator_is_abstract():
+    op = Operator()
+    with pytest.raises(NotImplementedError, match="matmat"):
+        op.matmat(np.ones((2, 1)))
+    with pytest.raises(NotImplementedError, match="rmatmat"):
+        op.rmatmat(np.ones((2, 1)))
+    assert op.squared_norm() is None
+
+
+# -- bad input --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ([[1.0, 2.0], [3.0, 4.0]], "got list"),
+        ("abc", "got str"),
+        (None, "got NoneType"),
+        (3.0, "got float"),
+        ({"a": 1}, "got dict"),
+        (np.array([[object(), 1]], dtype=object), "dtype object"),
+        (np.array([["a", "b"]]), "dtype <U1"),
+        (torch.zeros((3, 3), dtype=torch.bool), "torch tensor of dtype bool"),
+    ],
+    ids=["list", "str", "None", "float", "dict", "object_array", "str_array", "torch_bool"],
+)
+def test_non_matrix_type_error(bad, match):
+    with pytest.raises(TypeError, match=match):
+        randla.as_operator(bad)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros(5), r"2-D.*1 dimensions.*\(5,\)"),
+        (np.zeros((2, 3, 4)), r"2-D.*3 dimensions"),
+        (np.float64(3.0).reshape(()), r"2-D.*0 dimensions"),
+        (torch.zeros(5), r"2-D.*1 dimensions"),
+        (torch.zeros((2, 2, 2)), r"2-D.*3 dimensions"),
+        (sp.coo_array(np.ones(5)), r"2-D.*1 dimensions"),
+    ],
+    ids=["numpy_1d", "numpy_3d", "numpy_0d", "torch_1d", "torch_3d", "sparse_1d"],
+)
+def test_wrong_dimensions_value_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        randla.as_operator(bad)
+
+
+@pytest.mark.parametrize(
+    "empty",
+    [np.zeros((0, 3)), np.zeros((3, 0)), np.zeros((0, 0)), sp.csr_array((0, 4)), torch.zeros((4, 0)),
+     aslinearoperator(np.zeros((0, 2)))],
+    ids=["rows", "cols", "both", "sparse", "torch", "linear_operator"],
+)
+def test_empty_matrix(empty):
+    with pytest.raises(ValueError, match="at least one row and one column"):
+        randla.as_operator(empty)
+
+
+# -- properties -------------------------------------------------------------------
+
+
+@given(
+    st.integers(1, 30),
+    st.integers(1, 30),
+    st.sampled_from([np.float32, np.float64, np.complex128]),
+    st.sampled_from(["numpy", "csr", "torch", "linear_operator", "centered", "transposed"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_products_hypothesis(m, n, dtype, container, seed):
+    A = matrix((m, n), dtype, rng=seed)
+    make = {
+        "numpy": lambda: A,
+        "csr": lambda: sp.csr_array(A),
+        "torch": lambda: torch.as_tensor(A),
+        "linear_operator": lambda: aslinearoperator(A),
+        "centered": lambda: randla.Centered(A, axis=seed % 2),
+        "transposed": lambda: randla.Transposed(A, conjugate=bool(seed % 2)),
+    }
+    op = randla.as_operator(make[container]())
+    if container == "centered":
+        reference = A - A.mean(axis=seed % 2, keepdims=True)
+    elif container == "transposed":
+        reference = A.conj().T if seed % 2 else A.T
+    else:
+        reference = A
+    eps = np.finfo(dtype).eps
+    X = planted(op.shape[1], 3, dtype=np.complex128 if dtype == np.complex128 else np.float64, rng=seed).A.astype(dtype)
+    Y = planted(op.shape[0], 3, dtype=np.complex128 if dtype == np.complex128 else np.float64, rng=seed + 1).A.astype(dtype)
+    if container == "torch":
+        X, Y = torch.as_tensor(X), torch.as_tensor(Y)
+    scale = np.linalg.norm(reference, 2) + 1e-300
+    np.testing.assert_allclose(to_np(op.matmat(X)), reference @ to_np(X), atol=100 * eps * scale)
+    np.testing.assert_allclose(to_np(op.rmatmat(Y)), reference.conj().T @ to_np(Y), atol=100 * eps * scale)

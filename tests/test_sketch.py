@@ -1,0 +1,242 @@
+"""Random test matrices: shapes, scaling, sparsity, products, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.sparse.linalg import aslinearoperator
+
+import array_api_compat.numpy as np_xp
+import array_api_compat.torch as torch_xp
+import randla
+from randla.sketch import SKETCHES, Sketch, draw_sketch
+from randla.testing import planted, sparse_random
+from conftest import singular_values, spectral_error_ratio, to_np, torch_sparse
+
+#: c with E[Omega Omega^H] = c I for an n x l sketch.
+GRAM_SCALE = {"gaussian": "l", "rademacher": "l", "sparse_sign": 1, "countsketch": 1, "srht": 1}
+
+
+def gram_scale(kind, l):
+    return l if GRAM_SCALE[kind] == "l" else 1
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+@pytest.mark.parametrize(
+    "xp, dtype",
+    [
+        (np_xp, np.float64),
+        (np_xp, np.float32),
+        (np_xp, np.complex128),
+        (torch_xp, torch.float32),
+        (torch_xp, torch.float64),
+        (torch_xp, torch.complex128),
+    ],
+    ids=["np64", "np32", "npc128", "torch32", "torch64", "torchc128"],
+)
+def test_shape_dtype_library(kind, xp, dtype):
+    omega = draw_sketch(kind, 50, 12, xp=xp, dtype=dtype, rng=0)
+    assert isinstance(omega, Sketch) and isinstance(omega, randla.Operator)
+    assert omega.kind == kind and omega.shape == (50, 12)
+    D = omega.dense()
+    assert tuple(D.shape) == (50, 12) and D.dtype == dtype
+    assert isinstance(D, torch.Tensor if xp is torch_xp else np.ndarray)
+    assert np.all(np.isfinite(to_np(D)))
+
+
+def test_default_is_numpy_float64():
+    D = draw_sketch("gaussian", 10, 3, rng=0).dense()
+    assert isinstance(D, np.ndarray) and D.dtype == np.float64
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+def test_scaling_in_expectation(kind):
+    """The average of Omega Omega^T over many draws is close to c I."""
+    n, l, draws = 48, 12, 300
+    acc = np.zeros((n, n))
+    for seed in range(draws):
+        D = draw_sketch(kind, n, l, rng=seed).dense()
+        acc += D @ D.T
+    acc /= draws * gram_scale(kind, l)
+    # Rows of Rademacher and sparse sketches have a fixed norm; Gaussian and
+    # SRHT rows only in expectation.
+    exact_rows = kind in ("rademacher", "sparse_sign", "countsketch")
+    assert np.abs(np.diag(acc) - 1).max() <= (1e-12 if exact_rows else 0.15)
+    assert np.abs(np.diag(acc).mean() - 1) <= 0.03
+    off = acc - np.diag(np.diag(acc))
+    assert np.abs(off).max() <= 0.15
+
+
+def test_gaussian_moments():
+    D = draw_sketch("gaussian", 400, 100, rng=0).dense()
+    assert abs(D.mean()) <= 0.01 and abs(D.std() - 1) <= 0.01
+    C = draw_sketch("gaussian", 400, 100, dtype=np.complex128, rng=0).dense()
+    # CN(0, 1): E|z|^2 = 1, real and imaginary parts of variance 1/2.
+    assert abs(np.mean(np.abs(C) ** 2) - 1) <= 0.01
+    assert abs(C.real.var() - 0.5) <= 0.01 and abs(C.imag.var() - 0.5) <= 0.01
+
+
+def test_rademacher_entries():
+    D = draw_sketch("rademacher", 200, 30, rng=0).dense()
+    assert set(np.unique(D)) == {-1.0, 1.0}
+    assert abs(D.mean()) <= 0.03
+    T = draw_sketch("rademacher", 200, 30, xp=torch_xp, dtype=torch.float32, rng=0).dense()
+    assert set(torch.unique(T).tolist()) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("n, l", [(64, 16), (100, 100), (37, 5)])
+def test_srht_columns_are_orthogonal(n, l):
+    """sqrt(n/l) D C^T R: signs times l distinct orthonormal DCT columns."""
+    D = draw_sketch("srht", n, l, rng=0).dense()
+    np.testing.assert_allclose(D.T @ D, (n / l) * np.eye(l), atol=1e-12)
+
+
+def test_srht_wider_than_tall_refused():
+    with pytest.raises(ValueError, match=r"l <= n.*l=11, n=10"):
+        draw_sketch("srht", 10, 11, rng=0)
+
+
+@pytest.mark.parametrize(
+    "kind, nnz_per_row, l, expected",
+    [
+        ("sparse_sign", 8, 20, 8),
+        ("sparse_sign", 8, 5, 5),  # capped at l
+        ("sparse_sign", 3, 20, 3),
+        ("sparse_sign", 1, 20, 1),
+        ("countsketch", 8, 20, 1),  # always one per row
+    ],
+)
+def test_sparse_nonzeros_per_row(kind, nnz_per_row, l, expected):
+    omega = draw_sketch(kind, 300, l, nnz_per_row=nnz_per_row, rng=0)
+    assert omega.nnz_per_row == expected
+    D = omega.dense()
+    counts = (D != 0).sum(axis=1)
+    assert np.all(counts == expected)  # distinct columns: no collisions summed away
+    values = np.unique(np.abs(D[D != 0]))
+    np.testing.assert_allclose(values, [1 / np.sqrt(expected)], rtol=1e-15)
+    assert set(np.unique(np.sign(D[D != 0]))) == {-1.0, 1.0}
+
+
+def test_sparse_sign_default_is_eight():
+    assert draw_sketch("sparse_sign", 100, 20, rng=0).nnz_per_row == 8
+
+
+def _operators():
+    A = planted(60, 40, rng=0).A
+    S = sparse_random(60, 40, 400, rng=0)
+    return {
+        "numpy": A,
+        "numpy_F": np.asfortranarray(A),
+        "csr": sp.csr_array(S),
+        "csc": sp.csc_matrix(S),
+        "coo": sp.coo_array(S),
+        "linear_operator": aslinearoperator(A),
+        "torch": torch.as_tensor(A),
+        "torch_coo": torch_sparse(S, "coo"),
+        "torch_csr": torch_sparse(S, "csr"),
+        "centered": randla.Centered(S),
+    }
+
+
+OPERATORS = _operators()
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+@pytest.mark.parametrize("name", sorted(OPERATORS))
+def test_apply_equals_product_with_dense(kind, name):
+    op = randla.as_operator(OPERATORS[name])
+    omega = draw_sketch(kind, op.shape[1], 10, xp=op.xp, dtype=op.dtype, device=op.device, rng=0)
+    Y = omega.apply(op)
+    assert type(Y) is type(omega.dense())
+    np.testing.assert_allclose(to_np(Y), to_np(op.matmat(omega.dense())), atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+def test_sketch_is_an_operator(kind):
+    omega = draw_sketch(kind, 30, 8, dtype=np.complex128, rng=0)
+    D = omega.dense()
+    X = planted(8, 3, dtype=np.complex128, rng=1).A
+    Y = planted(30, 3, dtype=np.complex128, rng=2).A
+    np.testing.assert_allclose(omega.matmat(X), D @ X, atol=1e-14)
+    np.testing.assert_allclose(omega.rmatmat(Y), D.conj().T @ Y, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+@pytest.mark.parametrize("xp, dtype", [(np_xp, np.float64), (torch_xp, torch.float64)], ids=["numpy", "torch"])
+def test_seeded_reproducibility(kind, xp, dtype, untouched_global_rng):
+    a = to_np(draw_sketch(kind, 40, 10, xp=xp, dtype=dtype, rng=7).dense())
+    b = to_np(draw_sketch(kind, 40, 10, xp=xp, dtype=dtype, rng=7).dense())
+    c = to_np(draw_sketch(kind, 40, 10, xp=xp, dtype=dtype, rng=8).dense())
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    gen = np.random.default_rng(7)
+    d = to_np(draw_sketch(kind, 40, 10, xp=xp, dtype=dtype, rng=gen).dense())
+    e = to_np(draw_sketch(kind, 40, 10, xp=xp, dtype=dtype, rng=gen).dense())
+    assert not np.array_equal(d, e)  # the generator advances
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(kind="hadamard", n=10, l=3), "`sketch` must be one of .*got 'hadamard'"),
+        (dict(kind="gaussian", n=0, l=3), "`n` must be an int >= 1; got 0"),
+        (dict(kind="gaussian", n=10, l=0), "`l` must be an int >= 1; got 0"),
+        (dict(kind="gaussian", n=10, l=2.5), "`l` must be an int >= 1; got 2.5"),
+        (dict(kind="sparse_sign", n=10, l=3, nnz_per_row=0), "`nnz_per_row` must be an int >= 1; got 0"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    kind = kwargs.pop("kind")
+    with pytest.raises(ValueError, match=match):
+        draw_sketch(kind, rng=0, **kwargs)
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch"])
+def test_every_sketch_in_svd(kind, container):
+    """Each kind drives randla.svd to <= 1.1 sigma_{k+1} on a planted matrix."""
+    A = planted(300, 200, "polynomial", rate=0.5, rng=0).A
+    M = {"numpy": A, "csr": sp.csr_array(A), "torch": torch.as_tensor(A)}[container]
+    r = randla.svd(M, 15, sketch=kind, rng=0)
+    assert spectral_error_ratio(A, r, 15) <= 1.1
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+def test_every_sketch_on_sparse_data_and_in_tol_mode(kind):
+    S = sparse_random(400, 300, 4000, rng=0)
+    s = singular_values(S)
+    r = randla.svd(S, 10, sketch=kind, rng=0)
+    assert spectral_error_ratio(S, r, 10, s) <= 1.1
+    t = randla.svd(S, tol=0.5, sketch=kind, rng=0)
+    assert t.converged
+    assert np.linalg.norm(S.toarray() - t.reconstruct()) <= 0.5 * np.linalg.norm(S.toarray())
+    # A LinearOperator's norm is estimated from the sketch: the estimate must
+    # be scaled right for every kind.
+    e = randla.qb(aslinearoperator(S), tol=0.5, sketch=kind, rng=0)
+    true = np.linalg.norm(S.toarray() - e.reconstruct()) / np.linalg.norm(S.toarray())
+    assert e.error_estimate == pytest.approx(true, rel=0.25)
+
+
+@given(
+    st.sampled_from(SKETCHES),
+    st.integers(1, 60),
+    st.integers(1, 60),
+    st.integers(0, 2**32 - 1),
+)
+def test_properties_hypothesis(kind, n, l, seed):
+    if kind == "srht":
+        l = min(l, n)
+    omega = draw_sketch(kind, n, l, rng=seed)
+    D = omega.dense()
+    assert D.shape == (n, l) and np.all(np.isfinite(D))
+    assert np.array_equal(D, draw_sketch(kind, n, l, rng=seed).dense())
+    if kind in ("sparse_sign", "countsketch"):
+        assert np.all((D != 0).sum(axis=1) == omega.nnz_per_row)
+        # Every row has unit norm: E[Omega Omega^T] = I.
+        np.testing.assert_allclose(np.linalg.norm(D, axis=1), 1.0, rtol=1e-14)
+    if kind == "srht":
+        np.testing.assert_allclose(D.T @ D, (n / l) * np.eye(l), atol=1e-10)
