@@ -232,7 +232,7 @@ def _gram_scale(omega: Sketch) -> float:
     return float(omega.shape[1]) if omega.kind in ("gaussian", "rademacher") else 1.0
 
 
-def estimate_error(A, approx, *, power_iters: int = 20, block_size: int = 4, rng=None) -> float:
+def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None = None, rng=None) -> float:
     """Spectral norm of the residual ||A - A_hat||_2 of a low-rank approximation.
 
     Block power iteration on the implicit residual operator A - L R (fbpca's
@@ -249,8 +249,8 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int = 4, rng
         or :func:`randla.nystrom`, or a pair (L, R) with A_hat = L @ R.
     power_iters : int, default 20
         Passes of the residual and its adjoint.
-    block_size : int, default 4
-        Number of random start vectors.
+    block_size : int, optional
+        Number of random start vectors; default min(4, n).
     rng : None, int, numpy Generator, ...
 
     Returns
@@ -267,6 +267,8 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int = 4, rng
     """
     op = as_operator(A)
     power_iters = check_int("power_iters", power_iters, 1)
+    if block_size is None:
+        block_size = min(4, op.shape[1])
     block_size = check_int("block_size", block_size, 1, op.shape[1])
     L, R = approx.factors() if hasattr(approx, "factors") else approx
     res = residual(op, L, R)

