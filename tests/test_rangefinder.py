@@ -331,6 +331,7 @@ def test_check_finite():
 def test_auto_power_iters():
     value = auto_power_iters(10, (300, 200))
     assert isinstance(value, int) and value == 4
+    assert auto_power_iters(10, (300, 200), "block_krylov") == 2
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ SPECTRA = {
     "slow": (
         lambda seed: planted(300, 200, "polynomial", rate=0.5, rng=seed).A,
         20,
-        {"rsi": (1.1, 1.02, 0.05), "block_krylov": (1.1, 1.01, 1e-5), "rsvd": (None, None, 0.5)},
+        {"rsi": (1.1, 1.02, 0.05), "block_krylov": (1.1, 1.01, 1e-2), "rsvd": (None, None, 0.5)},
     ),
     "fast": (
         lambda seed: planted(300, 200, "exponential", rate=0.8, rng=seed).A,
@@ -383,7 +383,7 @@ def test_result_object():
         r.U = None
 
 
-@pytest.mark.parametrize("method, expected", [("rsi", 4), ("block_krylov", 4), ("rsvd", 0)])
+@pytest.mark.parametrize("method, expected", [("rsi", 4), ("block_krylov", 2), ("rsvd", 0)])
 def test_auto_power_iters(method, expected):
     A = planted(60, 40, rng=0).A
     assert randla.svd(A, 4, method=method, rng=0).power_iters == expected

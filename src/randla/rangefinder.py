@@ -50,18 +50,20 @@ __all__ = [
 ]
 
 
-def auto_power_iters(rank: int, shape) -> int:
-    """The ``power_iters="auto"`` rule of randla: 4 passes of A A^H.
+def auto_power_iters(rank: int, shape, method: str = "rsi") -> int:
+    """The ``power_iters="auto"`` rule of randla: 4 passes of A A^H, 2 for block Krylov.
 
     Convergence is slowest when the gap sigma_{k+1} / sigma_{l+1} is small,
     that is for slowly decaying spectra at large ranks with l = k + 10. On
     sigma_i = i^-1/2 and on every weight matrix of a pretrained transformer
-    (MiniLM) at half its rank, 4 passes keep ||A - A_k||_2 <= 1.08
-    sigma_{k+1} where 3 reach 1.11 and 2 reach 1.16 (bench/results). Small
-    ranks, where the gap is wider, get there sooner; ask for fewer passes
-    (``power_iters=2``) when speed matters more than the last few percent.
+    (MiniLM) at half its rank, 4 passes of subspace iteration keep
+    ||A - A_k||_2 <= 1.09 sigma_{k+1} where 3 reach 1.11 and 2 reach 1.16
+    (bench/results/svd.md). Block Krylov keeps every pass in its basis and
+    reaches 1.01 with 2. Small ranks, where the gap is wider, converge
+    sooner; ask for fewer passes when speed matters more than the last few
+    percent.
     """
-    return 4
+    return 2 if method == "block_krylov" else 4
 
 
 def draw_for(op: Operator, sketch: str, l: int, rng: np.random.Generator) -> Sketch:

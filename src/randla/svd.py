@@ -53,32 +53,42 @@ class SVDResult(Unpackable):
         return L @ R
 
 
-def _fix_signs(xp, U, Vh):
-    """Make the largest-magnitude entry of each row of Vh real and positive.
+def _sign_phases(xp, Vh):
+    """Phases that make the largest-magnitude entry of each row of Vh real positive.
 
-    Vh is the factor on the short side (svd works on tall A), and its rows
-    are contiguous, so the rule costs one cheap pass over the smaller factor.
+    Vh is the factor on the short side (svd works on tall A) and its rows are
+    contiguous, so the rule costs one pass over the smaller factor.
     """
     cols = xp.argmax(xp.abs(Vh), axis=1)
     pivots = xp.take_along_axis(Vh, cols[:, None], axis=1)[:, 0]
     size = xp.abs(pivots)
     nonzero = size > 0  # a zero row (zero matrix) keeps its sign
-    phase = xp.where(nonzero, pivots / xp.where(nonzero, size, xp.ones_like(size)), xp.ones_like(pivots))
-    return U * phase[None, :], Vh * xp.conj(phase)[:, None]
+    return xp.where(nonzero, pivots / xp.where(nonzero, size, xp.ones_like(size)), xp.ones_like(pivots))
 
 
-def svd_from_basis(xp, Q, W):
+def _core_svd(xp, W):
+    """W = Qw R and the SVD u s vh of R^H, so that W^H = u s (vh Qw^H)."""
+    Qw, R = qr(xp, W)
+    u, s, vh = small_svd(xp, conj_transpose(xp, R))
+    return Qw, u, s, vh
+
+
+def _lift(xp, Q, Qw, u, s, vh, k):
+    """The leading k triplets of Q u s vh Qw^H, signs fixed; only k columns are lifted."""
+    Vh = vh[:k, :] @ conj_transpose(xp, Qw)
+    phase = _sign_phases(xp, Vh)
+    return Q @ (u[:, :k] * phase[None, :]), s[:k], Vh * xp.conj(phase)[:, None]
+
+
+def svd_from_basis(xp, Q, W, rank: int | None = None):
     """SVD of A ~ Q W^H, Q (m, l) orthonormal and W = A^H Q (n, l).
 
     W = Qw R, so Q W^H = (Q R^H) Qw^H and the SVD of the l x l matrix R^H
-    finishes the job [HMT2011, Alg. 5.1]. Returns U, S, Vh, all l wide.
+    finishes the job [HMT2011, Alg. 5.1]. Returns the leading ``rank``
+    (default l) triplets U, S, Vh.
     """
-    Qw, R = qr(xp, W)
-    u, s, vh = small_svd(xp, conj_transpose(xp, R))
-    U = Q @ u
-    Vh = vh @ conj_transpose(xp, Qw)
-    U, Vh = _fix_signs(xp, U, Vh)
-    return U, s, Vh
+    Qw, u, s, vh = _core_svd(xp, W)
+    return _lift(xp, Q, Qw, u, s, vh, s.shape[0] if rank is None else rank)
 
 
 def _tolerance_rank(s, remaining_sq: float, total_sq: float, tol: float, cap: int) -> tuple[int, float]:
@@ -185,12 +195,12 @@ def svd(
         op = op.H
     xp = op.xp
     basis = build_basis(op, options)
-    U, S, Vh = svd_from_basis(xp, basis.Q, basis.W)
+    Qw, u, s, vh = _core_svd(xp, basis.W)
     k, error = options.rank, basis.error
     if options.tol is not None:
         remaining = basis.error**2 * basis.squared_norm
-        k, error = _tolerance_rank(S, remaining, basis.squared_norm, options.tol, k or S.shape[0])
-    U, S, Vh = (op.as_output(x) for x in (U[:, :k], S[:k], Vh[:k, :]))
+        k, error = _tolerance_rank(s, remaining, basis.squared_norm, options.tol, k or s.shape[0])
+    U, S, Vh = (op.as_output(x) for x in _lift(xp, basis.Q, Qw, u, s, vh, k))
     if transposed:
         U, Vh = conj_transpose(xp, Vh), conj_transpose(xp, U)
     return SVDResult(U, S, Vh, basis.power_iters, error, basis.converged)
