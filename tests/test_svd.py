@@ -672,3 +672,13 @@ def test_tol_properties_hypothesis(problem, tol):
     true = relative_error(A.astype(np.complex128), r)
     assert true <= tol * (1 + 1e-3)
     assert r.error_estimate == pytest.approx(true, rel=1e-2, abs=1e-3)
+
+
+def test_same_rng_same_factors_on_numpy_and_torch_cpu():
+    # The test matrix of a CPU tensor comes from the same NumPy generator.
+    A = planted(120, 80, rng=3).A
+    r_np = randla.svd(A, 8, rng=7)
+    r_torch = randla.svd(torch.from_numpy(A), 8, rng=7)
+    np.testing.assert_allclose(r_torch.U.numpy(), r_np.U, atol=1e-12)
+    np.testing.assert_allclose(r_torch.S.numpy(), r_np.S, rtol=1e-12)
+    np.testing.assert_allclose(r_torch.Vh.numpy(), r_np.Vh, atol=1e-12)
