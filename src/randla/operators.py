@@ -22,6 +22,8 @@ Examples
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 
@@ -64,7 +66,7 @@ def _adjoint_product(xp, matmat_t, Y):
     return matmat_t(Y)
 
 
-class Operator:
+class Operator(abc.ABC):
     """A linear map seen through products with blocks of vectors.
 
     Subclasses set ``shape`` (m, n), ``dtype`` (the dtype of products),
@@ -79,11 +81,13 @@ class Operator:
     xp = None
     device = "cpu"
 
+    @abc.abstractmethod
     def matmat(self, X):
-        raise NotImplementedError(f"{type(self).__name__} must implement matmat")
+        """A @ X for a block X of shape (n, k)."""
 
+    @abc.abstractmethod
     def rmatmat(self, Y):
-        raise NotImplementedError(f"{type(self).__name__} must implement rmatmat")
+        """A^H @ Y for a block Y of shape (m, k)."""
 
     def squared_norm(self) -> float | None:
         """||A||_F^2 when it is cheap to know exactly; None otherwise."""

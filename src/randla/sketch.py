@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import abc
 import math
 
 import numpy as np
@@ -52,9 +53,9 @@ class Sketch(Operator):
 
     kind: str
 
+    @abc.abstractmethod
     def dense(self):
         """Omega as a dense array in the sketch's namespace and dtype."""
-        raise NotImplementedError(f"{type(self).__name__} must implement dense")
 
     def apply(self, op: Operator):
         """A @ Omega for an operator A of shape (m, n)."""
