@@ -383,12 +383,19 @@ def test_user_operator_subclass():
 
 
 def test_base_operator_is_abstract():
-    op = Operator()
-    with pytest.raises(NotImplementedError, match="matmat"):
-        op.matmat(np.ones((2, 1)))
-    with pytest.raises(NotImplementedError, match="rmatmat"):
-        op.rmatmat(np.ones((2, 1)))
-    assert op.squared_norm() is None
+    with pytest.raises(TypeError, match="matmat, rmatmat"):
+        Operator()
+
+    class Minimal(Operator):
+        shape = (2, 2)
+
+        def matmat(self, X):
+            return X
+
+        def rmatmat(self, Y):
+            return Y
+
+    assert Minimal().squared_norm() is None
 
 
 # -- bad input --------------------------------------------------------------------
