@@ -19,11 +19,9 @@ from array_api_compat import array_namespace, is_numpy_array, is_torch_array
 
 __all__ = [
     "namespace",
-    "library",
     "device_of",
     "standard_normal",
     "random_signs",
-    "random_integers",
     "householder_qr",
     "orthonormalize",
     "qr",
@@ -43,15 +41,6 @@ NORMALIZERS = ("auto", "qr", "lu", "cholqr", "none")
 def namespace(x):
     """Array API namespace of a dense array."""
     return array_namespace(x)
-
-
-def library(x) -> str:
-    """Short name of the library an array belongs to: numpy, torch, cupy, ..."""
-    if is_numpy_array(x):
-        return "numpy"
-    if is_torch_array(x):
-        return "torch"
-    return type(x).__module__.split(".")[0]
 
 
 def device_of(x):
@@ -122,14 +111,6 @@ def standard_normal(xp, shape, dtype, device, rng: np.random.Generator):
         return out.astype(dtype)
     host = standard_normal(np, shape, np.float64, "cpu", rng)
     return xp.asarray(host, dtype=dtype, device=device)
-
-
-def random_integers(xp, high: int, size: int, device, rng: np.random.Generator):
-    """Uniform integers in [0, high) on ``device`` (used for index draws)."""
-    host = rng.integers(0, high, size=size)
-    if xp.__name__.endswith("numpy"):
-        return host
-    return xp.asarray(host, device=device)
 
 
 def random_signs(xp, shape, dtype, device, rng: np.random.Generator):

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from ._results import Unpackable
 from ._validate import check_int, check_power_iters, check_rank, check_rng
-from .backend import _cholesky_upper, conj_transpose, finfo_eps, normalize, orthonormalize, small_eigh, small_svd
+from .backend import (
+    _cholesky_upper,
+    conj_transpose,
+    finfo_eps,
+    namespace,
+    normalize,
+    orthonormalize,
+    small_eigh,
+    small_svd,
+)
 from .operators import Operator, as_operator
 from .rangefinder import auto_power_iters, check_finite, check_normalizer, check_sketch, draw_for
 
@@ -38,7 +47,7 @@ class EighResult(Unpackable):
         return int(self.w.shape[0])
 
     def factors(self):
-        return self.V * self.w[None, :], conj_transpose(_xp_of(self.V), self.V)
+        return self.V * self.w[None, :], conj_transpose(namespace(self.V), self.V)
 
     def reconstruct(self):
         L, R = self.factors()
@@ -63,17 +72,11 @@ class NystromResult(Unpackable):
         return int(self.S.shape[0])
 
     def factors(self):
-        return self.U * self.S[None, :], conj_transpose(_xp_of(self.U), self.U)
+        return self.U * self.S[None, :], conj_transpose(namespace(self.U), self.U)
 
     def reconstruct(self):
         L, R = self.factors()
         return L @ R
-
-
-def _xp_of(x):
-    from .backend import namespace
-
-    return namespace(x)
 
 
 def _square(op: Operator, name: str) -> Operator:
