@@ -168,12 +168,17 @@ def svd(
     Notes
     -----
     Passes over A: ``power_iters + 1`` with A and ``power_iters + 1`` with
-    A^H, each against l columns; wide A is handled as A^H. In expectation
-    [HMT2011, Thm. 10.6 and Cor. 10.10], the spectral error is at most
-    (1 + C (sum_{j>k} sigma_j^2)^{1/2} / ...)^{1/(2q+1)} sigma_{k+1}; in
+    A^H, each against l columns; wide A is handled as A^H. With p = l - k
+    >= 2 and q power iterations, the range finder's error obeys
+    [HMT2011, Cor. 10.10]
+
+        E ||A - Q Q^H A||_2 <= [(1 + sqrt(k / (p - 1))) sigma_{k+1}^{2q+1}
+                                + e sqrt(l) / p (sum_{j>k} sigma_j^{2(2q+1)})^{1/2}]^{1/(2q+1)},
+
+    so each power iteration shrinks the excess over sigma_{k+1}. In
     practice, with the default settings, ||A - U S Vh||_2 <= 1.1 sigma_{k+1}
-    on slowly decaying spectra. Check any result a posteriori with
-    :func:`randla.estimate_error`.
+    on slowly decaying spectra (bench/results/svd.md). Check any result a
+    posteriori with :func:`randla.estimate_error`.
 
     References
     ----------
