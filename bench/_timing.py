@@ -48,14 +48,16 @@ def _describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
 
 
-def _call(task: Task, out: Timings) -> float | None:
-    """One call; its wall time, or None (and the reason recorded) if it raised."""
+def _call(task: Task, out: Timings, pause: float, log: Callable[[str], None]) -> float | None:
+    """One call after a settle; its wall time, or None (reason recorded and logged) if it raised."""
+    _settle(pause)
     try:
         t0 = time.perf_counter()
         result = task.run()
         elapsed = time.perf_counter() - t0
     except Exception as exc:  # a failing peer is a result to report, not a crash
         out.failures[task.name] = _describe_failure(exc)
+        log(f"  {task.name}: fails ({out.failures[task.name]})")
         return None
     out.first.setdefault(task.name, result)
     return elapsed
@@ -83,10 +85,8 @@ def round_robin(tasks: list[Task], *, pause: float, log: Callable[[str], None],
     for task in tasks:
         if not task.warmup:
             continue
-        _settle(pause)
-        elapsed = _call(task, out)
+        elapsed = _call(task, out, pause, log)
         if elapsed is None:
-            log(f"  {task.name}: fails ({out.failures[task.name]})")
             continue
         if elapsed > slow_after:
             repeats[task.name] = min(repeats[task.name], slow_repeats)
@@ -97,10 +97,8 @@ def round_robin(tasks: list[Task], *, pause: float, log: Callable[[str], None],
         for task in tasks[shift:] + tasks[:shift]:
             if task.name in out.failures or len(out.times.get(task.name, ())) >= repeats[task.name]:
                 continue
-            _settle(pause)
-            elapsed = _call(task, out)
+            elapsed = _call(task, out, pause, log)
             if elapsed is None:
-                log(f"  {task.name}: fails ({out.failures[task.name]})")
                 continue
             out.times.setdefault(task.name, []).append(elapsed)
             if not task.warmup:

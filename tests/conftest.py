@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.linalg  # noqa: F401  (loads SciPy's BLAS before it is limited below)
 import scipy.sparse as sp
+from scipy.sparse.linalg import aslinearoperator
 import torch
 from hypothesis import HealthCheck, settings
 from scipy.sparse.linalg import LinearOperator
@@ -176,6 +177,18 @@ def torch_sparse(A, layout: str):
         # torch announces its CSR support as beta when a CSR tensor is built.
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return t.to_sparse_csr()
+
+
+def in_container(S, name: str):
+    """The SciPy sparse matrix S as the named input type of randla."""
+    return {
+        "numpy": lambda: S.toarray(),
+        "csr": lambda: sp.csr_array(S),
+        "torch": lambda: torch.as_tensor(S.toarray()),
+        "torch_coo": lambda: torch_sparse(S, "coo"),
+        "torch_csr": lambda: torch_sparse(S, "csr"),
+        "linear_operator": lambda: aslinearoperator(S),
+    }[name]()
 
 
 @pytest.fixture

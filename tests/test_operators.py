@@ -13,7 +13,7 @@ from scipy.sparse.linalg import aslinearoperator
 import randla
 from randla.operators import Operator
 from randla.testing import planted, sparse_random
-from conftest import dense, dtype_name, matrix, to_np, torch_sparse
+from conftest import dense, dtype_name, in_container, matrix, to_np, torch_sparse
 
 M, N = 40, 30
 
@@ -262,14 +262,7 @@ def test_centered(axis, dtype, container):
     if dtype == np.complex128:
         S = S + 1j * sparse_random(M, N, 300, rng=1)
     A = S.toarray()
-    wrap = {
-        "numpy": lambda: A,
-        "csr": lambda: sp.csr_array(S),
-        "torch": lambda: torch.as_tensor(A),
-        "torch_coo": lambda: torch_sparse(sp.csr_array(S), "coo"),
-        "linear_operator": lambda: aslinearoperator(A),
-    }[container]
-    original = wrap()
+    original = in_container(S, container)
     op = randla.Centered(original, axis=axis)
     explicit = A - A.mean(axis=axis, keepdims=True)
     check_products(op, explicit, 1e-13)

@@ -25,11 +25,11 @@ from randla.rangefinder import (
 from randla.testing import low_rank, planted, psd, sparse_random
 from conftest import (
     assert_orthonormal_columns,
+    in_container,
     matrix,
     sin_max_angle,
     singular_values,
     to_np,
-    torch_sparse,
 )
 
 
@@ -131,12 +131,7 @@ def test_block_krylov_exhausted_space_stays_orthonormal():
 @pytest.mark.parametrize("container", ["csr", "torch", "torch_coo", "linear_operator"])
 def test_block_krylov_backends(container):
     S = sparse_random(200, 150, 2000, rng=0)
-    M = {
-        "csr": lambda: sp.csr_array(S),
-        "torch": lambda: torch.as_tensor(S.toarray()),
-        "torch_coo": lambda: torch_sparse(S, "coo"),
-        "linear_operator": lambda: aslinearoperator(S),
-    }[container]()
+    M = in_container(S, container)
     op = randla.as_operator(M)
     Q = block_krylov(op, draw_for(op, "gaussian", 10, np.random.default_rng(0)), power_iters=3)
     assert_orthonormal_columns(Q, 1e-12)
@@ -235,12 +230,7 @@ def test_estimate_error_of_eigen_results(kind):
 @pytest.mark.parametrize("container", ["csr", "torch", "torch_csr", "linear_operator"])
 def test_estimate_error_backends(container):
     S = sparse_random(300, 200, 3000, rng=0)
-    M = {
-        "csr": lambda: sp.csr_array(S),
-        "torch": lambda: torch.as_tensor(S.toarray()),
-        "torch_csr": lambda: torch_sparse(S, "csr"),
-        "linear_operator": lambda: aslinearoperator(S),
-    }[container]()
+    M = in_container(S, container)
     r = randla.svd(M, 10, rng=0)
     true = np.linalg.norm(S.toarray() - to_np(r.reconstruct()), 2)
     estimate = estimate_error(M, r, rng=0)
