@@ -1,0 +1,198 @@
+"""Kernel functions k(x, y), evaluated on blocks of points.
+
+Each kernel maps two blocks of points, A (p, d) and B (q, d), to the block
+k(A, B) of shape (p, q), in A's array library and on its device, and knows
+its diagonal k(x, x) without pairwise work. Parameters follow scikit-learn's
+``pairwise_kernels`` and ``gaussian_process.kernels.Matern``:
+
+=============  ==============================================  ==============
+kernel         k(x, y)                                         parameters
+=============  ==============================================  ==============
+``rbf``        exp(-gamma ||x - y||_2^2)                        gamma
+``laplacian``  exp(-gamma ||x - y||_1)                          gamma
+``matern``     Matern with smoothness nu in {0.5, 1.5, 2.5}     length_scale,
+                                                                nu
+``polynomial`` (gamma <x, y> + coef0)^degree                    gamma, degree,
+                                                                coef0
+``linear``     <x, y>                                           (none)
+=============  ==============================================  ==============
+
+``gamma`` defaults to 1 / d (d the number of features). ``bandwidth`` sigma
+may be given instead: gamma = 1 / (2 sigma^2) for ``rbf``, 1 / sigma for
+``laplacian`` and length_scale = sigma for ``matern``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Callable
+
+__all__ = ["Kernel", "make_kernel", "KERNELS"]
+
+KERNELS = ("rbf", "gaussian", "laplacian", "matern", "polynomial", "linear")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel and its parameters; ``kernel(xp, A, B)`` is the block k(A, B)."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+    function: Callable | None = None  # the user's callable, for name == "callable"
+
+    @property
+    def stationary(self) -> bool:
+        """k(x, x) is the same constant for every x."""
+        return self.name in ("rbf", "laplacian", "matern")
+
+    def __call__(self, xp, A, B):
+        if self.name == "callable":
+            return self.function(A, B, **self.params)
+        if self.name == "linear":
+            return A @ B.mT
+        if self.name == "polynomial":
+            p = self.params
+            return (p["gamma"] * (A @ B.mT) + p["coef0"]) ** p["degree"]
+        if self.name == "rbf":
+            return xp.exp(-self.params["gamma"] * squared_distances(xp, A, B))
+        if self.name == "laplacian":
+            return xp.exp(-self.params["gamma"] * l1_distances(xp, A, B))
+        r = euclidean_distances(xp, A, B) / self.params["length_scale"]
+        return _matern(xp, r, self.params["nu"])
+
+    def diagonal(self, xp, A):
+        """k(a, a) for every row a of A."""
+        if self.stationary:
+            return xp.ones(A.shape[0], dtype=A.dtype, device=_device(A))
+        if self.name == "callable":
+            return _callable_diagonal(self, xp, A)
+        sq = xp.sum(A * A, axis=1)
+        if self.name == "linear":
+            return sq
+        p = self.params
+        return (p["gamma"] * sq + p["coef0"]) ** p["degree"]
+
+
+def _device(A):
+    from ..backend import device_of
+
+    return device_of(A)
+
+
+def squared_distances(xp, A, B):
+    """||a_i - b_j||_2^2 by the Gram expansion, clipped at 0 against rounding."""
+    a = xp.sum(A * A, axis=1)[:, None]
+    b = xp.sum(B * B, axis=1)[None, :]
+    return xp.clip(a + b - 2 * (A @ B.mT), min=0)
+
+
+def euclidean_distances(xp, A, B):
+    """||a_i - b_j||_2 from differences: the Gram expansion's rounding, of order
+    sqrt(eps) ||a||, would show through the square root near the diagonal."""
+    return _pairwise(xp, A, B, p=2)
+
+
+def l1_distances(xp, A, B):
+    """||a_i - b_j||_1."""
+    return _pairwise(xp, A, B, p=1)
+
+
+def _pairwise(xp, A, B, p: int):
+    if xp.__name__.endswith("torch"):
+        import torch
+
+        return torch.cdist(A, B, p=p, compute_mode="donot_use_mm_for_euclid_dist")
+    if xp.__name__.endswith("numpy"):
+        from scipy.spatial.distance import cdist
+
+        metric = "cityblock" if p == 1 else "euclidean"
+        return cdist(A, B, metric=metric).astype(A.dtype, copy=False)
+    diff = xp.abs(A[:, None, :] - B[None, :, :])
+    return xp.sum(diff, axis=2) if p == 1 else xp.sqrt(xp.sum(diff * diff, axis=2))
+
+
+def _matern(xp, r, nu: float):
+    if nu == 0.5:
+        return xp.exp(-r)
+    if nu == 1.5:
+        s = math.sqrt(3.0) * r
+        return (1 + s) * xp.exp(-s)
+    s = math.sqrt(5.0) * r
+    return (1 + s + s * s / 3) * xp.exp(-s)
+
+
+def _callable_diagonal(kernel: Kernel, xp, A, block: int = 256):
+    # Blocks of k(A_b, A_b): O(n * block * d) work instead of n separate calls.
+    parts = []
+    for start in range(0, A.shape[0], block):
+        Ab = A[start : start + block]
+        parts.append(xp.linalg.diagonal(kernel(xp, Ab, Ab)))
+    return xp.concat(parts)
+
+
+def _positive(name: str, value, kernel: str) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and math.isfinite(value) and value > 0:
+        return float(value)
+    raise ValueError(f"`{name}` of the {kernel!r} kernel must be a positive finite number; got {value!r}.")
+
+
+def make_kernel(kernel, n_features: int, params: dict) -> Kernel:
+    """Validate ``kernel`` and its parameters; defaults as in scikit-learn.
+
+    Raises ``ValueError`` for an unknown name, an unknown or non-positive
+    parameter, and ``TypeError`` for something neither a name nor a callable.
+    """
+    params = dict(params)
+    if callable(kernel):
+        return Kernel("callable", params, kernel)
+    if not isinstance(kernel, str) or kernel not in KERNELS:
+        allowed = ", ".join(repr(k) for k in KERNELS)
+        if isinstance(kernel, str):
+            raise ValueError(f"`kernel` must be one of {allowed} or a callable k(A, B); got {kernel!r}.")
+        raise TypeError(f"`kernel` must be one of {allowed} or a callable k(A, B); got {type(kernel).__name__}.")
+    name = "rbf" if kernel == "gaussian" else kernel
+    allowed = {
+        "rbf": {"gamma", "bandwidth"},
+        "laplacian": {"gamma", "bandwidth"},
+        "matern": {"length_scale", "nu", "bandwidth"},
+        "polynomial": {"gamma", "degree", "coef0"},
+        "linear": set(),
+    }[name]
+    unknown = set(params) - allowed
+    if unknown:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise ValueError(
+            f"unknown parameter(s) {sorted(unknown)} for the {kernel!r} kernel; it takes: {names}."
+        )
+    bandwidth = params.pop("bandwidth", None)
+    if bandwidth is not None:
+        sigma = _positive("bandwidth", bandwidth, kernel)
+        key = "length_scale" if name == "matern" else "gamma"
+        if params.get(key) is not None:
+            raise ValueError(f"give either `bandwidth` or `{key}` for the {kernel!r} kernel, not both.")
+        params[key] = {"rbf": 1 / (2 * sigma**2), "laplacian": 1 / sigma, "matern": sigma}[name]
+    if name in ("rbf", "laplacian", "polynomial"):
+        gamma = params.get("gamma")
+        params["gamma"] = 1.0 / n_features if gamma is None else _positive("gamma", gamma, kernel)
+    if name == "matern":
+        params["length_scale"] = _positive("length_scale", params.get("length_scale", 1.0), kernel)
+        nu = params.get("nu", 1.5)
+        if nu not in (0.5, 1.5, 2.5):
+            raise ValueError(
+                f"`nu` of the 'matern' kernel must be 0.5, 1.5 or 2.5 (closed forms); got {nu!r}."
+            )
+        params["nu"] = float(nu)
+    if name == "polynomial":
+        degree = params.get("degree", 3)
+        if not (isinstance(degree, numbers.Integral) and not isinstance(degree, bool) and degree >= 1):
+            raise ValueError(f"`degree` of the 'polynomial' kernel must be an int >= 1; got {degree!r}.")
+        coef0 = params.get("coef0", 1.0)
+        if not (isinstance(coef0, numbers.Real) and math.isfinite(coef0) and coef0 >= 0):
+            raise ValueError(
+                f"`coef0` of the 'polynomial' kernel must be a finite number >= 0 (keeps it PSD); got {coef0!r}."
+            )
+        params["degree"], params["coef0"] = int(degree), float(coef0)
+    return Kernel(name, params)

@@ -1,0 +1,242 @@
+"""Kernel matrices that are never formed: K[i, j] = k(x_i, y_j) as an Operator.
+
+At n = 10^6 points a kernel matrix has 10^12 entries. :func:`kernel_operator`
+holds only the points; products K @ V are computed one block of rows at a
+time, each block at most ``memory_limit`` bytes, and single columns, rows and
+the diagonal are evaluated directly.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from array_api_compat import array_namespace, is_array_api_obj
+
+from ..backend import device_of
+from ..operators import Operator, _work_dtype
+from .functions import Kernel, make_kernel
+
+__all__ = ["KernelOperator", "kernel_operator", "check_points"]
+
+DEFAULT_MEMORY_LIMIT = 256 * 2**20
+_TEMPORARIES = 3  # distance, kernel and product blocks alive at once
+
+
+def check_points(X, name: str = "X"):
+    """X as a 2-D floating array of points in its own library (no copy for floats).
+
+    Integers become float64, half precisions float32. Raises ``TypeError``
+    for sparse or non-array input and ``ValueError`` for a wrong shape, no
+    points, or NaN/Inf.
+    """
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        raise TypeError(
+            f"{name} must be a dense array of points; got a SciPy sparse matrix. Kernel "
+            "matrices of sparse data: use randla.sparse_rbf_features, or X.toarray() if it fits."
+        )
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    if not is_array_api_obj(X):
+        raise TypeError(f"{name} must be a NumPy array or torch tensor of points; got {type(X).__name__}.")
+    xp = array_namespace(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D, one point per row (n_samples, n_features); got shape {tuple(X.shape)}. "
+            "For a single feature use X.reshape(-1, 1)."
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one point and one feature; got shape {tuple(X.shape)}.")
+    if xp.isdtype(X.dtype, "complex floating") or not xp.isdtype(X.dtype, ("real floating", "integral", "bool")):
+        raise TypeError(f"{name} must hold real numbers; got dtype {X.dtype}.")
+    dtype = _work_dtype(xp, X.dtype)
+    if X.dtype != dtype:
+        X = xp.astype(X, dtype)
+    if not bool(xp.all(xp.isfinite(X))):
+        raise ValueError(f"{name} contains NaN or Inf; remove or impute those points first.")
+    return X
+
+
+class KernelOperator(Operator):
+    """The kernel matrix K = k(X, Y) (K = k(X, X) when Y is None), implicit.
+
+    Create it with :func:`kernel_operator`. Besides the :class:`Operator`
+    products it offers ``columns(idx)`` (K[:, idx]), ``rows(idx)``,
+    ``block(rows, cols)``, ``diagonal()`` and ``trace()``, each evaluated
+    without forming K.
+    """
+
+    def __init__(self, X, Y, kernel: Kernel, memory_limit: int):
+        self.X, self.Y, self.kernel = X, Y, kernel
+        self.symmetric = Y is None
+        self.xp = array_namespace(X)
+        self.device = device_of(X)
+        self.dtype = self.input_dtype = X.dtype
+        self.shape = (int(X.shape[0]), int((X if Y is None else Y).shape[0]))
+        self.memory_limit = memory_limit
+
+    @property
+    def _points_y(self):
+        return self.X if self.Y is None else self.Y
+
+    def _rows_per_block(self, n_cols: int) -> int:
+        itemsize = np.dtype(str(self.dtype).split(".")[-1]).itemsize
+        return max(1, self.memory_limit // (_TEMPORARIES * itemsize * max(n_cols, 1)))
+
+    def _evaluate(self, A, B):
+        """k(A, B) with its rows in blocks that keep within the memory limit."""
+        xp, step = self.xp, self._rows_per_block(B.shape[0])
+        if A.shape[0] <= step:
+            return self.kernel(xp, A, B)
+        return xp.concat([self.kernel(xp, A[i : i + step], B) for i in range(0, A.shape[0], step)])
+
+    def matmat(self, V):
+        return self._product(self.X, self._points_y, V)
+
+    def rmatmat(self, W):
+        # Real symmetric kernel functions: K^T = k(Y, X).
+        return self._product(self._points_y, self.X, W)
+
+    def _product(self, A, B, V):
+        xp, step = self.xp, self._rows_per_block(B.shape[0])
+        if A.shape[0] <= step:
+            return self.kernel(xp, A, B) @ V
+        return xp.concat([self.kernel(xp, A[i : i + step], B) @ V for i in range(0, A.shape[0], step)])
+
+    def columns(self, idx):
+        """K[:, idx], shape (n_rows, len(idx))."""
+        return self._evaluate(self.X, self._take(self._points_y, idx))
+
+    def rows(self, idx):
+        """K[idx, :], shape (len(idx), n_cols)."""
+        return self._evaluate(self._take(self.X, idx), self._points_y)
+
+    def block(self, rows=None, cols=None):
+        """K[rows][:, cols]; None means all. The whole K only if asked for."""
+        A = self.X if rows is None else self._take(self.X, rows)
+        B = self._points_y if cols is None else self._take(self._points_y, cols)
+        return self._evaluate(A, B)
+
+    def diagonal(self):
+        """diag(K) of a square kernel matrix, in O(n d)."""
+        if not self.symmetric:
+            raise ValueError("diagonal() needs a square kernel matrix k(X, X); this one is k(X, Y).")
+        return self.kernel.diagonal(self.xp, self.X)
+
+    def trace(self) -> float:
+        return float(self.xp.sum(self.diagonal()))
+
+    def _take(self, P, idx):
+        xp = self.xp
+        idx = xp.asarray(np.asarray(idx, dtype=np.int64), device=self.device) if not is_array_api_obj(idx) else idx
+        return xp.take(P, idx, axis=0)
+
+    def __repr__(self) -> str:
+        m, n = self.shape
+        return f"<KernelOperator {self.kernel.name} {m}x{n} {self.dtype}>"
+
+
+def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMORY_LIMIT, **params) -> KernelOperator:
+    """The kernel matrix K[i, j] = k(x_i, y_j) as an implicit :class:`Operator`.
+
+    Parameters
+    ----------
+    X : array, shape (n, d)
+        Points, one per row: NumPy array or torch tensor (any device).
+    Y : array, shape (m, d), optional
+        Second set of points; default X (a square, symmetric PSD matrix).
+    kernel : str or callable, default "rbf"
+        ``"rbf"`` (alias ``"gaussian"``), ``"laplacian"``, ``"matern"``,
+        ``"polynomial"``, ``"linear"``, or a callable ``k(A, B, **params)``
+        returning the (p, q) block for blocks A (p, d) and B (q, d) in their
+        own library. See :mod:`randla.kernels.functions` for the formulas.
+    memory_limit : int, default 256 MiB
+        Bytes the temporary kernel blocks of one product may take.
+    **params
+        Kernel parameters: ``gamma`` or ``bandwidth`` (rbf, laplacian),
+        ``length_scale`` or ``bandwidth`` and ``nu`` (matern), ``gamma``,
+        ``degree`` and ``coef0`` (polynomial), or the callable's own.
+
+    Returns
+    -------
+    KernelOperator
+        Usable wherever randla takes a matrix (``randla.nystrom``,
+        ``randla.eigh``, ``randla.rpcholesky``, ...).
+
+    Raises
+    ------
+    ValueError
+        NaN or Inf in the points, mismatched feature counts, a non-positive
+        bandwidth, or a callable kernel found not symmetric positive
+        semidefinite on a small sample of the points.
+    TypeError
+        Sparse or non-array points, or a kernel that is neither a name nor a
+        callable.
+
+    Notes
+    -----
+    A product K @ V with V of shape (m, k) costs O(n m (d + k)) and holds at
+    most ``memory_limit`` bytes of kernel entries at a time.
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> X = np.random.default_rng(0).standard_normal((1000, 5))
+    >>> K = randla.kernel_operator(X, kernel="rbf", bandwidth=2.0)
+    >>> K.shape, K.columns([0, 1]).shape, float(K.diagonal()[0])
+    ((1000, 1000), (1000, 2), 1.0)
+    """
+    X = check_points(X, "X")
+    if Y is not None:
+        Y = check_points(Y, "Y")
+        if array_namespace(Y) is not array_namespace(X):
+            raise TypeError("X and Y must come from the same array library.")
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(f"X and Y must have the same number of features; got {X.shape[1]} and {Y.shape[1]}.")
+        if Y.dtype != X.dtype:
+            Y = array_namespace(Y).astype(Y, X.dtype)
+    ok = isinstance(memory_limit, numbers.Integral) and not isinstance(memory_limit, bool)
+    if not ok or memory_limit < 1:
+        raise ValueError(f"`memory_limit` must be a positive int (bytes); got {memory_limit!r}.")
+    op = KernelOperator(X, Y, make_kernel(kernel, int(X.shape[1]), params), int(memory_limit))
+    if op.kernel.name == "callable":
+        _check_callable(op)
+    return op
+
+
+def _check_callable(op: KernelOperator, sample: int = 64):
+    """Shape always; symmetry and PSD on a spread-out sample of at most 64 points."""
+    xp = op.xp
+    n = op.shape[0]
+    idx = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(np.int64))
+    A = op._take(op.X, idx)
+    block = op.kernel(xp, A, A)
+    if not is_array_api_obj(block) or tuple(block.shape) != (len(idx), len(idx)):
+        got = tuple(block.shape) if hasattr(block, "shape") else type(block).__name__
+        raise ValueError(
+            f"a callable kernel must return the (p, q) block k(A, B) for A (p, d) and B (q, d); "
+            f"for p = q = {len(idx)} it returned {got}."
+        )
+    if not op.symmetric:
+        return
+    G = np.asarray(_host(block), dtype=np.float64)
+    if not np.all(np.isfinite(G)):
+        raise ValueError("the callable kernel returned NaN or Inf on the points.")
+    scale = max(float(np.max(np.abs(G))), np.finfo(np.float64).tiny)
+    tol = 100 * math.sqrt(np.finfo(np.dtype(str(op.dtype).split(".")[-1])).eps) * scale
+    if np.max(np.abs(G - G.T)) > tol:
+        raise ValueError("the callable kernel is not symmetric (k(x, y) != k(y, x) on a sample of the points).")
+    if np.linalg.eigvalsh((G + G.T) / 2)[0] < -tol:
+        raise ValueError(
+            "the callable kernel is not positive semidefinite: its matrix on a sample of the points "
+            "has a negative eigenvalue. Nystrom methods need a PSD kernel."
+        )
+
+
+def _host(x):
+    from ..backend import to_numpy
+
+    return to_numpy(x)
