@@ -158,3 +158,65 @@ def test_planted_hypothesis(m, n, decay, dtype, seed):
     s = np.linalg.svd(p.A.astype(np.complex128), compute_uv=False)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(s, p.S, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_regression(dtype, untouched_global_rng):
+    from randla.testing import Regression, kernel_regression
+
+    p = kernel_regression(20_000, d=6, noise=0.2, dtype=dtype, rng=0)
+    assert isinstance(p, Regression)
+    X, y = p
+    assert X.shape == (20_000, 6) and y.shape == p.f.shape == (20_000,)
+    assert X.dtype == y.dtype == p.f.dtype == dtype
+    # y = f(X) + noise * N(0, 1), with f smooth and of unit order.
+    assert np.std(y - p.f) == pytest.approx(0.2, rel=0.03)
+    assert abs(np.mean(y - p.f)) < 0.01
+    assert 0.1 < np.var(p.f) < 5
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(p.target(X), p.f, atol=tol)
+    near = p.target(X[:100] + 1e-4)
+    assert np.max(np.abs(near - p.f[:100])) < 1e-2  # Lipschitz: |grad f| <= sum |w_j| |u_j|
+    again = kernel_regression(20_000, d=6, noise=0.2, dtype=dtype, rng=0)
+    assert np.array_equal(again.X, X) and np.array_equal(again.y, y)
+    assert not np.array_equal(kernel_regression(100, d=6, rng=1).y, kernel_regression(100, d=6, rng=2).y)
+
+
+@pytest.mark.parametrize("n, n_clusters", [(1000, 10), (50, 20), (20, 20), (7, 1)])
+def test_clustered_sizes_are_unequal_and_clusters_far_apart(n, n_clusters):
+    from randla.testing import Clustered, clustered
+
+    c = clustered(n, 3, n_clusters, imbalance=100.0, spread=0.5, rng=0)
+    assert isinstance(c, Clustered)
+    assert c.X.shape == (n, 3) and c.X.dtype == np.float64 and c.labels.shape == (n,)
+    sizes = c.sizes
+    assert sizes.sum() == n and sizes.size == n_clusters and sizes.min() >= 1
+    assert np.all(np.diff(sizes) <= 0)  # cluster 0 is the largest
+    if n_clusters > 1 and n >= 1000:
+        assert sizes[0] >= 50 * sizes[-1]  # a factor ~imbalance between extremes
+    centres = np.array([c.X[c.labels == j].mean(axis=0) for j in range(n_clusters)])
+    if n_clusters > 1:
+        gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)[np.triu_indices(n_clusters, 1)]
+        assert gaps.min() >= 0.5 * 10 * 0.5  # centres 10 spread apart, up to sampling noise
+    # The points come shuffled, and the same rng gives the same points.
+    assert not np.all(np.diff(c.labels) >= 0) or n_clusters == 1
+    again = clustered(n, 3, n_clusters, imbalance=100.0, spread=0.5, rng=0)
+    np.testing.assert_array_equal(c.X, again.X)
+    assert clustered(n, 3, n_clusters, dtype=np.float32, rng=0).X.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_clusters": 0}, "n_clusters"),
+        ({"n_clusters": 11}, "n_clusters"),
+        ({"imbalance": 0.5}, "imbalance"),
+        ({"spread": 0.0}, "spread"),
+    ],
+)
+def test_clustered_rejects_bad_parameters(kwargs, match):
+    from randla.testing import clustered
+
+    args = {"n_clusters": 3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        clustered(10, 2, rng=0, **args)

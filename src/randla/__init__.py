@@ -13,12 +13,39 @@ small problem exactly, lift back [HMT2011].
 
 from . import testing
 from .eigh import EighResult, NystromResult, eigh, nystrom
+from .kernels import (
+    ColumnNystromResult,
+    KernelOperator,
+    KRRResult,
+    PartialCholesky,
+    column_nystrom,
+    fourier_features,
+    kernel_operator,
+    kernel_ridge,
+    landmarks,
+    nystrom_kernel_ridge,
+    rpcholesky,
+    sparse_rbf_features,
+)
+from .kernels.clustering import SpectralClusteringResult, spectral_clustering
 from .operators import Centered, Operator, PlusLowRank, Shifted, Transposed, as_operator, residual
 from .qb import QBResult, qb
 from .rangefinder import estimate_error, posterior_error_bound
 from .svd import SVDResult, svd
 
 __version__ = "0.1.0"
+
+_ESTIMATORS = ("Nystroem", "KernelRidge", "SpectralClustering")
+
+
+def __getattr__(name):
+    # The estimators need scikit-learn; it is imported on first use only.
+    if name in _ESTIMATORS:
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'randla' has no attribute {name!r}")
+
 
 __all__ = [
     "svd",
@@ -38,5 +65,20 @@ __all__ = [
     "EighResult",
     "NystromResult",
     "QBResult",
+    "kernel_operator",
+    "KernelOperator",
+    "rpcholesky",
+    "landmarks",
+    "column_nystrom",
+    "PartialCholesky",
+    "ColumnNystromResult",
+    "nystrom_kernel_ridge",
+    "kernel_ridge",
+    "KRRResult",
+    "fourier_features",
+    "sparse_rbf_features",
+    "spectral_clustering",
+    "SpectralClusteringResult",
+    *_ESTIMATORS,
     "testing",
 ]

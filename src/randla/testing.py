@@ -157,3 +157,144 @@ def sparse_random(
     vals = rng.standard_normal(nnz) * row_w[rows] * col_w[cols]
     A = sp.coo_array((vals.astype(dtype), (rows, cols)), shape=(m, n))
     return A.asformat(format)
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A planted regression problem y = f(X) + noise * e; unpacks as ``X, y``.
+
+    ``f`` holds the noiseless targets f(X) and ``noise`` the standard
+    deviation of the Gaussian noise e, so the best possible root-mean-square
+    prediction error on fresh samples is ``noise``. ``target(X_new)``
+    evaluates f anywhere.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    f: np.ndarray
+    noise: float
+    directions: np.ndarray
+    phases: np.ndarray
+    weights: np.ndarray
+
+    def __iter__(self):
+        return iter((self.X, self.y))
+
+    def target(self, X) -> np.ndarray:
+        """f(X) = sum_j weights[j] sin(X @ directions[:, j] + phases[j])."""
+        return _sines(np.asarray(X), self.directions, self.phases, self.weights)
+
+
+def _sines(X, U, b, w):
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    return np.sin(X @ U.astype(dtype) + b.astype(dtype)) @ w.astype(dtype)
+
+
+def kernel_regression(n: int, d: int = 10, *, noise: float = 0.1, n_terms: int = 5,
+                      dtype=np.float64, rng=None) -> Regression:
+    """n points X ~ N(0, I_d) with targets y = f(X) + noise * N(0, 1).
+
+    The target f(x) = sum_{j <= n_terms} w_j sin(u_j^T x + b_j) is smooth
+    (analytic, with frequencies u_j ~ N(0, I_d / d), so u_j^T x has unit
+    variance) with weights w_j = +-2 / sqrt(n_terms), has variance of order 1
+    (about 1 on average over draws) and is learnt well by Gaussian-kernel
+    ridge regression with gamma of order 1 / d. Memory is O(n d): X, y, f
+    and an (n, n_terms) block, in ``dtype``.
+
+    Examples
+    --------
+    >>> from randla.testing import kernel_regression
+    >>> X, y = kernel_regression(1000, d=4, noise=0.1, rng=0)
+    >>> X.shape, y.shape
+    ((1000, 4), (1000,))
+    """
+    rng = np.random.default_rng(rng)
+    U = rng.standard_normal((d, n_terms)) / np.sqrt(d)
+    b = rng.uniform(0.0, 2 * np.pi, size=n_terms)
+    w = rng.choice([-1.0, 1.0], size=n_terms) * 2.0 / np.sqrt(n_terms)
+    X = rng.standard_normal((n, d), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    X = X.astype(dtype, copy=False)
+    f = _sines(X, U, b, w).astype(dtype, copy=False)
+    y = (f + noise * rng.standard_normal(n)).astype(dtype, copy=False)
+    return Regression(X, y, f, float(noise), U, b, w)
+
+
+__all__ += ["kernel_regression", "Regression"]
+
+
+__all__ += ["clustered", "Clustered"]
+
+
+@dataclass(frozen=True)
+class Clustered:
+    """Points ``X`` (n, d) and their cluster ``labels`` (n,).
+
+    Cluster 0 is the largest; sizes decrease with the label.
+    """
+
+    X: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.bincount(self.labels)
+
+
+def clustered(
+    n: int,
+    d: int,
+    n_clusters: int,
+    *,
+    imbalance: float = 1000.0,
+    spread: float = 0.3,
+    dtype=np.float64,
+    rng=None,
+) -> Clustered:
+    """Points in clusters of very unequal sizes: a few big ones, several tiny, far apart.
+
+    Cluster sizes fall geometrically from the largest to the smallest, by a
+    factor ``imbalance`` in all (each has at least one point). Each cluster
+    is an isotropic Gaussian of standard deviation ``spread`` around its
+    centre; centres are at least 10 spread apart where the space allows. The
+    points come in random order.
+
+    With an RBF kernel of bandwidth 1 (about 3 spread) the kernel matrix is
+    nearly block diagonal with blocks of low numerical rank: a tiny cluster
+    is captured only if a landmark lands in it. Uniform sampling spends its
+    landmarks on the big clusters and misses the tiny ones; randomly pivoted
+    Cholesky, which samples by residual, does not.
+
+    Examples
+    --------
+    >>> import randla
+    >>> c = randla.testing.clustered(1000, 2, 10, rng=0)
+    >>> c.X.shape, c.sizes.tolist()
+    ((1000, 2), [535, 247, 115, 54, 25, 12, 6, 3, 2, 1])
+    """
+    if not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= n):
+        raise ValueError(f"`n_clusters` must be an int in [1, n={n}]; got {n_clusters!r}.")
+    if not imbalance >= 1:
+        raise ValueError(f"`imbalance` (largest / smallest cluster size) must be >= 1; got {imbalance!r}.")
+    if not spread > 0:
+        raise ValueError(f"`spread` must be positive; got {spread!r}.")
+    rng = np.random.default_rng(rng)
+    weights = imbalance ** -(np.arange(n_clusters) / max(n_clusters - 1, 1))
+    sizes = 1 + np.floor((n - n_clusters) * weights / weights.sum()).astype(np.int64)
+    sizes[0] += n - sizes.sum()
+    gap = 10.0 * spread
+    scale = gap * max(1.0, n_clusters ** (1.0 / d))
+    centers = np.empty((n_clusters, d))
+    for j in range(n_clusters):
+        best, best_gap = None, -1.0
+        for _ in range(100):
+            candidate = scale * rng.standard_normal(d)
+            nearest = np.min(np.linalg.norm(centers[:j] - candidate, axis=1)) if j else np.inf
+            if nearest > best_gap:
+                best, best_gap = candidate, nearest
+            if nearest >= gap:
+                break
+        centers[j] = best
+    labels = np.repeat(np.arange(n_clusters), sizes)
+    X = centers[labels] + spread * rng.standard_normal((n, d))
+    order = rng.permutation(n)
+    return Clustered(X[order].astype(dtype), labels[order])

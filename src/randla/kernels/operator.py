@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 
-from ..backend import device_of
+from ..backend import device_of, to_numpy
 from ..operators import Operator, _work_dtype
 from .functions import Kernel, make_kernel
 
@@ -131,7 +131,8 @@ class KernelOperator(Operator):
 
     def _take(self, P, idx):
         xp = self.xp
-        idx = xp.asarray(np.asarray(idx, dtype=np.int64), device=self.device) if not is_array_api_obj(idx) else idx
+        if not (is_array_api_obj(idx) and array_namespace(idx) is xp):
+            idx = xp.asarray(np.asarray(to_numpy(idx) if is_array_api_obj(idx) else idx, dtype=np.int64), device=self.device)
         return xp.take(P, idx, axis=0)
 
     def __repr__(self) -> str:
@@ -222,7 +223,7 @@ def _check_callable(op: KernelOperator, sample: int = 64):
         )
     if not op.symmetric:
         return
-    G = np.asarray(_host(block), dtype=np.float64)
+    G = np.asarray(to_numpy(block), dtype=np.float64)
     if not np.all(np.isfinite(G)):
         raise ValueError("the callable kernel returned NaN or Inf on the points.")
     scale = max(float(np.max(np.abs(G))), np.finfo(np.float64).tiny)
@@ -236,7 +237,3 @@ def _check_callable(op: KernelOperator, sample: int = 64):
         )
 
 
-def _host(x):
-    from ..backend import to_numpy
-
-    return to_numpy(x)

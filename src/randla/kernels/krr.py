@@ -1,0 +1,559 @@
+"""Kernel ridge regression at scale, without forming the kernel matrix.
+
+Kernel ridge regression (KRR) fits f(x) = sum_j c_j k(x, z_j) by minimising
+
+    ||y - f(X)||_2^2 + alpha ||f||_H^2,
+
+the objective of scikit-learn's ``KernelRidge`` (no intercept): with all n
+points as centres the solution is c = (K + alpha I)^{-1} y, K = k(X, X).
+Forming K takes n^2 memory and solving with it n^3 time; instead
+
+- :func:`nystrom_kernel_ridge` keeps f in the span of m landmarks
+  (Nystrom KRR; Rudi, Camoriano & Rosasco 2015) and assembles the m x m
+  normal equations in one streamed pass over X, or solves them by Falkon's
+  preconditioned CG (Rudi, Carratino & Rosasco 2017) - O(n m) time per pass
+  and O(m^2) memory;
+- :func:`kernel_ridge` solves the exact n x n system by conjugate gradients,
+  with products by the implicit kernel matrix and the randomized Nystrom
+  preconditioner of Frangella, Tropp & Udell (2023).
+
+Both return a :class:`KRRResult`, whose ``predict`` streams over blocks too.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
+
+from .._results import Unpackable
+from .._validate import check_rng
+from ..backend import device_of, finfo_eps, to_numpy
+from .functions import Kernel
+from .operator import DEFAULT_MEMORY_LIMIT, KernelOperator, check_points, kernel_operator
+from .pcg import (
+    KernelRows,
+    PSDFactor,
+    RowsOperator,
+    as_float64,
+    block_pcg,
+    falkon_preconditioner,
+    nystrom_preconditioner,
+    rows_per_block,
+    spd_solver,
+    take_rows,
+)
+
+__all__ = ["KRRResult", "nystrom_kernel_ridge", "kernel_ridge", "LANDMARK_METHODS"]
+
+#: Landmark selection rules accepted by name (see :mod:`randla.kernels.landmarks`).
+LANDMARK_METHODS = ("rpcholesky", "uniform", "greedy", "kmeans++", "leverage")
+_CANDIDATES = 100_000
+
+
+@dataclass(frozen=True, repr=False)
+class KRRResult(Unpackable):
+    """A fitted kernel ridge regressor f(x) = k(x, centers) @ dual_coef.
+
+    Unpacks as ``dual_coef, centers``.
+
+    Attributes
+    ----------
+    dual_coef : array, shape (m,) or (m, t)
+        Coefficients of the centres, in the dtype of X; 1-D when y was.
+    centers : array, shape (m, d)
+        The landmark points (Nystrom) or all of X (:func:`kernel_ridge`).
+    indices : numpy.ndarray of int64, shape (m,)
+        Rows of X that are the centres.
+    kernel : Kernel
+        The kernel and its parameters.
+    alpha : float
+        The ridge penalty.
+    solver : str
+        ``"direct"`` or ``"pcg"``.
+    preconditioner : str or None
+        ``"falkon"``, ``"nystrom"``, a landmark method name, or None.
+    converged : bool
+        The solver reached its tolerance (always True for ``"direct"``).
+    n_iter : int
+        CG iterations (0 for ``"direct"``).
+    residuals : numpy.ndarray
+        Relative residual norms of the linear system: after each CG iteration
+        (``residuals[0] = 1``), or the single residual of the direct solve.
+    memory_limit : int
+        Bytes of kernel blocks ``predict`` may hold at a time.
+    """
+
+    dual_coef: object
+    centers: object
+    indices: np.ndarray
+    kernel: Kernel
+    alpha: float
+    solver: str
+    preconditioner: str | None
+    converged: bool
+    n_iter: int
+    residuals: np.ndarray
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    _unpack = ("dual_coef", "centers")
+
+    @property
+    def n_centers(self) -> int:
+        return int(self.centers.shape[0])
+
+    def predict(self, X):
+        """f(X) = k(X, centers) @ dual_coef, in blocks of rows of X.
+
+        ``X`` (p, d) in the library and on the device of the training points.
+        Returns shape (p,) or (p, t), as y had. At most ``memory_limit``
+        bytes of kernel entries are held at a time.
+        """
+        xp = array_namespace(self.centers)
+        X = check_points(X, "X")
+        if array_namespace(X) is not xp:
+            raise TypeError(
+                f"X must come from the same array library as the training points "
+                f"({xp.__name__.split('.')[-1]}); got {type(X).__name__}."
+            )
+        if X.shape[1] != self.centers.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the model was fitted on {self.centers.shape[1]}."
+            )
+        if X.dtype != self.centers.dtype:
+            X = xp.astype(X, self.centers.dtype)
+        coef = self.dual_coef if self.dual_coef.ndim == 2 else self.dual_coef[:, None]
+        step = rows_per_block(self.memory_limit, self.n_centers, X.dtype, cast=False)
+        parts = [
+            self.kernel(xp, X[i : i + step], self.centers) @ coef for i in range(0, X.shape[0], step)
+        ]
+        out = xp.concat(parts) if len(parts) > 1 else parts[0]
+        return out if self.dual_coef.ndim == 2 else out[:, 0]
+
+
+def nystrom_kernel_ridge(
+    X,
+    y,
+    *,
+    kernel="rbf",
+    alpha: float = 1.0,
+    n_components="auto",
+    landmarks="rpcholesky",
+    candidates=None,
+    solver: str = "direct",
+    tol: float | None = None,
+    max_iter: int | None = None,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    rng=None,
+    **kernel_params,
+) -> KRRResult:
+    """Kernel ridge regression restricted to m landmarks (Nystrom KRR).
+
+    Finds f(x) = k(x, S) beta, S the m landmark points, minimising
+    ||y - f(X)||^2 + alpha ||f||_H^2: with C = k(X, S) (n, m) and
+    W = k(S, S) (m, m), beta solves
+
+        (C^T C + alpha W) beta = C^T y.
+
+    Parameters
+    ----------
+    X : array, shape (n, d)
+        Training points: NumPy array or torch tensor (any device).
+    y : array, shape (n,) or (n, t)
+        Targets; one column per output. Converted to X's library.
+    kernel : str or callable, default "rbf"
+        As in :func:`randla.kernels.kernel_operator`; parameters go in
+        ``**kernel_params`` (``gamma``, ``bandwidth``, ...).
+    alpha : float, default 1.0
+        Ridge penalty (scikit-learn's ``KernelRidge(alpha=...)``), > 0.
+    n_components : int or "auto", default "auto"
+        Number m of landmarks. ``"auto"``: min(n, max(100, ceil(sqrt(n)))),
+        the order m ~ sqrt(n) that keeps the statistical rate of exact KRR
+        (Rudi, Camoriano & Rosasco 2015, Thm. 2). Must match the length of
+        an explicit index array.
+    landmarks : str or array of int, default "rpcholesky"
+        How to choose S: one of ``LANDMARK_METHODS`` (see
+        :func:`randla.kernels.landmarks`; ``"uniform"`` samples rows without
+        replacement), or the row indices of X to use.
+    candidates : int, optional
+        Landmarks chosen by name are chosen among this many rows of X drawn
+        uniformly without replacement: selecting by a method such as
+        RPCholesky keeps an (n_candidates, m) factor, which for all 10^6
+        points and m = 1000 would take 8 GB. Default (None):
+        min(n, max(100_000, m)). Not allowed with explicit indices.
+    solver : {"direct", "pcg"}, default "direct"
+        ``"direct"``: accumulate the m x m normal equations over blocks of
+        rows of X and solve them (O(n m^2 + m^3) time, one pass over X).
+        ``"pcg"``: Falkon's preconditioned CG, one pass over X per iteration
+        (O(n m d) each) and no m x m product C^T C; better when m is large.
+    tol : float, optional
+        ``"pcg"`` only: relative residual to stop at (default 1e-6).
+    max_iter : int, optional
+        ``"pcg"`` only: at most this many iterations (default 100).
+    memory_limit : int, default 256 MiB
+        Bytes of kernel blocks held at a time. C is never stored whole unless
+        it takes at most half of this (then ``"pcg"`` reuses it).
+    rng : None, int, SeedSequence, BitGenerator or Generator
+        Randomness of the candidates, the landmarks and the preconditioner.
+    **kernel_params
+        Parameters of the kernel.
+
+    Returns
+    -------
+    KRRResult
+        ``predict(X_new)``, the landmarks (``centers``, ``indices``), the
+        coefficients beta (``dual_coef``) and what the solver did.
+
+    Raises
+    ------
+    ValueError
+        Mismatched lengths of X and y, NaN or Inf, alpha <= 0, n_components
+        outside [1, n], invalid indices or candidates, ``tol``/``max_iter``
+        with the direct solver.
+    TypeError
+        Sparse or non-array X or y.
+
+    Notes
+    -----
+    With W + s I = L L^T (Cholesky; s = m eps max(diag W) absorbs rounding,
+    as in Falkon) and T = L^{-T}, the change of variables gamma = L^T beta
+    turns the system into
+
+        (T^T C^T C T + alpha I) gamma = T^T C^T y,
+
+    whose matrix has eigenvalues in [alpha, alpha + n max k(x, x)]: well
+    conditioned for any W. If Cholesky fails, T comes from the eigenpairs of
+    W (pseudo-inverse). Each block of rows C_b of C is transformed to C_b T
+    before its Gram matrix and C_b^T y_b are accumulated (in float64; C is
+    never stored): forming C^T C first and transforming it afterwards would
+    magnify its rounding errors by ||T||^2 ~ 1 / s, large when W is nearly
+    singular (close landmarks). Memory is O(m^2 + m t + memory_limit) beside
+    X itself; time O(n m (d + m) + m^3).
+
+    ``"pcg"`` runs CG on the same system with the preconditioner of
+    :func:`randla.kernels.pcg.falkon_preconditioner` (Rudi, Carratino &
+    Rosasco 2017, Alg. 1), built from m rows of C drawn uniformly. With
+    m = n landmarks the result is exact KRR. With m ~ sqrt(n) log n uniform
+    landmarks (fewer by leverage or RPCholesky) the excess risk is of the
+    order of exact KRR's (Rudi, Camoriano & Rosasco 2015, Thms. 1-2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from randla.testing import kernel_regression
+    >>> from randla.kernels import nystrom_kernel_ridge
+    >>> X, y = kernel_regression(2000, d=5, noise=0.1, rng=0)
+    >>> model = nystrom_kernel_ridge(X, y, alpha=0.1, n_components=200,
+    ...                              landmarks="uniform", rng=0)
+    >>> model.dual_coef.shape, model.predict(X[:3]).shape
+    ((200,), (3,))
+    """
+    op = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)
+    xp, X, n = op.xp, op.X, op.shape[0]
+    Y, one_d = _check_targets(y, op)
+    alpha = _check_alpha(alpha)
+    solver = _check_name("solver", solver, ("direct", "pcg"))
+    if solver == "direct" and (tol is not None or max_iter is not None):
+        raise ValueError(
+            "`tol` and `max_iter` apply to solver='pcg' only; the direct solver has no iterations. "
+            "Leave them out, or pass solver='pcg'."
+        )
+    tol = _check_tol(1e-6 if tol is None else tol)
+    max_iter = _check_max_iter(100 if max_iter is None else max_iter)
+    gen = check_rng(rng)
+    idx = _choose_landmarks(op, landmarks, n_components, candidates, gen)
+    centers = take_rows(xp, X, idx)
+    W = as_float64(xp, op.kernel(xp, centers, centers))
+    factor = PSDFactor(W, finfo_eps(xp, X.dtype))
+    rows = KernelRows(op.kernel, xp, X, centers, op.memory_limit, cache=solver == "pcg")
+    if solver == "direct":
+        beta, residual = _solve_direct(xp, rows, factor, Y, alpha)
+        info = ("direct", None, True, 0, np.asarray([residual]))
+    else:
+        sample = np.sort(gen.choice(n, size=len(idx), replace=False))
+        C_sample = as_float64(xp, op.kernel(xp, take_rows(xp, X, sample), centers))
+        precondition = falkon_preconditioner(factor, C_sample, n, alpha)
+        W_s = W + factor.shift * xp.eye(W.shape[0], dtype=W.dtype, device=device_of(W))
+        r = block_pcg(
+            lambda V: rows.normal(V) + alpha * (W_s @ V),
+            rows.rmatmat(Y),
+            precondition=precondition,
+            tol=tol,
+            max_iter=max_iter,
+        )
+        beta = r.x
+        info = ("pcg", "falkon", r.converged, r.n_iter, r.residuals)
+    return _result(xp, X, beta, one_d, centers, idx, op, alpha, info)
+
+
+def kernel_ridge(
+    X,
+    y,
+    *,
+    kernel="rbf",
+    alpha: float = 1.0,
+    preconditioner: str | None = "nystrom",
+    rank="auto",
+    tol: float = 1e-6,
+    max_iter: int = 200,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    rng=None,
+    **kernel_params,
+) -> KRRResult:
+    """Exact kernel ridge regression by preconditioned conjugate gradients.
+
+    Solves (K + alpha I) c = y, K = k(X, X), with products by the implicit
+    kernel matrix (never stored unless it fits in half of ``memory_limit``);
+    f(x) = k(x, X) @ c is scikit-learn's ``KernelRidge`` solution.
+
+    Parameters
+    ----------
+    X : array, shape (n, d)
+        Training points: NumPy array or torch tensor (any device).
+    y : array, shape (n,) or (n, t)
+        Targets; the t columns are solved together, one product with K per
+        iteration for all of them.
+    kernel, alpha, memory_limit, **kernel_params
+        As in :func:`nystrom_kernel_ridge`.
+    preconditioner : str or None, default "nystrom"
+        ``"nystrom"``: the randomized Nystrom approximation
+        K ~ U diag(S) U^T of :func:`randla.nystrom` (one pass over K);
+        a landmark method name (``"rpcholesky"``, ...): the column Nystrom
+        approximation K ~ F F^T of :func:`randla.kernels.landmarks`, from
+        ``rank`` columns of K only (cheaper); None: plain CG.
+    rank : int or "auto", default "auto"
+        Rank l of the preconditioner; ``"auto"``: min(n, 100). CG converges
+        in a few tens of iterations once l exceeds about 1.5 times the
+        effective dimension tr(K (K + alpha I)^{-1}) (Frangella, Tropp & Udell
+        2023, Thm. 5.1), which grows as alpha shrinks.
+    tol : float, default 1e-6
+        Stop when ||y_j - (K + alpha I) c_j|| <= tol ||y_j|| for every column.
+    max_iter : int, default 200
+        At most this many iterations (products with K).
+    rng : None, int, SeedSequence, BitGenerator or Generator
+        Randomness of the preconditioner.
+
+    Returns
+    -------
+    KRRResult
+        ``dual_coef`` (n,) or (n, t), ``centers`` = X, ``converged``,
+        ``n_iter``, ``residuals``. Not converging within ``max_iter`` is
+        reported in ``converged``, not raised.
+
+    Notes
+    -----
+    The preconditioner is M^{-1} = (lambda_l + alpha) U (diag(S) + alpha
+    I)^{-1} U^T + (I - U U^T) (Frangella, Tropp & Udell 2023, "Randomized
+    Nystrom preconditioning", SIAM J. Matrix Anal. Appl., Alg. 2.1 and
+    Eq. 5.3). Each iteration costs one pass over K: O(n^2 (d + t)) time and
+    ``memory_limit`` bytes; the preconditioner O(n l) memory and, for
+    ``"nystrom"``, one pass over K with l + 10 columns.
+
+    Examples
+    --------
+    >>> from randla.testing import kernel_regression
+    >>> from randla.kernels import kernel_ridge
+    >>> X, y = kernel_regression(500, d=5, noise=0.1, rng=0)
+    >>> model = kernel_ridge(X, y, alpha=0.1, rank=50, rng=0)
+    >>> model.converged, model.dual_coef.shape, model.n_iter < 30
+    (True, (500,), True)
+    """
+    op = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)
+    xp, X, n = op.xp, op.X, op.shape[0]
+    Y, one_d = _check_targets(y, op)
+    alpha = _check_alpha(alpha)
+    if preconditioner is not None:
+        choices = ("nystrom",) + LANDMARK_METHODS
+        preconditioner = _check_name("preconditioner", preconditioner, choices, "or None")
+    elif not (isinstance(rank, str) and rank == "auto"):
+        raise ValueError(
+            f"`rank` is the rank of the preconditioner; got rank={rank!r} with preconditioner=None. "
+            "Leave rank out, or choose a preconditioner."
+        )
+    rank = _check_count("rank", rank, n, default=min(n, 100))
+    tol, max_iter = _check_tol(tol), _check_max_iter(max_iter)
+    gen = check_rng(rng)
+    rows = KernelRows(op.kernel, xp, X, X, op.memory_limit, cache=True)
+    precondition = None
+    if preconditioner is not None:
+        U, S = _low_rank_kernel(preconditioner, op, rows, rank, gen)
+        precondition = nystrom_preconditioner(U, S, alpha)
+    r = block_pcg(
+        lambda V: rows.matmat(V) + alpha * V, Y, precondition=precondition, tol=tol, max_iter=max_iter
+    )
+    info = ("pcg", preconditioner, r.converged, r.n_iter, r.residuals)
+    return _result(xp, X, r.x, one_d, X, np.arange(n, dtype=np.int64), op, alpha, info)
+
+
+# -- solvers -------------------------------------------------------------------
+
+
+def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha: float):
+    """beta from the normal equations in the variables gamma = L^T beta."""
+    M, rhs = rows.gram(Y, factor.T)
+    M = (M + M.mT) / 2 + alpha * xp.eye(M.shape[0], dtype=M.dtype, device=device_of(M))
+    gamma = spd_solver(xp, M)(rhs)
+    rhs_norm = xp.linalg.vector_norm(rhs, axis=0)
+    res = xp.linalg.vector_norm(M @ gamma - rhs, axis=0) / xp.where(rhs_norm > 0, rhs_norm, 1.0)
+    return factor.solve_t(gamma), float(xp.max(res))
+
+
+def _low_rank_kernel(method: str, op: KernelOperator, rows, rank: int, gen):
+    """K ~ U diag(S) U^T in float64, U orthonormal, S descending."""
+    xp = op.xp
+    if method == "nystrom":
+        from ..eigh import nystrom
+
+        return tuple(nystrom(RowsOperator(rows), rank, rng=gen))
+    from .landmarks import landmarks as select
+
+    U, S = select(op, rank, method=method, rng=gen).eig()
+    return as_float64(xp, U), as_float64(xp, S)
+
+
+def _result(xp, X, coef, one_d, centers, idx, op, alpha, info) -> KRRResult:
+    solver, preconditioner, converged, n_iter, residuals = info
+    coef = xp.astype(coef, X.dtype, copy=False)
+    return KRRResult(
+        coef[:, 0] if one_d else coef,
+        centers,
+        np.asarray(idx, dtype=np.int64),
+        op.kernel,
+        alpha,
+        solver,
+        preconditioner,
+        bool(converged),
+        int(n_iter),
+        np.asarray(residuals, dtype=np.float64),
+        op.memory_limit,
+    )
+
+
+# -- validation ----------------------------------------------------------------
+
+
+def _check_targets(y, op: KernelOperator):
+    """y as a float64 (n, t) array in X's library and on its device."""
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if not is_array_api_obj(y):
+        raise TypeError(f"y must be a NumPy array or torch tensor of targets; got {type(y).__name__}.")
+    xp, n = op.xp, op.shape[0]
+    if array_namespace(y) is not xp:
+        y = xp.asarray(to_numpy(y), device=op.device)
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] == 0):
+        raise ValueError(
+            f"y must have shape (n,) or (n, n_targets) with n_targets >= 1; got shape {tuple(y.shape)}."
+        )
+    if y.shape[0] != n:
+        raise ValueError(f"y has {y.shape[0]} rows but X has {n} points; give one target (row) per point.")
+    if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
+        raise TypeError(f"y must hold real numbers; got dtype {y.dtype}.")
+    Y = as_float64(xp, y)
+    if not bool(xp.all(xp.isfinite(Y))):
+        raise ValueError("y contains NaN or Inf; drop those points or impute their targets first.")
+    return (Y[:, None], True) if y.ndim == 1 else (Y, False)
+
+
+def _check_alpha(alpha) -> float:
+    ok = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
+    if ok and math.isfinite(alpha) and alpha > 0:
+        return float(alpha)
+    raise ValueError(
+        f"`alpha` must be a positive finite float, the ridge penalty of ||f||_H^2 "
+        f"(as in sklearn's KernelRidge); got {alpha!r}."
+    )
+
+
+def _check_tol(tol) -> float:
+    ok = isinstance(tol, numbers.Real) and not isinstance(tol, bool)
+    if ok and 0.0 < float(tol) < 1.0:
+        return float(tol)
+    raise ValueError(f"`tol` must be a float in (0, 1), the relative residual to stop at; got {tol!r}.")
+
+
+def _check_max_iter(max_iter) -> int:
+    if _is_int(max_iter) and max_iter >= 1:
+        return int(max_iter)
+    raise ValueError(f"`max_iter` must be an int >= 1; got {max_iter!r}.")
+
+
+def _check_name(name: str, value, choices, extra: str = "") -> str:
+    if isinstance(value, str) and value in choices:
+        return value
+    allowed = ", ".join(repr(c) for c in choices)
+    raise ValueError(f"`{name}` must be one of {allowed}{' ' + extra if extra else ''}; got {value!r}.")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_count(name: str, value, n: int, default: int) -> int:
+    """'auto' (-> default) or an int in [1, n]."""
+    if isinstance(value, str) and value == "auto":
+        return default
+    if _is_int(value) and 1 <= value <= n:
+        return int(value)
+    raise ValueError(f"`{name}` must be 'auto' or an int in [1, {n}] (the number of points); got {value!r}.")
+
+
+def _check_indices(idx, n: int) -> np.ndarray:
+    if is_array_api_obj(idx) and not is_numpy_array(idx):
+        idx = to_numpy(idx)
+    arr = np.asarray(idx)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"`landmarks` must be a method name or an array of row indices of X (integers); "
+            f"got an array of dtype {arr.dtype}."
+        )
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"landmark indices must be a non-empty 1-D array; got shape {arr.shape}.")
+    if arr.min() < 0 or arr.max() >= n:
+        raise ValueError(
+            f"landmark indices must lie in [0, {n - 1}] (rows of X); "
+            f"got values from {arr.min()} to {arr.max()}."
+        )
+    if np.unique(arr).size != arr.size:
+        raise ValueError(
+            "landmark indices must be distinct; a repeated landmark adds nothing. Use np.unique."
+        )
+    return arr.astype(np.int64)
+
+
+def _choose_landmarks(op: KernelOperator, landmarks, n_components, candidates, gen) -> np.ndarray:
+    """Row indices of the landmarks, by name among uniform candidates or as given."""
+    n = op.shape[0]
+    if not isinstance(landmarks, str):
+        if candidates is not None:
+            raise ValueError(
+                "`candidates` applies to landmarks chosen by a method name; "
+                "with explicit landmark indices leave it out."
+            )
+        idx = _check_indices(landmarks, n)
+        if not (isinstance(n_components, str) and n_components == "auto") and n_components != idx.size:
+            raise ValueError(
+                f"`n_components`={n_components!r} but {idx.size} landmark indices were given; "
+                "leave n_components out (it is taken from the indices) or make them agree."
+            )
+        return idx
+    method = _check_name("landmarks", landmarks, LANDMARK_METHODS, "or an array of row indices of X")
+    m = _check_count("n_components", n_components, n, default=min(n, max(100, math.ceil(math.sqrt(n)))))
+    if candidates is None:
+        pool = min(n, max(_CANDIDATES, m))
+    elif _is_int(candidates) and m <= candidates <= n:
+        pool = int(candidates)
+    else:
+        raise ValueError(
+            f"`candidates` must be None or an int in [n_components, n] = [{m}, {n}]; got {candidates!r}."
+        )
+    cand = np.arange(n, dtype=np.int64) if pool == n else np.sort(gen.choice(n, size=pool, replace=False))
+    if method == "uniform":
+        return np.sort(gen.choice(cand, size=m, replace=False))
+    from .landmarks import landmarks as select
+
+    sub = op if pool == n else KernelOperator(take_rows(op.xp, op.X, cand), None, op.kernel, op.memory_limit)
+    chosen = np.asarray(to_numpy(select(sub, m, method=method, rng=gen).indices), dtype=np.int64)
+    return cand[chosen]

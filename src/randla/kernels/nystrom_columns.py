@@ -1,0 +1,458 @@
+"""Column Nystrom approximation of a PSD matrix from a set of its columns.
+
+Given landmarks S, the column Nystrom approximation of a positive
+semidefinite K is K_hat = C W^+ C^T with C = K[:, S] and W = K[S, S]. It is
+held as a factor F (n, k) with K_hat = F F^T, built block by block as a
+partial Cholesky factorisation: a block of new landmarks S is absorbed by
+Cholesky-factoring the residual block H = K[S, S] - F[S] F[S]^T = L L^T and
+appending the columns (K[:, S] - F F[S]^T) L^{-T}. Every landmark method of
+:mod:`randla.kernels.landmarks` differs only in how it picks S.
+
+This module holds that engine, the adapter that gives it column access to
+the matrix, and the result objects.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
+
+from .._results import Unpackable
+from .._validate import check_int
+from ..backend import device_of, small_svd, to_numpy
+from ..operators import _work_dtype
+from .operator import KernelOperator
+
+__all__ = ["PartialCholesky", "ColumnNystromResult"]
+
+#: A residual diagonal entry at most ``_FLOOR * eps * max(diag K)`` is
+#: rounding: the entries of a residual column carry absolute errors of that
+#: order, so a pivot below it would divide noise by the square root of noise.
+_FLOOR = 100.0
+
+#: Initial capacity (factor columns) when only ``tol`` bounds the rank.
+_INITIAL_CAPACITY = 64
+
+
+@dataclass(frozen=True, repr=False)
+class ColumnNystromResult(Unpackable):
+    """Column Nystrom approximation K ~ U diag(S) U^T; unpacks as ``U, S``.
+
+    Attributes
+    ----------
+    U : (n, k) array, orthonormal columns
+    S : (k,) array, non-negative, descending
+    indices : (k,) int64 NumPy array
+        The landmarks (columns of K) the approximation is built from.
+    trace : float
+        tr(K).
+    trace_error : float
+        tr(K - U diag(S) U^T), the error in the trace (nuclear) norm.
+    method : str
+        How the landmarks were chosen.
+    """
+
+    U: object
+    S: object
+    indices: np.ndarray
+    trace: float
+    trace_error: float
+    method: str
+    _unpack = ("U", "S")
+
+    @property
+    def rank(self) -> int:
+        return int(self.S.shape[0])
+
+    def factors(self):
+        """(L, R) with K ~ L @ R: (U diag(S), U^T)."""
+        return self.U * self.S[None, :], self.U.mT
+
+    def reconstruct(self):
+        """The dense approximation U diag(S) U^T (n x n: only for small n)."""
+        L, R = self.factors()
+        return L @ R
+
+
+@dataclass(frozen=True, repr=False)
+class PartialCholesky(Unpackable):
+    """K ~ F F^T from the landmark columns K[:, indices]; unpacks as ``indices, factor``.
+
+    ``F F^T`` is the column Nystrom approximation C W^+ C^T, C = K[:, indices]
+    and W = K[indices, indices], computed as a partial Cholesky factor.
+
+    Attributes
+    ----------
+    indices : (k,) int64 NumPy array
+        Landmarks, unique, in the order they were chosen.
+    factor : (n, k) array
+        F, in K's library, device and dtype; F[indices] is lower triangular.
+    trace : float
+        tr(K).
+    trace_error : float
+        tr(K - F F^T) = tr(K) - ||F||_F^2. K - F F^T is PSD, so this is its
+        trace (nuclear) norm, exactly, not an estimate.
+    method : str
+        How the landmarks were chosen.
+    """
+
+    indices: np.ndarray
+    factor: object
+    trace: float
+    trace_error: float
+    method: str
+    _unpack = ("indices", "factor")
+
+    @property
+    def rank(self) -> int:
+        return int(self.factor.shape[1])
+
+    @property
+    def relative_error(self) -> float:
+        """trace_error / trace (0 for the zero matrix)."""
+        return self.trace_error / self.trace if self.trace > 0 else 0.0
+
+    def reconstruct(self):
+        """The dense approximation F F^T (n x n: only for small n)."""
+        return self.factor @ self.factor.mT
+
+    def eig(self) -> ColumnNystromResult:
+        """Eigendecomposition K_hat = U diag(S) U^T of F F^T, S descending.
+
+        From the thin SVD F = U Sigma V^T (S = Sigma^2), O(n k^2); no n x n
+        array is formed. Signs are fixed: the largest entry of each column of
+        U is positive.
+        """
+        F = self.factor
+        xp = array_namespace(F)
+        work = _work_dtype(xp, F.dtype)  # half precisions: the SVD in float32
+        if F.shape[1] == 0:
+            U, S = F, xp.zeros((0,), dtype=F.dtype, device=device_of(F))
+        else:
+            U, s, _ = small_svd(xp, F if F.dtype == work else xp.astype(F, work))
+            pivot = xp.take_along_axis(U, xp.argmax(xp.abs(U), axis=0)[None, :], axis=0)[0]
+            U = U * xp.where(pivot < 0, -xp.ones_like(pivot), xp.ones_like(pivot))[None, :]
+            U, S = xp.astype(U, F.dtype), xp.astype(s * s, F.dtype)
+        return ColumnNystromResult(U, S, self.indices, self.trace, self.trace_error, self.method)
+
+
+# -- access to the matrix ----------------------------------------------------------
+
+
+class _PSD:
+    """Columns, principal blocks and the diagonal of a square PSD matrix."""
+
+    def __init__(self, xp, dtype, input_dtype, device, n, columns, block, diagonal):
+        self.xp, self.dtype, self.input_dtype, self.device, self.n = xp, dtype, input_dtype, device, n
+        self._columns, self._block = columns, block
+        diag = diagonal()
+        host = _host64(diag)
+        if not np.all(np.isfinite(host)):
+            raise ValueError("K has NaN or Inf on its diagonal; landmark methods need a finite PSD matrix.")
+        scale = float(np.max(np.abs(host)))
+        worst = int(np.argmin(host))
+        if host[worst] < -_FLOOR * self.eps * scale:
+            raise ValueError(
+                f"K is not positive semidefinite: its diagonal has a negative entry "
+                f"K[{worst}, {worst}] = {host[worst]:.3g}. Landmark methods need a PSD matrix "
+                "(a kernel matrix of a PSD kernel, or a Gram matrix)."
+            )
+        self.diag = xp.clip(diag, min=0)
+        self.trace = float(np.sum(host))
+        self.max_diag = max(float(np.max(host)), 0.0)
+
+    @property
+    def eps(self) -> float:
+        return float(self.xp.finfo(self.dtype).eps)
+
+    def index(self, S):
+        return _on_device(self.xp, self.device, S)
+
+    def columns(self, S):
+        """K[:, S] for a NumPy index array S, checked finite."""
+        C = self._columns(S)
+        if not bool(self.xp.all(self.xp.isfinite(C))):
+            raise ValueError("K has NaN or Inf entries in the columns of the chosen landmarks.")
+        return C
+
+    def block(self, S):
+        """K[S][:, S] as a float64 NumPy array (small)."""
+        return _host64(self._block(S))
+
+    def as_output(self, x):
+        """x in the dtype results come back in (the input's; integers: float64)."""
+        xp = self.xp
+        if self.input_dtype == self.dtype or not xp.isdtype(self.input_dtype, "real floating"):
+            return x
+        return xp.astype(x, self.input_dtype)
+
+
+def _host64(x) -> np.ndarray:
+    if is_torch_array(x):
+        x = x.detach().to("cpu", _torch_float64())  # bf16 has no NumPy dtype
+    return np.asarray(to_numpy(x), dtype=np.float64)
+
+
+def _torch_float64():
+    import torch
+
+    return torch.float64
+
+
+def _on_device(xp, device, S):
+    """A NumPy index array as an index array of ``xp`` on ``device``."""
+    return xp.asarray(np.asarray(S, dtype=np.int64), device=device)
+
+
+_NEEDS = (
+    "landmark methods need the columns and the diagonal of K: pass a KernelOperator "
+    "(randla.kernels.kernel_operator(X, ...), for a kernel matrix of points) or a dense "
+    "NumPy array or torch tensor"
+)
+
+
+def as_psd(K) -> _PSD:
+    """Column access to K: a square KernelOperator, or a dense NumPy/torch array.
+
+    Raises ``TypeError`` for anything without cheap column access (sparse
+    matrices, LinearOperators, other operators) and ``ValueError`` for a
+    non-square, empty or visibly non-PSD K.
+    """
+    if isinstance(K, KernelOperator):
+        if not K.symmetric:
+            raise ValueError(
+                f"K must be a square kernel matrix k(X, X); got k(X, Y) of shape {K.shape}. "
+                "Build it with kernel_operator(X) (no Y)."
+            )
+        return _PSD(
+            K.xp, K.dtype, K.input_dtype, K.device, K.shape[0],
+            columns=lambda S: K.columns(_on_device(K.xp, K.device, S)),
+            block=lambda S: K.block(_on_device(K.xp, K.device, S), _on_device(K.xp, K.device, S)),
+            diagonal=K.diagonal,
+        )
+    if isinstance(K, np.matrix):
+        K = np.asarray(K)
+    import scipy.sparse as sp
+
+    if sp.issparse(K) or not is_array_api_obj(K) or getattr(K, "layout", None) not in (None, _strided()):
+        what = "a sparse matrix" if sp.issparse(K) or hasattr(K, "layout") else type(K).__name__
+        raise TypeError(
+            f"{_NEEDS}; got {what}. For a small sparse or implicit PSD matrix, pass it dense (K.toarray())."
+        )
+    xp = array_namespace(K)
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise ValueError(
+            f"K must be a square (n, n) positive semidefinite matrix; got shape {tuple(K.shape)}."
+        )
+    if K.shape[0] == 0:
+        raise ValueError("K must have at least one row and column; got shape (0, 0).")
+    real = xp.isdtype(K.dtype, ("real floating", "integral", "bool"))
+    if not real:
+        raise TypeError(f"K must be a real symmetric PSD matrix; got dtype {K.dtype}.")
+    dtype = _work_dtype(xp, K.dtype)
+
+    def cast(x):
+        return x if x.dtype == dtype else xp.astype(x, dtype)
+
+    device = device_of(K)
+
+    def columns(S):
+        return cast(xp.take(K, _on_device(xp, device, S), axis=1))
+
+    def block(S):
+        idx = _on_device(xp, device, S)
+        return cast(xp.take(xp.take(K, idx, axis=0), idx, axis=1))
+
+    def diagonal():
+        return cast(xp.linalg.diagonal(K))
+
+    psd = _PSD(xp, dtype, K.dtype, device, int(K.shape[0]), columns, block, diagonal)
+    _check_symmetric(psd, K)
+    return psd
+
+
+def _strided():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch tensors cannot exist then
+        return None
+    return torch.strided
+
+
+def _check_symmetric(psd: _PSD, K, probes: int = 4):
+    """K[:, j] == K[j, :] on a few spread-out j: catches a non-symmetric K in O(n)."""
+    xp, n = psd.xp, psd.n
+    S = np.unique(np.linspace(0, n - 1, min(n, probes)).astype(np.int64))
+    idx = psd.index(S)
+    cols = _host64(xp.take(K, idx, axis=1))
+    rows = _host64(xp.take(K, idx, axis=0)).T
+    if not (np.all(np.isfinite(cols)) and np.all(np.isfinite(rows))):
+        raise ValueError("K has NaN or Inf entries; landmark methods need a finite PSD matrix.")
+    scale = max(float(np.max(np.abs(cols))), np.finfo(np.float64).tiny)
+    gap = float(np.max(np.abs(cols - rows)))
+    if not gap <= 10 * math.sqrt(psd.eps) * scale:
+        raise ValueError(
+            f"K must be symmetric; max |K[i, j] - K[j, i]| / max |K| = {gap / scale:.2e} on a "
+            "few columns. For a nearly symmetric PSD matrix pass (K + K.T) / 2."
+        )
+
+
+# -- parameters ------------------------------------------------------------------
+
+
+def check_rank_tol(rank, tol, n: int) -> tuple[int, float | None]:
+    """The landmark cap (rank, at most n) and the relative trace tolerance."""
+    if rank is None and tol is None:
+        raise ValueError(
+            "give `rank` (the number of landmarks), `tol` (the relative trace error "
+            "tr(K - K_hat) / tr(K) to reach), or both; got neither."
+        )
+    cap = n if rank is None else min(check_int("rank", rank, 1), n)
+    if tol is not None:
+        ok = isinstance(tol, numbers.Real) and not isinstance(tol, bool)
+        if not (ok and 0.0 < float(tol) < 1.0):
+            raise ValueError(
+                f"`tol` must be a float in (0, 1), the relative trace error "
+                f"tr(K - K_hat) / tr(K) to reach; got {tol!r}."
+            )
+        tol = float(tol)
+    return cap, tol
+
+
+def check_block_size(block_size, default: int) -> int:
+    if block_size is None:
+        return default
+    return check_int("block_size", block_size, 1)
+
+
+# -- the engine ------------------------------------------------------------------
+
+
+class Factorization:
+    """A partial Cholesky factorisation K ~ F F^T grown one block of landmarks at a time.
+
+    The factor is stored transposed, G = F^T (rows appended contiguously),
+    with the residual diagonal d = diag(K - F F^T) updated incrementally:
+    O(n k) memory, O(n k^2) work and n k entries of K for k landmarks.
+    """
+
+    def __init__(self, psd: _PSD, cap: int, tol: float | None):
+        self.psd, self.xp, self.cap = psd, psd.xp, cap
+        self.d = psd.xp.asarray(psd.diag, copy=True)
+        self.floor = _FLOOR * psd.eps * psd.max_diag
+        self.target = 0.0 if tol is None else tol * psd.trace
+        # A fixed rank is allocated once; under a tolerance the factor grows by doubling.
+        capacity = cap if tol is None else min(cap, _INITIAL_CAPACITY)
+        self._G = psd.xp.zeros((capacity, psd.n), dtype=psd.dtype, device=psd.device)
+        self.rank = 0
+        self._chosen: list[np.ndarray] = []
+        self.residual = psd.trace
+
+    @property
+    def G(self):
+        return self._G[: self.rank]
+
+    @property
+    def indices(self) -> np.ndarray:
+        return np.concatenate(self._chosen) if self._chosen else np.zeros(0, dtype=np.int64)
+
+    def done(self) -> bool:
+        """Rank cap reached, tolerance met, or nothing above rounding left."""
+        if self.rank >= self.cap or self.residual <= self.target:
+            return True
+        return not float(self.xp.max(self.d)) > self.floor
+
+    def weights(self, S) -> np.ndarray:
+        """d[S] on the host."""
+        return _host64(self.xp.take(self.d, self.psd.index(S)))
+
+    def discard(self, S):
+        """Landmarks whose residual is rounding: never to be proposed again."""
+        if len(S):
+            self.d[self.psd.index(S)] = 0
+            self._update_residual()
+
+    def absorb(self, S, columns=None, cholesky=None) -> int:
+        """Add the landmarks S (unique, not yet chosen); returns how many were kept.
+
+        ``columns`` is K[:, S] if already evaluated. ``cholesky`` is
+        (order, L^{-1}) for the residual block H = K[S, S] - F[S] F[S]^T if
+        already factored; otherwise H is factored here with complete pivoting,
+        stopping at the rounding floor. Landmarks whose residual is below it
+        are spanned, to rounding, by the others and are dropped.
+        """
+        xp, psd = self.xp, self.psd
+        S = np.asarray(S, dtype=np.int64)
+        if S.size == 0:
+            return 0
+        if cholesky is None:
+            R = self._residual_columns(S, columns)
+            order, Linv = _pivoted_cholesky(_host64(xp.take(R, psd.index(S), axis=0)), self.floor)
+            R = xp.take(R, psd.index(order), axis=1)
+        else:
+            order, Linv = cholesky
+            R = self._residual_columns(S[order], columns)
+        kept = S[order]
+        r = kept.size
+        if r:
+            rows = xp.asarray(Linv, dtype=psd.dtype, device=psd.device) @ R.mT
+            self._append(rows)
+            self.d = xp.clip(self.d - xp.sum(rows * rows, axis=0), min=0)
+            self._chosen.append(kept)
+        self.discard(S)
+        return r
+
+    def _residual_columns(self, S, columns):
+        xp, psd = self.xp, self.psd
+        C = psd.columns(S) if columns is None else columns
+        if self.rank == 0:
+            return C
+        G = self.G
+        return C - G.mT @ xp.take(G, psd.index(S), axis=1)
+
+    def _append(self, rows):
+        xp, r, m = self.xp, self.rank, rows.shape[0]
+        if r + m > self._G.shape[0]:
+            size = min(max(2 * self._G.shape[0], r + m), max(self.cap, r + m))
+            grown = xp.zeros((size, self.psd.n), dtype=self.psd.dtype, device=self.psd.device)
+            grown[:r] = self._G[:r]
+            self._G = grown
+        self._G[r : r + m] = rows
+        self.rank = r + m
+
+    def _update_residual(self):
+        self.residual = float(self.xp.sum(self.d, dtype=self.xp.float64))
+
+    def result(self, method: str) -> PartialCholesky:
+        xp, psd = self.xp, self.psd
+        G = self.G if self._G.shape[0] == self.rank else xp.asarray(self.G, copy=True)
+        return PartialCholesky(self.indices, psd.as_output(G.mT), psd.trace, self.residual, method)
+
+
+def _pivoted_cholesky(H: np.ndarray, floor: float):
+    """Complete-pivoting Cholesky of a small PSD block, stopped at ``floor``.
+
+    Returns (order, L^{-1}) with H[order][:, order] = L L^T. LAPACK's ?pstrf
+    never fails on a singular or indefinite-by-rounding H: it stops at the
+    numerical rank, so a landmark spanned by the others is dropped instead of
+    inverted. That gives the pseudo-inverse C W^+ C^T of the kept ones, with
+    no shift to bias it (the alternative, a Cholesky of W + delta I, adds
+    delta to every retained eigenvalue).
+    """
+    b = H.shape[0]
+    if b == 1:
+        h = float(H[0, 0])
+        if not h > floor:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
+        return np.zeros(1, dtype=np.int64), np.array([[1.0 / math.sqrt(h)]])
+    from scipy.linalg import lapack, solve_triangular
+
+    c, piv, r, _ = lapack.dpstrf((H + H.T) / 2, tol=floor, lower=1)
+    if r == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
+    L = np.tril(c[:r, :r])
+    return (piv[:r] - 1).astype(np.int64), solve_triangular(L, np.eye(r), lower=True)

@@ -1,0 +1,210 @@
+"""Implicit kernel operators against dense kernels from scikit-learn."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from sklearn.gaussian_process.kernels import Matern
+from sklearn.metrics.pairwise import pairwise_kernels
+
+import randla
+from randla.kernels import kernel_operator
+
+KERNELS = [
+    ("rbf", {"gamma": 0.3}),
+    ("laplacian", {"gamma": 0.2}),
+    ("polynomial", {"gamma": 0.5, "degree": 2, "coef0": 1.0}),
+    ("linear", {}),
+    ("matern", {"nu": 0.5, "length_scale": 1.5}),
+    ("matern", {"nu": 1.5, "length_scale": 1.5}),
+    ("matern", {"nu": 2.5, "length_scale": 1.5}),
+]
+TOL = {np.float64: 1e-10, np.float32: 2e-4}
+
+
+def dense_kernel(X, Y, name, params):
+    if name == "matern":
+        return Matern(length_scale=params["length_scale"], nu=params["nu"])(X, Y)
+    return pairwise_kernels(X, Y, metric=name, **params)
+
+
+def points(n, d=4, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d))
+
+
+def as_backend(x, backend, dtype):
+    x = x.astype(dtype)
+    return torch.from_numpy(x) if backend == "torch" else x
+
+
+def host(x):
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,params", KERNELS)
+def test_products_columns_and_diagonal_match_dense(name, params, dtype, backend):
+    X, Y, V = points(70), points(50, seed=1), points(70, d=3, seed=2)
+    K = kernel_operator(as_backend(X, backend, dtype), kernel=name, memory_limit=4096, **params)
+    D = dense_kernel(X, X, name, params)
+    scale = np.abs(D).max() * (1 + np.abs(V).max() * 70)
+    assert K.shape == (70, 70)
+    assert np.abs(host(K.matmat(as_backend(V, backend, dtype))) - D @ V).max() <= TOL[dtype] * scale
+    assert np.abs(host(K.rmatmat(as_backend(V, backend, dtype))) - D.T @ V).max() <= TOL[dtype] * scale
+    assert np.abs(host(K.columns([3, 0, 69])) - D[:, [3, 0, 69]]).max() <= TOL[dtype] * np.abs(D).max()
+    assert np.abs(host(K.rows([5, 1])) - D[[5, 1]]).max() <= TOL[dtype] * np.abs(D).max()
+    assert np.abs(host(K.diagonal()) - np.diag(D)).max() <= TOL[dtype] * np.abs(D).max()
+    assert K.trace() == pytest.approx(np.trace(D), rel=10 * TOL[dtype])
+    # The rectangular k(X, Y) and its transpose.
+    KXY = kernel_operator(as_backend(X, backend, dtype), as_backend(Y, backend, dtype), kernel=name, **params)
+    DXY = dense_kernel(X, Y, name, params)
+    W = points(50, d=2, seed=3)
+    assert KXY.shape == (70, 50)
+    assert np.abs(host(KXY.matmat(as_backend(W, backend, dtype))) - DXY @ W).max() <= TOL[dtype] * scale
+    assert np.abs(host(KXY.rmatmat(as_backend(V[:, :2], backend, dtype))) - DXY.T @ V[:, :2]).max() <= TOL[dtype] * scale
+    assert np.abs(host(KXY.block([1, 2], [4])) - DXY[[1, 2]][:, [4]]).max() <= TOL[dtype] * np.abs(D).max()
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_results_keep_the_library_and_dtype(backend):
+    X = as_backend(points(30), backend, np.float32)
+    K = kernel_operator(X)
+    out = K.matmat(as_backend(points(30, d=2), backend, np.float32))
+    assert type(out) is type(X) and out.dtype == X.dtype
+    assert K.dtype == X.dtype
+
+
+def test_callable_kernel_with_parameters_matches_builtin():
+    X = points(40)
+
+    def cosine_rbf(A, B, scale):
+        sq = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2 * A @ B.T
+        return np.exp(-np.maximum(sq, 0) / scale)
+
+    K = kernel_operator(X, kernel=cosine_rbf, scale=4.0)
+    D = pairwise_kernels(X, metric="rbf", gamma=0.25)
+    assert np.allclose(K.matmat(np.eye(40)), D, atol=1e-12)
+    assert np.allclose(K.diagonal(), 1.0)
+
+
+def test_bandwidth_is_an_alternative_to_gamma():
+    X = points(20)
+    by_bandwidth = kernel_operator(X, kernel="rbf", bandwidth=2.0).block()
+    by_gamma = kernel_operator(X, kernel="rbf", gamma=1 / 8).block()
+    assert np.allclose(by_bandwidth, by_gamma)
+    assert np.allclose(
+        kernel_operator(X, kernel="laplacian", bandwidth=4.0).block(),
+        pairwise_kernels(X, metric="laplacian", gamma=0.25),
+    )
+    assert np.allclose(kernel_operator(X, kernel="gaussian").block(), pairwise_kernels(X, metric="rbf"))
+
+
+def test_default_gamma_is_one_over_features_like_sklearn():
+    X = points(25, d=6)
+    for name in ("rbf", "laplacian", "polynomial"):
+        assert np.allclose(kernel_operator(X, kernel=name).block(), pairwise_kernels(X, metric=name))
+
+
+def test_products_stay_within_the_memory_limit():
+    X = points(4000, d=3)
+    V = points(4000, d=2, seed=1)
+    limit = 2**20
+    K = kernel_operator(X, kernel="rbf", memory_limit=limit)
+    tracemalloc.start()
+    out = K.matmat(V)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # The full 4000 x 4000 kernel would be 128 MB; the blocks plus the output stay near the limit.
+    assert peak < 2 * limit + out.nbytes
+    rows = pairwise_kernels(X[:300], X, metric="rbf")
+    assert np.allclose(out[:300], rows @ V, atol=1e-10)
+
+
+def test_the_users_points_are_not_modified_or_copied():
+    X = points(50)
+    before = X.copy()
+    K = kernel_operator(X)
+    K.matmat(np.ones((50, 1)))
+    assert np.array_equal(X, before)
+    assert K.X is X
+
+
+def test_integer_points_are_promoted_to_float64():
+    X = np.arange(12).reshape(6, 2)
+    K = kernel_operator(X, kernel="linear")
+    assert K.dtype == np.float64
+    assert np.allclose(K.block(), X @ X.T)
+
+
+def test_runs_in_the_core_decompositions():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 3))
+    K = kernel_operator(X, kernel="rbf", gamma=0.5)
+    D = pairwise_kernels(X, metric="rbf", gamma=0.5)
+    w = np.linalg.eigvalsh(D)[::-1]
+    U, S = randla.nystrom(K, 20, power_iters=2, rng=0)
+    assert np.linalg.norm(D - (U * S) @ U.T, 2) <= 1.5 * w[20]
+    r = randla.svd(K, 10, rng=0)
+    assert np.allclose(r.S, w[:10], rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"kernel": "rbf", "gamma": -1.0}, ValueError, "gamma"),
+        ({"kernel": "rbf", "bandwidth": 0.0}, ValueError, "bandwidth"),
+        ({"kernel": "rbf", "bandwidth": 1.0, "gamma": 1.0}, ValueError, "not both"),
+        ({"kernel": "laplacian", "gamma": float("nan")}, ValueError, "gamma"),
+        ({"kernel": "matern", "nu": 2.0}, ValueError, "nu"),
+        ({"kernel": "matern", "length_scale": -2}, ValueError, "length_scale"),
+        ({"kernel": "polynomial", "degree": 0}, ValueError, "degree"),
+        ({"kernel": "polynomial", "coef0": -1.0}, ValueError, "coef0"),
+        ({"kernel": "rbf", "degree": 3}, ValueError, "unknown parameter"),
+        ({"kernel": "sigmoid"}, ValueError, "kernel"),
+        ({"kernel": 3}, TypeError, "kernel"),
+        ({"memory_limit": 0}, ValueError, "memory_limit"),
+    ],
+)
+def test_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        kernel_operator(points(10), **kwargs)
+
+
+def test_bad_points():
+    import scipy.sparse as sp
+
+    with pytest.raises(ValueError, match="NaN"):
+        kernel_operator(np.array([[0.0, np.nan], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="2-D"):
+        kernel_operator(np.ones(5))
+    with pytest.raises(ValueError, match="at least one"):
+        kernel_operator(np.ones((0, 3)))
+    with pytest.raises(TypeError, match="sparse"):
+        kernel_operator(sp.random(10, 5, density=0.5, format="csr", random_state=0))
+    with pytest.raises(TypeError, match="NumPy array or torch tensor"):
+        kernel_operator("abc")
+    with pytest.raises(ValueError, match="same number of features"):
+        kernel_operator(points(10, d=3), points(10, d=4))
+    with pytest.raises(TypeError, match="same array library"):
+        kernel_operator(points(10), torch.from_numpy(points(10)))
+
+
+def test_diagonal_needs_a_square_kernel():
+    with pytest.raises(ValueError, match="square"):
+        kernel_operator(points(10), points(5)).diagonal()
+
+
+def test_callable_kernels_are_checked_where_cheap():
+    X = points(30)
+    with pytest.raises(ValueError, match="positive semidefinite"):
+        kernel_operator(X, kernel=lambda A, B: -(A @ B.T))
+    with pytest.raises(ValueError, match="symmetric"):
+        kernel_operator(X, kernel=lambda A, B: A @ B.T + A[:, :1])
+    with pytest.raises(ValueError, match="block"):
+        kernel_operator(X, kernel=lambda A, B: A @ B.T[:, :1])
+    with pytest.raises(ValueError, match="NaN"):
+        kernel_operator(X, kernel=lambda A, B: np.full((len(A), len(B)), np.nan))

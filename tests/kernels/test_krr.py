@@ -1,0 +1,450 @@
+"""randla.kernels.krr: Nystrom and preconditioned-CG kernel ridge regression
+against exact solutions (scikit-learn's KernelRidge, numpy.linalg.solve)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.kernel_ridge import KernelRidge
+
+from randla.kernels import KRRResult, kernel_ridge, nystrom_kernel_ridge
+from randla.kernels.functions import make_kernel
+from randla.kernels.pcg import KernelRows, PSDFactor, block_pcg
+from randla.testing import kernel_regression
+
+GAMMA = 0.1
+
+
+def rbf(A, B, gamma=GAMMA):
+    d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2 * A @ B.T
+    return np.exp(-gamma * np.clip(d, 0, None))
+
+
+def exact_dual(X, y, alpha, gamma=GAMMA):
+    return np.linalg.solve(rbf(X, X, gamma) + alpha * np.eye(X.shape[0]), y)
+
+
+def rel(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+def every(n, m):
+    """m evenly spread row indices out of n (the points are i.i.d., so uniform)."""
+    return np.linspace(0, n - 1, m).astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return kernel_regression(3000, d=5, noise=0.1, rng=0)
+
+
+@pytest.fixture(scope="module")
+def test_points():
+    return np.random.default_rng(1).standard_normal((500, 5))
+
+
+@pytest.fixture(scope="module")
+def small():
+    return kernel_regression(600, d=4, noise=0.1, rng=2)
+
+
+# -- accuracy against the exact solution ------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.1])
+def test_nystrom_matches_sklearn_kernel_ridge(problem, test_points, alpha):
+    X, y = problem
+    truth = problem.target(test_points)
+    exact = KernelRidge(alpha=alpha, kernel="rbf", gamma=GAMMA).fit(X, y).predict(test_points)
+    model = nystrom_kernel_ridge(X, y, alpha=alpha, landmarks=every(3000, 1000), gamma=GAMMA)
+    pred = model.predict(test_points)
+    # Measured: relative difference 2e-4 (alpha 1) and 7e-4 (alpha 0.1).
+    assert rel(pred, exact) <= 3e-3
+    rmse_exact = np.sqrt(np.mean((exact - truth) ** 2))
+    rmse = np.sqrt(np.mean((pred - truth) ** 2))
+    assert abs(rmse - rmse_exact) <= 0.02 * rmse_exact
+    assert model.solver == "direct" and model.converged and model.n_iter == 0
+    assert model.residuals.shape == (1,) and model.residuals[0] <= 1e-12
+
+
+@pytest.mark.parametrize("solver", ["direct", "pcg"])
+def test_all_points_as_landmarks_is_exact_krr(small, solver):
+    X, y = small
+    c = exact_dual(X, y, alpha=0.1)
+    Xt = np.random.default_rng(3).standard_normal((200, 4))
+    kw = {"tol": 1e-12, "max_iter": 200} if solver == "pcg" else {}
+    model = nystrom_kernel_ridge(X, y, alpha=0.1, landmarks=np.arange(600), solver=solver, gamma=GAMMA, **kw)
+    assert rel(model.predict(Xt), rbf(Xt, X) @ c) <= 1e-8
+    assert rel(model.predict(X), rbf(X, X) @ c) <= 1e-8
+
+
+def test_nystrom_pcg_equals_direct(problem, test_points):
+    X, y = problem
+    idx = every(3000, 400)
+    direct = nystrom_kernel_ridge(X, y, alpha=0.1, landmarks=idx, gamma=GAMMA)
+    pcg = nystrom_kernel_ridge(X, y, alpha=0.1, landmarks=idx, solver="pcg", tol=1e-10, gamma=GAMMA, rng=0)
+    assert pcg.converged and pcg.solver == "pcg" and pcg.preconditioner == "falkon"
+    assert pcg.n_iter <= 60  # measured 40; unpreconditioned CG on this system needs thousands
+    assert rel(pcg.predict(test_points), direct.predict(test_points)) <= 1e-7
+
+
+def test_kernel_ridge_pcg_solves_the_exact_system(small):
+    X, y = small
+    c = exact_dual(X, y, alpha=1e-3, gamma=0.05)
+    plain = kernel_ridge(X, y, alpha=1e-3, gamma=0.05, preconditioner=None, tol=1e-8, max_iter=2000)
+    fast = kernel_ridge(X, y, alpha=1e-3, gamma=0.05, tol=1e-8, rng=0)
+    assert plain.converged and fast.converged
+    # Measured: 24 iterations with the rank-100 Nystrom preconditioner, 300 without.
+    assert 5 * fast.n_iter <= plain.n_iter
+    for model in (plain, fast):
+        assert rel(model.dual_coef, c) <= 1e-5
+        K = rbf(X, X, 0.05)
+        true_residual = np.linalg.norm(y - K @ model.dual_coef - 1e-3 * model.dual_coef) / np.linalg.norm(y)
+        assert true_residual <= 2e-8
+        assert model.centers is not None and model.n_centers == 600
+        np.testing.assert_array_equal(model.indices, np.arange(600))
+
+
+def test_kernel_ridge_matches_sklearn(problem, test_points):
+    X, y = problem
+    exact = KernelRidge(alpha=0.1, kernel="rbf", gamma=GAMMA).fit(X, y).predict(test_points)
+    model = kernel_ridge(X, y, alpha=0.1, gamma=GAMMA, rng=0)
+    assert model.converged and model.n_iter <= 40
+    assert rel(model.predict(test_points), exact) <= 1e-5
+
+
+def test_residual_history(small):
+    X, y = small
+    model = kernel_ridge(X, y, alpha=1e-2, gamma=0.05, tol=1e-9, rng=0)
+    r = model.residuals
+    assert model.converged
+    assert r.shape == (model.n_iter + 1,) and r[0] == 1.0
+    assert r[-1] <= 1e-9 < r[-2]
+    # Not monotone step by step, but decreasing overall: every stretch of 5
+    # iterations gains.
+    assert np.all(r[5:] < r[:-5])
+
+
+@pytest.mark.parametrize("which", ["full", "nystrom"])
+def test_max_iter_too_small_is_reported(small, which):
+    X, y = small
+    if which == "full":
+        model = kernel_ridge(X, y, alpha=1e-3, gamma=0.05, max_iter=3, tol=1e-12, rng=0)
+    else:
+        model = nystrom_kernel_ridge(
+            X, y, alpha=1e-3, landmarks=every(600, 200), solver="pcg", max_iter=3, tol=1e-12, gamma=0.05
+        )
+    assert model.converged is False
+    assert model.n_iter == 3 and model.residuals.shape == (4,)
+    assert model.residuals[-1] > 1e-12
+    assert np.all(np.isfinite(model.predict(X[:5])))
+
+
+@pytest.mark.parametrize("preconditioner", ["rpcholesky", "greedy"])
+def test_landmark_preconditioners(small, preconditioner):
+    X, y = small
+    c = exact_dual(X, y, alpha=1e-3, gamma=0.05)
+    model = kernel_ridge(X, y, alpha=1e-3, gamma=0.05, preconditioner=preconditioner, tol=1e-8, rng=0)
+    assert model.converged and model.n_iter <= 60 and model.preconditioner == preconditioner
+    assert rel(model.dual_coef, c) <= 1e-5
+
+
+def test_zero_targets_need_no_iteration(small):
+    X, _ = small
+    model = kernel_ridge(X, np.zeros(600), alpha=0.1, rng=0)
+    assert model.converged and model.n_iter == 0
+    assert np.all(model.dual_coef == 0)
+
+
+# -- shapes, multi-output, backends ------------------------------------------------
+
+
+@pytest.mark.parametrize("fit", ["nystrom", "nystrom_pcg", "full"])
+def test_multi_output_equals_column_by_column(small, fit):
+    X, y = small
+    Y = np.column_stack([y, np.cos(X[:, 0]), 3 * y])
+
+    def run(targets):
+        if fit == "full":
+            return kernel_ridge(X, targets, alpha=0.1, gamma=GAMMA, tol=1e-10, rng=0)
+        solver = "pcg" if fit == "nystrom_pcg" else "direct"
+        kw = {"tol": 1e-10} if solver == "pcg" else {}
+        return nystrom_kernel_ridge(
+            X, targets, alpha=0.1, landmarks=every(600, 150), solver=solver, gamma=GAMMA, **kw
+        )
+
+    model = run(Y)
+    assert model.dual_coef.shape == (model.n_centers, 3)
+    pred = model.predict(X[:7])
+    assert pred.shape == (7, 3)
+    for j in range(3):
+        single = run(Y[:, j])
+        assert single.dual_coef.shape == (model.n_centers,) and single.predict(X[:7]).shape == (7,)
+        assert rel(pred[:, j], single.predict(X[:7])) <= 1e-8
+    one = run(Y[:, :1])
+    assert one.dual_coef.shape == (model.n_centers, 1) and one.predict(X[:2]).shape == (2, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_torch(small, dtype):
+    X, y = small
+    Xt, yt = torch.as_tensor(X, dtype=dtype), torch.as_tensor(y, dtype=dtype)
+    idx = every(600, 150)
+    tol = 1e-10 if dtype == torch.float64 else 3e-2
+    ref = nystrom_kernel_ridge(X, y, alpha=0.1, landmarks=idx, gamma=GAMMA)
+    model = nystrom_kernel_ridge(Xt, yt, alpha=0.1, landmarks=torch.as_tensor(idx), gamma=GAMMA)
+    pred = model.predict(Xt[:50])
+    assert isinstance(pred, torch.Tensor) and pred.dtype == dtype and model.dual_coef.dtype == dtype
+    assert rel(pred.numpy(), ref.predict(X[:50])) <= tol
+    full_ref = kernel_ridge(X, y, alpha=0.1, gamma=GAMMA, rng=0)
+    full = kernel_ridge(Xt, yt, alpha=0.1, gamma=GAMMA, rng=0)
+    assert full.converged and full.dual_coef.dtype == dtype
+    full_tol = 1e-6 if dtype == torch.float64 else 1e-3
+    assert rel(full.predict(Xt[:50]).numpy(), full_ref.predict(X[:50])) <= full_tol
+    falkon = nystrom_kernel_ridge(
+        Xt, yt, alpha=0.1, landmarks=idx, solver="pcg", tol=1e-10, gamma=GAMMA, rng=0
+    )
+    assert falkon.converged and falkon.dual_coef.dtype == dtype
+    assert rel(falkon.predict(Xt[:50]).numpy(), ref.predict(X[:50])) <= max(tol, 1e-7)
+    # NumPy targets with torch points are converted.
+    mixed = nystrom_kernel_ridge(Xt, y, alpha=0.1, landmarks=idx, gamma=GAMMA)
+    assert mixed.dual_coef.dtype == dtype
+
+
+def test_float32_numpy_keeps_dtype(small):
+    X, y = small
+    model = nystrom_kernel_ridge(X.astype(np.float32), y, alpha=0.1, landmarks=every(600, 100), gamma=GAMMA)
+    assert model.dual_coef.dtype == np.float32 and model.predict(X[:3].astype(np.float32)).dtype == np.float32
+    assert model.predict(X[:3]).dtype == np.float32  # float64 points are cast to the model's dtype
+
+
+# -- streaming and memory --------------------------------------------------------------
+
+
+def test_streamed_accumulation_equals_dense(small):
+    X, y = small
+    kernel = make_kernel("rbf", 4, {"gamma": GAMMA})
+    S = X[every(600, 50)]
+    T = np.triu(np.random.default_rng(0).standard_normal((50, 50)))
+    C = rbf(X, S)
+    rows = KernelRows(kernel, np, X, S, memory_limit=20_000, cache=True)
+    assert rows.cache is None and rows.step < 600  # many blocks
+    G, g = rows.gram(y[:, None], T)
+    np.testing.assert_allclose(G, (C @ T).T @ (C @ T), rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(g, (C @ T).T @ y[:, None], rtol=1e-12, atol=1e-10)
+    V = np.random.default_rng(1).standard_normal((50, 2))
+    np.testing.assert_allclose(rows.normal(V), C.T @ (C @ V), rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(rows.matmat(V), C @ V, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rows.rmatmat(y[:, None]), C.T @ y[:, None], rtol=1e-12, atol=1e-10)
+    cached = KernelRows(kernel, np, X, S, memory_limit=2**24, cache=True)
+    assert cached.cache is not None
+    np.testing.assert_allclose(cached.normal(V), rows.normal(V), rtol=1e-12)
+
+
+def test_small_memory_limit_gives_the_same_model(small):
+    X, y = small
+    idx = every(600, 100)
+    a = nystrom_kernel_ridge(X, y, alpha=0.1, landmarks=idx, gamma=GAMMA)
+    b = nystrom_kernel_ridge(X, y, alpha=0.1, landmarks=idx, gamma=GAMMA, memory_limit=10_000)
+    assert b.memory_limit == 10_000
+    np.testing.assert_allclose(b.predict(X), a.predict(X), rtol=1e-10, atol=1e-12)
+    c = kernel_ridge(X, y, alpha=0.1, gamma=GAMMA, memory_limit=10_000, rng=0)
+    d = kernel_ridge(X, y, alpha=0.1, gamma=GAMMA, rng=0)
+    assert c.n_iter == d.n_iter
+    np.testing.assert_allclose(c.dual_coef, d.dual_coef, rtol=1e-8, atol=1e-10)
+
+
+def test_memory_stays_within_the_limit():
+    n, m, limit = 40_000, 300, 2**21
+    X, y = kernel_regression(n, d=5, rng=4)
+    idx = every(n, m)
+    assert n * m * 8 > 40 * limit  # C would take 96 MB
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        model = nystrom_kernel_ridge(X, y, alpha=0.1, landmarks=idx, gamma=GAMMA, memory_limit=limit)
+        pred = model.predict(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The limit for kernel blocks, the m x m matrices, and O(n) vectors.
+    assert peak <= 2 * limit + 6 * m * m * 8 + 4 * n * 8, peak
+    assert pred.shape == (n,) and np.sqrt(np.mean((pred - y) ** 2)) < 0.3
+
+
+# -- landmarks by name -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["rpcholesky", "uniform", "greedy", "kmeans++", "leverage"])
+def test_landmarks_by_name(problem, test_points, method):
+    X, y = problem
+    truth = problem.target(test_points)
+    model = nystrom_kernel_ridge(X, y, alpha=0.1, n_components=300, landmarks=method, gamma=GAMMA, rng=0)
+    assert 0 < model.n_centers <= 300 and np.unique(model.indices).size == model.n_centers
+    np.testing.assert_array_equal(model.centers, X[model.indices])
+    rmse = np.sqrt(np.mean((model.predict(test_points) - truth) ** 2))
+    # Exact KRR: 0.062 on these points; 300 landmarks of any kind: 0.063 - 0.067.
+    assert rmse <= 0.08
+
+
+def test_candidates_and_default_size(problem):
+    X, y = problem
+    model = nystrom_kernel_ridge(X, y, landmarks="uniform", rng=0)
+    assert model.n_centers == 100  # max(100, ceil(sqrt(3000)))
+    sub = nystrom_kernel_ridge(X, y, n_components=50, landmarks="rpcholesky", candidates=400, rng=0)
+    assert sub.n_centers <= 50 and sub.indices.max() < 3000
+
+
+def test_same_rng_same_model(problem, untouched_global_rng):
+    X, y = problem
+    kw = dict(alpha=0.1, n_components=100, landmarks="rpcholesky", candidates=1000, gamma=GAMMA)
+    a = nystrom_kernel_ridge(X, y, rng=5, **kw)
+    b = nystrom_kernel_ridge(X, y, rng=np.random.default_rng(5), **kw)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.dual_coef, b.dual_coef)
+    assert not np.array_equal(a.indices, nystrom_kernel_ridge(X, y, rng=6, **kw).indices)
+
+
+# -- the result object -------------------------------------------------------------------
+
+
+def test_result_is_frozen_and_unpacks(small):
+    X, y = small
+    model = nystrom_kernel_ridge(X, y, landmarks=every(600, 20), gamma=GAMMA)
+    assert isinstance(model, KRRResult)
+    coef, centers = model
+    assert coef.shape == (20,) and centers.shape == (20, 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.alpha = 2.0
+    assert "dual_coef=array(20,)" in repr(model)
+    assert model.kernel.name == "rbf" and model.kernel.params["gamma"] == GAMMA
+
+
+def test_predict_validates(small):
+    X, y = small
+    model = nystrom_kernel_ridge(X, y, landmarks=every(600, 20))
+    with pytest.raises(ValueError, match="X has 3 features but the model was fitted on 4"):
+        model.predict(X[:, :3])
+    with pytest.raises(TypeError, match="same array library"):
+        model.predict(torch.as_tensor(X))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        model.predict(np.full((2, 4), np.nan))
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"y": np.zeros(599)}, ValueError, "y has 599 rows but X has 600 points"),
+        ({"y": np.r_[np.nan, np.zeros(599)]}, ValueError, "y contains NaN or Inf"),
+        ({"y": np.zeros((600, 2, 1))}, ValueError, r"shape \(n,\) or \(n, n_targets\)"),
+        ({"y": np.zeros((600, 0))}, ValueError, r"shape \(n,\) or \(n, n_targets\)"),
+        ({"y": "abc"}, TypeError, "y must be a NumPy array or torch tensor"),
+        ({"y": np.zeros(600, dtype=complex)}, TypeError, "y must hold real numbers"),
+        ({"alpha": 0.0}, ValueError, "`alpha` must be a positive finite float.*got 0.0"),
+        ({"alpha": -1}, ValueError, "`alpha` must be a positive"),
+        ({"alpha": np.nan}, ValueError, "`alpha` must be a positive"),
+        ({"alpha": True}, ValueError, "`alpha` must be a positive"),
+        (
+            {"n_components": 601, "landmarks": "uniform"},
+            ValueError,
+            r"`n_components` must be 'auto' or an int in \[1, 600\]",
+        ),
+        ({"n_components": 0, "landmarks": "uniform"}, ValueError, "`n_components` must be"),
+        ({"n_components": 5}, ValueError, "`n_components`=5 but 20 landmark indices"),
+        ({"landmarks": "random"}, ValueError, "`landmarks` must be one of 'rpcholesky'.*got 'random'"),
+        ({"landmarks": [0, 0, 1]}, ValueError, "landmark indices must be distinct"),
+        ({"landmarks": [0, 600]}, ValueError, r"must lie in \[0, 599\]"),
+        ({"landmarks": [-1, 2]}, ValueError, r"must lie in \[0, 599\]"),
+        ({"landmarks": [0.0, 1.0]}, TypeError, "array of row indices"),
+        ({"landmarks": np.zeros((2, 2), dtype=int)}, ValueError, "non-empty 1-D array"),
+        ({"candidates": 100}, ValueError, "`candidates` applies to landmarks chosen by a method name"),
+        (
+            {"landmarks": "uniform", "n_components": 50, "candidates": 10},
+            ValueError,
+            r"`candidates` must be None or an int in \[n_components, n\] = \[50, 600\]",
+        ),
+        ({"solver": "cholesky"}, ValueError, "`solver` must be one of 'direct', 'pcg'"),
+        ({"tol": 1e-3}, ValueError, "apply to solver='pcg' only"),
+        ({"max_iter": 10}, ValueError, "apply to solver='pcg' only"),
+        ({"solver": "pcg", "tol": 1.5}, ValueError, r"`tol` must be a float in \(0, 1\)"),
+        ({"solver": "pcg", "max_iter": 0}, ValueError, "`max_iter` must be an int >= 1"),
+        ({"bandwidth": -1.0}, ValueError, "`bandwidth` of the 'rbf' kernel must be a positive"),
+        ({"memory_limit": 0}, ValueError, "`memory_limit` must be a positive int"),
+        ({"rng": "seed"}, TypeError, "`rng` must be None, an int"),
+    ],
+)
+def test_nystrom_bad_input(small, kwargs, error, match):
+    X, y = small
+    args = {"y": y, "landmarks": every(600, 20)}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        nystrom_kernel_ridge(X, **args)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"y": np.zeros(10)}, ValueError, "y has 10 rows but X has 600 points"),
+        ({"alpha": 0}, ValueError, "`alpha` must be a positive"),
+        ({"rank": 601}, ValueError, r"`rank` must be 'auto' or an int in \[1, 600\]"),
+        ({"rank": 10, "preconditioner": None}, ValueError, "`rank` is the rank of the preconditioner"),
+        ({"preconditioner": "jacobi"}, ValueError, "`preconditioner` must be one of 'nystrom', .* or None"),
+        ({"tol": 0.0}, ValueError, r"`tol` must be a float in \(0, 1\)"),
+        ({"max_iter": 2.5}, ValueError, "`max_iter` must be an int >= 1"),
+    ],
+)
+def test_kernel_ridge_bad_input(small, kwargs, error, match):
+    X, y = small
+    args = {"y": y}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        kernel_ridge(X, **args)
+
+
+def test_bad_points():
+    with pytest.raises(TypeError, match="dense array of points"):
+        nystrom_kernel_ridge(sp.random(50, 3, density=0.5, format="csr"), np.zeros(50))
+    with pytest.raises(ValueError, match="X contains NaN or Inf"):
+        kernel_ridge(np.full((5, 2), np.inf), np.zeros(5))
+
+
+def test_user_data_untouched(small):
+    X, y = small
+    X0, y0 = X.copy(), y.copy()
+    nystrom_kernel_ridge(X, y, landmarks="uniform", n_components=30, rng=0)
+    kernel_ridge(X, y, rng=0, max_iter=5)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+
+
+# -- the linear-algebra pieces ---------------------------------------------------------------
+
+
+def test_psd_factor_falls_back_to_eigh_and_pseudo_inverse():
+    V = np.linalg.qr(np.random.default_rng(0).standard_normal((4, 4)))[0]
+    W = (V * np.array([2.0, 1.0, 1e-3, -1e-2])) @ V.T  # indefinite beyond the shift
+    factor = PSDFactor(W, eps=1e-16)
+    assert not factor.cholesky and factor.rank == 3
+    np.testing.assert_allclose(factor.T.T @ W @ factor.T, np.eye(3), atol=1e-10)
+    ok = PSDFactor(W @ W, eps=1e-16)
+    assert ok.cholesky and ok.rank == 4
+    L_inv = ok.T.T
+    np.testing.assert_allclose(L_inv @ (W @ W + ok.shift * np.eye(4)) @ L_inv.T, np.eye(4), atol=1e-8)
+
+
+def test_block_pcg_zero_column_and_breakdown():
+    A = np.diag([1.0, 2.0, 3.0])
+    r = block_pcg(lambda V: A @ V, np.column_stack([np.ones(3), np.zeros(3)]), tol=1e-12)
+    assert r.converged and r.n_iter == 3
+    np.testing.assert_allclose(r.x[:, 0], 1 / np.array([1.0, 2.0, 3.0]))
+    assert np.all(r.x[:, 1] == 0)
+    indefinite = block_pcg(lambda V: -V, np.ones((3, 1)), tol=1e-8, max_iter=10)
+    assert not indefinite.converged and indefinite.n_iter == 1

@@ -1,0 +1,423 @@
+"""randla.kernels landmark selection and column Nystrom against exact references.
+
+No rank-k approximation of a PSD K has trace error below the tail
+sum_{i>k} lambda_i(K) (numpy.linalg.eigvalsh), and a column Nystrom
+approximation K[:, S] K[S, S]^+ K[S, :] can be formed densely for small n:
+every check below compares with one of the two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import aslinearoperator
+
+from randla.kernels import (
+    ColumnNystromResult,
+    PartialCholesky,
+    column_nystrom,
+    kernel_operator,
+    landmarks,
+    rpcholesky,
+)
+from randla.testing import clustered, psd
+from conftest import assert_orthonormal_columns, assert_sorted_nonnegative, to_np
+
+METHODS = ("rpcholesky", "uniform", "greedy", "kmeans++", "leverage")
+#: rpcholesky variants, as keyword arguments of rpcholesky().
+VARIANTS = {"plain": {}, "block": {"block_size": 8}, "accelerated": {"accelerated": True}}
+
+
+def rbf(n=300, d=4, bandwidth=1.5, seed=0):
+    X = np.random.default_rng(seed).standard_normal((n, d))
+    return kernel_operator(X, bandwidth=bandwidth)
+
+
+def dense_of(K) -> np.ndarray:
+    return to_np(K.block()) if hasattr(K, "block") else to_np(K)
+
+
+PROBLEMS = {
+    "psd_exponential": lambda seed: psd(300, decay="exponential", rate=0.9, rng=seed),
+    "psd_polynomial": lambda seed: psd(300, decay="polynomial", rate=1.0, rng=seed),
+    "rbf_points": lambda seed: rbf(seed=seed),
+    "laplacian_points": lambda seed: kernel_operator(
+        np.random.default_rng(seed).standard_normal((300, 4)), kernel="laplacian", bandwidth=3.0
+    ),
+}
+
+
+def exact_trace_error(Kd, F) -> float:
+    F = to_np(F).astype(np.float64)
+    return float(np.trace(Kd) - np.sum(F * F))
+
+
+def check_result(r, n, k=None):
+    assert isinstance(r, PartialCholesky)
+    idx, F = r
+    assert idx.dtype == np.int64 and idx.ndim == 1
+    assert np.unique(idx).size == idx.size, "landmarks repeat"
+    assert np.all((idx >= 0) & (idx < n))
+    assert tuple(F.shape) == (n, idx.size) and r.rank == idx.size
+    if k is not None:
+        assert r.rank == k
+
+
+# -- accuracy against the optimum ------------------------------------------------------
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("method", METHODS)
+def test_trace_error_at_least_optimal_and_exact(problem, method):
+    K = PROBLEMS[problem](0)
+    Kd = dense_of(K)
+    tail = np.cumsum(np.linalg.eigvalsh(Kd))  # tail[j] = sum of the j+1 smallest
+    n = Kd.shape[0]
+    for k in (10, 30):
+        r = landmarks(K, k, method=method, rng=1)
+        check_result(r, n, k)
+        error = exact_trace_error(Kd, r.factor)
+        optimal = tail[n - k - 1]
+        assert error >= optimal * (1 - 1e-10)
+        # The reported error is tr(K - F F^T), exactly.
+        assert r.trace_error == pytest.approx(error, rel=1e-8, abs=1e-10 * r.trace)
+        assert r.trace == pytest.approx(np.trace(Kd), rel=1e-12)
+        # Measured: every method is within 4x the optimum on these problems.
+        assert error <= 4.0 * optimal
+
+
+@pytest.mark.parametrize("problem", ["psd_exponential", "rbf_points"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rpcholesky_meets_its_guarantee(problem, variant):
+    # [CETW2024]: E tr(K - F F^T) <= (1 + eps) sum_{i>r} lambda_i once
+    # k >= r / eps + r log(1 / (eps eta)), eta = sum_{i>r} lambda_i / tr K.
+    r, eps = 10, 0.5
+    ratios = []
+    for seed in range(3):
+        K = PROBLEMS[problem](seed)
+        w = np.linalg.eigvalsh(dense_of(K))[::-1]
+        optimal = w[r:].sum()
+        k = math.ceil(r / eps + r * math.log(w.sum() / (eps * optimal)))
+        ratios.append(rpcholesky(K, k, rng=seed, **VARIANTS[variant]).trace_error / optimal)
+    assert np.mean(ratios) <= 1 + eps
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_trace_error_decreases_with_rank(method):
+    K = rbf(seed=2)
+    errors = [landmarks(K, k, method=method, rng=3).trace_error for k in (5, 10, 20, 40)]
+    if method == "leverage":  # the pilot changes with k: landmark sets are not nested
+        assert errors[3] < errors[1] < errors[0]
+    else:  # the same rng gives nested landmark sets
+        assert all(b < a for a, b in zip(errors, errors[1:])), errors
+
+
+def test_rpcholesky_beats_uniform_on_clustered_points():
+    # 20 clusters, sizes ~1000 down to 1: uniform sampling misses the tiny
+    # ones, each worth its size in trace error. Measured ratio: 5.3.
+    ratios = {"rpcholesky": [], "uniform": []}
+    for seed in range(4):
+        K = kernel_operator(clustered(1000, 2, 20, rng=seed).X, bandwidth=1.0)
+        for method in ratios:
+            ratios[method].append(landmarks(K, 60, method=method, rng=seed).trace_error)
+    assert np.mean(ratios["uniform"]) >= 2.0 * np.mean(ratios["rpcholesky"])
+
+
+# -- exactly low-rank input -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method", METHODS + ("block", "accelerated"))
+def test_exact_low_rank_recovered_with_its_rank(method, dtype):
+    A = psd(200, rank=12, rng=4).astype(dtype)
+    if method in VARIANTS:
+        r = rpcholesky(A, 40, rng=0, **VARIANTS[method])
+    else:
+        r = landmarks(A, 40, method=method, rng=0)
+    check_result(r, 200, 12)
+    eps = np.finfo(dtype).eps
+    F = to_np(r.factor).astype(np.float64)
+    assert r.factor.dtype == dtype
+    assert np.all(np.isfinite(F))
+    assert np.abs(A - F @ F.T).max() <= 1e3 * eps
+    assert r.trace_error <= 1e3 * eps * r.trace
+
+
+def test_rank_stops_at_the_numerical_rank_of_a_smooth_kernel():
+    # Wide bandwidth: eigenvalues fall below 1e-15 * lambda_1 after about 60.
+    K = rbf(n=400, d=2, bandwidth=5.0)
+    Kd = dense_of(K)
+    for method in METHODS:
+        r = landmarks(K, 200, method=method, rng=0)
+        assert r.rank < 100
+        F = to_np(r.factor)
+        assert np.all(np.isfinite(F))
+        assert np.abs(Kd - F @ F.T).max() <= 1e-9
+
+
+def test_zero_matrix_gives_an_empty_factor():
+    r = rpcholesky(np.zeros((5, 5)), 3, rng=0)
+    assert r.rank == 0 and r.factor.shape == (5, 0) and r.indices.shape == (0,)
+    assert r.trace == 0.0 and r.trace_error == 0.0 and r.relative_error == 0.0
+    U, S = r.eig()
+    assert U.shape == (5, 0) and S.shape == (0,)
+
+
+def test_duplicate_points_are_not_repeated_landmarks():
+    X = np.repeat(np.random.default_rng(0).standard_normal((3, 2)), 20, axis=0)
+    K = kernel_operator(X, bandwidth=1.0)
+    for method in METHODS:
+        r = landmarks(K, 10, method=method, rng=0)
+        assert r.rank == 3, method
+        assert len({tuple(X[i]) for i in r.indices}) == 3
+
+
+# -- tolerance mode ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("tol", [1e-1, 1e-2, 1e-4])
+def test_tol_is_met(method, tol):
+    K = rbf(seed=5)
+    Kd = dense_of(K)
+    r = landmarks(K, method=method, tol=tol, rng=0)
+    check_result(r, 300)
+    assert exact_trace_error(Kd, r.factor) <= tol * np.trace(Kd) * (1 + 1e-8)
+    assert r.trace_error <= tol * r.trace
+    # Not far beyond what the tolerance needs: the same method at rank - 16
+    # (one block less; one landmark for rpcholesky and greedy) misses it.
+    step = 1 if method in ("rpcholesky", "greedy") else 16
+    if r.rank > step:
+        fewer = landmarks(K, r.rank - step, method=method, rng=0)
+        assert fewer.trace_error > tol * fewer.trace
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rpcholesky_tol_and_rank_cap(variant):
+    K = rbf(seed=6)
+    r = rpcholesky(K, tol=1e-3, rng=0, **VARIANTS[variant])
+    assert r.trace_error <= 1e-3 * r.trace
+    capped = rpcholesky(K, 5, tol=1e-3, rng=0, **VARIANTS[variant])
+    assert capped.rank == 5 and capped.trace_error > 1e-3 * capped.trace
+    assert rpcholesky(K, 400, rng=0).rank <= 300  # rank is capped at n
+
+
+# -- the factor is the column Nystrom approximation ------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS + ("block", "accelerated"))
+def test_factor_is_c_w_pinv_ct(method):
+    K = rbf(n=120, seed=7)
+    Kd = dense_of(K)
+    if method in VARIANTS:
+        r = rpcholesky(K, 25, rng=1, **VARIANTS[method])
+    else:
+        r = landmarks(K, 25, method=method, rng=1)
+    idx, F = r
+    C = Kd[:, idx]
+    reference = C @ np.linalg.pinv(C[idx], hermitian=True) @ C.T
+    np.testing.assert_allclose(to_np(r.reconstruct()), reference, atol=1e-9)
+    # F interpolates the landmark columns and is triangular on the landmarks.
+    np.testing.assert_allclose(to_np(F) @ to_np(F)[idx].T, C, atol=1e-9)
+    assert np.allclose(np.triu(to_np(F)[idx], 1), 0)
+
+
+def test_eig_and_column_nystrom():
+    K = rbf(seed=8)
+    r = landmarks(K, 20, rng=0)
+    e = r.eig()
+    assert isinstance(e, ColumnNystromResult)
+    U, S = e
+    assert U.shape == (300, 20) and e.rank == 20
+    assert_orthonormal_columns(U, 1e-12)
+    assert_sorted_nonnegative(S)
+    np.testing.assert_allclose(to_np(e.reconstruct()), to_np(r.reconstruct()), atol=1e-12)
+    F = to_np(r.factor)
+    np.testing.assert_allclose(S, np.linalg.eigvalsh(F.T @ F)[::-1], rtol=1e-10)
+    assert np.all(U[np.argmax(np.abs(U), axis=0), np.arange(20)] > 0)  # signs fixed
+    c = column_nystrom(K, 20, rng=0)
+    np.testing.assert_array_equal(c.indices, r.indices)
+    np.testing.assert_allclose(c.S, S)
+    assert c.trace_error == r.trace_error and c.method == "rpcholesky"
+    assert column_nystrom(K, 20, landmarks="greedy").method == "greedy"
+    assert column_nystrom(K, tol=1e-2, rng=0).trace_error <= 1e-2 * c.trace
+
+
+def test_results_are_frozen_and_unpack():
+    r = rpcholesky(rbf(n=50), 5, rng=0)
+    idx, F = r
+    assert idx is r.indices and F is r.factor and len(r) == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.indices = None
+    assert repr(r).startswith("PartialCholesky(indices=array(5,), factor=array(50, 5)")
+    assert r.relative_error == r.trace_error / r.trace
+
+
+# -- reproducibility and backends ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS + ("block", "accelerated"))
+def test_same_rng_same_result(method, untouched_global_rng):
+    K = rbf(n=200, seed=9)
+
+    def run(seed):
+        if method in VARIANTS:
+            return rpcholesky(K, 15, rng=seed, **VARIANTS[method])
+        return landmarks(K, 15, method=method, rng=seed)
+
+    a, b, c = run(11), run(11), run(np.random.default_rng(12))
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(to_np(a.factor), to_np(b.factor))
+    if method != "greedy":
+        assert not np.array_equal(a.indices, c.indices)
+
+
+def test_accelerated_draws_like_sequential_rpcholesky():
+    # The first two pivots of RPCholesky have a known law; accelerated
+    # RPCholesky reproduces it exactly [ETW2024], block RPCholesky does not.
+    B = np.random.default_rng(5).standard_normal((6, 3)) * np.array([3.0, 1.0, 0.3])
+    A = B @ B.T + 0.05 * np.eye(6)
+    law = {}
+    d = np.diag(A)
+    for i in range(6):
+        residual = np.diag(A - np.outer(A[:, i], A[:, i]) / A[i, i]).clip(0)
+        for j in range(6):
+            if j != i:
+                law[i, j] = d[i] / d.sum() * residual[j] / residual.sum()
+    runs = 3000
+
+    def distance(**options):
+        counts = Counter(tuple(rpcholesky(A, 2, rng=s, **options).indices) for s in range(runs))
+        return 0.5 * sum(abs(counts.get(key, 0) / runs - law.get(key, 0)) for key in set(counts) | set(law))
+
+    assert distance() < 0.05
+    assert distance(accelerated=True, block_size=4) < 0.05
+    assert distance(block_size=2) > 0.15
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("source", ["dense", "kernel_operator"])
+def test_torch_input(dtype, source):
+    X = torch.as_tensor(np.random.default_rng(10).standard_normal((200, 3)), dtype=dtype)
+    K = kernel_operator(X, bandwidth=1.5)
+    if source == "dense":
+        K = K.block()
+    Kd = dense_of(K).astype(np.float64)
+    eps = torch.finfo(dtype).eps
+    for method in METHODS:
+        r = landmarks(K, 20, method=method, rng=0)
+        check_result(r, 200, 20)
+        assert isinstance(r.factor, torch.Tensor) and r.factor.dtype == dtype
+        error = exact_trace_error(Kd, r.factor)
+        assert error >= np.sum(np.linalg.eigvalsh(Kd)[:180]) * (1 - 1e-4)
+        assert r.trace_error == pytest.approx(error, rel=1e-3, abs=100 * eps * r.trace)
+    r = rpcholesky(K, 20, accelerated=True, rng=0)
+    U, S = r.eig()
+    assert isinstance(U, torch.Tensor) and U.dtype == dtype and S.dtype == dtype
+    assert_orthonormal_columns(U, 100 * eps)
+
+
+@pytest.mark.parametrize("half", [np.float16, torch.bfloat16])
+def test_half_precision_computed_in_float32_returned_in_kind(half):
+    A = psd(60, rank=8, rng=0)
+    A = A.astype(half) if half is np.float16 else torch.as_tensor(A, dtype=half)
+    for method in METHODS:
+        r = landmarks(A, 8, method=method, rng=0)
+        assert r.factor.dtype == A.dtype and r.rank == 8
+        U, S = r.eig()
+        assert U.dtype == A.dtype and S.dtype == A.dtype
+        error = np.abs(to_np(A).astype(np.float64) - to_np(r.reconstruct()).astype(np.float64)).max()
+        assert error <= 0.05  # half-precision rounding of A and F
+
+
+def test_dense_input_kept_and_integers_promoted():
+    B = np.random.default_rng(0).integers(-5, 6, size=(50, 5))
+    A = B @ B.T  # integer PSD of rank 5
+    before = A.copy()
+    r = rpcholesky(A, 10, rng=0)
+    np.testing.assert_array_equal(A, before)
+    assert r.factor.dtype == np.float64 and r.rank == 5
+    K = np.asfortranarray(psd(50, rng=1))
+    assert landmarks(K, 5, method="greedy").rank == 5
+
+
+# -- bad input, one at a time ---------------------------------------------------------------
+
+
+def test_errors_for_what_has_no_column_access():
+    A = psd(20, rng=0)
+    for bad in (sp.csr_array(A), aslinearoperator(A), torch.as_tensor(A).to_sparse(), A.tolist(), "K"):
+        with pytest.raises(TypeError, match="columns and the diagonal"):
+            rpcholesky(bad, 3)
+    with pytest.raises(TypeError, match="real"):
+        rpcholesky(A.astype(np.complex128), 3)
+
+
+@pytest.mark.parametrize(
+    "K, match",
+    [
+        (np.ones((3, 4)), "square"),
+        (np.ones((2, 2, 2)), "square"),
+        (np.zeros((0, 0)), "at least one"),
+        (np.diag([1.0, np.nan, 1.0]), "NaN or Inf on its diagonal"),
+        (np.diag([1.0, -1.0, 1.0]), "not positive semidefinite"),
+        (np.triu(np.ones((4, 4))), "symmetric"),
+    ],
+)
+def test_errors_for_bad_matrices(K, match):
+    with pytest.raises(ValueError, match=match):
+        rpcholesky(K, 2)
+
+
+def test_errors_for_nan_off_the_diagonal_and_rectangular_kernels():
+    A = psd(10, rng=0)
+    A[1, 2] = A[2, 1] = np.inf  # off the columns probed for symmetry
+    with pytest.raises(ValueError, match="NaN or Inf entries in the columns"):
+        landmarks(A, 10, method="uniform", rng=0)
+    A[0, 1] = A[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf entries"):
+        rpcholesky(A, 3, rng=0)
+    X = np.random.default_rng(0).standard_normal((10, 2))
+    with pytest.raises(ValueError, match=r"k\(X, X\)"):
+        rpcholesky(kernel_operator(X, X), 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"rank": None}, ValueError, "got neither"),
+        ({"rank": 0}, ValueError, "rank"),
+        ({"rank": 2.5}, ValueError, "rank"),
+        ({"rank": True}, ValueError, "rank"),
+        ({"rank": 3, "tol": 0.0}, ValueError, "tol"),
+        ({"rank": 3, "tol": 1.0}, ValueError, "tol"),
+        ({"rank": 3, "tol": "small"}, ValueError, "tol"),
+        ({"rank": 3, "block_size": 0}, ValueError, "block_size"),
+        ({"rank": 3, "accelerated": "yes"}, TypeError, "accelerated"),
+        ({"rank": 3, "rng": -1}, ValueError, "rng"),
+        ({"rank": 3, "rng": "seed"}, TypeError, "rng"),
+    ],
+)
+def test_errors_for_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        rpcholesky(psd(10, rng=0), **kwargs)
+
+
+def test_errors_for_bad_methods_and_options():
+    A = psd(10, rng=0)
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        landmarks(A, 3, method="random")
+    with pytest.raises(ValueError, match="unknown option.*'accelerated'.*block_size"):
+        landmarks(A, 3, method="uniform", accelerated=True)
+    with pytest.raises(ValueError, match="ridge"):
+        landmarks(A, 3, method="leverage", ridge=-1.0)
+    with pytest.raises(ValueError, match="oversample"):
+        landmarks(A, 3, method="leverage", oversample=-2)
+    with pytest.raises(ValueError, match="`landmarks` must be one of"):
+        column_nystrom(A, 3, landmarks="rpc")

@@ -1,0 +1,94 @@
+"""The scikit-learn estimators: sklearn's own conformance checks, and accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.kernel_ridge import KernelRidge as ExactKernelRidge
+from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import randla
+
+
+@parametrize_with_checks(
+    [
+        randla.Nystroem(n_components=10, random_state=0),
+        randla.KernelRidge(alpha=0.1, n_components=20, random_state=0),
+        randla.KernelRidge(alpha=0.1, solver="pcg", n_components=None, random_state=0),
+        randla.SpectralClustering(n_clusters=3, n_components=30, random_state=0),
+    ]
+)
+@pytest.mark.filterwarnings("ignore:n_components=.*n_samples:UserWarning")
+def test_sklearn_conventions(estimator, check):
+    check(estimator)
+
+
+def test_nystroem_features_reproduce_the_landmark_factor():
+    X = randla.testing.clustered(600, 3, 8, rng=0).X
+    est = randla.Nystroem(gamma=0.5, n_components=40, random_state=0).fit(X)
+    Z = est.transform(X)
+    K = rbf_kernel(X, gamma=0.5)
+    chosen = randla.landmarks(randla.kernel_operator(X, gamma=0.5), 40, rng=np.random.default_rng(0))
+    assert np.allclose(Z @ Z.T, chosen.reconstruct(), atol=1e-8)
+    # Z Z^T is the column Nystrom approximation: PSD error, trace error as reported.
+    assert np.trace(K - Z @ Z.T) == pytest.approx(est.trace_error_, rel=1e-6)
+    assert np.linalg.eigvalsh(K - Z @ Z.T)[0] > -1e-8
+    # New points: z(x)^T z(y) equals the Nystrom kernel C(x) W^+ C(y)^T.
+    Xn = X[:50] + 0.01
+    Cn = rbf_kernel(Xn, est.components_, gamma=0.5)
+    W = rbf_kernel(est.components_, gamma=0.5)
+    Zn = est.transform(Xn)
+    assert np.allclose(Zn @ Zn.T, Cn @ np.linalg.pinv(W, rcond=1e-12, hermitian=True) @ Cn.T, atol=1e-6)
+
+
+def test_nystroem_landmarks_beat_uniform_sampling_on_clustered_data():
+    from sklearn.kernel_approximation import Nystroem as SklearnNystroem
+
+    errors = {"randla": [], "sklearn": []}
+    for seed in range(3):
+        X = randla.testing.clustered(1000, 2, 20, rng=seed).X
+        K = rbf_kernel(X, gamma=0.5)
+        for name, est in [
+            ("randla", randla.Nystroem(gamma=0.5, n_components=60, random_state=seed)),
+            ("sklearn", SklearnNystroem(gamma=0.5, n_components=60, random_state=seed)),
+        ]:
+            Z = est.fit_transform(X)
+            errors[name].append(np.trace(K - Z @ Z.T))
+    assert np.mean(errors["sklearn"]) > 2 * np.mean(errors["randla"])
+
+
+@pytest.mark.parametrize("solver,n_components", [("nystrom", 600), ("pcg", 600), ("pcg", None)])
+def test_kernel_ridge_matches_exact_kernel_ridge(solver, n_components):
+    X, y = randla.testing.kernel_regression(1500, d=4, noise=0.1, rng=0)
+    Xt, _ = randla.testing.kernel_regression(300, d=4, noise=0.1, rng=1)
+    exact = ExactKernelRidge(alpha=0.3, kernel="rbf", gamma=0.2).fit(X, y).predict(Xt)
+    model = randla.KernelRidge(alpha=0.3, gamma=0.2, n_components=n_components, solver=solver,
+                               tol=1e-10, max_iter=500, random_state=0).fit(X, y)
+    pred = model.predict(Xt)
+    assert model.converged_
+    assert np.linalg.norm(pred - exact) <= 5e-3 * np.linalg.norm(exact)
+
+
+def test_kernel_ridge_multi_output_and_float32():
+    X, y = randla.testing.kernel_regression(800, d=3, rng=0)
+    Y = np.column_stack([y, -2 * y])
+    model = randla.KernelRidge(alpha=0.1, n_components=200, random_state=0).fit(X.astype(np.float32), Y)
+    pred = model.predict(X.astype(np.float32))
+    assert pred.shape == (800, 2) and pred.dtype == np.float32
+    assert np.allclose(pred[:, 1], -2 * pred[:, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_ridge_rejects_full_system_without_pcg():
+    X, y = randla.testing.kernel_regression(50, d=2, rng=0)
+    with pytest.raises(ValueError, match="pcg"):
+        randla.KernelRidge(n_components=None).fit(X, y)
+    with pytest.raises(ValueError, match="solver"):
+        randla.KernelRidge(solver="cholesky").fit(X, y)
+
+
+def test_spectral_clustering_finds_planted_clusters():
+    data = randla.testing.clustered(1200, 3, 5, imbalance=4.0, rng=0)
+    labels = randla.SpectralClustering(5, gamma=1.0, n_components=100, random_state=0).fit_predict(data.X)
+    assert adjusted_rand_score(data.labels, labels) > 0.99
