@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +31,7 @@ sys.path.insert(0, str(HERE))
 import _environment  # noqa: E402
 import _methods as M  # noqa: E402
 import _report  # noqa: E402
+from _output import jsonable, write_atomic  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
 import randla  # noqa: E402
@@ -57,9 +55,6 @@ def spectral_error(A, U, S, Vh) -> float:
     return randla.estimate_error(A, (U * S[None, :], Vh), power_iters=ERROR_POWER_ITERS,
                                  block_size=min(ERROR_BLOCK, min(A.shape)), rng=0)
 
-
-def _finite(x):
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 # -- one matrix, many methods ---------------------------------------------------
@@ -351,34 +346,6 @@ def run_minilm(*, repeats, pause):
 # -- driver ---------------------------------------------------------------------
 
 
-def write_atomic(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        # mkstemp makes the file private (0600); results are ordinary files.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return _finite(float(x))
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(CASES),
@@ -463,7 +430,7 @@ def main(argv=None):
     results["environment"]["other_processes_cores"] = whole_run.cores()
     results["elapsed_s"] = time.perf_counter() - _T0
     results["targets"] = _report.targets(results)
-    write_atomic(args.out / "svd.json", json.dumps(_jsonable(results), indent=1) + "\n")
+    write_atomic(args.out / "svd.json", json.dumps(jsonable(results), indent=1) + "\n")
     write_atomic(args.out / "svd.md", _report.markdown(results))
     log(f"wrote {args.out / 'svd.md'} and {args.out / 'svd.json'}")
     for t in results["targets"]:

@@ -400,11 +400,23 @@ class Factorization:
         r = kept.size
         if r:
             rows = xp.asarray(Linv, dtype=psd.dtype, device=psd.device) @ R.mT
+            # Row i uses only the first i + 1 pivots (L^{-1} is triangular), so a
+            # prefix is the factorisation of those pivots: stop where tol is met.
+            r = self._prefix_within_target(rows)
+            rows, S = rows[:r], np.setdiff1d(S, kept[r:])
             self._append(rows)
             self.d = xp.clip(self.d - xp.sum(rows * rows, axis=0), min=0)
-            self._chosen.append(kept)
+            self._chosen.append(kept[:r])
         self.discard(S)
         return r
+
+    def _prefix_within_target(self, rows) -> int:
+        """Rows needed to bring the trace error to the target (all if it is not reached)."""
+        if self.target <= 0:
+            return rows.shape[0]
+        left = self.residual - np.cumsum(_host64(self.xp.sum(rows * rows, axis=1)))
+        hits = np.nonzero(left <= self.target)[0]
+        return int(hits[0]) + 1 if hits.size else rows.shape[0]
 
     def _residual_columns(self, S, columns):
         xp, psd = self.xp, self.psd
