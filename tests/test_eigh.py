@@ -415,3 +415,71 @@ def test_nystrom_properties_hypothesis(problem):
     # Columns carrying a nonzero eigenvalue are orthonormal.
     keep = S > 100 * eps * lam[0]
     assert_orthonormal_columns(U[:, keep], 100 * eps)
+
+
+# -- trace error and tolerance of nystrom ----------------------------------------------
+
+
+def _trace_residual(A, r):
+    return float(np.trace(A - r.reconstruct()))
+
+
+@pytest.mark.parametrize("container", ["numpy", "sparse", "torch", "kernel"])
+def test_nystrom_trace_error_is_exact_when_the_trace_is_cheap(container):
+    A = randla.testing.psd(200, decay="polynomial", rate=1.0, rng=0)
+    if container == "sparse":
+        A = sp.csr_array(A)
+    elif container == "torch":
+        A = torch.from_numpy(A)
+    elif container == "kernel":
+        X = np.random.default_rng(0).standard_normal((200, 3))
+        A = randla.kernel_operator(X, bandwidth=1.0)
+    r = randla.nystrom(A, 20, rng=0)
+    dense = A.toarray() if container == "sparse" else (A.block() if container == "kernel" else np.asarray(A))
+    assert r.trace_error_exact
+    assert r.trace_error == pytest.approx(_trace_residual(dense, randla.NystromResult(
+        np.asarray(r.U), np.asarray(r.S))), rel=1e-8)
+
+
+def test_nystrom_trace_error_estimate_for_operators():
+    A = randla.testing.psd(300, decay="polynomial", rate=0.5, rng=1)
+    errors = []
+    for seed in range(8):
+        r = randla.nystrom(aslinearoperator(A), 20, rng=seed)
+        assert not r.trace_error_exact
+        residual = A - r.reconstruct()
+        # Unbiased, standard deviation <= sqrt(2 / probes) ||A - A_hat||_F.
+        errors.append((r.trace_error - np.trace(residual)) / (np.sqrt(2 / 16) * np.linalg.norm(residual)))
+    assert max(abs(e) for e in errors) < 4
+    assert abs(np.mean(errors)) < 4 / np.sqrt(8)
+
+
+@pytest.mark.parametrize("tol", [0.3, 0.1, 0.01])
+def test_nystrom_tol_reaches_the_trace_tolerance_with_the_smallest_rank(tol):
+    A = randla.testing.psd(400, decay="polynomial", rate=1.5, rng=2)
+    r = randla.nystrom(A, tol=tol, rng=0)
+    total = np.trace(A)
+    assert _trace_residual(A, r) <= tol * total * (1 + 1e-10)
+    assert r.trace_error == pytest.approx(_trace_residual(A, r), rel=1e-8, abs=1e-12 * total)
+    # One rank less misses the tolerance: the trace error grows by S[k-1].
+    assert r.trace_error + float(r.S[-1]) > tol * total
+    # The rank stays near the optimal one for that trace error.
+    w = np.linalg.eigvalsh(A)[::-1]
+    optimal = int(np.argmax(np.cumsum(w[::-1])[::-1] <= tol * total))
+    assert r.rank <= 2 * optimal + 10
+
+
+def test_nystrom_tol_respects_the_rank_cap():
+    A = randla.testing.psd(300, decay="polynomial", rate=0.5, rng=3)
+    r = randla.nystrom(A, 5, tol=1e-3, rng=0)
+    assert r.rank == 5
+
+
+def test_nystrom_needs_rank_or_tol():
+    A = randla.testing.psd(30, rng=0)
+    with pytest.raises(ValueError, match="rank.*tol"):
+        randla.nystrom(A)
+    with pytest.raises(ValueError, match="tol"):
+        randla.nystrom(A, tol=1.5)
+    with pytest.raises(ValueError, match="probes"):
+        randla.nystrom(A, 3, probes=0)

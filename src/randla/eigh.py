@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._results import Unpackable
-from ._validate import check_int, check_power_iters, check_rank, check_rng
+from ._validate import check_int, check_power_iters, check_rank, check_rng, check_tol
 from .backend import (
     _cholesky_upper,
     conj_transpose,
@@ -20,6 +20,7 @@ from .backend import (
     namespace,
     normalize,
     orthonormalize,
+    random_signs,
     small_eigh,
     small_svd,
 )
@@ -59,12 +60,17 @@ class NystromResult(Unpackable):
     """PSD approximation A ~ U diag(S) U^H; unpacks as ``U, S``.
 
     ``U`` (n, k) orthonormal, ``S`` (k,) non-negative and descending;
-    ``shift`` is the stabilising shift nu that was added and removed.
+    ``shift`` is the stabilising shift nu that was added and removed;
+    ``trace_error`` is tr(A - U diag(S) U^H), the error in the trace
+    (nuclear) norm for PSD A: exact (``trace_error_exact``) when tr(A) is
+    cheap to read, otherwise a randomized estimate.
     """
 
     U: object
     S: object
     shift: float = 0.0
+    trace_error: float | None = None
+    trace_error_exact: bool = False
     _unpack = ("U", "S")
 
     @property
@@ -162,11 +168,13 @@ def eigh(
 
 def nystrom(
     A,
-    rank: int,
+    rank: int | None = None,
     *,
+    tol: float | None = None,
     oversample: int = 10,
     power_iters: int = 0,
     sketch: str = "gaussian",
+    probes: int = 16,
     rng=None,
 ) -> NystromResult:
     """Nystrom approximation A ~ U diag(S) U^H of a positive semidefinite A.
@@ -174,14 +182,24 @@ def nystrom(
     Parameters
     ----------
     A : matrix-like, shape (n, n), Hermitian positive semidefinite
-    rank : int
-        Rank k of the approximation, in [1, n].
+    rank : int, optional
+        Rank k of the approximation, in [1, n]. With ``tol``, the largest
+        rank allowed.
+    tol : float in (0, 1), optional
+        Choose the rank: the smallest k with (estimated) relative trace
+        error tr(A - A_hat) <= tol tr(A). The sketch doubles from 32 columns
+        until it is met, so the work is at most twice that of the final
+        sketch. At least one of ``rank`` and ``tol`` is required.
     oversample : int, default 10
         The sketch has l = k + oversample columns; the rank-l approximation
         is truncated to k.
     power_iters : int, default 0
         Passes of A applied to the test matrix before the Nystrom step
         (0: a single pass over A, the usual Nystrom method).
+    probes : int, default 16
+        Random probe vectors of the trace-error estimate, used only when
+        tr(A) cannot be read off A (a ``LinearOperator``, for instance):
+        one more product with A, on ``probes`` columns.
     sketch, rng
         As in :func:`randla.svd`.
 
@@ -201,6 +219,13 @@ def nystrom(
     ``power_iters + 1``. For PSD A its error in the trace norm is at most
     (1 + k / (l - k - 1)) times the best rank-k error, in expectation.
 
+    Trace error: A - A_hat is PSD, so its trace norm is its trace,
+    tr(A) - sum(S). Where tr(A) is cheap (dense and sparse matrices, kernel
+    operators) this is exact; otherwise tr(A - A_hat) is estimated by
+    Girard-Hutchinson with Rademacher probes g, the mean of
+    g^H (A - A_hat) g, which is unbiased with standard deviation at most
+    sqrt(2 / probes) ||A - A_hat||_F.
+
     Examples
     --------
     >>> import randla
@@ -210,12 +235,39 @@ def nystrom(
     ((300, 10), True)
     """
     op = _square(as_operator(A), "nystrom")
-    rank = check_rank(rank, op.shape)
+    n = op.shape[0]
+    if rank is None and tol is None:
+        raise ValueError("nystrom needs `rank`, `tol` or both; got neither.")
+    cap = n if rank is None else check_rank(rank, op.shape)
+    tol = None if tol is None else check_tol(tol)
     oversample = check_int("oversample", oversample, 0)
     power_iters = check_int("power_iters", power_iters, 0)
-    omega = draw_for(op, check_sketch(sketch), min(rank + oversample, op.shape[0]), check_rng(rng))
+    probes = check_int("probes", probes, 1)
+    sketch = check_sketch(sketch)
+    gen = check_rng(rng)
+    trace = op.trace()
+    probe_rng = gen.spawn(1)[0]
+    k = cap if tol is None else min(cap, 32)
+    while True:
+        U, S, nu = _nystrom_sketch(op, k, oversample, power_iters, sketch, gen)
+        error, exact = _trace_error(op, U, S, trace, probes, probe_rng)
+        if tol is None:
+            break
+        total = error + float(op.xp.sum(S))
+        if error <= tol * total or k >= cap:
+            k = _smallest_rank(op.xp, S, error, tol * total)
+            U, S = U[:, :k], S[:k]
+            error = total - float(op.xp.sum(S))
+            break
+        k = min(2 * k, cap)
+    return NystromResult(op.as_output(U), op.as_output(S), nu, max(error, 0.0), exact)
+
+
+def _nystrom_sketch(op, rank, oversample, power_iters, sketch, rng):
+    """U (n, rank), S (rank,) and the shift nu of the stabilised Nystrom step."""
     xp = op.xp
     n = op.shape[0]
+    omega = draw_for(op, sketch, min(rank + oversample, n), rng)
     Omega = orthonormalize(xp, omega.dense())
     Y = check_finite(xp, op.matmat(Omega))
     _check_hermitian(op, Omega, Y)
@@ -231,8 +283,29 @@ def nystrom(
     else:
         F = Y_nu @ _inverse_sqrt_psd(xp, core)
     U, s, _ = small_svd(xp, F)
-    S = xp.clip(s[:rank] ** 2 - nu, min=0.0)
-    return NystromResult(op.as_output(U[:, :rank]), op.as_output(S), nu)
+    return U[:, :rank], xp.clip(s[:rank] ** 2 - nu, min=0.0), nu
+
+
+def _trace_error(op, U, S, trace, probes: int, rng) -> tuple[float, bool]:
+    """tr(A - U diag(S) U^H): exact from tr(A), else a Girard-Hutchinson estimate."""
+    xp = op.xp
+    if trace is not None:
+        return trace - float(xp.sum(S)), True
+    G = random_signs(xp, (op.shape[0], probes), op.dtype, op.device, rng)
+    AG = op.matmat(G)
+    UG = conj_transpose(xp, U) @ G
+    quad = xp.sum(xp.real(xp.conj(G) * AG)) - xp.sum(S[:, None] * xp.real(xp.conj(UG) * UG))
+    return float(quad) / probes, False
+
+
+def _smallest_rank(xp, S, tail: float, budget: float) -> int:
+    """Smallest k whose trace error tail + sum(S[k:]) stays within budget (at least 1)."""
+    s = [float(v) for v in S]
+    k = len(s)
+    while k > 1 and tail + s[k - 1] <= budget:
+        tail += s[k - 1]
+        k -= 1
+    return k
 
 
 def _inverse_sqrt_psd(xp, core):

@@ -93,6 +93,10 @@ class Operator(abc.ABC):
         """||A||_F^2 when it is cheap to know exactly; None otherwise."""
         return None
 
+    def trace(self) -> float | None:
+        """tr(A) of a square operator when it is cheap to know exactly; None otherwise."""
+        return None
+
     def matmat_sparse(self, S):
         """A @ S for a SciPy sparse S of shape (n, k): the sparse sketches' path.
 
@@ -159,6 +163,11 @@ class _Dense(Operator):
     def rmatmat(self, Y):
         return _adjoint_product(self.xp, lambda Z: self._matrix().mT @ Z, Y)
 
+    def trace(self) -> float | None:
+        if self.shape[0] != self.shape[1]:
+            return None
+        return float(self.xp.real(self.xp.sum(self.xp.linalg.diagonal(self._A))))
+
     def squared_norm(self) -> float:
         A = self._matrix()
         if isinstance(A, np.ndarray):
@@ -188,6 +197,11 @@ class _ScipySparse(Operator):
 
     def matmat_sparse(self, S):
         return np.asarray((self._A @ S).toarray(), dtype=self.dtype)
+
+    def trace(self) -> float | None:
+        if self.shape[0] != self.shape[1]:
+            return None
+        return float(np.real(self._A.diagonal().sum()))
 
     def squared_norm(self) -> float:
         A = self._A
@@ -461,6 +475,10 @@ class Shifted(_Composite):
             raise ValueError(f"Shifted needs a square operator; got shape {base.shape}.")
         self._inherit(base, base.shape)
         self.shift = shift
+
+    def trace(self):
+        base = self.base.trace()
+        return None if base is None or isinstance(self.shift, complex) else base + self.shift * self.shape[0]
 
     def matmat(self, X):
         return self.base.matmat(X) + self.shift * X

@@ -126,8 +126,9 @@ class KernelOperator(Operator):
             raise ValueError("diagonal() needs a square kernel matrix k(X, X); this one is k(X, Y).")
         return self.kernel.diagonal(self.xp, self.X)
 
-    def trace(self) -> float:
-        return float(self.xp.sum(self.diagonal()))
+    def trace(self) -> float | None:
+        """tr(K) in O(n d); None for a rectangular k(X, Y)."""
+        return float(self.xp.sum(self.diagonal())) if self.symmetric else None
 
     def _take(self, P, idx):
         xp = self.xp
