@@ -12,7 +12,9 @@ small problem exactly, lift back [HMT2011].
 """
 
 from . import testing
+from .cur import CURResult, cur
 from .eigh import EighResult, NystromResult, eigh, nystrom
+from .interp import IDResult, interpolative
 from .kernels import (
     ColumnNystromResult,
     KernelOperator,
@@ -52,6 +54,8 @@ __all__ = [
     "eigh",
     "nystrom",
     "qb",
+    "interpolative",
+    "cur",
     "estimate_error",
     "posterior_error_bound",
     "as_operator",
@@ -65,6 +69,8 @@ __all__ = [
     "EighResult",
     "NystromResult",
     "QBResult",
+    "IDResult",
+    "CURResult",
     "kernel_operator",
     "KernelOperator",
     "rpcholesky",
