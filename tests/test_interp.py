@@ -98,7 +98,8 @@ def test_cur_accuracy(name, method, spectral, frobenius):
 def test_power_iters_sharpen_the_skeleton():
     A = problem("exp0.8")
     s = singular_values(A)
-    errors = [spectral_error_ratio(A, randla.interpolative(A, 30, power_iters=q, rng=0), 30, s) for q in (0, 2)]
+    errors = [spectral_error_ratio(A, randla.interpolative(A, 30, power_iters=q, coefficients="sketch", rng=0), 30, s)
+              for q in (0, 2)]
     assert errors[1] < 0.8 * errors[0]
 
 
@@ -486,3 +487,47 @@ def test_input_not_modified():
     randla.interpolative(A, 5, axis=0, sketch=None)
     randla.cur(A, 5, method="deim", rng=0)
     assert np.array_equal(A, before)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("name", ["poly1", "exp0.8"])
+def test_least_squares_coefficients_are_best_for_the_skeleton(name, axis):
+    A = problem(name)
+    k = 20
+    fit = randla.interpolative(A, k, axis=axis, rng=0)
+    sketched = randla.interpolative(A, k, axis=axis, coefficients="sketch", rng=0)
+    assert np.array_equal(fit.idx, sketched.idx)
+    best = A[:, fit.idx] @ np.linalg.pinv(A[:, fit.idx]) @ A if axis == 1 else A @ np.linalg.pinv(A[fit.idx]) @ A[fit.idx]
+    assert np.linalg.norm(A - fit.reconstruct()) <= np.linalg.norm(A - best) * (1 + 1e-10)
+    assert np.linalg.norm(A - fit.reconstruct()) <= np.linalg.norm(A - sketched.reconstruct())
+    identity = fit.P[:, fit.idx] if axis == 1 else fit.P[fit.idx, :]
+    assert np.array_equal(identity, np.eye(k))
+
+
+def test_least_squares_coefficients_need_a_fixed_rank():
+    with pytest.raises(ValueError, match="coefficients='lstsq'"):
+        randla.interpolative(problem("poly1"), tol=0.1, coefficients="lstsq")
+    with pytest.raises(ValueError, match="coefficients"):
+        randla.interpolative(problem("poly1"), 5, coefficients="exact")
+
+
+@pytest.mark.parametrize("name", ["poly1", "exp0.8"])
+def test_two_sided_id_keeps_real_rows_and_columns(name):
+    A = problem(name)
+    s = singular_values(A)
+    k = 20
+    r = randla.two_sided_id(A, k, rng=0)
+    P_rows, core, P_cols = r
+    assert np.array_equal(core, A[np.ix_(r.rows, r.cols)])
+    assert np.array_equal(P_rows[r.rows], np.eye(k)) and np.array_equal(P_cols[:, r.cols], np.eye(k))
+    assert len(set(r.rows)) == k and len(set(r.cols)) == k
+    assert np.linalg.norm(A - r.reconstruct(), 2) <= 10 * s[k]
+
+
+def test_two_sided_id_exact_on_low_rank_and_sparse():
+    A = randla.testing.low_rank(200, 150, rank=6, rng=1)
+    r = randla.two_sided_id(A, 6, rng=0)
+    assert np.linalg.norm(A - r.reconstruct()) <= 1e-10 * np.linalg.norm(A)
+    S = sp.csr_array(A)
+    rs = randla.two_sided_id(S, 6, rng=0)
+    assert np.linalg.norm(A - rs.reconstruct()) <= 1e-10 * np.linalg.norm(A)

