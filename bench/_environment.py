@@ -175,3 +175,14 @@ def wait_until_quiet(*, threshold: float = 0.25, window: float = 0.5, max_wait: 
         waited = time.monotonic() - t0
         if seen is None or seen < threshold or waited >= max_wait:
             return {"waited_s": round(waited, 2), "other_cores_last_window": seen}
+
+
+def markdown_lines(env: dict, elapsed_s: float) -> list[str]:
+    """The "Environment" section of a results file."""
+    return ["", "## Environment", "",
+            "- " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+            f"- CPU {env['cpu_model']}, {env['cpu_affinity']} cores available",
+            "- BLAS pools: " + ", ".join(f"{p['internal_api']} {p['num_threads']} threads ({p['prefix']})"
+                                         for p in env["threadpools"]),
+            "- settings: " + ", ".join(f"{k}={v}" for k, v in env["settings"].items()),
+            f"- elapsed {elapsed_s:.0f} s"]

@@ -297,7 +297,7 @@ def markdown(results) -> str:
     if "minilm" in cases:
         minilm = cases["minilm"]
         lines += _case_table(minilm["detail"])
-        lines += [f"## MiniLM: every weight matrix at half its rank, by shape", "",
+        lines += ["## MiniLM: every weight matrix at half its rank, by shape", "",
                   f"All 2-D floating-point weights of `{minilm['model_file'].split('site-packages/')[-1]}` "
                   "(float32 as shipped), k = min(m, n) // 2, l = min(k + 10, min(m, n)); σ_(k+1) from exact "
                   "SVD in float64. Each method runs over all matrices in a row; the runs are interleaved "

@@ -700,14 +700,7 @@ def markdown(results) -> str:
                          f"{_f(None if peak is None else peak / 2**20, '.1f')} | "
                          f"{_f(None if rss is None else rss / 2**20, '.1f')} | {r['spectral_ratio']:.3f} | "
                          f"{len(r['times_s'])} |")
-    env = results["environment"]
-    lines += ["", "## Environment", "",
-              "- " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-              f"- CPU {env['cpu_model']}, {env['cpu_affinity']} cores available",
-              "- BLAS pools: " + ", ".join(f"{p['internal_api']} {p['num_threads']} threads ({p['prefix']})"
-                                           for p in env["threadpools"]),
-              "- settings: " + ", ".join(f"{k}={v}" for k, v in env["settings"].items()),
-              f"- elapsed {results['elapsed_s']:.0f} s"]
+    lines += _environment.markdown_lines(results["environment"], results["elapsed_s"])
     return "\n".join(lines) + "\n"
 
 

@@ -327,10 +327,7 @@ def markdown(results) -> str:
                 ratio = t["uniform"][k] / t["rpcholesky"][k] if t["uniform"][k] > EXACT else None
                 lines.append(f"| {k} | {vals} | {'both exact' if ratio is None else f'{ratio:.2f}'} |")
             lines.append("")
-    env = results["environment"]
-    lines += ["", "## Environment", "",
-              "- " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-              f"- elapsed {results['elapsed_s']:.0f} s"]
+    lines += _environment.markdown_lines(results["environment"], results["elapsed_s"])
     return "\n".join(lines) + "\n"
 
 
