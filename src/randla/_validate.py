@@ -55,15 +55,12 @@ def check_rank(rank, shape) -> int:
         ) from None
 
 
-def check_tol(tol) -> float:
-    """Relative Frobenius tolerance in the open interval (0, 1)."""
+def check_tol(tol, meaning: str = "the relative Frobenius error ||A - A_hat||_F / ||A||_F") -> float:
+    """A relative tolerance in the open interval (0, 1); ``meaning`` names the error it bounds."""
     ok = isinstance(tol, numbers.Real) and not isinstance(tol, bool)
     if ok and 0.0 < float(tol) < 1.0:
         return float(tol)
-    raise ValueError(
-        f"`tol` must be a float in (0, 1), the relative Frobenius error "
-        f"||A - A_hat||_F / ||A||_F to reach; got {tol!r}."
-    )
+    raise ValueError(f"`tol` must be a float in (0, 1), {meaning} to reach; got {tol!r}.")
 
 
 def check_choice(name: str, value, choices) -> str:

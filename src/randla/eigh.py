@@ -239,7 +239,7 @@ def nystrom(
     if rank is None and tol is None:
         raise ValueError("nystrom needs `rank`, `tol` or both; got neither.")
     cap = n if rank is None else check_rank(rank, op.shape)
-    tol = None if tol is None else check_tol(tol)
+    tol = None if tol is None else check_tol(tol, "the relative trace error tr(A - A_hat) / tr(A)")
     oversample = check_int("oversample", oversample, 0)
     power_iters = check_int("power_iters", power_iters, 0)
     probes = check_int("probes", probes, 1)

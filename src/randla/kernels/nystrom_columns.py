@@ -15,14 +15,13 @@ the matrix, and the result objects.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 
 from .._results import Unpackable
-from .._validate import check_int
+from .._validate import check_int, check_tol
 from ..backend import device_of, small_svd, to_numpy
 from ..operators import _work_dtype
 from .operator import KernelOperator
@@ -313,13 +312,7 @@ def check_rank_tol(rank, tol, n: int) -> tuple[int, float | None]:
         )
     cap = n if rank is None else min(check_int("rank", rank, 1), n)
     if tol is not None:
-        ok = isinstance(tol, numbers.Real) and not isinstance(tol, bool)
-        if not (ok and 0.0 < float(tol) < 1.0):
-            raise ValueError(
-                f"`tol` must be a float in (0, 1), the relative trace error "
-                f"tr(K - K_hat) / tr(K) to reach; got {tol!r}."
-            )
-        tol = float(tol)
+        tol = check_tol(tol, "the relative trace error tr(K - K_hat) / tr(K)")
     return cap, tol
 
 
