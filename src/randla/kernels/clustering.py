@@ -17,6 +17,7 @@ import numpy as np
 from .._results import Unpackable
 from .._validate import check_int, check_rng
 from ..backend import small_svd, to_numpy
+from .landmarks import landmarks as select_landmarks
 from .operator import DEFAULT_MEMORY_LIMIT, kernel_operator
 
 __all__ = ["spectral_clustering", "SpectralClusteringResult"]
@@ -103,8 +104,6 @@ def spectral_clustering(
     >>> sorted(np.bincount(labels).tolist())
     [100, 200]
     """
-    from .landmarks import landmarks as select
-
     K = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)
     n = K.shape[0]
     m = min(check_int("n_components", n_components, 1), n)
@@ -113,7 +112,7 @@ def spectral_clustering(
         raise ValueError(f"n_samples={n} should be >= n_clusters={k}: every cluster needs a point.")
     n_init = check_int("n_init", n_init, 1)
     gen = check_rng(rng)
-    chosen = select(K, m, method=landmarks, rng=gen)
+    chosen = select_landmarks(K, m, method=landmarks, rng=gen)
     F = np.asarray(to_numpy(chosen.factor), dtype=np.float64)
     degrees = F @ (F.T @ np.ones(n))
     if not np.all(degrees > 0):

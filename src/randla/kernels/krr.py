@@ -30,9 +30,11 @@ import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
 
 from .._results import Unpackable
-from .._validate import check_rng
+from .._validate import check_int, check_rng, check_tol
 from ..backend import device_of, finfo_eps, to_numpy
 from .functions import Kernel
+from .landmarks import METHODS
+from .landmarks import landmarks as select_landmarks
 from .operator import DEFAULT_MEMORY_LIMIT, KernelOperator, check_points, kernel_operator
 from .pcg import (
     KernelRows,
@@ -47,10 +49,8 @@ from .pcg import (
     take_rows,
 )
 
-__all__ = ["KRRResult", "nystrom_kernel_ridge", "kernel_ridge", "LANDMARK_METHODS"]
+__all__ = ["KRRResult", "nystrom_kernel_ridge", "kernel_ridge"]
 
-#: Landmark selection rules accepted by name (see :mod:`randla.kernels.landmarks`).
-LANDMARK_METHODS = ("rpcholesky", "uniform", "greedy", "kmeans++", "leverage")
 _CANDIDATES = 100_000
 
 
@@ -174,7 +174,7 @@ def nystrom_kernel_ridge(
         (Rudi, Camoriano & Rosasco 2015, Thm. 2). Must match the length of
         an explicit index array.
     landmarks : str or array of int, default "rpcholesky"
-        How to choose S: one of ``LANDMARK_METHODS`` (see
+        How to choose S: one of the methods (see
         :func:`randla.kernels.landmarks`; ``"uniform"`` samples rows without
         replacement), or the row indices of X to use.
     candidates : int, optional
@@ -365,7 +365,7 @@ def kernel_ridge(
     Y, one_d = _check_targets(y, op)
     alpha = _check_alpha(alpha)
     if preconditioner is not None:
-        choices = ("nystrom",) + LANDMARK_METHODS
+        choices = ("nystrom",) + METHODS
         preconditioner = _check_name("preconditioner", preconditioner, choices, "or None")
     elif not (isinstance(rank, str) and rank == "auto"):
         raise ValueError(
@@ -407,9 +407,8 @@ def _low_rank_kernel(method: str, op: KernelOperator, rows, rank: int, gen):
         from ..eigh import nystrom
 
         return tuple(nystrom(RowsOperator(rows), rank, rng=gen))
-    from .landmarks import landmarks as select
 
-    U, S = select(op, rank, method=method, rng=gen).eig()
+    U, S = select_landmarks(op, rank, method=method, rng=gen).eig()
     return as_float64(xp, U), as_float64(xp, S)
 
 
@@ -468,16 +467,11 @@ def _check_alpha(alpha) -> float:
 
 
 def _check_tol(tol) -> float:
-    ok = isinstance(tol, numbers.Real) and not isinstance(tol, bool)
-    if ok and 0.0 < float(tol) < 1.0:
-        return float(tol)
-    raise ValueError(f"`tol` must be a float in (0, 1), the relative residual to stop at; got {tol!r}.")
+    return check_tol(tol, "the relative residual of the linear system")
 
 
 def _check_max_iter(max_iter) -> int:
-    if _is_int(max_iter) and max_iter >= 1:
-        return int(max_iter)
-    raise ValueError(f"`max_iter` must be an int >= 1; got {max_iter!r}.")
+    return check_int("max_iter", max_iter, 1)
 
 
 def _check_name(name: str, value, choices, extra: str = "") -> str:
@@ -539,7 +533,7 @@ def _choose_landmarks(op: KernelOperator, landmarks, n_components, candidates, g
                 "leave n_components out (it is taken from the indices) or make them agree."
             )
         return idx
-    method = _check_name("landmarks", landmarks, LANDMARK_METHODS, "or an array of row indices of X")
+    method = _check_name("landmarks", landmarks, METHODS, "or an array of row indices of X")
     m = _check_count("n_components", n_components, n, default=min(n, max(100, math.ceil(math.sqrt(n)))))
     if candidates is None:
         pool = min(n, max(_CANDIDATES, m))
@@ -552,8 +546,7 @@ def _choose_landmarks(op: KernelOperator, landmarks, n_components, candidates, g
     cand = np.arange(n, dtype=np.int64) if pool == n else np.sort(gen.choice(n, size=pool, replace=False))
     if method == "uniform":
         return np.sort(gen.choice(cand, size=m, replace=False))
-    from .landmarks import landmarks as select
 
     sub = op if pool == n else KernelOperator(take_rows(op.xp, op.X, cand), None, op.kernel, op.memory_limit)
-    chosen = np.asarray(to_numpy(select(sub, m, method=method, rng=gen).indices), dtype=np.int64)
+    chosen = np.asarray(to_numpy(select_landmarks(sub, m, method=method, rng=gen).indices), dtype=np.int64)
     return cand[chosen]

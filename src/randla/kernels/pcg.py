@@ -151,7 +151,6 @@ def nystrom_preconditioner(U, S, mu: float):
     >>> apply(np.eye(4)).diagonal().tolist()   # (1 + 1) / (S + 1), then 1
     [0.5, 1.0, 1.0, 1.0]
     """
-    xp = array_namespace(U)
     lam = float(S[-1]) if S.shape[0] else 0.0
     factor = (lam + mu) / (S + mu) - 1.0
 
