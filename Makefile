@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/kernels.py
 	$(PY) bench/interp.py
+	$(PY) bench/completion.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -89,3 +89,31 @@ def test_prune_linear():
         assert err_id <= 2 * err_best, f"k={k}: pruned block error {err_id}, best rank-k {err_best}"
         assert err_id < 0.5 * err_random, f"k={k}: ID neurons {err_id} not clearly better than random {err_random}"
         assert err_layer < 0.3
+
+
+def test_inpainting():
+    pytest.importorskip("sklearn")
+    pytest.importorskip("PIL")  # scikit-learn reads its sample JPEG with Pillow
+    text = run_example("inpainting.py")
+    # Rows "keep method k rank reg psnr err_hidden err_all seconds", keyed by (keep %, method).
+    found = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 9 and re.fullmatch(r"\d+%", fields[0]):
+            found[int(fields[0][:-1]), fields[1]] = fields[2:]
+    assert sorted(found) == [(keep, method) for keep in (10, 30)
+                             for method in ("altmin", "naive", "softimpute_als", "svd(full)")]
+    margin = {30: 3.0, 10: 1.5}  # measured: 5.0 and 2.7 dB above the naive fill
+    for keep in (10, 30):
+        naive = found[keep, "naive"]
+        best_k, *_, best_all, _ = found[keep, "svd(full)"]
+        als, alt = found[keep, "softimpute_als"], found[keep, "altmin"]
+        for method, (k, rank, _, psnr, err_hidden, err_all, _) in (("softimpute_als", als), ("altmin", alt)):
+            assert k == best_k == "30" and 1 <= int(rank) <= 30
+            assert float(psnr) > float(naive[3]) + margin[keep], f"{keep}% {method}: {psnr} dB, naive {naive[3]} dB"
+            assert float(err_hidden) < float(naive[4])
+            # Eckart-Young: no rank-30 matrix is closer to the whole image than its truncated SVD.
+            assert float(err_all) >= float(best_all) - 1e-4, f"{keep}% {method}: {err_all} below the SVD's {best_all}"
+        assert als[2] == alt[2]  # altmin is given the reg the path chose
+        # Both solve the same regularised problem at the same reg.
+        assert abs(float(als[3]) - float(alt[3])) < 0.5

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
+import randla
 from randla.testing import DECAYS, Planted, low_rank, planted, psd, sparse_random, spectrum
 
 
@@ -220,3 +221,49 @@ def test_clustered_rejects_bad_parameters(kwargs, match):
     args = {"n_clusters": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         clustered(10, 2, rng=0, **args)
+
+
+# ---- ratings
+
+
+def test_ratings_are_distinct_noisy_low_rank_entries():
+    data = randla.testing.ratings(2000, 500, 50000, rank=6, noise=0.3, rng=0)
+    rows, cols, values = data
+    assert rows.shape == cols.shape == values.shape == (50000,)
+    assert np.unique(rows.astype(np.int64) * 500 + cols).size == 50000
+    assert rows.max() < 2000 and cols.max() < 500 and rows.min() >= 0
+    noise = values - data.truth(rows, cols)
+    assert abs(np.std(noise) - 0.3) < 0.01
+    assert abs(np.var(data.truth(rows, cols)) - 1.0) < 0.15  # unit-variance signal
+    assert np.linalg.matrix_rank(data.row_factors @ data.col_factors.T) == 6
+
+
+def test_ratings_activity_follows_a_power_law():
+    data = randla.testing.ratings(10000, 2000, 100000, rng=1)
+    per_row = np.sort(np.bincount(data.rows, minlength=10000))[::-1]
+    per_col = np.sort(np.bincount(data.cols, minlength=2000))[::-1]
+    # the busiest 1% of users and items hold far more than 1% of the entries
+    assert per_row[:100].sum() > 0.08 * 100000
+    assert per_col[:20].sum() > 0.1 * 100000
+    flat = randla.testing.ratings(10000, 2000, 100000, row_activity=0, col_activity=0, rng=1)
+    assert np.bincount(flat.rows, minlength=10000).max() < 40
+
+
+def test_ratings_split_is_a_partition_and_reproducible():
+    data = randla.testing.ratings(500, 300, 8000, rng=2)
+    train, test = data.split(0.25, rng=0)
+    assert train.rows.size + test.rows.size == 8000 and 0.2 < test.rows.size / 8000 < 0.3
+    keys = lambda d: set((d.rows.astype(np.int64) * 300 + d.cols).tolist())  # noqa: E731
+    assert keys(train).isdisjoint(keys(test)) and keys(train) | keys(test) == keys(data)
+    again = randla.testing.ratings(500, 300, 8000, rng=2)
+    np.testing.assert_array_equal(again.values, data.values)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(m=0), "positive"), (dict(n_observed=10**9), "n_observed"), (dict(rank=0), "rank"),
+    (dict(noise=-1.0), "noise"),
+])
+def test_ratings_bad_input(kwargs, match):
+    args = dict(m=100, n=50, n_observed=500, rank=3) | kwargs
+    with pytest.raises(ValueError, match=match):
+        randla.testing.ratings(args.pop("m"), args.pop("n"), args.pop("n_observed"), args.pop("rank"), **args)

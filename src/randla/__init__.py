@@ -12,6 +12,7 @@ small problem exactly, lift back [HMT2011].
 """
 
 from . import testing
+from .completion import CompletionResult, complete
 from .cur import CURResult, cur
 from .eigh import EighResult, NystromResult, eigh, nystrom
 from .interp import IDResult, TwoSidedIDResult, interpolative, two_sided_id
@@ -37,7 +38,7 @@ from .svd import SVDResult, svd
 
 __version__ = "0.1.0"
 
-_ESTIMATORS = ("Nystroem", "KernelRidge", "SpectralClustering")
+_ESTIMATORS = ("Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion")
 
 
 def __getattr__(name):
@@ -57,6 +58,8 @@ __all__ = [
     "interpolative",
     "two_sided_id",
     "cur",
+    "complete",
+    "CompletionResult",
     "estimate_error",
     "posterior_error_bound",
     "as_operator",

@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -298,3 +299,137 @@ def clustered(
     X = centers[labels] + spread * rng.standard_normal((n, d))
     order = rng.permutation(n)
     return Clustered(X[order].astype(dtype), labels[order])
+
+
+__all__ += ["ratings", "Ratings"]
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Observed entries (``rows``, ``cols``, ``values``) of a noisy low-rank matrix.
+
+    The full matrix is ``row_factors @ col_factors.T`` plus independent
+    Gaussian noise of standard deviation ``noise``, of which only the listed
+    entries are seen; unpacks as ``rows, cols, values``. ``truth(rows,
+    cols)`` gives the noiseless entries anywhere, and ``split`` holds out a
+    random part for testing, so the best possible root-mean-square error on
+    held-out entries is ``noise``.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, int]
+    row_factors: np.ndarray
+    col_factors: np.ndarray
+    noise: float
+
+    def __iter__(self):
+        return iter((self.rows, self.cols, self.values))
+
+    def __len__(self) -> int:
+        return 3
+
+    def truth(self, rows, cols) -> np.ndarray:
+        """The noiseless entries at (rows, cols)."""
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        return np.einsum("ij,ij->i", self.row_factors[rows], self.col_factors[cols])
+
+    def split(self, fraction: float, *, rng=None) -> tuple["Ratings", "Ratings"]:
+        """Train and test parts; a random ``fraction`` of the entries is held out."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"`fraction` must be in (0, 1); got {fraction!r}.")
+        held = np.random.default_rng(rng).random(self.rows.size) < fraction
+        return self._subset(~held), self._subset(held)
+
+    def _subset(self, keep) -> "Ratings":
+        return Ratings(self.rows[keep], self.cols[keep], self.values[keep], self.shape,
+                       self.row_factors, self.col_factors, self.noise)
+
+
+def _activity(size: int, exponent: float, rng) -> np.ndarray:
+    """Zipf-like sampling weights, w ~ rank^-exponent, in random order."""
+    weights = np.arange(1, size + 1, dtype=np.float64) ** -exponent
+    return rng.permutation(weights / weights.sum())
+
+
+def _sample(p, size: int, rng) -> np.ndarray:
+    """``size`` indices drawn with probabilities ``p``, in random order."""
+    counts = rng.multinomial(size, p)
+    return rng.permutation(np.repeat(np.arange(p.size, dtype=np.int64), counts))
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    keys = np.sort(keys)
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+
+
+def ratings(
+    m: int,
+    n: int,
+    n_observed: int,
+    rank: int = 10,
+    *,
+    noise: float = 0.5,
+    decay: float = 1.0,
+    row_activity: float = 0.7,
+    col_activity: float = 0.8,
+    dtype=np.float64,
+    rng=None,
+) -> Ratings:
+    """A recommendation-shaped completion problem: power-law activity, low rank plus noise.
+
+    Row i (a user) and column j (an item) are sampled with probabilities
+    proportional to their Zipf-like activity weights, rank^-``row_activity``
+    and rank^-``col_activity`` (0 gives uniform sampling), as in rating data
+    where a few users and items have most of the ratings; each entry is
+    observed at most once. The planted matrix is the product of Gaussian
+    factors with component standard deviations s_k proportional to
+    k^-``decay``, scaled so that its entries have unit variance; the
+    observed values add Gaussian noise of standard deviation ``noise``.
+    Memory is O(n_observed + (m + n) rank).
+
+    Examples
+    --------
+    >>> from randla.testing import ratings
+    >>> data = ratings(1000, 500, 20000, rank=5, rng=0)
+    >>> rows, cols, values = data
+    >>> rows.shape, data.shape, data.noise
+    ((20000,), (1000, 500), 0.5)
+    """
+    if not (isinstance(m, (int, np.integer)) and isinstance(n, (int, np.integer)) and m >= 1 and n >= 1):
+        raise ValueError(f"`m` and `n` must be positive ints; got {m!r} and {n!r}.")
+    if not (isinstance(n_observed, (int, np.integer)) and 1 <= n_observed <= m * n // 2):
+        raise ValueError(f"`n_observed` must be an int in [1, m*n/2 = {m * n // 2}]; got {n_observed!r}.")
+    if not (isinstance(rank, (int, np.integer)) and 1 <= rank <= min(m, n)):
+        raise ValueError(f"`rank` must be an int in [1, {min(m, n)}]; got {rank!r}.")
+    if not noise >= 0:
+        raise ValueError(f"`noise` must be >= 0; got {noise!r}.")
+    rng = np.random.default_rng(rng)
+    scale = np.arange(1, rank + 1, dtype=np.float64) ** -decay
+    scale /= np.sqrt(np.sum(scale**2))
+    row_factors = (rng.standard_normal((m, rank)) * np.sqrt(scale)).astype(dtype)
+    col_factors = (rng.standard_normal((n, rank)) * np.sqrt(scale)).astype(dtype)
+    p_rows, p_cols = _activity(m, row_activity, rng), _activity(n, col_activity, rng)
+    # Draw with replacement, keep distinct entries, top up the shortfall.
+    keys = np.empty(0, dtype=np.int64)
+    for _ in range(100):
+        if keys.size >= n_observed:
+            break
+        short = n_observed - keys.size
+        draw = int(short * 1.1) + 16
+        new = _sample(p_rows, draw, rng) * n + _sample(p_cols, draw, rng)
+        keys = _distinct(np.concatenate([keys, new]))
+    else:
+        raise ValueError(
+            f"cannot place {n_observed} distinct entries with this activity skew; "
+            "lower `row_activity` / `col_activity` or `n_observed`."
+        )
+    keys = rng.permutation(keys)[:n_observed]
+    rows, cols = np.divmod(keys, n)
+    data = Ratings(rows, cols, None, (int(m), int(n)), row_factors, col_factors, float(noise))
+    values = np.empty(n_observed, dtype=dtype)
+    for start in range(0, n_observed, 1 << 20):  # bounded temporaries
+        part = slice(start, start + (1 << 20))
+        values[part] = data.truth(rows[part], cols[part]) + noise * rng.standard_normal(values[part].size)
+    return dataclasses.replace(data, values=values)

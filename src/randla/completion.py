@@ -1,0 +1,569 @@
+"""Matrix completion: a low-rank matrix from a few of its entries.
+
+Given the entries X_ij observed on a set Omega, find Z of low rank with
+
+    minimise  1/2 sum_{(i,j) in Omega} (X_ij - Z_ij)^2 + reg ||Z||_*      (1)
+
+the nuclear-norm regularised problem of Mazumder, Hastie & Tibshirani (2010),
+which recovers a low-rank matrix exactly from O(r (m + n) log(m + n)) entries
+when there is no noise (Candes & Recht 2009; Recht 2011). With Z = L R^T,
+||Z||_* = min (||L||_F^2 + ||R||_F^2) / 2, so (1) is also the L2-regularised
+factorisation of recommender systems. Three solvers:
+
+- ``"softimpute"`` [MHT2010, Alg. 1]: Z <- S_reg(P_Omega(X - Z) + Z), the
+  soft-thresholded SVD of a sparse-plus-low-rank operator, by one warm-started
+  randomized subspace step per iteration;
+- ``"softimpute_als"`` [HMLZ2015, Alg. 3.1]: alternating ridge updates of
+  the two factors of the same operator, O(|Omega| k + (m + n) k^2) per step;
+- ``"altmin"`` (Jain, Netrapalli & Sanghavi 2013): alternating least squares
+  on the observed entries only, each row's ridge problem solved approximately
+  by a few conjugate-gradient steps (Gu, Song, Yin & Zhang 2023), with
+  optional row and column biases.
+
+Nothing m x n is ever formed: memory is O(|Omega| + (m + n) k).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._entries import Entries, as_entries
+from ._results import Unpackable
+from ._validate import check_choice, check_int, check_rng
+from .backend import qr
+from .operators import PlusLowRank
+from .svd import svd as randomized_svd
+
+__all__ = ["complete", "CompletionResult", "FitHistory", "PathPoint", "METHODS"]
+
+METHODS = ("softimpute_als", "softimpute", "altmin")
+
+
+@dataclass(frozen=True)
+class FitHistory:
+    """Per-iteration record of one fit: training and validation RMSE, objective (1)."""
+
+    train_rmse: np.ndarray
+    validation_rmse: np.ndarray
+    objective: np.ndarray
+
+
+@dataclass(frozen=True)
+class PathPoint:
+    """One regularisation value of a path, fitted on the training part."""
+
+    reg: float
+    rank: int
+    train_rmse: float
+    validation_rmse: float
+    n_iter: int
+    converged: bool
+
+
+@dataclass(frozen=True, repr=False)
+class CompletionResult(Unpackable):
+    """Z = U diag(S) Vh (+ mean + row_bias[i] + col_bias[j]); unpacks as ``U, S, Vh``.
+
+    ``history`` is the record of the final fit and ``path`` the validation
+    results of every ``reg`` tried (empty for a single ``reg``).
+    """
+
+    U: np.ndarray
+    S: np.ndarray
+    Vh: np.ndarray
+    mean: float
+    row_bias: np.ndarray | None
+    col_bias: np.ndarray | None
+    reg: float
+    method: str
+    converged: bool
+    n_iter: int
+    history: FitHistory
+    path: tuple[PathPoint, ...]
+
+    _unpack = ("U", "S", "Vh")
+
+    @property
+    def rank(self) -> int:
+        return int(self.S.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.U.shape[0], self.Vh.shape[1]
+
+    def predict(self, rows, cols) -> np.ndarray:
+        """Z at the positions (rows[t], cols[t]); O(len(rows) rank)."""
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise ValueError(f"`rows` and `cols` must be 1-D of one length; got {rows.shape} and {cols.shape}.")
+        m, n = self.shape
+        for name, idx, limit in (("rows", rows, m), ("cols", cols, n)):
+            if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= limit):
+                raise ValueError(f"`{name}` must hold integer indices in [0, {limit}).")
+        out = np.einsum("ij,ij->i", self.U[rows] * self.S, self.Vh.T[cols]) + self.mean
+        if self.row_bias is not None:
+            out += self.row_bias[rows] + self.col_bias[cols]
+        return out
+
+    def scores(self, rows) -> np.ndarray:
+        """Z[rows, :], the predicted values of every column for the given rows."""
+        out = (self.U[rows] * self.S) @ self.Vh + self.mean
+        if self.row_bias is not None:
+            out += np.asarray(self.row_bias[rows])[..., None] + self.col_bias
+        return out
+
+    def reconstruct(self) -> np.ndarray:
+        """The dense m x n matrix Z (only for matrices that fit in memory)."""
+        return self.scores(np.arange(self.shape[0]))
+
+
+# ---- the solvers: each takes a start (L, R, biases) and returns a finished model
+
+
+@dataclass
+class _Model:
+    """Z = L R^T + mean + b_i + c_j during a fit."""
+
+    L: np.ndarray
+    R: np.ndarray
+    mean: float = 0.0
+    row_bias: np.ndarray | None = None
+    col_bias: np.ndarray | None = None
+
+    def values(self, entries: Entries) -> np.ndarray:
+        out = entries.model_values(self.L, self.R, self.row_bias, self.col_bias)
+        return out + self.mean if self.mean else out
+
+    def factors(self):
+        """L', R' with L' R'^T = L R^T + b 1^T + 1 c^T (the part that is fitted)."""
+        if self.row_bias is None:
+            return self.L, self.R
+        ones_m, ones_n = np.ones((self.L.shape[0], 1), self.L.dtype), np.ones((self.R.shape[0], 1), self.R.dtype)
+        return (np.hstack([self.L, self.row_bias[:, None], ones_m]),
+                np.hstack([self.R, ones_n, self.col_bias[:, None]]))
+
+
+def _thin_svd(X):
+    """SVD of a tall, thin X through its QR: Q u, s, vh."""
+    Q, T = qr(np, X)
+    u, s, vh = np.linalg.svd(T)
+    return Q @ u, s, vh
+
+
+def _converged(old: _Model, new: _Model, tol: float, scale: float) -> bool:
+    """||Z_new - Z_old||_F <= tol max(||Z_old||_F, ||Z_new||_F, tol scale), from k x k Gram matrices.
+
+    ``scale`` is ||P_Omega(X)||_F: a Z that shrinks towards zero stops once it
+    is negligible beside the data, and a Z that stays zero has converged.
+    """
+    def inner(a, b):
+        return float(np.sum((a[0].T @ b[0]) * (a[1].T @ b[1])))
+
+    a, b = old.factors(), new.factors()
+    before, after = inner(a, a), inner(b, b)
+    change = max(before + after - 2 * inner(a, b), 0.0)
+    return change <= tol**2 * max(before, after, (tol * scale) ** 2)
+
+
+class _Monitor:
+    """Records RMSE and objective each iteration and decides convergence."""
+
+    def __init__(self, train: Entries, validation: Entries | None, tol: float):
+        self.train, self.validation, self.tol = train, validation, tol
+        self.scale = float(np.linalg.norm(train.values))
+        self.train_rmse, self.validation_rmse, self.objective = [], [], []
+
+    def record(self, model: _Model, residual: np.ndarray, penalty: float):
+        loss = float(residual @ residual)
+        self.train_rmse.append(np.sqrt(loss / residual.size))
+        self.objective.append(0.5 * loss + penalty)
+        if self.validation is not None:
+            err = self.validation.values - model.values(self.validation)
+            self.validation_rmse.append(float(np.sqrt(err @ err / err.size)))
+        else:
+            self.validation_rmse.append(np.nan)
+
+    def history(self) -> FitHistory:
+        return FitHistory(*(np.asarray(x) for x in (self.train_rmse, self.validation_rmse, self.objective)))
+
+
+def _softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor, rng):
+    """[MHT2010, Alg. 1] with a rank cap; Z = L R^T with L = U diag(s), R = V.
+
+    Each step computes the SVD of Y = P_Omega(X - Z) + Z on the basis
+    Q = orth([U, Y [V, G]]), G Gaussian: two passes over the observed
+    entries. Because range(Q) contains range(Z), the soft-thresholded SVD of
+    Q Q^T Y minimises the majorizer of (1) over a set holding Z, so the
+    objective never increases (the argument of [MHT2010, Lemma 2]).
+    """
+    U, s, Vh = _svd_form(model)
+    V = Vh.T
+    converged, it = False, 0
+    for it in range(1, max_iter + 1):
+        current = _Model(U * s, V)
+        residual = entries.values - current.values(entries)
+        monitor.record(current, residual, reg * float(np.sum(s)))
+        Y = PlusLowRank(entries.sparse(residual), U * s, V.T)
+        G = rng.standard_normal((V.shape[0], oversample)).astype(entries.dtype, copy=False)
+        Q, _ = qr(np, np.hstack([U, Y.matmat(np.hstack([V, G]))]))
+        W = Y.rmatmat(Q)
+        QW, T = qr(np, W)
+        u, sigma, vh = np.linalg.svd(T.T)
+        sigma = np.maximum(sigma[:rank] - reg, 0.0)
+        keep = max(int(np.count_nonzero(sigma)), 1)
+        U, s, V = Q @ u[:, :keep], sigma[:keep], QW @ vh[:keep].T
+        if _converged(current, _Model(U * s, V), tol, monitor.scale):
+            converged = True
+            break
+    return _Model(U * s, V), converged, it
+
+
+def _warm(model: _Model, rank: int, reg: float, rng):
+    """A start U, s, V for the alternating methods from any model, every component alive.
+
+    Under alternating updates a component of size s grows or shrinks by about
+    sigma / reg per step, so one shrunk to (near) zero by a larger ``reg``
+    earlier on a path would take many steps to come back, and a zero one
+    never does. Components below reg / 100 are revived at size ``reg`` (a
+    zero one in a random direction); the first step then sizes them.
+    """
+    U, s, Vh = _svd_form(model, drop_zero=False)
+    U, s, V = U[:, :rank], s[:rank], Vh[:rank].T
+    floor = reg if reg > 0 else (s[0] if s.size and s[0] > 0 else 1.0) * 1e-3
+    dead = s <= (s[0] if s.size else 0.0) * np.finfo(s.dtype).eps * 10
+    s = np.where(s < floor / 100, floor, s)
+    fresh = rank - int(np.count_nonzero(~dead))
+    if fresh:
+        live = ~dead
+        G = rng.standard_normal((U.shape[0], fresh)).astype(U.dtype, copy=False)
+        G -= U[:, live] @ (U[:, live].T @ G)
+        H = rng.standard_normal((V.shape[0], fresh)).astype(V.dtype, copy=False)
+        H -= V[:, live] @ (V[:, live].T @ H)
+        U = np.hstack([U[:, live], qr(np, G)[0]])
+        V = np.hstack([V[:, live], qr(np, H)[0]])
+        s = s[live]
+    s = np.concatenate([s, np.full(fresh, floor, s.dtype)]).astype(U.dtype)
+    return U, s, V
+
+
+def _softimpute_als(entries, model, reg, rank, *, max_iter, tol, monitor, rng):
+    """[HMLZ2015, Alg. 3.1]: A = U D, B = V D, each half-step a ridge update of one factor.
+
+    With X* = P_Omega(X - A B^T) + A B^T, the B-step is
+    B^T = (D^2 + reg I)^-1 D U^T X*, followed by the SVD of B D to keep U, V
+    orthonormal; the A-step mirrors it. The objective (1) in factored form
+    decreases monotonically [HMLZ2015, Thm. 1]. A final step on X* V
+    soft-thresholds the singular values [HMLZ2015, Alg. 3.1, step 4].
+    """
+    U, s, V = _warm(model, rank, reg, rng)
+    d = np.sqrt(s)
+    converged, it = False, 0
+
+    def ridge(d):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(d > 0, d / (d**2 + reg), 0.0)
+
+    for it in range(1, max_iter + 1):
+        current = _Model(U * d**2, V)
+        residual = entries.values - current.values(entries)
+        monitor.record(current, residual, reg * float(np.sum(d**2)))
+        B = (entries.sparse(residual).T @ U + V * d**2) * ridge(d)
+        V, d2, rot = _thin_svd(B * d)
+        U, d = U @ rot.T, np.sqrt(d2)
+        residual = entries.values - entries.model_values(U * d**2, V)
+        A = (entries.sparse(residual) @ V + U * d**2) * ridge(d)
+        U, d2, rot = _thin_svd(A * d)
+        V, d = V @ rot.T, np.sqrt(d2)
+        if _converged(current, _Model(U * d**2, V), tol, monitor.scale):
+            converged = True
+            break
+    residual = entries.values - entries.model_values(U * d**2, V)
+    U, sigma, rot = _thin_svd(entries.sparse(residual) @ V + U * d**2)
+    V = V @ rot.T
+    sigma = np.maximum(sigma - reg, 0.0)
+    return _Model(U * sigma, V), converged, it
+
+
+def _cg_rows(entries, target, X, fixed, reg, steps, transpose):
+    """A few CG steps on every row's ridge problem at once, warm-started at X.
+
+    Row i of X solves (F_i^T F_i + reg I) x_i = F_i^T t_i, where F_i holds the
+    rows of ``fixed`` at row i's observed entries (columns when
+    ``transpose``). The m problems are independent, so each gets its own
+    step lengths; one step is one pass over the entries.
+    """
+    def model(P):
+        return entries.model_values(fixed, P) if transpose else entries.model_values(P, fixed)
+
+    def adjoint(values):
+        S = entries.sparse(values)
+        return S.T @ fixed if transpose else S @ fixed
+
+    res = adjoint(target - model(X)) - reg * X
+    P, rr = res.copy(), np.einsum("ij,ij->i", res, res)
+    for _ in range(steps):
+        HP = adjoint(model(P)) + reg * P
+        pHp = np.einsum("ij,ij->i", P, HP)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = np.where(pHp > 0, rr / pHp, 0.0)
+        X = X + alpha[:, None] * P
+        res = res - alpha[:, None] * HP
+        rr_new = np.einsum("ij,ij->i", res, res)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = np.where(rr > 0, rr_new / rr, 0.0)
+        P, rr = res + beta[:, None] * P, rr_new
+    return X
+
+
+def _altmin(entries, model, reg, rank, *, max_iter, tol, cg_steps, biases, monitor, rng):
+    """Alternating ridge regression on the observed entries [JNS2013, Alg. 1; GSYZ2023].
+
+    Row step: for fixed R (and column biases), each row's factor (and bias)
+    solves a ridge problem on that row's entries; the column step mirrors it.
+    Biases ride along as a column of ones in the fixed factor.
+    """
+    m, n = entries.shape
+    U, s, V = _warm(model, rank, reg, rng)
+    L, R = U * np.sqrt(s), V * np.sqrt(s)
+    b = np.zeros(m, dtype=entries.dtype) if biases else None
+    c = np.zeros(n, dtype=entries.dtype) if biases else None
+    mean = model.mean
+    if biases and model.row_bias is not None:
+        b, c = model.row_bias.copy(), model.col_bias.copy()
+    ones_m, ones_n = np.ones((m, 1), entries.dtype), np.ones((n, 1), entries.dtype)
+    converged, it = False, 0
+
+    def penalty(L, R):
+        total = np.sum(L**2) + np.sum(R**2) + (np.sum(b**2) + np.sum(c**2) if biases else 0.0)
+        return 0.5 * reg * float(total)
+
+    for it in range(1, max_iter + 1):
+        current = _Model(L, R, mean, b, c)
+        residual = entries.values - current.values(entries)
+        monitor.record(current, residual, penalty(L, R))
+        target = entries.values - mean
+        if biases:
+            X = _cg_rows(entries, target - c.take(entries.cols), np.hstack([L, b[:, None]]),
+                         np.hstack([R, ones_n]), reg, cg_steps, transpose=False)
+            L, b = X[:, :-1], X[:, -1].copy()
+            X = _cg_rows(entries, target - b.take(entries.rows), np.hstack([R, c[:, None]]),
+                         np.hstack([L, ones_m]), reg, cg_steps, transpose=True)
+            R, c = X[:, :-1], X[:, -1].copy()
+        else:
+            L = _cg_rows(entries, target, L, R, reg, cg_steps, transpose=False)
+            R = _cg_rows(entries, target, R, L, reg, cg_steps, transpose=True)
+        if _converged(current, _Model(L, R, mean, b, c), tol, monitor.scale):
+            converged = True
+            break
+    return _Model(L, R, mean, b, c), converged, it
+
+
+# ---- starts, paths and the public function
+
+
+def _spectral_start(entries: Entries, rank: int, mean: float, rng) -> tuple[_Model, float]:
+    """The rank-``rank`` SVD of P_Omega(X - mean), the first soft-impute step from Z = 0.
+
+    Unlike the mn/|Omega| scaling of [JNS2013, Alg. 1], it stays sensible when
+    some rows and columns are observed far more often than others. Returns
+    the start and sigma_1(P_Omega(X - mean)), the smallest ``reg`` for which
+    Z = 0 solves (1).
+    """
+    values = entries.values - mean if mean else entries.values
+    r = randomized_svd(entries.sparse(values), rank, power_iters=2, rng=rng)
+    return _Model(r.U * r.S, r.Vh.T, mean), float(r.S[0])
+
+
+def _svd_form(model: _Model, drop_zero: bool = True):
+    """U, s, Vh with U diag(s) Vh = L R^T; zero singular values dropped (one kept)."""
+    QL, TL = qr(np, model.L)
+    QR, TR = qr(np, model.R)
+    u, s, vh = np.linalg.svd(TL @ TR.T)
+    keep = s.size
+    if drop_zero:
+        keep = max(int(np.count_nonzero(s > s[0] * np.finfo(s.dtype).eps * max(TL.shape))), 1)
+    return QL @ u[:, :keep], s[:keep], vh[:keep] @ QR.T
+
+
+def _fit(method, train, start, reg, rank, options, validation, rng):
+    monitor = _Monitor(train, validation, options["tol"])
+    common = dict(max_iter=options["max_iter"], tol=options["tol"], monitor=monitor)
+    if method == "softimpute":
+        model, converged, n_iter = _softimpute(train, start, reg, rank, oversample=options["oversample"],
+                                               rng=rng, **common)
+    elif method == "softimpute_als":
+        model, converged, n_iter = _softimpute_als(train, start, reg, rank, rng=rng, **common)
+    else:
+        model, converged, n_iter = _altmin(train, start, reg, rank, cg_steps=options["cg_steps"],
+                                           biases=options["biases"], rng=rng, **common)
+    return model, converged, n_iter, monitor.history()
+
+
+def _rmse(entries: Entries, model: _Model) -> float:
+    err = entries.values - model.values(entries)
+    return float(np.sqrt(err @ err / err.size))
+
+
+def _check_reg(reg):
+    if reg is None:
+        return None
+    values = [reg] if isinstance(reg, numbers.Real) else list(reg) if np.iterable(reg) else None
+    if not values or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and v >= 0
+                             for v in values):
+        raise ValueError(f"`reg` must be None, a number >= 0 or a non-empty sequence of them; got {reg!r}.")
+    return [float(v) for v in values]
+
+
+def _check_validation(validation, m, n, dtype):
+    if validation is None:
+        return None
+    if isinstance(validation, numbers.Real) and not isinstance(validation, bool):
+        if not 0.0 < validation < 1.0:
+            raise ValueError(f"`validation` as a fraction must be in (0, 1); got {validation!r}.")
+        return float(validation)
+    if isinstance(validation, tuple) and len(validation) == 3:
+        held = as_entries(*validation, shape=(m, n))
+        return Entries(held.rows, held.cols, held.values.astype(dtype, copy=False), held.shape)
+    raise ValueError(
+        "`validation` must be None, a fraction in (0, 1) of the entries to hold out, or a "
+        f"(rows, cols, values) triple of held-out entries; got {type(validation).__name__}."
+    )
+
+
+def complete(
+    rows,
+    cols=None,
+    values=None,
+    shape=None,
+    *,
+    rank: int,
+    method: str = "softimpute_als",
+    reg=None,
+    n_reg: int = 10,
+    validation=None,
+    biases: bool = False,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    cg_steps: int = 3,
+    oversample: int = 10,
+    rng=None,
+) -> CompletionResult:
+    """A low-rank matrix from observed entries: problem (1) with a rank cap.
+
+    Parameters
+    ----------
+    rows, cols, values : array_like, shape (N,)
+        The observed entries X[rows[t], cols[t]] = values[t], each position at
+        most once (aggregate repeats first). ``rows`` may instead be a SciPy
+        sparse matrix whose stored entries are the observations.
+    shape : (int, int), optional
+        (m, n); default one past the largest row and column index.
+    rank : int
+        Rank cap k of Z.
+    method : {"softimpute_als", "softimpute", "altmin"}
+        The solver (see the module notes); all three solve (1).
+    reg : float, sequence of float or None
+        The regularisation weight of (1). A sequence is a path, fitted from
+        the largest value down with warm starts and chosen on held-out
+        entries. None (default) is a path of ``n_reg`` values from
+        sigma_1(P_Omega(X)) / 2 down by a factor 1000; the path stops early
+        once the validation error has risen twice.
+    validation : float, (rows, cols, values) or None
+        Held-out entries for choosing ``reg`` and for the validation RMSE in
+        the history: a fraction of the observed entries (default 0.1 for a
+        path) or explicit entries. After a path, the chosen model is refitted
+        on all the observed entries, warm-started; with a single ``reg``, a
+        held-out fraction is only monitored and never fitted.
+    biases : bool
+        ``"altmin"`` only: fit X_ij ~ mean + b_i + c_j + (L R^T)_ij with the
+        biases under the same L2 penalty.
+    max_iter, tol : int, float
+        Stop when ||Z_new - Z||_F <= tol ||Z||_F or after ``max_iter`` steps.
+    cg_steps : int
+        Conjugate-gradient steps per row problem in ``"altmin"`` (k + 1
+        solve them exactly).
+    oversample : int
+        Extra random directions per ``"softimpute"`` step.
+    rng : None, int or numpy Generator
+        Seeds the starting SVD, the validation split and the sketches.
+
+    Returns
+    -------
+    CompletionResult
+        ``U, S, Vh`` (unpackable), ``predict``, ``converged``, ``n_iter``,
+        ``history`` and the ``path``.
+
+    Notes
+    -----
+    Every step costs O(|Omega| k) for the model values and sparse products
+    and O((m + n) k^2) for the small factorizations. The start is the
+    rank-k SVD of P_Omega(X), computed by :func:`randla.svd`.
+
+    References: [MHT2010] Mazumder, Hastie & Tibshirani, JMLR 11 (2010);
+    [HMLZ2015] Hastie, Mazumder, Lee & Zadeh, JMLR 16 (2015); [JNS2013] Jain,
+    Netrapalli & Sanghavi, STOC 2013; [GSYZ2023] Gu, Song, Yin & Zhang,
+    "Low rank matrix completion via robust alternating minimization in nearly
+    linear time" (2023).
+
+    Examples
+    --------
+    >>> import randla
+    >>> data = randla.testing.ratings(600, 400, 30000, rank=5, noise=0.1, rng=0)
+    >>> r = randla.complete(*data, shape=data.shape, rank=5, reg=1.0, rng=0)
+    >>> r.U.shape, r.S.shape, r.Vh.shape
+    ((600, 5), (5,), (5, 400))
+    """
+    method = check_choice("method", method, METHODS)
+    entries = as_entries(rows, cols, values, shape)
+    m, n = entries.shape
+    rank = check_int("rank", rank, 1, min(m, n))
+    regs = _check_reg(reg)
+    if not (isinstance(tol, numbers.Real) and not isinstance(tol, bool) and 0 <= tol < 1):
+        raise ValueError(f"`tol` must be a float in [0, 1), the relative change of Z to stop at; got {tol!r}.")
+    n_reg = check_int("n_reg", n_reg, 1)
+    options = dict(
+        max_iter=check_int("max_iter", max_iter, 1),
+        cg_steps=check_int("cg_steps", cg_steps, 1),
+        oversample=check_int("oversample", oversample, 0),
+        tol=float(tol),
+        biases=bool(biases),
+    )
+    if biases and method != "altmin":
+        raise ValueError("`biases=True` needs method='altmin'; the soft-impute methods fit no biases.")
+    validation = _check_validation(validation, m, n, entries.dtype)
+    if validation is None and (regs is None or len(regs) > 1):
+        validation = 0.1
+    rng = check_rng(rng)
+
+    train, held = (entries.split(validation, rng) if isinstance(validation, float)
+                   else (entries, validation))
+    mean = float(np.mean(train.values)) if biases else 0.0
+    start, sigma_max = _spectral_start(train, rank, mean, rng)
+    if regs is None:
+        regs = list(sigma_max * np.geomspace(0.5, 5e-4, n_reg))
+    regs = sorted(regs, reverse=True)
+
+    path, best, rising = [], None, 0
+    for value in regs:
+        model, converged, n_iter, history = _fit(method, train, start, value, rank, options, held, rng)
+        score = _rmse(held, model) if held is not None else np.nan
+        point = PathPoint(value, _svd_form(model)[1].size, float(history.train_rmse[-1]), score, n_iter, converged)
+        path.append(point)
+        if best is None or score < best[0].validation_rmse:
+            best, rising = (point, model, converged, n_iter, history), 0
+        else:
+            rising += 1
+        start = model
+        if len(regs) > 1 and rising == 2:
+            break
+    point, model, converged, n_iter, history = best
+    if len(regs) > 1 and train is not entries:
+        model, converged, n_iter, history = _fit(method, entries, model, point.reg, rank, options, None, rng)
+    U, S, Vh = _svd_form(model)
+    return CompletionResult(
+        U, S, Vh, model.mean, model.row_bias, model.col_bias, point.reg, method,
+        bool(converged), int(n_iter), history, tuple(path) if len(regs) > 1 else (),
+    )

@@ -1,0 +1,250 @@
+"""randla.complete: recovery against the truth and against the optimum of (1), and bad input."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import randla
+from randla.completion import METHODS
+from randla.testing import ratings
+
+SOFT = ("softimpute", "softimpute_als")
+
+
+def uniform(m, n, n_observed, rank, noise=0.0, rng=0, dtype=np.float64):
+    """Incoherent planted problem: Gaussian factors, flat spectrum, uniform sampling."""
+    return ratings(m, n, n_observed, rank, noise=noise, decay=0.0, row_activity=0.0, col_activity=0.0,
+                   dtype=dtype, rng=rng)
+
+
+def truth(data):
+    return data.row_factors @ data.col_factors.T
+
+
+def objective(data, Z, reg):
+    """Problem (1) at a dense Z."""
+    r = data.values - Z[data.rows, data.cols]
+    return 0.5 * r @ r + reg * np.linalg.svd(Z, compute_uv=False).sum()
+
+
+def dense_soft_impute(data, reg, iters=3000):
+    """The optimum of (1) by exact-SVD soft-impute on the dense matrix [MHT2010, Alg. 1]."""
+    Z = np.zeros(data.shape)
+    for _ in range(iters):
+        Y = Z.copy()
+        Y[data.rows, data.cols] = data.values
+        U, s, Vh = np.linalg.svd(Y, full_matrices=False)
+        Z_new = (U * np.maximum(s - reg, 0)) @ Vh
+        if np.linalg.norm(Z_new - Z) <= 1e-12 * max(np.linalg.norm(Z), 1):
+            return Z_new
+        Z = Z_new
+    return Z
+
+
+# ---- recovery
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_exact_recovery_from_4_r_n_log_n_entries(method):
+    m, n, r = 1500, 1000, 5
+    data = uniform(m, n, int(4 * r * (m + n) * np.log(m + n)), r, rng=1)
+    res = randla.complete(*data, shape=data.shape, rank=r, method=method, reg=1e-6 if method in SOFT else 0.0,
+                          tol=1e-10, max_iter=400, cg_steps=6, rng=0)
+    M = truth(data)
+    assert np.linalg.norm(res.reconstruct() - M) / np.linalg.norm(M) < 1e-6
+    assert res.converged and res.rank == r
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_noisy_recovery_near_the_noise_level(method):
+    data = uniform(600, 400, 72000, 5, noise=0.1, rng=2)
+    train, test = data.split(0.1, rng=3)
+    res = randla.complete(*train, shape=data.shape, rank=8, method=method, rng=0)
+    err = test.values - res.predict(test.rows, test.cols)
+    rmse = np.sqrt(np.mean(err**2))
+    assert rmse < 1.1 * data.noise
+    # and the matrix itself, not only the held-out entries, is close to the truth
+    M = truth(data)
+    assert np.linalg.norm(res.reconstruct() - M) / np.linalg.norm(M) < 0.05
+    assert res.path and res.reg == min(res.path, key=lambda p: p.validation_rmse).reg
+
+
+@pytest.mark.parametrize("method", SOFT)
+def test_objective_decreases_monotonically(method):
+    data = uniform(300, 200, 15000, 4, noise=0.3, rng=4)
+    res = randla.complete(*data, shape=data.shape, rank=10, method=method, reg=5.0, tol=1e-12, max_iter=60, rng=0)
+    f = res.history.objective
+    assert f.size == res.n_iter >= 20
+    assert np.all(np.diff(f) <= 1e-10 * f[0])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_reaches_the_optimum_of_problem_1(method):
+    data = uniform(120, 80, 3000, 3, noise=0.2, rng=5)
+    reg = 2.0
+    Z_star = dense_soft_impute(data, reg)
+    rank = int(np.sum(np.linalg.svd(Z_star, compute_uv=False) > 1e-8)) + 2
+    res = randla.complete(*data, shape=data.shape, rank=rank, method=method, reg=reg, tol=1e-9, max_iter=3000,
+                          cg_steps=rank + 1, rng=0)
+    Z = res.reconstruct()
+    assert objective(data, Z, reg) <= objective(data, Z_star, reg) * (1 + 1e-6)
+    assert np.linalg.norm(Z - Z_star) / np.linalg.norm(Z_star) < 1e-3
+
+
+def test_als_and_softimpute_agree():
+    data = uniform(200, 150, 8000, 4, noise=0.1, rng=6)
+    fits = [randla.complete(*data, shape=data.shape, rank=12, method=m, reg=3.0, tol=1e-9, max_iter=2000, rng=0)
+            for m in SOFT]
+    a, b = (f.reconstruct() for f in fits)
+    assert np.linalg.norm(a - b) / np.linalg.norm(a) < 1e-4
+    assert fits[0].rank == fits[1].rank
+
+
+def test_biases_are_fitted_by_altmin():
+    data = uniform(400, 300, 40000, 4, noise=0.1, rng=7)
+    rng = np.random.default_rng(0)
+    b, c = rng.normal(size=400), rng.normal(size=300)
+    values = data.values + 3.0 + b[data.rows] + c[data.cols]
+    keep = rng.random(values.size) < 0.9
+    res = randla.complete(data.rows[keep], data.cols[keep], values[keep], data.shape, rank=4, method="altmin",
+                          reg=1.0, biases=True, tol=1e-8, max_iter=200, rng=0)
+    err = values[~keep] - res.predict(data.rows[~keep], data.cols[~keep])
+    assert np.sqrt(np.mean(err**2)) < 1.15 * data.noise
+    assert abs(res.mean - 3.0) < 0.3 and res.row_bias.shape == (400,) and res.col_bias.shape == (300,)
+
+
+# ---- scale: nothing m x n
+
+
+def test_memory_stays_linear_in_the_entries():
+    # 200000 x 100000 dense would take 160 GB; 300000 entries and rank 5
+    # factors take a few tens of MB.
+    m, n, k = 200_000, 100_000, 5
+    data = uniform(m, n, 300_000, k, noise=0.1, rng=8)
+    rows, cols, values = data
+    for method in METHODS:
+        tracemalloc.start()
+        res = randla.complete(rows, cols, values, (m, n), rank=k, method=method, reg=1.0, max_iter=3, rng=0)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert res.U.shape == (m, k)
+        assert peak < 300 * 2**20, f"{method}: peak {peak / 2**20:.0f} MiB"
+
+
+# ---- inputs, outputs, reproducibility
+
+
+def test_sparse_input_equals_arrays():
+    data = uniform(150, 100, 4000, 3, noise=0.1, rng=9)
+    A = sp.coo_matrix((data.values, (data.rows, data.cols)), shape=data.shape)
+    a = randla.complete(*data, shape=data.shape, rank=3, reg=1.0, rng=0)
+    for X in (A, A.tocsr(), sp.csc_array(A)):
+        b = randla.complete(X, rank=3, reg=1.0, rng=0)
+        np.testing.assert_allclose(b.reconstruct(), a.reconstruct(), rtol=1e-10, atol=1e-12)
+
+
+def test_same_rng_same_result_and_inputs_untouched():
+    data = uniform(150, 100, 4000, 3, noise=0.1, rng=10)
+    rows, cols, values = (x[::-1].copy() for x in data)  # unsorted input
+    before = [x.copy() for x in (rows, cols, values)]
+    a = randla.complete(rows, cols, values, data.shape, rank=3, rng=5)
+    b = randla.complete(rows, cols, values, data.shape, rank=3, rng=5)
+    np.testing.assert_array_equal(a.U, b.U)
+    assert a.reg == b.reg
+    for x, y in zip(before, (rows, cols, values)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_float32_in_float32_out():
+    data = uniform(150, 100, 5000, 3, noise=0.05, rng=11, dtype=np.float32)
+    for method in METHODS:
+        res = randla.complete(*data, shape=data.shape, rank=3, method=method, reg=0.5, rng=0)
+        assert res.U.dtype == res.S.dtype == res.Vh.dtype == np.float32
+        M = truth(data)
+        assert np.linalg.norm(res.reconstruct() - M) / np.linalg.norm(M) < 0.1
+
+
+def test_result_unpacks_and_predicts():
+    data = uniform(150, 100, 5000, 3, noise=0.05, rng=12)
+    res = randla.complete(*data, shape=data.shape, rank=3, reg=0.5, rng=0)
+    U, S, Vh = res
+    assert U.shape == (150, res.rank) and Vh.shape == (res.rank, 100)
+    np.testing.assert_allclose(U.T @ U, np.eye(res.rank), atol=1e-10)
+    assert np.all(np.diff(S) <= 0) and np.all(S > 0)
+    Z = res.reconstruct()
+    np.testing.assert_allclose(res.predict(data.rows, data.cols), Z[data.rows, data.cols], atol=1e-10)
+    assert res.history.train_rmse.size == res.n_iter and res.path == ()
+
+
+def test_validation_entries_are_recorded_per_iteration():
+    data = uniform(200, 150, 8000, 3, noise=0.1, rng=13)
+    train, test = data.split(0.2, rng=0)
+    res = randla.complete(*train, shape=data.shape, rank=3, reg=1.0, validation=(test.rows, test.cols, test.values),
+                          rng=0)
+    v = res.history.validation_rmse
+    assert v.size == res.n_iter and np.all(np.isfinite(v))
+    assert v[-1] < v[0]
+
+
+def test_path_is_decreasing_and_warm_started():
+    data = uniform(300, 200, 15000, 4, noise=0.1, rng=14)
+    res = randla.complete(*data, shape=data.shape, rank=6, reg=[10.0, 1.0, 3.0], rng=0)
+    regs = [p.reg for p in res.path]
+    assert regs == sorted(regs, reverse=True) and len(regs) == 3
+    assert res.reg == min(res.path, key=lambda p: p.validation_rmse).reg
+
+
+# ---- bad input
+
+
+def valid():
+    return np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (dict(values=np.array([1.0, np.nan, 3.0])), ValueError, "NaN"),
+        (dict(values=np.array([1.0, np.inf, 3.0])), ValueError, "NaN or Inf"),
+        (dict(values=np.array([1.0, 2.0])), ValueError, "same length"),
+        (dict(rows=np.array([0, 1, 5])), ValueError, "outside"),
+        (dict(cols=np.array([0, -1, 1])), ValueError, "outside"),
+        (dict(rows=np.array([0, 1, 1]), cols=np.array([0, 1, 1])), ValueError, "more than once"),
+        (dict(rows=np.array([0.0, 1.5, 2.0])), TypeError, "integer"),
+        (dict(values=np.array([True, False, True])), TypeError, "real numbers"),
+        (dict(values=np.array(["a", "b", "c"])), TypeError, "real numbers"),
+        (dict(rows=np.zeros((3, 1), int)), ValueError, "1-D"),
+        (dict(shape=(3,)), ValueError, "shape"),
+        (dict(shape=(3, 0)), ValueError, "shape"),
+        (dict(rank=3), ValueError, "rank"),
+        (dict(rank=0), ValueError, "rank"),
+        (dict(method="svd"), ValueError, "method"),
+        (dict(biases=True), ValueError, "altmin"),
+        (dict(reg=-1.0), ValueError, "reg"),
+        (dict(reg=[]), ValueError, "reg"),
+        (dict(validation=1.5), ValueError, "validation"),
+        (dict(validation="half"), ValueError, "validation"),
+        (dict(tol=2.0), ValueError, "tol"),
+        (dict(max_iter=0), ValueError, "max_iter"),
+    ],
+)
+def test_bad_input(change, error, match):
+    rows, cols, values = valid()
+    args = dict(rows=rows, cols=cols, values=values, shape=(3, 2), rank=1, reg=0.1)
+    args.update(change)
+    with pytest.raises(error, match=match):
+        randla.complete(args.pop("rows"), args.pop("cols"), args.pop("values"), args.pop("shape"), **args)
+
+
+def test_bad_input_shapes_of_call():
+    rows, cols, values = valid()
+    with pytest.raises(TypeError, match="required"):
+        randla.complete(rows, rank=1)
+    with pytest.raises(TypeError, match="not both"):
+        randla.complete(sp.csr_matrix(np.eye(3)), cols, values, rank=1)
+    with pytest.raises(ValueError, match="empty"):
+        randla.complete(np.array([], int), np.array([], int), np.array([]), rank=1)
