@@ -169,10 +169,10 @@ def _converged(old: _Model, new: _Model, tol: float, scale: float) -> bool:
 
 
 class _Monitor:
-    """Records RMSE and objective each iteration and decides convergence."""
+    """Records RMSE and objective each iteration; ``scale`` = ||P_Omega(X)||_F for the stopping test."""
 
-    def __init__(self, train: Entries, validation: Entries | None, tol: float):
-        self.train, self.validation, self.tol = train, validation, tol
+    def __init__(self, train: Entries, validation: Entries | None):
+        self.validation = validation
         self.scale = float(np.linalg.norm(train.values))
         self.train_rmse, self.validation_rmse, self.objective = [], [], []
 
@@ -389,7 +389,7 @@ def _svd_form(model: _Model, drop_zero: bool = True):
 
 
 def _fit(method, train, start, reg, rank, options, validation, rng):
-    monitor = _Monitor(train, validation, options["tol"])
+    monitor = _Monitor(train, validation)
     common = dict(max_iter=options["max_iter"], tol=options["tol"], monitor=monitor)
     if method == "softimpute":
         model, converged, n_iter = _softimpute(train, start, reg, rank, oversample=options["oversample"],
