@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) bench/kernels.py
 	$(PY) bench/interp.py
 	$(PY) bench/completion.py
+	$(PY) bench/compress.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

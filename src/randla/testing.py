@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ._validate import check_int
+
 __all__ = ["spectrum", "planted", "Planted", "low_rank", "psd", "sparse_random", "DECAYS"]
 
 DECAYS = ("exponential", "polynomial", "sigmoid", "flat")
@@ -433,3 +435,68 @@ def ratings(
         part = slice(start, start + (1 << 20))
         values[part] = data.truth(rows[part], cols[part]) + noise * rng.standard_normal(values[part].size)
     return dataclasses.replace(data, values=values)
+
+
+__all__ += ["docstring_sentences"]
+
+
+def _stdlib_files():
+    import sysconfig
+    from pathlib import Path
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = ("site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo")
+    return sorted(p for p in root.rglob("*.py") if not any(part in skip for part in p.relative_to(root).parts))
+
+
+def _sentences_of(text: str):
+    import re
+
+    for paragraph in re.split(r"\n\s*\n", text):
+        flat = " ".join(paragraph.split())
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", flat):
+            yield sentence
+
+
+def docstring_sentences(count: int, *, held_out: bool = False, min_words: int = 6, max_words: int = 40) -> list:
+    """Real English sentences from the docstrings of the Python standard library, offline.
+
+    The standard library's sources are parsed (never imported) and their
+    docstrings split into sentences. Files are divided by a hash of their
+    path into two disjoint parts, so ``held_out=True`` gives sentences from
+    other modules than the default part: calibrate on one, evaluate on the
+    other. Sentences of prose only (no doctest, no code-like lines), in a
+    fixed order, first ``count`` of them (fewer if the library has fewer).
+
+    Examples
+    --------
+    >>> from randla.testing import docstring_sentences
+    >>> calibration = docstring_sentences(50)
+    >>> evaluation = docstring_sentences(50, held_out=True)
+    >>> len(calibration), len(evaluation), set(calibration) & set(evaluation)
+    (50, 50, set())
+    """
+    import ast
+    import zlib
+
+    count = check_int("count", count, 1)
+    found, seen = [], set()
+    for path in _stdlib_files():
+        if zlib.crc32(path.name.encode()) % 2 != int(held_out):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)))]
+        for node in nodes:
+            doc = ast.get_docstring(node) or ""
+            for sentence in _sentences_of(doc):
+                words = sentence.split()
+                prose = sentence[-1:] == "." and not any(c in sentence for c in "<>{}[]=_`|\\") and ">>>" not in sentence
+                if prose and min_words <= len(words) <= max_words and sentence not in seen:
+                    seen.add(sentence)
+                    found.append(sentence)
+                    if len(found) == count:
+                        return found
+    return found

@@ -1,0 +1,164 @@
+"""Statistics of the selected layers on calibration data: input Gram matrices and Fisher row importances."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["LayerStatistics", "collect", "output_tensor", "call_model"]
+
+
+@dataclass
+class LayerStatistics:
+    """What one linear layer saw: G = sum x x^T over its input rows and, from gradients, per output unit:
+    ``row_importance`` (sum of squared weight gradients of its row) and ``output_sensitivity`` (mean
+    squared gradient of its output per token)."""
+
+    gram: torch.Tensor
+    rows: int = 0
+    row_importance: torch.Tensor | None = None
+    output_sensitivity: torch.Tensor | None = None
+    input_key: int = -1
+
+
+def call_model(model, batch):
+    """model(**batch) for a mapping (a tokenizer's output), model(*batch) for a tuple, else model(batch)."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+def output_tensor(output) -> torch.Tensor:
+    """The main tensor of a model's output: itself, ``last_hidden_state``, or the first element."""
+    if isinstance(output, torch.Tensor):
+        return output
+    hidden = getattr(output, "last_hidden_state", None)
+    if isinstance(hidden, torch.Tensor):
+        return hidden
+    first = next(iter(output.values())) if isinstance(output, Mapping) else output[0]
+    if isinstance(first, torch.Tensor):
+        return first
+    raise TypeError(f"cannot find the output tensor of a model that returned {type(output).__name__}.")
+
+
+def _token_mask(batch, x: torch.Tensor):
+    """Rows of x that are real tokens: the batch's ``attention_mask`` where its shape matches x's leading axes."""
+    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+    if isinstance(mask, torch.Tensor) and tuple(mask.shape) == tuple(x.shape[:-1]):
+        return mask.reshape(-1).to(torch.bool)
+    return None
+
+
+def _random_projection_loss(output, batch, generator):
+    """<g, y> with g ~ N(0, I) per output entry: its squared gradient estimates the Gauss-Newton diagonal E||dy/dW||^2."""
+    y = output_tensor(output)
+    g = torch.randn(y.shape, generator=generator, dtype=y.dtype, device="cpu").to(y.device)
+    mask = _token_mask(batch, y)
+    if mask is not None:
+        g = g * mask.reshape(y.shape[:-1]).unsqueeze(-1).to(y.dtype)
+    return (g * y).sum()
+
+
+def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=None, seed: int = 0) -> dict:
+    """Run ``model`` over every batch of ``calibration`` and gather :class:`LayerStatistics` per module name.
+
+    Gram matrices are accumulated in float64 over real tokens only (padding
+    is skipped where the batch has an ``attention_mask``). With
+    ``gradients``, each batch is also back-propagated through
+    ``loss(output, batch)`` (default: a random projection of the output,
+    which needs no labels), and two sums are kept per output unit: the
+    squared weight gradients of its row (FWSVD's row importance) and the
+    squared gradients of the unit's output (how much the model's output
+    moves when the unit's output does).
+
+    Layers that receive the very same input tensor in the first batch get the
+    same ``input_key``: they read one input (attention's query, key, value).
+    """
+    stats = {name: None for name in modules}
+    current = {}
+    first_inputs = []  # held through the first batch, so that no address is reused
+
+    def real_rows(x):
+        keep = _token_mask(current.get("batch"), x)
+        x = x.reshape(-1, x.shape[-1])
+        return x if keep is None else x[keep]
+
+    def pre_hook_for(name):
+        def hook(module, inputs):
+            x = real_rows(inputs[0].detach()).double()
+            if stats[name] is None:
+                stats[name] = LayerStatistics(torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device))
+                seen = next((i for i, t in enumerate(first_inputs) if t is inputs[0]), None)
+                if seen is None:
+                    first_inputs.append(inputs[0])
+                stats[name].input_key = len(first_inputs) - 1 if seen is None else seen
+            stats[name].gram += x.T @ x
+            stats[name].rows += x.shape[0]
+
+        return hook
+
+    def output_hook_for(name):
+        def hook(module, inputs, output):
+            if output.requires_grad:
+                output.register_hook(lambda g: _add(sensitivity, name, real_rows(g).double().square().sum(dim=0)))
+
+        return hook
+
+    handles = [module.register_forward_pre_hook(pre_hook_for(name)) for name, module in modules.items()]
+    if gradients:
+        handles += [module.register_forward_hook(output_hook_for(name)) for name, module in modules.items()]
+    was_training = model.training
+    grad_flags = {p: p.requires_grad for p in model.parameters()}
+    generator = torch.Generator().manual_seed(seed)
+    importance, sensitivity = {}, {}
+    try:
+        model.eval()
+        if gradients:
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for module in modules.values():
+                module.weight.requires_grad_(True)
+        batches = 0
+        for batch in calibration:
+            current["batch"] = batch
+            batches += 1
+            if batches == 2:
+                first_inputs.clear()
+            if not gradients:
+                with torch.no_grad():
+                    call_model(model, batch)
+                continue
+            output = call_model(model, batch)
+            value = loss(output, batch) if loss is not None else _random_projection_loss(output, batch, generator)
+            grads = torch.autograd.grad(value, [m.weight for m in modules.values()], allow_unused=True)
+            for name, grad in zip(modules, grads):
+                if grad is not None:
+                    _add(importance, name, grad.double().square().sum(dim=1))
+        if batches == 0:
+            raise ValueError("`calibration` yielded no batches; pass an iterable of model inputs.")
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, flag in grad_flags.items():
+            p.requires_grad_(flag)
+        model.train(was_training)
+    unused = [name for name, s in stats.items() if s is None]
+    if unused:
+        raise ValueError(
+            f"the calibration data never reached {len(unused)} selected layer(s) (e.g. {unused[0]!r}); "
+            "exclude them or pass inputs that run through them."
+        )
+    if gradients:
+        for name, module in modules.items():
+            zeros = torch.zeros(module.weight.shape[0], dtype=torch.float64, device=module.weight.device)
+            stats[name].row_importance = importance.get(name, zeros)
+            stats[name].output_sensitivity = sensitivity.get(name, zeros) / max(stats[name].rows, 1)
+    return stats
+
+
+def _add(totals: dict, name: str, value):
+    totals[name] = totals[name] + value if name in totals else value

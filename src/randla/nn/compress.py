@@ -1,0 +1,402 @@
+"""Compress a model: replace its linear layers by low-rank factors under a parameter budget."""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import numbers
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validate import check_choice, check_int, check_power_iters, check_rng
+from .allocation import energy_ranks, global_ranks, parameters, summed_error, uniform_ranks
+from .calibration import collect
+from .factorize import METHODS, SOLVERS, break_even_rank, spectrum
+from .layers import LowRankLinear, replace_module
+
+__all__ = ["compress", "check_target", "CompressionReport", "LayerReport", "ALLOCATIONS"]
+
+ALLOCATIONS = ("global", "uniform")
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One selected layer after compression; ``rank`` is None where it was left dense.
+
+    ``singular_values`` are those of the matrix the method truncates (the
+    weight, or its whitened or Fisher-weighted form) up to the rank cap, and
+    ``errors[r]`` the method's relative error at rank r; None where the
+    layer was not factored. ``group`` names the layers that share one
+    down-projection with it (itself alone when none do); the shared factor's
+    parameters are counted at the first of them.
+    """
+
+    name: str
+    shape: tuple
+    rank: int | None
+    params_before: int
+    params_after: int
+    weight_error: float
+    output_error: float | None
+    seconds: float
+    singular_values: np.ndarray | None = None
+    errors: np.ndarray | None = None
+    group: tuple = ()
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    """What :func:`compress` did, layer by layer.
+
+    ``weight_error`` is ||W - W_hat||_F / ||W||_F; ``output_error`` is
+    ||(W - W_hat) X||_F / ||W X||_F on the calibration inputs X (None without
+    calibration). Parameter counts are of the weights (biases are kept as
+    they are). ``objective`` is the summed error the rank allocation
+    minimised (with ``reduction``; see :func:`compress`).
+    """
+
+    layers: tuple
+    method: str
+    allocation: str
+    seconds: float
+    objective: float | None = None
+
+    @property
+    def params_before(self) -> int:
+        return sum(layer.params_before for layer in self.layers)
+
+    @property
+    def params_after(self) -> int:
+        return sum(layer.params_after for layer in self.layers)
+
+    @property
+    def reduction(self) -> float:
+        """Fraction of the selected layers' weight parameters removed."""
+        return 1.0 - self.params_after / self.params_before
+
+    def table(self) -> str:
+        """The per-layer table as aligned text."""
+        header = ("layer", "shape", "rank", "rel. error", "output error", "params saved")
+        rows = [
+            (
+                layer.name,
+                "x".join(map(str, layer.shape)),
+                "dense" if layer.rank is None else str(layer.rank),
+                f"{layer.weight_error:.4f}",
+                "-" if layer.output_error is None else f"{layer.output_error:.4f}",
+                f"{layer.params_before - layer.params_after:,}",
+            )
+            for layer in self.layers
+        ]
+        rows.append(
+            ("total", "", "", "", "", f"{self.params_before - self.params_after:,} ({100 * self.reduction:.1f}%)")
+        )
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in [header, *rows]]
+        lines.insert(1, "-" * len(lines[0]))
+        return "\n".join(lines)
+
+
+def _select(model, include, exclude) -> dict:
+    include = (include,) if isinstance(include, str) else tuple(include)
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    chosen = {
+        name: module
+        for name, module in model.named_modules()
+        if type(module) is nn.Linear
+        and any(fnmatch.fnmatchcase(name, p) for p in include)
+        and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
+    }
+    if not chosen:
+        raise ValueError(
+            f"no torch.nn.Linear layer of the model matches include={include!r} and exclude={exclude!r}."
+        )
+    return chosen
+
+
+def check_target(reduction, rank, energy):
+    given = [name for name, value in (("reduction", reduction), ("rank", rank), ("energy", energy)) if value is not None]
+    if len(given) != 1:
+        raise ValueError(f"pass exactly one of `reduction`, `rank` or `energy`; got {given or 'none'}.")
+    for name, value in (("reduction", reduction), ("energy", energy)):
+        if value is not None and not (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 < float(value) < 1.0
+        ):
+            raise ValueError(f"`{name}` must be a float in (0, 1); got {value!r}.")
+    if rank is not None:
+        check_int("rank", rank, 1)
+
+
+@dataclass
+class _Unit:
+    """What one factorisation covers: a layer, or layers reading one input stacked as [W_1; W_2; ...]."""
+
+    names: tuple
+    weight: torch.Tensor
+    gram: torch.Tensor | None
+    row_importance: torch.Tensor | None
+    output_weights: torch.Tensor | None
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.weight.shape)
+
+    @classmethod
+    def of(cls, layers, stats, names):
+        def stacked(field):
+            parts = [getattr(stats[n], field) for n in names] if names[0] in stats else [None]
+            return None if parts[0] is None else torch.cat(parts)
+
+        weight = torch.cat([layers[n].weight.detach() for n in names]) if len(names) > 1 else layers[names[0]].weight
+        gram = stats[names[0]].gram if names[0] in stats else None
+        return cls(tuple(names), weight, gram, stacked("row_importance"), stacked("output_sensitivity"))
+
+
+def _cap(shape, rank, reduction, allocation) -> int:
+    """The rank to factor a unit to (0: leave it dense)."""
+    cap = break_even_rank(shape)
+    if rank is not None:
+        return rank if rank <= cap else 0
+    if reduction is not None and allocation == "uniform":
+        r = uniform_ranks([shape], reduction, [cap])[0]
+        return 0 if r is None else r
+    return cap
+
+
+def _share(units, caps, spectra, layers, stats, reduction, allocation, tolerance, factor):
+    """Merge the layers that read one input into one unit where its predicted error stays low.
+
+    Stacked layers [W_1; W_2; W_3] ~ U D share the down-projection D, and each
+    keeps its block of U (concatenated SVD): the group is merged when, with
+    the parameters every layer keeps under uniform allocation, its predicted
+    error is at most (1 + tolerance) times the separate layers' summed error.
+    """
+    by_input = {}
+    for index, unit in enumerate(units):
+        by_input.setdefault(stats[unit.names[0]].input_key, []).append(index)
+    merged = set()
+    out = ([], [], [])
+    for members in by_input.values():
+        if len(members) < 2 or any(spectra[i] is None for i in members):
+            continue
+        group = _Unit.of(layers, stats, tuple(n for i in members for n in units[i].names))
+        cap = _cap(group.shape, None, reduction, allocation)
+        if not cap:
+            continue
+        together = factor(group, cap)
+        r_group = uniform_ranks([group.shape], reduction, [cap])[0]
+        r_each = uniform_ranks([units[i].shape for i in members], reduction, [caps[i] for i in members])
+        separate = sum(0.0 if r is None else spectra[i].squared_errors()[r] for i, r in zip(members, r_each))
+        if r_group is not None and together.squared_errors()[r_group] <= (1.0 + tolerance) * separate:
+            merged.update(members)
+            for seq, value in zip(out, (group, cap, together)):
+                seq.append(value)
+    for i, unit in enumerate(units):
+        if i not in merged:
+            for seq, value in zip(out, (unit, caps[i], spectra[i])):
+                seq.append(value)
+    return out
+
+
+def _errors(W, up, down, gram):
+    Wd = W.detach().double()
+    E = Wd - up.double() @ down.double()
+    weight_error = float(torch.linalg.norm(E) / max(float(torch.linalg.norm(Wd)), np.finfo(float).tiny))
+    if gram is None:
+        return weight_error, None
+    lost = float(((E @ gram) * E).sum())
+    whole = float(((Wd @ gram) * Wd).sum())
+    return weight_error, float(np.sqrt(max(lost, 0.0) / max(whole, np.finfo(float).tiny)))
+
+
+def compress(
+    model: nn.Module,
+    *,
+    reduction: float | None = None,
+    rank: int | None = None,
+    energy: float | None = None,
+    method: str = "rsi",
+    solver: str | None = None,
+    allocation: str = "global",
+    calibration=None,
+    loss=None,
+    include=("*",),
+    exclude=(),
+    power_iters="auto",
+    oversample: int = 10,
+    share_inputs: float | None = None,
+    inplace: bool = False,
+    progress=None,
+    rng=None,
+):
+    """Replace linear layers of ``model`` by :class:`LowRankLinear` factors.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    reduction : float in (0, 1), optional
+        Fraction of the selected layers' weight parameters to remove.
+    rank : int, optional
+        One rank for every selected layer.
+    energy : float in (0, 1), optional
+        Per layer, the smallest rank keeping this fraction of the squared norm
+        (in the method's norm). Exactly one of ``reduction``, ``rank`` and
+        ``energy`` is given.
+    method : {"rsi", "rsvd", "exact", "whitened", "fisher"}
+        How each weight is truncated (see :mod:`randla.nn.factorize`):
+        randomized subspace iteration, randomized SVD without power
+        iterations, LAPACK's SVD, activation-whitened (SVD-LLM) or
+        Fisher-weighted (FWSVD). The last two need ``calibration``.
+    solver : {"rsi", "rsvd", "exact"}, optional
+        The SVD inside ``whitened`` and ``fisher`` (default ``"rsi"``); the
+        other methods are themselves the solver and take none.
+    allocation : {"global", "uniform"}
+        With ``reduction``: the same fraction removed from every layer, or
+        per-layer ranks that minimise a summed error within the total
+        budget. Without calibration that is the sum of the layers' squared
+        relative weight errors. With calibration it is the sum of their
+        squared output errors, each output unit weighted by the mean squared
+        gradient of the model's output with respect to it (one extra
+        backward pass per batch), which puts the layers on one scale: an
+        error counts as much as it moves the model's output. Global
+        allocation is never worse than uniform on that sum: when the uniform
+        ranks have the smaller sum, they are kept (``report.objective``).
+    calibration : iterable of batches, optional
+        Model inputs (a mapping is passed as ``model(**batch)``, a tuple as
+        ``model(*batch)``). Padding is skipped where a batch has an
+        ``attention_mask``.
+    loss : callable(output, batch) -> scalar tensor, optional
+        The loss whose squared gradients weigh rows for ``fisher``; default a
+        random Gaussian projection of the output, whose expected squared
+        gradient is the Gauss-Newton diagonal and needs no labels.
+    include, exclude : str or sequence of str
+        Shell-style patterns on module names (``"encoder.layer.*.attention.*"``).
+    power_iters, oversample :
+        As in :func:`randla.svd`, for the randomized methods.
+    share_inputs : float >= 0, optional
+        Let layers that read the same input (found on the calibration data,
+        e.g. attention's query, key and value) share one down-projection: an
+        SVD of the stacked weights, whose factor costs r n parameters once
+        instead of per layer. A group is merged when its predicted error, at
+        the parameters uniform allocation would give it, is at most
+        ``1 + share_inputs`` times that of its layers factored separately.
+        Needs ``calibration`` and ``reduction``.
+    inplace : bool
+        Modify ``model`` itself instead of a copy.
+    progress : callable(name, index, count), optional
+        Called before each layer is factored.
+    rng : None, int or numpy Generator
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The compressed model (a copy unless ``inplace``).
+    report : CompressionReport
+
+    Notes
+    -----
+    A layer is factored only where that saves parameters, r (m + n) < m n.
+    Each layer costs one factorisation of its weight, plus, with calibration,
+    one forward pass over the data, and a backward pass for ``fisher`` and
+    for global allocation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from randla.nn import compress
+    >>> net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    >>> small, report = compress(net, reduction=0.5, rng=0)
+    >>> round(report.reduction, 2) >= 0.5
+    True
+    """
+    check_target(reduction, rank, energy)
+    method = check_choice("method", method, METHODS)
+    allocation = check_choice("allocation", allocation, ALLOCATIONS)
+    if solver is not None and method in SOLVERS:
+        raise ValueError(f"`solver` is for method='whitened' or 'fisher'; method={method!r} is itself the solver.")
+    solver = method if method in SOLVERS else check_choice("solver", "rsi" if solver is None else solver, SOLVERS)
+    power_iters = check_power_iters(power_iters)
+    oversample = check_int("oversample", oversample, 0)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+    if method in ("whitened", "fisher") and calibration is None:
+        raise ValueError(f"method={method!r} needs `calibration` data (an iterable of model inputs).")
+    if share_inputs is not None:
+        if not (isinstance(share_inputs, numbers.Real) and not isinstance(share_inputs, bool) and share_inputs >= 0):
+            raise ValueError(f"`share_inputs` must be None or a float >= 0; got {share_inputs!r}.")
+        if calibration is None or reduction is None:
+            raise ValueError("`share_inputs` needs `calibration` (to find layers reading one input) and `reduction`.")
+    rng = check_rng(rng)
+    start = time.perf_counter()
+    model = model if inplace else copy.deepcopy(model)
+    layers = _select(model, include, exclude)
+    # Gradients weigh each layer's output error by how much the model's output moves with it.
+    gradients = method == "fisher" or (reduction is not None and allocation == "global")
+    stats = collect(model, layers, calibration, gradients=gradients, loss=loss) if calibration is not None else {}
+
+    def factor(unit, cap):
+        return spectrum(
+            unit.weight, cap, method, gram=unit.gram, row_importance=unit.row_importance,
+            output_weights=unit.output_weights, solver=solver, power_iters=power_iters, oversample=oversample,
+            rng=rng.spawn(1)[0],
+        )
+
+    units = [_Unit.of(layers, stats, (name,)) for name in layers]
+    caps = [_cap(u.shape, rank, reduction, allocation) for u in units]
+    spectra = []
+    for index, (unit, cap) in enumerate(zip(units, caps)):
+        if progress is not None:
+            progress(unit.names[0], index, len(units))
+        spectra.append(factor(unit, cap) if cap else None)
+    if share_inputs is not None:
+        units, caps, spectra = _share(units, caps, spectra, layers, stats, reduction, allocation, share_inputs, factor)
+
+    shapes = [u.shape for u in units]
+    errors = [s.relative_errors() if s is not None else np.zeros(1) for s in spectra]
+    objective = None
+    if stats and reduction is not None:
+        # With calibration, errors are the model's sensitivity-weighted output errors, in one unit
+        # across layers (a share of their sum at rank 0) rather than each layer's own scale.
+        scale = sum(s.total for s in spectra if s is not None) or 1.0
+        errors = [s.squared_errors() / scale if s is not None else np.zeros(1) for s in spectra]
+    if rank is not None:
+        ranks = [c if c else None for c in caps]
+    elif energy is not None:
+        ranks = energy_ranks(errors, energy, caps)
+    else:
+        ranks = uniform_ranks(shapes, reduction, caps)
+        if allocation == "global":
+            budget = int((1.0 - reduction) * sum(m * n for m, n in shapes))
+            best = global_ranks(shapes, errors, budget, caps)
+            if summed_error(errors, best) <= summed_error(errors, ranks):
+                ranks = best
+        objective = summed_error(errors, ranks)
+
+    reports = {}
+    for unit, spec, r in zip(units, spectra, ranks):
+        up, down = (None, None) if r is None else spec.factors(r)
+        shared = None if r is None else nn.Parameter(down)
+        offset = 0
+        for name in unit.names:
+            linear = layers[name]
+            m, n = linear.weight.shape
+            gram = stats[name].gram if name in stats else None
+            first = name == unit.names[0]
+            if r is None:
+                layer_errors, after = (0.0, None if gram is None else 0.0), m * n
+            else:
+                part = up[offset : offset + m].clone()
+                layer_errors = _errors(linear.weight, part, down, gram)
+                after = m * r + (n * r if first else 0)
+                bias = None if linear.bias is None else linear.bias.detach().clone()
+                replace_module(model, name, LowRankLinear(part, shared, bias).to(linear.weight.device))
+            curves = (None, None) if spec is None else (np.sqrt(spec.energies), np.sqrt(spec.relative_errors()))
+            seconds = spec.seconds if spec is not None and first else 0.0
+            reports[name] = LayerReport(name, (m, n), r, m * n, after, *layer_errors, seconds, *curves, unit.names)
+            offset += m
+    report = CompressionReport(tuple(reports[name] for name in layers), method, allocation, time.perf_counter() - start, objective)
+    return model, report

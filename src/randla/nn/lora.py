@@ -1,0 +1,82 @@
+"""Principal-component initialisation of LoRA adapters (PiSSA)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .._results import Unpackable
+from .._validate import check_int, check_power_iters, check_rank, check_rng
+from ..svd import svd as randomized_svd
+
+__all__ = ["pissa_init", "PissaInit"]
+
+
+@dataclass(frozen=True, repr=False)
+class PissaInit(Unpackable):
+    """W = B @ A + residual; unpacks as ``A, B, residual``.
+
+    Attributes
+    ----------
+    A : (rank, in_features) tensor, sqrt(S) V^T
+    B : (out_features, rank) tensor, U sqrt(S)
+    residual : (out_features, in_features) tensor, the frozen base weight
+    error : float
+        ||residual||_F / ||W||_F, what the adapter leaves out at initialisation.
+    """
+
+    A: torch.Tensor
+    B: torch.Tensor
+    residual: torch.Tensor
+    error: float
+    _unpack = ("A", "B", "residual")
+
+    @property
+    def rank(self) -> int:
+        return int(self.A.shape[0])
+
+
+def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", rng=None) -> PissaInit:
+    """Split a layer's weight into its principal rank-``rank`` part, as adapter factors, and the rest.
+
+    Parameters
+    ----------
+    linear : torch.nn.Linear or (out, in) tensor
+    rank : int
+        Rank of the adapter.
+    oversample, power_iters, rng :
+        As in :func:`randla.svd`; the top singular triplets come from
+        randomized subspace iteration.
+
+    Notes
+    -----
+    PiSSA (Meng, Wang & Zhang 2024, eq. 2-3) trains A and B initialised from
+    the top singular triplets and freezes the residual, so fine-tuning starts
+    from the exact weight and updates its principal subspace. The weight is
+    read, never changed. Factors keep its dtype and device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from randla.nn import pissa_init
+    >>> A, B, residual = pissa_init(torch.nn.Linear(64, 32), rank=4, rng=0)
+    >>> A.shape, B.shape, residual.shape
+    (torch.Size([4, 64]), torch.Size([32, 4]), torch.Size([32, 64]))
+    """
+    W = linear.weight if isinstance(linear, nn.Linear) else linear
+    if not isinstance(W, torch.Tensor) or W.ndim != 2:
+        raise TypeError(f"`linear` must be a torch.nn.Linear or a 2-D tensor; got {type(linear).__name__}.")
+    rank = check_rank(rank, tuple(W.shape))
+    oversample = check_int("oversample", oversample, 0)
+    power_iters = check_power_iters(power_iters)
+    W = W.detach()
+    work = W if W.dtype in (torch.float32, torch.float64) else W.float()
+    U, S, Vh = randomized_svd(work, rank, oversample=oversample, power_iters=power_iters, rng=check_rng(rng))
+    root = S.sqrt()
+    B = U * root[None, :]
+    A = root[:, None] * Vh
+    residual = work - B @ A
+    error = float(torch.linalg.norm(residual) / torch.linalg.norm(work).clamp_min(torch.finfo(work.dtype).tiny))
+    return PissaInit(A.to(W.dtype), B.to(W.dtype), residual.to(W.dtype), error)

@@ -1,0 +1,155 @@
+"""Save and load compressed models as safetensors factors plus a JSON description; never pickle."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .layers import LowRankLinear, replace_module
+
+__all__ = ["save_compressed", "load_compressed", "write_atomically", "FACTORS", "DESCRIPTION"]
+
+FACTORS = "factors.safetensors"
+DESCRIPTION = "compression.json"
+FORMAT = "randla.nn.compressed/1"
+
+
+def write_atomically(path: Path, data: bytes):
+    """Readers of ``path`` see its old content or all of ``data``, never a part."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_compressed(model: nn.Module, path, *, report=None) -> Path:
+    """Write the low-rank layers of ``model`` to the directory ``path``.
+
+    ``factors.safetensors`` holds each layer's ``up``, ``down`` and ``bias``
+    (a shared down-projection once); ``compression.json`` names the layers,
+    their shapes and ranks, the SHA-256 of the factors file and, if given,
+    the :class:`CompressionReport`. Both files are written atomically, the
+    description last, so a reader never pairs it with other factors.
+    """
+    from safetensors.torch import save
+
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LowRankLinear)}
+    if not layers:
+        raise ValueError("the model has no LowRankLinear layer to save; compress it first (randla.nn.compress).")
+    tensors, entries, downs = {}, {}, {}
+    for name, layer in layers.items():
+        down_key = downs.setdefault(id(layer.down), f"{name}.down")
+        if down_key == f"{name}.down":
+            tensors[down_key] = layer.down.detach().cpu().contiguous()
+        tensors[f"{name}.up"] = layer.up.detach().cpu().contiguous()
+        if layer.bias is not None:
+            tensors[f"{name}.bias"] = layer.bias.detach().cpu().contiguous()
+        entries[name] = {
+            "shape": [layer.out_features, layer.in_features],
+            "rank": layer.rank,
+            "down": down_key,
+            "bias": layer.bias is not None,
+        }
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    data = save(tensors)
+    write_atomically(path / FACTORS, data)
+    description = {"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "layers": entries}
+    if report is not None:
+        description["report"] = _report_dict(report)
+    write_atomically(path / DESCRIPTION, json.dumps(description, indent=1).encode())
+    return path
+
+
+def _report_dict(report) -> dict:
+    return {
+        "method": report.method,
+        "allocation": report.allocation,
+        "seconds": report.seconds,
+        "reduction": report.reduction,
+        "layers": [
+            {key: value.tolist() if hasattr(value, "tolist") else value for key, value in layer.__dict__.items()}
+            for layer in report.layers
+        ],
+    }
+
+
+def _fail(path, why: str):
+    raise ValueError(f"{path} is not a compressed model that fits this one: {why}")
+
+
+def _read(path: Path):
+    from safetensors.torch import load
+
+    try:
+        description = json.loads((path / DESCRIPTION).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {DESCRIPTION} in {path}; save with randla.nn.save_compressed.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        _fail(path, f"{DESCRIPTION} is not valid JSON ({exc}).")
+    if not isinstance(description, dict) or description.get("format") != FORMAT:
+        _fail(path, f"{DESCRIPTION} does not declare format {FORMAT!r}.")
+    data = (path / FACTORS).read_bytes()
+    if hashlib.sha256(data).hexdigest() != description.get("sha256"):
+        _fail(path, f"{FACTORS} does not match the checksum in {DESCRIPTION} (corrupt or replaced).")
+    return description, load(data)
+
+
+def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Module:
+    """Rebuild a model saved by :func:`save_compressed` from its original, uncompressed ``model``.
+
+    Every layer, shape, rank and tensor is checked before anything changes:
+    a corrupt, incomplete or mismatched directory raises ``ValueError`` and
+    leaves ``model`` untouched. Returns a copy unless ``inplace``.
+    """
+    path = Path(path)
+    description, tensors = _read(path)
+    layers = description.get("layers")
+    if not isinstance(layers, dict) or not layers:
+        _fail(path, "it lists no layers.")
+    modules = dict(model.named_modules())
+    built = {}
+    for name, entry in layers.items():
+        target = modules.get(name)
+        if not isinstance(target, nn.Linear):
+            _fail(path, f"the model has no torch.nn.Linear named {name!r}.")
+        shape = [target.out_features, target.in_features]
+        if entry.get("shape") != shape:
+            _fail(path, f"layer {name!r} is {shape[0]}x{shape[1]} in the model but {entry.get('shape')} in the file.")
+        rank = entry.get("rank")
+        expected = {f"{name}.up": (shape[0], rank), entry.get("down"): (rank, shape[1])}
+        if entry.get("bias"):
+            expected[f"{name}.bias"] = (shape[0],)
+        if (target.bias is not None) != bool(entry.get("bias")):
+            _fail(path, f"layer {name!r} has {'a' if target.bias is not None else 'no'} bias in the model but not in the file.")
+        for key, want in expected.items():
+            tensor = tensors.get(key)
+            if tensor is None or tuple(tensor.shape) != want or not tensor.is_floating_point():
+                got = "missing" if tensor is None else f"{tuple(tensor.shape)} {tensor.dtype}"
+                _fail(path, f"tensor {key!r} should be a float tensor of shape {want}; it is {got}.")
+        built[name] = (entry["down"], entry.get("bias"))
+    model = model if inplace else copy.deepcopy(model)
+    shared = {}
+    for name, (down_key, has_bias) in built.items():
+        target = model.get_submodule(name)
+        device, dtype = target.weight.device, target.weight.dtype
+        if down_key not in shared:
+            shared[down_key] = nn.Parameter(tensors[down_key].to(device=device, dtype=dtype))
+        bias = tensors[f"{name}.bias"].to(device=device, dtype=dtype) if has_bias else None
+        layer = LowRankLinear(tensors[f"{name}.up"].to(device=device, dtype=dtype), shared[down_key], bias)
+        replace_module(model, name, layer)
+    return model

@@ -1,0 +1,83 @@
+"""Sentence encoders from a local Hugging Face model directory, and how faithful a compressed one stays."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["load_encoder", "token_batches", "embed", "fidelity", "read_sentences"]
+
+
+def load_encoder(model_dir):
+    """(model, tokenizer) of a local Hugging Face model directory, with no network access."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise ImportError("loading Hugging Face models needs transformers: pip install 'randla[nn]'") from exc
+    hf_logging.disable_progress_bar()  # randla reports its own progress
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"{model_dir} is not a directory; pass a local Hugging Face model directory.")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+    return model.eval(), tokenizer
+
+
+def read_sentences(path) -> list:
+    """The non-empty lines of a UTF-8 text file."""
+    with open(path, encoding="utf-8") as stream:
+        lines = [line.strip() for line in stream]
+    sentences = [line for line in lines if line]
+    if not sentences:
+        raise ValueError(f"{path} has no non-empty line; put one sentence per line.")
+    return sentences
+
+
+def token_batches(tokenizer, sentences, *, batch_size: int = 64, max_length: int = 128) -> list:
+    """Tokenised batches (mappings for ``model(**batch)``), padded per batch."""
+    return [
+        tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        for i in range(0, len(sentences), batch_size)
+    ]
+
+
+@torch.no_grad()
+def embed(model, batches) -> torch.Tensor:
+    """Unit-length sentence embeddings: token states averaged over the attention mask (sentence-transformers pooling)."""
+    from .calibration import call_model, output_tensor
+
+    out = []
+    for batch in batches:
+        states = output_tensor(call_model(model, batch))
+        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+        out.append(torch.nn.functional.normalize(pooled.float(), dim=1))
+    return torch.cat(out)
+
+
+def fidelity(reference: torch.Tensor, embeddings: torch.Tensor, *, k: int = 10) -> dict:
+    """How close compressed embeddings stay to the original ones.
+
+    Returns ``cosine``, the mean cosine similarity of each sentence's two
+    embeddings, and ``neighbours``, the mean fraction of each sentence's k
+    nearest neighbours (by cosine, among the same sentences) that both models
+    agree on.
+    """
+    if reference.shape != embeddings.shape:
+        raise ValueError(f"embeddings of shape {tuple(embeddings.shape)} do not match the reference {tuple(reference.shape)}.")
+    n = reference.shape[0]
+    k = min(k, n - 1)
+    ref = torch.nn.functional.normalize(reference.double(), dim=1)
+    new = torch.nn.functional.normalize(embeddings.double(), dim=1)
+    cosine = float((ref * new).sum(dim=1).mean())
+
+    def neighbours(E):
+        similarity = E @ E.T
+        similarity.fill_diagonal_(-torch.inf)
+        return similarity.topk(k, dim=1).indices
+
+    a, b = neighbours(ref), neighbours(new)
+    shared = (a.unsqueeze(2) == b.unsqueeze(1)).any(dim=2).sum(dim=1).double() / k
+    return {"cosine": cosine, "neighbours": float(shared.mean())}

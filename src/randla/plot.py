@@ -1,0 +1,60 @@
+"""Pictures of decompositions (needs matplotlib: pip install 'randla[plot]')."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_compression"]
+
+
+def plot_compression(report, path) -> Path:
+    """Save a PNG of each compressed layer's spectrum and its error against rank.
+
+    Left: singular values of the matrix each method truncates, divided by the
+    largest. Right: relative error against the fraction of the break-even
+    rank, with a dot at the rank chosen. ``report`` is the
+    :class:`randla.nn.CompressionReport` of :func:`randla.nn.compress`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    layers = [layer for layer in report.layers if layer.singular_values is not None and layer.singular_values[:1].sum() > 0]
+    if not layers:
+        raise ValueError("the report has no factored layer to plot.")
+    figure, (spectra, errors) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(layers)))
+    for layer, colour in zip(layers, colours):
+        s = layer.singular_values
+        spectra.semilogy(np.arange(1, s.size + 1), s / s[0], color=colour, lw=0.8)
+        m, n = layer.shape
+        break_even = (m * n - 1) // (m + n)
+        errors.plot(np.arange(layer.errors.size) / break_even, layer.errors, color=colour, lw=0.8)
+        if layer.rank is not None:
+            errors.plot(layer.rank / break_even, layer.errors[layer.rank], "o", color=colour, ms=3)
+    spectra.set(xlabel="index i", ylabel="sigma_i / sigma_1", title=f"spectra ({report.method}, {len(layers)} layers)")
+    errors.set(
+        xlabel="rank / break-even rank",
+        ylabel="relative error",
+        title=f"error against rank; dots: chosen ({report.allocation}, {100 * report.reduction:.0f}% removed)",
+        ylim=(0, 1.02),
+    )
+    for axis in (spectra, errors):
+        axis.grid(alpha=0.3)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=110)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(figure)
+    return path

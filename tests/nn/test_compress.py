@@ -1,0 +1,284 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from randla.nn import LowRankLinear, compress
+from randla.nn.allocation import parameters, summed_error, uniform_ranks
+from randla.nn.factorize import break_even_rank
+
+
+def _mlp(seed=0, dtype=torch.float32, planted_rank=None):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 96), torch.nn.GELU(), torch.nn.Linear(96, 32)
+    ).to(dtype)
+    if planted_rank is not None:
+        with torch.no_grad():
+            for layer in net:
+                if isinstance(layer, torch.nn.Linear):
+                    m, n = layer.weight.shape
+                    layer.weight.copy_(torch.randn(m, planted_rank, dtype=dtype) @ torch.randn(planted_rank, n, dtype=dtype) / n)
+    return net
+
+
+def _calibration(count=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(64, 64, generator=g) * torch.logspace(0, -2, 64)
+    return [torch.randn(32, 64, generator=g) @ mix.T for _ in range(count)]
+
+
+def _weights(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", ["rsi", "exact", "rsvd"])
+def test_exact_rank_is_lossless(method):
+    net = _mlp(planted_rank=6)
+    small, report = compress(net, rank=6, method=method, rng=0)
+    x = torch.randn(10, 64)
+    assert torch.allclose(small(x), net(x), atol=1e-5)
+    assert all(layer.rank == 6 for layer in report.layers)
+    assert all(isinstance(m, LowRankLinear) for m in small if not isinstance(m, torch.nn.GELU))
+    assert report.params_after == sum(6 * (m + n) for m, n in [(128, 64), (96, 128), (32, 96)])
+
+
+def test_energy_one_keeps_every_planted_direction():
+    net = _mlp(planted_rank=6)
+    small, report = compress(net, energy=0.9999, method="exact")
+    x = torch.randn(10, 64)
+    assert torch.allclose(small(x), net(x), atol=1e-5)
+    assert [layer.rank for layer in report.layers] == [6, 6, 6]
+
+
+@pytest.mark.parametrize("allocation", ["global", "uniform"])
+@pytest.mark.parametrize("reduction", [0.2, 0.4, 0.6])
+def test_reduction_meets_the_budget(allocation, reduction):
+    net = _mlp()
+    _, report = compress(net, reduction=reduction, allocation=allocation, rng=0)
+    budget = int((1 - reduction) * report.params_before)
+    assert report.params_before == 64 * 128 + 128 * 96 + 96 * 32
+    assert report.params_after <= budget
+    if allocation == "global":
+        assert budget - report.params_after < max(sum(layer.shape) for layer in report.layers)
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+@pytest.mark.parametrize("reduction", [0.2, 0.4, 0.6])
+def test_global_never_worse_than_uniform(reduction, calibrated):
+    net = _mlp(seed=3)
+    options = {"calibration": _calibration()} if calibrated else {}
+    _, glob = compress(net, reduction=reduction, method="exact", allocation="global", **options)
+    _, uni = compress(net, reduction=reduction, method="exact", allocation="uniform", **options)
+    assert glob.objective <= uni.objective * (1 + 1e-9)
+    if not calibrated:  # the objective is the summed squared relative weight error, measured here
+        measured = sum(layer.weight_error**2 for layer in glob.layers)
+        assert glob.objective == pytest.approx(measured, rel=1e-3)
+        assert measured <= sum(layer.weight_error**2 for layer in uni.layers) * (1 + 1e-6)
+
+
+class _TwoBranches(torch.nn.Module):
+    """y = loud(x) + 0.01 quiet(x): the output is 100 times less sensitive to the quiet branch."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.loud, self.quiet = torch.nn.Linear(64, 48), torch.nn.Linear(64, 48)
+        with torch.no_grad():
+            self.quiet.weight.copy_(self.loud.weight)
+
+    def forward(self, x):
+        return self.loud(x) + 0.01 * self.quiet(x)
+
+
+def test_calibrated_objective_weighs_layers_by_sensitivity():
+    _, report = compress(_TwoBranches(), reduction=0.5, method="whitened", calibration=_calibration(), rng=0)
+    ranks = {layer.name: layer.rank for layer in report.layers}
+    assert ranks["loud"] is None or ranks["loud"] > ranks["quiet"]
+    # Without calibration the two equal weights are treated alike.
+    _, blind = compress(_TwoBranches(), reduction=0.5, method="exact")
+    assert abs(blind.layers[0].rank - blind.layers[1].rank) <= 1  # the budget's remainder buys one step
+
+
+def test_the_user_model_is_untouched():
+    net = _mlp()
+    before = _weights(net)
+    small, _ = compress(net, reduction=0.5, method="whitened", calibration=_calibration(), rng=0)
+    after = _weights(net)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert all(type(m) is not LowRankLinear for m in net.modules())
+    assert small is not net and all(p.grad is None for p in net.parameters())
+
+
+def test_inplace_and_include_exclude():
+    net = _mlp()
+    same, report = compress(net, reduction=0.5, include="*", exclude=["4"], inplace=True, rng=0)
+    assert same is net
+    assert [layer.name for layer in report.layers] == ["0", "2"]
+    assert isinstance(net[0], LowRankLinear) and type(net[4]) is torch.nn.Linear
+
+
+def test_whitened_beats_plain_on_the_outputs():
+    net = _mlp(seed=2)
+    data = _calibration()
+    _, plain = compress(net, reduction=0.5, method="exact", allocation="uniform", calibration=data)
+    _, whitened = compress(net, reduction=0.5, method="whitened", allocation="uniform", calibration=data, rng=0)
+    for a, b in zip(whitened.layers, plain.layers):
+        assert a.rank == b.rank
+        assert a.output_error <= b.output_error * 1.01
+    assert sum(l.output_error for l in whitened.layers) < 0.95 * sum(l.output_error for l in plain.layers)
+
+
+def test_whitened_solvers_agree():
+    net, data = _mlp(seed=2), _calibration()
+    reports = {
+        solver: compress(net, reduction=0.5, method="whitened", solver=solver, allocation="uniform", calibration=data, rng=0)[1]
+        for solver in ("rsi", "exact")
+    }
+    for a, b in zip(reports["rsi"].layers, reports["exact"].layers):
+        assert a.rank == b.rank and b.output_error <= a.output_error * (1 + 1e-4) <= b.output_error * 1.05
+
+
+def test_fisher_leaves_no_gradients_and_keeps_flags():
+    net = _mlp()
+    net[4].weight.requires_grad_(False)
+    small, report = compress(net, reduction=0.4, method="fisher", calibration=_calibration(), rng=0)
+    assert net[4].weight.requires_grad is False and net[0].weight.requires_grad is True
+    assert all(p.grad is None for p in net.parameters())
+    assert report.reduction >= 0.4
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_dtypes(dtype):
+    net = _mlp(dtype=dtype)
+    small, report = compress(net, reduction=0.3, rng=0)
+    assert all(p.dtype == dtype for p in small.parameters())
+    assert small(torch.randn(4, 64, dtype=dtype)).dtype == dtype
+    assert 0 < max(layer.weight_error for layer in report.layers) < 1
+
+
+def test_same_seed_same_model():
+    net = _mlp()
+    a, _ = compress(net, reduction=0.5, rng=7)
+    b, _ = compress(net, reduction=0.5, rng=7)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_report_table():
+    _, report = compress(_mlp(), reduction=0.5, rng=0)
+    text = report.table()
+    assert "total" in text and "128x64" in text
+    assert f"{report.params_before - report.params_after:,}" in text
+
+
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        ({}, ValueError, "exactly one"),
+        ({"reduction": 0.5, "rank": 3}, ValueError, "exactly one"),
+        ({"reduction": 1.5}, ValueError, "reduction"),
+        ({"energy": 0.0}, ValueError, "energy"),
+        ({"rank": 0}, ValueError, "rank"),
+        ({"reduction": 0.5, "method": "svd"}, ValueError, "method"),
+        ({"reduction": 0.5, "allocation": "greedy"}, ValueError, "allocation"),
+        ({"reduction": 0.5, "method": "whitened"}, ValueError, "calibration"),
+        ({"reduction": 0.5, "include": "nothing*"}, ValueError, "no torch.nn.Linear"),
+        ({"reduction": 0.5, "solver": "exact"}, ValueError, "itself the solver"),
+        ({"reduction": 0.5, "method": "whitened", "solver": "lu", "calibration": [torch.ones(2, 64)]}, ValueError, "solver"),
+        ({"reduction": 0.5, "calibration": []}, ValueError, "no batches"),
+    ],
+)
+def test_bad_input(options, error, match):
+    net = _mlp()
+    before = _weights(net)
+    with pytest.raises(error, match=match):
+        compress(net, **options)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_not_a_module():
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        compress(torch.zeros(3, 3), reduction=0.5)
+
+
+def test_calibration_must_reach_the_layers():
+    net = torch.nn.ModuleDict({"used": torch.nn.Linear(8, 8), "unused": torch.nn.Linear(8, 8)})
+    net.forward = lambda x: net["used"](x)
+    with pytest.raises(ValueError, match="never reached"):
+        compress(net, reduction=0.5, method="whitened", calibration=[torch.randn(4, 8)])
+
+
+def test_minilm_whitened_global_is_most_faithful(minilm, sentences):
+    from randla.nn.text import embed, fidelity, token_batches
+
+    model, tokenizer = minilm
+    calibration = token_batches(tokenizer, sentences["calibration"], batch_size=32)
+    evaluation = token_batches(tokenizer, sentences["evaluation"], batch_size=32)
+    reference = embed(model, evaluation)
+    cosine = {}
+    for method, allocation in [("rsi", "uniform"), ("whitened", "uniform"), ("whitened", "global")]:
+        small, report = compress(
+            model, reduction=0.4, method=method, allocation=allocation, calibration=calibration,
+            include="encoder.*", rng=0,
+        )
+        assert report.params_after <= 0.6 * report.params_before
+        cosine[method, allocation] = fidelity(reference, embed(small, evaluation))["cosine"]
+    assert cosine["whitened", "uniform"] > cosine["rsi", "uniform"]
+    assert cosine["whitened", "global"] >= cosine["whitened", "uniform"] - 1e-3
+
+
+class _ThreeReaders(torch.nn.Module):
+    """q, k, v read one input, as in attention.
+
+    With ``shared_rows`` their weights share a row space of dimension 8;
+    without, each reads its own third of the input coordinates, so no
+    direction serves two of them.
+    """
+
+    def __init__(self, shared_rows=True):
+        super().__init__()
+        torch.manual_seed(6)
+        self.q, self.k, self.v = (torch.nn.Linear(64, 64) for _ in range(3))
+        basis = torch.randn(8, 64)
+        with torch.no_grad():
+            for index, layer in enumerate((self.q, self.k, self.v)):
+                if shared_rows:
+                    layer.weight.copy_(torch.randn(64, 8) @ basis / 8)
+                else:
+                    layer.weight.zero_()[:, 21 * index : 21 * (index + 1)] = torch.randn(64, 21)
+
+    def forward(self, x):
+        return self.q(x) * self.k(x) + self.v(x)
+
+
+def test_layers_reading_one_input_share_a_down_projection(tmp_path):
+    from randla.nn import load_compressed, save_compressed
+
+    net = _ThreeReaders()
+    data = _calibration()
+    small, report = compress(net, reduction=0.8, method="whitened", calibration=data, share_inputs=0.0, rng=0)
+    assert small.q.down is small.k.down is small.v.down
+    assert all(layer.group == ("q", "k", "v") for layer in report.layers)
+    assert report.params_after <= 0.2 * report.params_before
+    # One shared rank-8 factor holds all three exactly.
+    x = data[0]
+    with torch.no_grad():
+        assert torch.allclose(small(x), net(x), rtol=1e-3, atol=1e-3 * float(net(x).abs().max()))
+    save_compressed(small, tmp_path)
+    loaded = load_compressed(net, tmp_path)
+    assert loaded.q.down is loaded.v.down and torch.equal(loaded(x), small(x))
+
+
+def test_sharing_is_skipped_where_it_predicts_more_error():
+    net = _ThreeReaders(shared_rows=False)  # disjoint row spaces: stacking only costs accuracy
+    white = [torch.randn(32, 64, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    _, report = compress(net, reduction=0.5, method="whitened", calibration=white, share_inputs=0.0, rng=0)
+    assert all(layer.group == (layer.name,) for layer in report.layers)
+
+
+def test_share_inputs_needs_calibration():
+    with pytest.raises(ValueError, match="share_inputs"):
+        compress(_ThreeReaders(), reduction=0.5, share_inputs=0.1)
+    with pytest.raises(ValueError, match="share_inputs"):
+        compress(_ThreeReaders(), reduction=0.5, calibration=_calibration(), share_inputs=-1)

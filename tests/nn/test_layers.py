@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from randla.nn import LowRankLinear
+
+
+def test_forward_is_the_product_of_the_factors():
+    g = torch.Generator().manual_seed(0)
+    up, down, bias = torch.randn(12, 3, generator=g), torch.randn(3, 20, generator=g), torch.randn(12, generator=g)
+    layer = LowRankLinear(up, down, bias)
+    x = torch.randn(7, 5, 20, generator=g)
+    expected = x @ (up @ down).T + bias
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+    assert (layer.in_features, layer.out_features, layer.rank) == (20, 12, 3)
+    assert torch.allclose(layer.weight, up @ down)
+
+
+def test_from_linear_is_the_truncated_svd():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(60, 40)
+    layer = LowRankLinear.from_linear(linear, rank=10, rng=0)
+    W = linear.weight.detach().double()
+    S = torch.linalg.svdvals(W)
+    optimum = S[10:].square().sum().sqrt()
+    error = torch.linalg.norm(W - layer.weight.detach().double())
+    assert error <= 1.05 * optimum
+    assert torch.equal(layer.bias, linear.bias) and layer.bias is not linear.bias
+
+
+def test_float64_and_no_bias():
+    linear = torch.nn.Linear(30, 30, bias=False, dtype=torch.float64)
+    layer = LowRankLinear.from_linear(linear, rank=30, rng=0)
+    assert layer.bias is None and layer.up.dtype == torch.float64
+    assert torch.allclose(layer.weight, linear.weight, atol=1e-10)
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match="common rank"):
+        LowRankLinear(torch.zeros(4, 3), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="bias"):
+        LowRankLinear(torch.zeros(4, 3), torch.zeros(3, 5), torch.zeros(5))

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from randla.nn import pissa_init
+
+
+def _linear(m=80, n=120, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Linear(n, m)
+
+
+def test_adapter_plus_residual_is_the_weight():
+    linear = _linear()
+    before = linear.weight.detach().clone()
+    A, B, residual = init = pissa_init(linear, 16, rng=0)
+    assert A.shape == (16, 120) and B.shape == (80, 16) and residual.shape == (80, 120)
+    assert torch.allclose(B @ A + residual, before, atol=1e-5)
+    assert torch.equal(linear.weight, before)
+    assert init.rank == 16
+
+
+def test_adapter_holds_the_principal_part():
+    linear = _linear()
+    W = linear.weight.detach().double()
+    s = torch.linalg.svdvals(W)
+    init = pissa_init(linear, 16, rng=0)
+    optimum = float(s[16:].square().sum().sqrt() / s.square().sum().sqrt())
+    assert optimum * (1 - 1e-5) <= init.error <= 1.02 * optimum
+    assert init.error == pytest.approx(float(torch.linalg.norm(init.residual.double()) / torch.linalg.norm(W)), rel=1e-4)
+    # PiSSA's balanced split: A A^T = B^T B = diag(S).
+    assert torch.allclose(init.A @ init.A.T, init.B.T @ init.B, atol=1e-4)
+
+
+def test_tensor_input_and_dtype():
+    W = torch.randn(30, 40, dtype=torch.float64)
+    A, B, residual = pissa_init(W, 5, rng=0)
+    assert A.dtype == torch.float64
+    W16 = W.to(torch.bfloat16)
+    A, B, residual = pissa_init(W16, 5, rng=0)
+    assert A.dtype == B.dtype == residual.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("rank", [0, 31, 2.5])
+def test_bad_rank(rank):
+    with pytest.raises(ValueError, match="rank"):
+        pissa_init(torch.nn.Linear(40, 30), rank)
+
+
+def test_not_a_layer():
+    with pytest.raises(TypeError, match="torch.nn.Linear"):
+        pissa_init([[1.0]], 1)

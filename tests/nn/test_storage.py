@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+
+from randla.nn import compress, load_compressed, save_compressed
+from randla.nn.storage import DESCRIPTION, FACTORS
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(40, 60), torch.nn.ReLU(), torch.nn.Linear(60, 20, bias=False))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    net = _net()
+    small, report = compress(net, reduction=0.5, rng=0)
+    save_compressed(small, tmp_path / "out", report=report)
+    return net, small, tmp_path / "out"
+
+
+def _state(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_round_trip_gives_identical_outputs(saved):
+    net, small, path = saved
+    loaded = load_compressed(net, path)
+    x = torch.randn(8, 40)
+    assert torch.equal(loaded(x), small(x))
+    assert type(net[0]) is torch.nn.Linear  # the original is not modified
+    description = json.loads((path / DESCRIPTION).read_text())
+    assert description["report"]["reduction"] >= 0.5
+    assert not list(path.glob(".*tmp"))
+
+
+def test_shared_down_projection_is_saved_once(tmp_path):
+    from randla.nn import LowRankLinear
+
+    down = torch.nn.Parameter(torch.randn(3, 10))
+    net = torch.nn.ModuleDict({"a": LowRankLinear(torch.randn(4, 3), down), "b": LowRankLinear(torch.randn(5, 3), down)})
+    save_compressed(net, tmp_path)
+    with_bias = torch.nn.ModuleDict({"a": torch.nn.Linear(10, 4), "b": torch.nn.Linear(10, 5)})
+    with pytest.raises(ValueError, match="bias"):
+        load_compressed(with_bias, tmp_path)
+    original = torch.nn.ModuleDict({"a": torch.nn.Linear(10, 4, bias=False), "b": torch.nn.Linear(10, 5, bias=False)})
+    loaded = load_compressed(original, tmp_path)
+    assert loaded["a"].down is loaded["b"].down
+    from safetensors.torch import load_file
+
+    assert sorted(load_file(tmp_path / FACTORS)) == ["a.down", "a.up", "b.up"]
+
+
+def test_corrupt_factors_are_refused(saved):
+    net, _, path = saved
+    before = _state(net)
+    data = bytearray((path / FACTORS).read_bytes())
+    data[-5] ^= 0xFF
+    (path / FACTORS).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        load_compressed(net, path, inplace=True)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_corrupt_description_is_refused(saved):
+    net, _, path = saved
+    (path / DESCRIPTION).write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_compressed(net, path)
+
+
+def test_mismatched_model_is_refused_untouched(saved):
+    _, _, path = saved
+    other = torch.nn.Sequential(torch.nn.Linear(40, 50), torch.nn.ReLU(), torch.nn.Linear(50, 20, bias=False))
+    before = _state(other)
+    with pytest.raises(ValueError, match="is 50x40 in the model"):
+        load_compressed(other, path, inplace=True)
+    assert type(other[0]) is torch.nn.Linear
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+    with pytest.raises(ValueError, match="no torch.nn.Linear named"):
+        load_compressed(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(40, 60)), path)
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="save_compressed"):
+        load_compressed(_net(), tmp_path)
+    with pytest.raises(ValueError, match="no LowRankLinear"):
+        save_compressed(_net(), tmp_path)
