@@ -14,8 +14,8 @@ __all__ = ["plot_compression"]
 def plot_compression(report, path) -> Path:
     """Save a PNG of each compressed layer's spectrum and its error against rank.
 
-    Left: singular values of the matrix each method truncates, divided by the
-    largest. Right: relative error against the fraction of the break-even
+    Left: the size of each layer's components in the method's error measure
+    (singular values, for plain SVD), relative to the layer's norm. Right: relative error against the fraction of the break-even
     rank, with a dot at the rank chosen. ``report`` is the
     :class:`randla.nn.CompressionReport` of :func:`randla.nn.compress`.
     """
@@ -32,13 +32,13 @@ def plot_compression(report, path) -> Path:
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(layers)))
     for layer, colour in zip(layers, colours):
         s = layer.singular_values
-        spectra.semilogy(np.arange(1, s.size + 1), s / s[0], color=colour, lw=0.8)
+        spectra.semilogy(np.arange(1, s.size + 1), s, color=colour, lw=0.8)
         m, n = layer.shape
         break_even = (m * n - 1) // (m + n)
         errors.plot(np.arange(layer.errors.size) / break_even, layer.errors, color=colour, lw=0.8)
         if layer.rank is not None:
             errors.plot(layer.rank / break_even, layer.errors[layer.rank], "o", color=colour, ms=3)
-    spectra.set(xlabel="index i", ylabel="sigma_i / sigma_1", title=f"spectra ({report.method}, {len(layers)} layers)")
+    spectra.set(xlabel="index i", ylabel="component size / layer norm", title=f"spectra ({report.method}, {len(layers)} layers)")
     errors.set(
         xlabel="rank / break-even rank",
         ylabel="relative error",

@@ -27,10 +27,10 @@ ALLOCATIONS = ("global", "uniform")
 class LayerReport:
     """One selected layer after compression; ``rank`` is None where it was left dense.
 
-    ``singular_values`` are those of the matrix the method truncates (the
-    weight, or its whitened or Fisher-weighted form) up to the rank cap, and
-    ``errors[r]`` the method's relative error at rank r; None where the
-    layer was not factored. ``group`` names the layers that share one
+    ``singular_values`` are the sizes of the method's components up to the
+    rank cap, relative to the layer's norm in the method's error measure
+    (for ``exact`` without calibration: sigma_i / ||W||_F), and ``errors[r]``
+    the relative error at rank r; None where the layer was not factored. ``group`` names the layers that share one
     down-projection with it (itself alone when none do); the shared factor's
     parameters are counted at the first of them.
     """
@@ -394,7 +394,7 @@ def compress(
                 after = m * r + (n * r if first else 0)
                 bias = None if linear.bias is None else linear.bias.detach().clone()
                 replace_module(model, name, LowRankLinear(part, shared, bias).to(linear.weight.device))
-            curves = (None, None) if spec is None else (np.sqrt(spec.energies), np.sqrt(spec.relative_errors()))
+            curves = (None, None) if spec is None else (np.sqrt(spec.energies / max(spec.total, 1e-300)), np.sqrt(spec.relative_errors()))
             seconds = spec.seconds if spec is not None and first else 0.0
             reports[name] = LayerReport(name, (m, n), r, m * n, after, *layer_errors, seconds, *curves, unit.names)
             offset += m
