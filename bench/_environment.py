@@ -129,7 +129,7 @@ def _dist_version(name: str) -> str:
 
 
 def _cpu_seconds():
-    """(busy CPU seconds of the whole machine, CPU seconds of this process), or None."""
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its finished children), or None."""
     try:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:9]]
@@ -138,7 +138,8 @@ def _cpu_seconds():
     # user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
     busy = sum(fields) - fields[3] - fields[4]
     t = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
+    # A case run in a child process (waited for) is ours, not another process's load.
+    return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system + t.children_user + t.children_system
 
 
 class OtherLoad:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import randla
-from randla.completion import METHODS
+from randla.completion import METHODS, _scaled_qr
 from randla.testing import ratings
 
 SOFT = ("softimpute", "softimpute_als")
@@ -161,11 +162,31 @@ def test_same_rng_same_result_and_inputs_untouched():
 
 def test_float32_in_float32_out():
     data = uniform(150, 100, 5000, 3, noise=0.05, rng=11, dtype=np.float32)
-    for method in METHODS:
-        res = randla.complete(*data, shape=data.shape, rank=3, method=method, reg=0.5, rng=0)
+    for method, reg in itertools.product(METHODS, (0.5, None)):
+        res = randla.complete(*data, shape=data.shape, rank=3, method=method, reg=reg, rng=0)
         assert res.U.dtype == res.S.dtype == res.Vh.dtype == np.float32
         M = truth(data)
         assert np.linalg.norm(res.reconstruct() - M) / np.linalg.norm(M) < 0.1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_factor_qr_handles_columns_of_very_different_sizes(dtype):
+    # Factors scaled by a spread-out spectrum, one component thresholded to
+    # zero: X = Q T holds, and the live columns of Q are orthonormal.
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((2000, 6)))[0]
+    mix = np.linalg.qr(rng.standard_normal((6, 6)))[0] * 0.1 + np.eye(6)
+    X = (basis @ mix * np.array([1e4, 1e2, 1.0, 1e-2, 0.0, 3.0])).astype(dtype)
+    X[:, 4] = 0
+    Q, T = _scaled_qr(X)
+    eps = np.finfo(dtype).eps
+    assert Q.dtype == T.dtype == dtype
+    # Each column to its own size: the tiny ones are not lost beside the big ones.
+    error = np.abs(Q @ T - X).max(axis=0)
+    assert np.all(error <= 100 * eps * np.abs(X).max(axis=0)), error / np.abs(X).max(axis=0).clip(1e-300)
+    live = [0, 1, 2, 3, 5]
+    np.testing.assert_allclose(Q[:, live].T @ Q[:, live], np.eye(5), atol=100 * eps)
+    assert not Q[:, 4].any()
 
 
 def test_result_unpacks_and_predicts():

@@ -146,9 +146,31 @@ class _Model:
                 np.hstack([self.R, ones_n, self.col_bias[:, None]]))
 
 
+def _scaled_qr(X):
+    """X = Q T for a tall X whose columns differ greatly in size; Q orthonormal or zero per column.
+
+    The factors here are scaled by singular values, so their condition is
+    that of the model's spectrum. Cholesky-QR of the columns scaled to unit
+    norm depends only on the angles between them: it stays valid where
+    Cholesky-QR of X would fall back to Householder QR (0.7 s instead of
+    0.05 s at 10^6 x 20). Zero columns (components thresholded away) give
+    zero columns of Q and zero rows of T.
+    """
+    norms = np.linalg.norm(X, axis=0)
+    live = norms > 0
+    if live.all():
+        Q, T = qr(np, X / norms)
+        return Q, T * norms
+    Q, T = np.zeros_like(X), np.zeros((X.shape[1], X.shape[1]), X.dtype)
+    if live.any():
+        Q[:, live], T[np.ix_(live, live)] = qr(np, X[:, live] / norms[live])
+        T[np.ix_(live, live)] *= norms[live]
+    return Q, T
+
+
 def _thin_svd(X):
     """SVD of a tall, thin X through its QR: Q u, s, vh."""
-    Q, T = qr(np, X)
+    Q, T = _scaled_qr(X)
     u, s, vh = np.linalg.svd(T)
     return Q @ u, s, vh
 
@@ -379,8 +401,8 @@ def _spectral_start(entries: Entries, rank: int, mean: float, rng) -> tuple[_Mod
 
 def _svd_form(model: _Model, drop_zero: bool = True):
     """U, s, Vh with U diag(s) Vh = L R^T; zero singular values dropped (one kept)."""
-    QL, TL = qr(np, model.L)
-    QR, TR = qr(np, model.R)
+    QL, TL = _scaled_qr(model.L)
+    QR, TR = _scaled_qr(model.R)
     u, s, vh = np.linalg.svd(TL @ TR.T)
     keep = s.size
     if drop_zero:
@@ -543,7 +565,8 @@ def complete(
     mean = float(np.mean(train.values)) if biases else 0.0
     start, sigma_max = _spectral_start(train, rank, mean, rng)
     if regs is None:
-        regs = list(sigma_max * np.geomspace(0.5, 5e-4, n_reg))
+        # Python floats: a NumPy float64 reg would promote float32 factors to float64 (NEP 50).
+        regs = [float(v) for v in sigma_max * np.geomspace(0.5, 5e-4, n_reg)]
     regs = sorted(regs, reverse=True)
 
     path, best, rising = [], None, 0
