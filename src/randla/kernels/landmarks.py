@@ -242,7 +242,7 @@ def _best_of(psd, cap, tol, block, candidates, rng) -> Factorization:
         b = min(block, cap - state.rank)
         P = np.unique(_draw(xp, state.d, candidates * b, rng))
         C = psd.columns(P)
-        R = state._residual_columns(P, C)
+        R = state.residual_columns(P, C)
         M, H = _host64(R.mT @ R), _host64(xp.take(R, psd.index(P), axis=0))
         H = (H + H.T) / 2
         kept = []

@@ -383,12 +383,12 @@ class Factorization:
         if S.size == 0:
             return 0
         if cholesky is None:
-            R = self._residual_columns(S, columns)
+            R = self.residual_columns(S, columns)
             order, Linv = _pivoted_cholesky(_host64(xp.take(R, psd.index(S), axis=0)), self.floor)
             R = xp.take(R, psd.index(order), axis=1)
         else:
             order, Linv = cholesky
-            R = self._residual_columns(S[order], columns)
+            R = self.residual_columns(S[order], columns)
         kept = S[order]
         r = kept.size
         if r:
@@ -411,7 +411,8 @@ class Factorization:
         hits = np.nonzero(left <= self.target)[0]
         return int(hits[0]) + 1 if hits.size else rows.shape[0]
 
-    def _residual_columns(self, S, columns):
+    def residual_columns(self, S, columns=None):
+        """(K - F F^T)[:, S]; ``columns`` is K[:, S] if already evaluated."""
         xp, psd = self.xp, self.psd
         C = psd.columns(S) if columns is None else columns
         if self.rank == 0:
