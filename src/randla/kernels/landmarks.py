@@ -241,8 +241,7 @@ def _best_of(psd, cap, tol, block, candidates, rng) -> Factorization:
     while not state.done():
         b = min(block, cap - state.rank)
         P = np.unique(_draw(xp, state.d, candidates * b, rng))
-        C = psd.columns(P)
-        R = state.residual_columns(P, C)
+        R = state.residual_columns(P)
         M, H = _host64(R.mT @ R), _host64(xp.take(R, psd.index(P), axis=0))
         H = (H + H.T) / 2
         kept = []
@@ -260,7 +259,7 @@ def _best_of(psd, cap, tol, block, candidates, rng) -> Factorization:
             state.discard(P)
             continue
         kept = np.asarray(kept, dtype=np.int64)
-        state.absorb(P[kept], columns=xp.take(C, psd.index(kept), axis=1))
+        state.absorb(P[kept], residual=xp.take(R, psd.index(kept), axis=1))
     return state
 
 

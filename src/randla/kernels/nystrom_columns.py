@@ -369,10 +369,11 @@ class Factorization:
             self.d[self.psd.index(S)] = 0
             self._update_residual()
 
-    def absorb(self, S, columns=None, cholesky=None) -> int:
+    def absorb(self, S, columns=None, cholesky=None, residual=None) -> int:
         """Add the landmarks S (unique, not yet chosen); returns how many were kept.
 
-        ``columns`` is K[:, S] if already evaluated. ``cholesky`` is
+        ``columns`` is K[:, S] if already evaluated, ``residual`` the
+        residual columns (K - F F^T)[:, S] if already formed. ``cholesky`` is
         (order, L^{-1}) for the residual block H = K[S, S] - F[S] F[S]^T if
         already factored; otherwise H is factored here with complete pivoting,
         stopping at the rounding floor. Landmarks whose residual is below it
@@ -383,7 +384,7 @@ class Factorization:
         if S.size == 0:
             return 0
         if cholesky is None:
-            R = self.residual_columns(S, columns)
+            R = self.residual_columns(S, columns) if residual is None else residual
             order, Linv = _pivoted_cholesky(_host64(xp.take(R, psd.index(S), axis=0)), self.floor)
             R = xp.take(R, psd.index(order), axis=1)
         else:
