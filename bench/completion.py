@@ -11,12 +11,14 @@ Writes bench/results/completion.md and completion.json. Cases (``--only``):
   impute written here (fill, exact SVD, keep rank 10, repeat). randla with
   fancyimpute's shrinkage as ``reg`` (the same problem (1)) at two rank caps,
   and with its defaults (``reg`` chosen on a held-out part of the training
-  entries), for each of its methods. Each call is timed (median of three, or
+  entries), for each of its methods, and ``method="bayes"`` (nothing to
+  choose). Each call is timed (median of three, or
   once if its first call took over 30 s) and scored by test RMSE.
 - large: ``ratings(10**6, 10**5, 10**7, rank=20, noise=1.0, rng=0)``,
   randla alone with its defaults (path of 6 ``reg`` values, rank 20) in a
   fresh process: time, peak RSS, test RMSE, and the RMSE of the Bayes
   oracle that knows the column factors and the prior of the row factors.
+- large-bayes: the same with ``method="bayes"``.
 
 RMSE is compared with the noise level, the best any predictor can do with
 the true matrix known. See bench/README.md.
@@ -48,9 +50,10 @@ from _timing import Task, round_robin  # noqa: E402
 
 import randla  # noqa: E402
 
-CASES = ("small", "large")
+CASES = ("small", "large", "large-bayes")
 SMALL = {"m": 2000, "n": 1500, "observed_fraction": 0.1, "rank": 10, "noise": 0.5}
-LARGE = {"m": 10**6, "n": 10**5, "n_observed": 10**7, "rank": 20, "noise": 1.0, "n_reg": 6, "method": "softimpute_als"}
+LARGE = {"m": 10**6, "n": 10**5, "n_observed": 10**7, "rank": 20, "noise": 1.0, "n_reg": 6}
+LARGE_METHODS = {"large": "softimpute_als", "large-bayes": "bayes"}  # case -> randla.complete's method
 TEST_FRACTION = 0.1
 RANK_CAP = 10  # randla's rank in the small case, the planted rank
 WIDE_CAP = 20  # the second cap is max(WIDE_CAP, the rank of fancyimpute's solution)
@@ -299,7 +302,7 @@ def small_case(m: int, n: int, *, repeats: int) -> dict:
         row = {"prediction": r.predict(test.rows, test.cols), "rank": r.rank, "n_iter": r.n_iter,
                "path_iter": sum(p.n_iter for p in r.path), "converged": r.converged, "reg": r.reg,
                "path": [vars(p) for p in r.path]}
-        if not r.path:
+        if not r.path and r.method != "bayes":
             row["objective"] = objective(train, r.predict(train.rows, train.cols), float(np.sum(r.S)), r.reg)
         return row
 
@@ -311,10 +314,11 @@ def small_case(m: int, n: int, *, repeats: int) -> dict:
                 randla_fit(method, rank, shrinkage), score_randla)
             rows[key].update(method=method, rank_cap=rank)
             randla_specs[key] = specs[key]
-    for method in METHODS:
+    for method in (*METHODS, "bayes"):
         key = f"randla_{method}_default"
-        add(key, f"randla.complete(method='{method}', rank={RANK_CAP}) (reg chosen on held-out training entries)",
-            "default", randla_fit(method, RANK_CAP, None), score_randla)
+        how = "no reg: priors and noise fitted" if method == "bayes" else "reg chosen on held-out training entries"
+        add(key, f"randla.complete(method='{method}', rank={RANK_CAP}) ({how})", "default",
+            randla_fit(method, RANK_CAP, None), score_randla)
         rows[key].update(method=method, rank_cap=RANK_CAP)
         randla_specs[key] = specs[key]
     t2, f2, e2 = first_calls(randla_specs)
@@ -387,8 +391,8 @@ def _status_bytes(field: str) -> int:
     raise OSError(f"{field} not in /proc/self/status")
 
 
-def large_child(m: int, n: int, n_observed: int) -> dict:
-    """Generate, fit with the defaults, predict; time and peak memory of the fit."""
+def large_child(m: int, n: int, n_observed: int, method: str) -> dict:
+    """Generate, fit with ``method``'s defaults, predict; time and peak memory of the fit."""
     t0 = time.perf_counter()
     # Ratings in float32, as recommendation data are stored: half the memory and bandwidth.
     data, train, test = split(m, n, n_observed, LARGE["rank"], LARGE["noise"], dtype=np.float32)
@@ -403,7 +407,7 @@ def large_child(m: int, n: int, n_observed: int) -> dict:
         how, rss_before = "ru_maxrss (includes making the data)", generation_peak
     t0 = time.perf_counter()
     r = randla.complete(train.rows, train.cols, train.values, shape=data.shape, rank=LARGE["rank"],
-                        method=LARGE["method"], reg=None, n_reg=LARGE["n_reg"], rng=0)
+                        method=method, reg=None, n_reg=LARGE["n_reg"], rng=0)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     pred = r.predict(test.rows, test.cols)
@@ -414,7 +418,7 @@ def large_child(m: int, n: int, n_observed: int) -> dict:
     test_rmse = rmse(pred, test.values)
     out = {"m": m, "n": n, "n_observed": n_observed, "n_train": int(train.rows.size), "n_test": int(test.rows.size),
            "noise": data.noise, "method": r.method, "data_s": data_s, "fit_s": fit_s, "predict_s": predict_s,
-           "total_s": fit_s + predict_s, "iterations": iterations, "refit_iterations": r.n_iter,
+           "total_s": fit_s + predict_s, "iterations": iterations, "noise_fitted": r.noise, "refit_iterations": r.n_iter,
            "seconds_per_iteration": fit_s / iterations, "converged": r.converged, "reg": r.reg, "rank": r.rank,
            "path": [vars(p) for p in r.path], "test_rmse": test_rmse, "rmse_over_noise": test_rmse / data.noise,
            "rss_method": how, "rss_before_fit_bytes": rss_before, "fit_peak_rss_bytes": fit_peak,
@@ -424,13 +428,13 @@ def large_child(m: int, n: int, n_observed: int) -> dict:
     return out
 
 
-def large_case(m: int, n: int, n_observed: int) -> dict:
+def large_case(name: str, m: int, n: int, n_observed: int) -> dict:
     construction = (f"randla.testing.ratings({m}, {n}, {n_observed}, rank={LARGE['rank']}, noise={LARGE['noise']}, "
                     f"dtype=np.float32, rng=0).split({TEST_FRACTION}, rng=1)")
-    log(f"case large: {construction}; randla.complete(rank={LARGE['rank']}, method={LARGE['method']!r}, n_reg={LARGE['n_reg']}) in a fresh "
-        "process")
+    method = LARGE_METHODS[name]
+    log(f"case {name}: {construction}; randla.complete(rank={LARGE['rank']}, method={method!r}) in a fresh process")
     quiet, others = _environment.wait_until_quiet(max_wait=5.0), _environment.OtherLoad()
-    out = subprocess.run([sys.executable, __file__, "--child-large", str(m), str(n), str(n_observed)],
+    out = subprocess.run([sys.executable, __file__, "--child-large", str(m), str(n), str(n_observed), method],
                          capture_output=True, text=True, check=False)
     case = {"construction": construction, "nominal": (m, n, n_observed) == (LARGE["m"], LARGE["n"],
                                                                               LARGE["n_observed"]),
@@ -485,12 +489,12 @@ def targets(cases) -> list[dict]:
                 detail += (f" (fancyimpute was timed while other processes kept {busy:.2f} cores busy: its time is "
                            "inflated, the speed-up overstated)")
             add("small", text, bool(good), detail)
-    if "large" in cases:
-        c = cases["large"]
-        text = (f"large: held-out RMSE within 5% of the noise level in < {LARGE_TIME_S / 60:g} min with peak < "
-                f"{LARGE_PEAK_BYTES / 2**30:g} GiB")
+    for name in (n for n in LARGE_METHODS if n in cases):
+        c = cases[name]
+        text = (f"{name} (method {LARGE_METHODS[name]!r}): held-out RMSE within 5% of the noise level in < "
+                f"{LARGE_TIME_S / 60:g} min with peak < {LARGE_PEAK_BYTES / 2**30:g} GiB")
         if "failure" in c:
-            add("large", text, False, f"fails: {c['failure']}")
+            add(name, text, False, f"fails: {c['failure']}")
         else:
             parts = [(c["rmse_over_noise"] <= LARGE_RMSE_RATIO, f"RMSE / noise {c['rmse_over_noise']:.4f} (bound "
                       f"{LARGE_RMSE_RATIO}): {_status(c['rmse_over_noise'] <= LARGE_RMSE_RATIO)}"),
@@ -502,7 +506,7 @@ def targets(cases) -> list[dict]:
             detail = "; ".join(p for _, p in parts) + (
                 f"; Bayes oracle RMSE / noise {c['oracle']['ratio']:.4f}"
                 + ("" if c["nominal"] else "; reduced size, not the target's case"))
-            add("large", text, all(ok for ok, _ in parts) if c["nominal"] else None, detail)
+            add(name, text, all(ok for ok, _ in parts) if c["nominal"] else None, detail)
     return out
 
 
@@ -533,7 +537,7 @@ def small_markdown(c) -> list[str]:
              f"has rank {_f(c['fancy_rank'], 'd')}. The \"same reg\" rows give randla that shrinkage as `reg`: they "
              f"solve fancyimpute's problem (1) with rank caps {c['rank_caps'][0]} and {c['rank_caps'][1]} "
              f"(the larger of {WIDE_CAP} and fancyimpute's rank). Default rows: `reg=None` (a path chosen on 10% of "
-             "the training entries, then a refit on all of them), end to end.", "",
+             "the training entries, then a refit on all of them), end to end; `method='bayes'` has no `reg`.", "",
              f"Times: median of {c['repeats']} calls, or one call (marked ¹) when the first took over "
              f"{c['slow_s']:g} s. Other processes used {_f(c['other_processes_cores'], '.2f')} cores meanwhile.", "",
              "| method | time (s) | × faster than fancyimpute | test RMSE | RMSE / noise | rank | iterations | "
@@ -544,7 +548,7 @@ def small_markdown(c) -> list[str]:
             continue
         busy = _busy(r)
         iters = f"{r['n_iter']}" + (f" (+{r['path_iter']} on the path)" if r.get("path_iter") else "")
-        reg = f", reg {r['reg']:.4g}" if r["kind"] == "default" else ""
+        reg = f", reg {r['reg']:.4g}" if r["kind"] == "default" and r.get("path") else ""
         lines.append(f"| {r['label']}{reg} | {_time(r['median_s'])}{'¹' if r['timed_once'] else ''} | "
                      f"{_f(r['x_fancy'], '.1f')} | {r['test_rmse']:.5f} | {r['rmse_over_noise']:.4f} | {r['rank']} | "
                      f"{iters} | {'yes' if r['converged'] else 'no'} | {_f(r.get('objective'), '.1f')} | "
@@ -589,29 +593,32 @@ def small_markdown(c) -> list[str]:
     return lines
 
 
-def large_markdown(c) -> list[str]:
-    lines = ["", f"## large: randla alone, `{c['construction']}`", ""]
+def large_markdown(name, c) -> list[str]:
+    lines = ["", f"## {name}: randla alone, `{c['construction']}`", ""]
     if not c["nominal"]:
         lines += ["**Reduced size** (development run): not the target's case.", ""]
     if "failure" in c:
         return lines + [f"Fails: {c['failure']}"]
-    o = c["oracle"]
-    lines += [f"`randla.complete(rows, cols, values, shape, rank={c['rank_cap']}, reg=None, n_reg={c['n_reg']}, "
-              f"rng=0)` (method `{c['method']}`) on {c['n_train']:,} training entries of a "
+    o, path = c["oracle"], bool(c["path"])
+    call = (f"rank={c['rank_cap']}, reg=None, n_reg={c['n_reg']}, rng=0)` (method `{c['method']}`: a path of "
+            f"{c['n_reg']} reg values, chosen on 10% of the training entries, then a refit)" if path
+            else f"rank={c['rank_cap']}, method='{c['method']}', rng=0)` (nothing to choose)")
+    lines += [f"`randla.complete(rows, cols, values, shape, {call} on {c['n_train']:,} training entries of a "
               f"{c['m']:,}×{c['n']:,} matrix, in a fresh process; {c['n_test']:,} test entries. Other processes "
               f"used {_f(c['other_processes_cores'], '.2f')} cores meanwhile.", "",
               "| quantity | value |", "|---|---:|",
               f"| making the data (s, not counted) | {c['data_s']:.1f} |",
-              f"| fit, path and refit (s) | {c['fit_s']:.1f} |",
+              f"| fit{', path and refit' if path else ''} (s) | {c['fit_s']:.1f} |",
               f"| predict the test entries (s) | {c['predict_s']:.2f} |",
-              f"| iterations (path + refit) | {c['iterations']} ({c['iterations'] - c['refit_iterations']} + "
-              f"{c['refit_iterations']}) |",
+              (f"| iterations (path + refit) | {c['iterations']} ({c['iterations'] - c['refit_iterations']} + "
+               f"{c['refit_iterations']}) |" if path else f"| iterations | {c['iterations']} |"),
               f"| seconds per iteration | {c['seconds_per_iteration']:.3f} |",
               f"| peak RSS during the fit (GiB) | {c['fit_peak_rss_bytes'] / 2**30:.2f} |",
               f"| growth of the peak RSS during the fit (GiB) | {c['fit_peak_rss_growth_bytes'] / 2**30:.2f} |",
               f"| peak RSS of the process, making the data included (GiB) | {c['total_peak_rss_bytes'] / 2**30:.2f} |",
-              f"| chosen reg, rank | {c['reg']:.4g}, {c['rank']} |",
-              f"| refit converged | {'yes' if c['converged'] else 'no'} |",
+              (f"| chosen reg, rank | {c['reg']:.4g}, {c['rank']} |" if path
+               else f"| fitted noise level, rank | {c['noise_fitted']:.4f}, {c['rank']} |"),
+              f"| {'refit ' if path else ''}converged | {'yes' if c['converged'] else 'no'} |",
               f"| test RMSE | {c['test_rmse']:.5f} |",
               f"| test RMSE / noise | {c['rmse_over_noise']:.4f} |",
               f"| Bayes oracle RMSE / noise (expected; realized on the sample) | {o['ratio']:.4f}; "
@@ -621,9 +628,10 @@ def large_markdown(c) -> list[str]:
               f"noise² + v_jᵀP⁻¹v_j, {o['sample']} random test entries): no method can beat it on average. "
               f"Training entries per row: mean {o['train_per_row_mean']:.1f}, median "
               f"{o['train_per_row_median']:.0f}; {100 * o['rows_with_at_most_5']:.0f}% of the rows have at most 5, "
-              f"for a rank-{c['rank_cap']} model.", "",
-              "| reg | rank | train RMSE | validation RMSE | iterations | converged |",
-              "|---:|---:|---:|---:|---:|---|"]
+              f"for a rank-{c['rank_cap']} model."]
+    if path:
+        lines += ["", "| reg | rank | train RMSE | validation RMSE | iterations | converged |",
+                  "|---:|---:|---:|---:|---:|---|"]
     for p in c["path"]:
         chosen = " (chosen)" if p["reg"] == c["reg"] else ""
         lines.append(f"| {p['reg']:.4g}{chosen} | {p['rank']} | {p['train_rmse']:.5f} | {p['validation_rmse']:.5f} | "
@@ -636,14 +644,18 @@ def markdown(results) -> str:
     lines = ["# Matrix completion benchmark", "",
              f"Generated by `bench/completion.py` (started {results['started_at']}): `randla.complete` against "
              "fancyimpute's `SoftImpute` and a dense hard-impute baseline, in one process (the large case in a fresh "
-             "one, for its peak memory). Raw numbers: `completion.json`.", "",
-             "## Targets", "", "| target | status | measured |", "|---|---|---|"]
+             "one, for its peak memory). Raw numbers: `completion.json`.", ""]
+    kept = [name for name in cases if name not in results["parameters"]["cases"]]
+    if kept:
+        lines += [f"This run measured {', '.join(results['parameters']['cases'])}; the results of "
+                  f"{', '.join(kept)} are kept from an earlier run of the same script.", ""]
+    lines += ["## Targets", "", "| target | status | measured |", "|---|---|---|"]
     for t in results["targets"]:
         lines.append(f"| {t['target']} | **{t['status']}** | {t['detail']} |")
     if "small" in cases:
         lines += small_markdown(cases["small"])
-    if "large" in cases:
-        lines += large_markdown(cases["large"])
+    for name in (n for n in LARGE_METHODS if n in cases):
+        lines += large_markdown(name, cases[name])
     lines += _environment.markdown_lines(results["environment"], results["elapsed_s"])
     return "\n".join(lines) + "\n"
 
@@ -668,10 +680,11 @@ def main(argv=None):
                         help=argparse.SUPPRESS)
     parser.add_argument("--large-size", type=int, nargs=3, metavar=("M", "N", "OBSERVED"),
                         default=(LARGE["m"], LARGE["n"], LARGE["n_observed"]), help=argparse.SUPPRESS)
-    parser.add_argument("--child-large", type=int, nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child-large", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_large:
-        print(json.dumps(jsonable(large_child(*args.child_large))))
+        m, n, n_observed, method = args.child_large
+        print(json.dumps(jsonable(large_child(int(m), int(n), int(n_observed), method))))
         return
     if args.report_only:
         results = json.loads((args.out / "completion.json").read_text())
@@ -698,8 +711,9 @@ def main(argv=None):
     cases = results["cases"]
     if "small" in only:
         cases["small"] = small_case(*args.small_size, repeats=args.repeats)
-    if "large" in only:
-        cases["large"] = large_case(*args.large_size)
+    for name in LARGE_METHODS:
+        if name in only:
+            cases[name] = large_case(name, *args.large_size)
     results["environment"]["other_processes_cores"] = whole_run.cores()
     results["elapsed_s"] = time.perf_counter() - _T0
     previous = args.out / "completion.json"

@@ -175,3 +175,13 @@ def test_biases_predict_a_constant_offset():
     assert plain < 2 * data.noise
     assert abs(shifted - plain) < 0.05 * plain
     assert model.result_.mean == pytest.approx(np.mean(train.values) + 3.0)
+
+
+def test_bayes_fits_without_reg_and_reports_its_noise_level():
+    data = ratings(400, 300, 30000, 3, noise=0.3, row_activity=0, col_activity=0, decay=0, rng=4)
+    train, test = data.split(0.2, rng=5)
+    model = randla.MatrixCompletion(3, method="bayes", random_state=0).fit(*train, shape=train.shape)
+    assert np.isnan(model.reg_) and abs(model.result_.noise / 0.3 - 1) < 0.1
+    err = test.values - model.predict(test.rows, test.cols)
+    assert np.sqrt(np.mean(err**2)) < 1.1 * 0.3
+    assert model.recommend(0, 5).shape == (5,)

@@ -342,7 +342,7 @@ class MatrixCompletion(BaseEstimator):
     ----------
     rank : int, default 10
         Rank cap k of Z.
-    method : {"softimpute_als", "softimpute", "altmin"}, default "softimpute_als"
+    method : {"softimpute_als", "softimpute", "altmin", "bayes"}, default "softimpute_als"
     reg : float, sequence of float or None, default None
         Regularisation weight; a sequence or None is a path chosen on
         held-out entries (see :func:`randla.complete`).
@@ -353,8 +353,9 @@ class MatrixCompletion(BaseEstimator):
     biases : bool, default False
         Row and column biases (``method="altmin"`` only).
     max_iter : int, default 100
-    tol : float, default 1e-3
-        Stop when ||Z_new - Z||_F <= tol ||Z||_F.
+    tol : float or None, default None
+        Stop when ||Z_new - Z||_F <= tol ||Z||_F (None: 1e-3, or 1e-2 for
+        ``"bayes"``).
     cg_steps : int, default 3
         Conjugate-gradient steps per row problem in ``"altmin"``.
     oversample : int, default 10
@@ -372,7 +373,8 @@ class MatrixCompletion(BaseEstimator):
     n_iter_ : int
     converged_ : bool
     reg_ : float
-        The regularisation weight of the final fit (the chosen one on a path).
+        The regularisation weight of the final fit (the chosen one on a path;
+        NaN for ``"bayes"``, whose fitted noise level is ``result_.noise``).
     seen_ : scipy.sparse.csr_matrix (m, n), int8
         The observed pattern, which :meth:`recommend` leaves out.
 
@@ -388,7 +390,7 @@ class MatrixCompletion(BaseEstimator):
     """
 
     def __init__(self, rank=10, *, method="softimpute_als", reg=None, n_reg=10, validation=None, biases=False,
-                 max_iter=100, tol=1e-3, cg_steps=3, oversample=10, random_state=None):
+                 max_iter=100, tol=None, cg_steps=3, oversample=10, random_state=None):
         self.rank = rank
         self.method = method
         self.reg = reg
