@@ -14,14 +14,16 @@ observed (row, col, value) triplets alone, never forming the dense image.
 
 The photograph is ``china.jpg`` from scikit-learn's sample images (427 x 640,
 turned into luminance in [0, 1]). A fraction of the pixels is kept at random
-(30% and 10%) and two solvers fill in the rest:
+(30% and 10%) and three methods fill in the rest:
 
 - ``softimpute_als`` (Hastie, Mazumder, Lee & Zadeh 2015) with the default
   regularisation path: ``reg`` from sigma_1(P_Omega(X)) / 2 down, chosen on
   10% of the observed pixels held out, then refitted on all of them;
 - ``altmin`` (alternating least squares on the observed pixels) given the
   ``reg`` that the path chose: both solve the same problem, so a second path
-  would only repeat the choice.
+  would only repeat the choice;
+- ``bayes`` (variational Bayesian factorisation), which fits a prior per
+  component and the noise level instead of a ``reg``: one fit, no path.
 
 Two references frame the result:
 
@@ -47,7 +49,8 @@ full image's own rank-10 SVD from 30% of the pixels; at k = 30 the SVD gains
 detail that the trailing singular vectors carry cannot be told from noise, so
 the path picks a ``reg`` that shrinks them hard and a higher rank cap changes
 little. ``altmin`` with the same ``reg`` lands within 0.1 dB of
-``softimpute_als``.
+``softimpute_als``; ``bayes`` beats both, by 0.05-0.1 dB with 30% of the pixels
+and 0.3-0.45 dB with 10%, in less time, having no path to fit.
 
 Run: ``python examples/inpainting.py`` (``--quick`` for the image at half
 resolution and one rank, k = 30; ``--out figure.png`` draws the images side
@@ -120,12 +123,16 @@ def inpaint(X, keep: float, ranks, svd_full, rng) -> tuple[list[list[str]], dict
         start = time.perf_counter()
         alt = randla.complete(rows, cols, values, X.shape, rank=k, method="altmin", reg=als.reg, rng=0)
         alt_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        bayes = randla.complete(rows, cols, values, X.shape, rank=k, method="bayes", rng=0)
+        bayes_seconds = time.perf_counter() - start
         best = (U[:, :k] * S[:k]) @ Vh[:k]
-        for name, result, seconds in (("softimpute_als", als, als_seconds), ("altmin", alt, alt_seconds)):
+        for name, result, seconds in (("softimpute_als", als, als_seconds), ("altmin", alt, alt_seconds),
+                                      ("bayes", bayes, bayes_seconds)):
             Z = result.reconstruct()
             images.setdefault(name, (Z, f"{name}, k = {k}"))
-            lines.append(row(keep, name, str(k), str(result.rank), f"{result.reg:.3g}", X, Z, mask,
-                             f"{seconds:.1f}"))
+            reg = "-" if name == "bayes" else f"{result.reg:.3g}"
+            lines.append(row(keep, name, str(k), str(result.rank), reg, X, Z, mask, f"{seconds:.1f}"))
         images.setdefault("svd(full)", (best, f"svd(full), k = {k}"))
         lines.append(row(keep, "svd(full)", str(k), str(k), "-", X, best, mask, "-"))
     return lines, images
@@ -142,7 +149,7 @@ def draw(path, X, panels) -> None:
     except ImportError:
         print(f"\nmatplotlib is not installed; {path} not written.")
         return
-    names = ("observed", "naive", "softimpute_als", "altmin", "svd(full)")
+    names = ("observed", "naive", "softimpute_als", "altmin", "bayes", "svd(full)")
     fig, axes = plt.subplots(len(panels), len(names) + 1, figsize=(3 * (len(names) + 1), 2.5 * len(panels)),
                              squeeze=False)
     cmap = plt.get_cmap("gray").with_extremes(bad="red")

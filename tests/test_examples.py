@@ -102,13 +102,14 @@ def test_inpainting():
         if len(fields) == 9 and re.fullmatch(r"\d+%", fields[0]):
             found[int(fields[0][:-1]), fields[1]] = fields[2:]
     assert sorted(found) == [(keep, method) for keep in (10, 30)
-                             for method in ("altmin", "naive", "softimpute_als", "svd(full)")]
+                             for method in ("altmin", "bayes", "naive", "softimpute_als", "svd(full)")]
     margin = {30: 3.0, 10: 1.5}  # measured: 5.0 and 2.7 dB above the naive fill
     for keep in (10, 30):
         naive = found[keep, "naive"]
         best_k, *_, best_all, _ = found[keep, "svd(full)"]
-        als, alt = found[keep, "softimpute_als"], found[keep, "altmin"]
-        for method, (k, rank, _, psnr, err_hidden, err_all, _) in (("softimpute_als", als), ("altmin", alt)):
+        als, alt, bayes = found[keep, "softimpute_als"], found[keep, "altmin"], found[keep, "bayes"]
+        for method, (k, rank, _, psnr, err_hidden, err_all, _) in (("softimpute_als", als), ("altmin", alt),
+                                                                     ("bayes", bayes)):
             assert k == best_k == "30" and 1 <= int(rank) <= 30
             assert float(psnr) > float(naive[3]) + margin[keep], f"{keep}% {method}: {psnr} dB, naive {naive[3]} dB"
             assert float(err_hidden) < float(naive[4])
@@ -117,6 +118,7 @@ def test_inpainting():
         assert als[2] == alt[2]  # altmin is given the reg the path chose
         # Both solve the same regularised problem at the same reg.
         assert abs(float(als[3]) - float(alt[3])) < 0.5
+        assert float(bayes[3]) > float(als[3]) - 0.5  # no reg to choose, and no worse for it
 
 
 def test_compress_minilm():
