@@ -320,3 +320,46 @@ def test_bad_input_shapes_of_call():
         randla.complete(sp.csr_matrix(np.eye(3)), cols, values, rank=1)
     with pytest.raises(ValueError, match="empty"):
         randla.complete(np.array([], int), np.array([], int), np.array([]), rank=1)
+
+
+def test_variational_updates_match_a_plain_reference(monkeypatch):
+    # The chunked, packed, threaded updates against the textbook ones written
+    # row by row [Lim & Teh 2007], from one start, several iterations.
+    from randla import completion_bayes
+    from randla._entries import as_entries
+
+    monkeypatch.setattr(completion_bayes, "_CHUNK_ELEMENTS", 7 * 9)  # 7 rows per chunk at k = 3
+    data = ratings(60, 40, 700, 3, noise=0.3, rng=23)
+    entries = as_entries(*data, shape=data.shape)
+    rng = np.random.default_rng(0)
+    L0, R0 = rng.standard_normal((60, 3)), rng.standard_normal((40, 3))
+    fit = completion_bayes.variational_factorization(entries, L0, R0, max_iter=6, converged_test=lambda a, b: False,
+                                                     record=lambda L, R: None)
+
+    X = {(i, j): x for i, j, x in zip(entries.rows, entries.cols, entries.values)}
+    rows_of = [[j for j in range(40) if (i, j) in X] for i in range(60)]
+    cols_of = [[i for i in range(60) if (i, j) in X] for j in range(40)]
+    mu, nu = L0.copy(), R0.copy()
+    T = np.zeros((40, 3, 3))
+    s2 = float(entries.values @ entries.values) / entries.size
+    a = b = np.full(3, np.sqrt(s2))
+    for _ in range(6):
+        S = np.empty((60, 3, 3))
+        for i in range(60):
+            G = sum((np.outer(nu[j], nu[j]) + T[j] for j in rows_of[i]), np.zeros((3, 3)))
+            S[i] = np.linalg.inv(np.diag(1 / a) + G / s2)
+            mu[i] = S[i] @ sum((X[i, j] * nu[j] for j in rows_of[i]), np.zeros(3)) / s2
+        a = np.mean(mu**2 + np.diagonal(S, axis1=1, axis2=2), axis=0)
+        s2 = np.mean([(x - mu[i] @ nu[j]) ** 2 + mu[i] @ T[j] @ mu[i] + nu[j] @ S[i] @ nu[j] + np.sum(S[i] * T[j])
+                      for (i, j), x in X.items()])
+        for j in range(40):
+            H = sum((np.outer(mu[i], mu[i]) + S[i] for i in cols_of[j]), np.zeros((3, 3)))
+            T[j] = np.linalg.inv(np.diag(1 / b) + H / s2)
+            nu[j] = T[j] @ sum((X[i, j] * mu[i] for i in cols_of[j]), np.zeros(3)) / s2
+        b = np.mean(nu**2 + np.diagonal(T, axis1=1, axis2=2), axis=0)
+        c = (b / a) ** 0.25  # the rescaling that equalises the two priors
+        mu, nu, T, a, b = mu * c, nu / c, T / np.outer(c, c), a * c**2, b / c**2
+    np.testing.assert_allclose(fit.L, mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fit.R, nu, rtol=1e-5, atol=1e-6)
+    assert fit.noise_var == pytest.approx(s2, rel=1e-5)
+    np.testing.assert_allclose(fit.row_var, a, rtol=1e-5)
