@@ -526,7 +526,9 @@ def complete(
         The solver (see the module notes); the first three solve (1).
         ``"bayes"`` fits the variational Bayesian model instead, centred on
         the mean of the entries; it takes no ``reg``, and ``rank`` is the
-        cap on its components (unneeded ones are pruned towards zero).
+        cap on its components (unneeded ones are pruned towards zero). Its
+        steps cost k times those of the others and it keeps (m + n) k^2 / 2
+        numbers, so it suits ranks of tens (:mod:`randla.completion_bayes`).
     reg : float, sequence of float or None
         The regularisation weight of (1). A sequence is a path, fitted from
         the largest value down with warm starts and chosen on held-out
@@ -563,14 +565,16 @@ def complete(
     Notes
     -----
     Every step costs O(|Omega| k) for the model values and sparse products
-    and O((m + n) k^2) for the small factorizations. The start is the
-    rank-k SVD of P_Omega(X), computed by :func:`randla.svd`.
+    and O((m + n) k^2) for the small factorizations (``"bayes"``: k times
+    more). The start is the rank-k SVD of P_Omega(X), computed by
+    :func:`randla.svd`.
 
     References: [MHT2010] Mazumder, Hastie & Tibshirani, JMLR 11 (2010);
     [HMLZ2015] Hastie, Mazumder, Lee & Zadeh, JMLR 16 (2015); [JNS2013] Jain,
     Netrapalli & Sanghavi, STOC 2013; [GSYZ2023] Gu, Song, Yin & Zhang,
     "Low rank matrix completion via robust alternating minimization in nearly
-    linear time" (2023).
+    linear time" (2023); [LT2007] Lim & Teh, "Variational Bayesian approach
+    to movie rating prediction", KDD Cup and Workshop (2007).
 
     Examples
     --------

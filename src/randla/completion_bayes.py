@@ -16,8 +16,12 @@ The fit is a coordinate ascent on the bound, so it needs no path over ``reg``.
 
 Each half-step needs, per row, the k x k sum of E[v_j v_j^T] over its
 entries: one product of the sparse pattern with the other side's packed
-second moments, k (k + 1) / 2 columns wide. Rows are processed in chunks, so
-memory stays O(|Omega| + (m + n) k^2 / 2) and no m x k x k array is formed.
+second moments, k (k + 1) / 2 columns wide. An iteration thus costs
+O(|Omega| k^2 + (m + n) k^3), k times an alternating least-squares step, and
+the moments take (m + n) k (k + 1) / 2 float32 numbers (0.9 GB at
+m + n = 1.1 * 10^6, k = 20): the method is meant for the ranks of
+recommendation models, tens rather than hundreds. Rows are processed in
+chunks, so no m x k x k array is ever formed.
 
 References: Y. J. Lim, Y. W. Teh, "Variational Bayesian approach to movie
 rating prediction", KDD Cup and Workshop (2007); S. Nakajima, M. Sugiyama,
