@@ -322,6 +322,18 @@ def test_bad_input_shapes_of_call():
         randla.complete(np.array([], int), np.array([], int), np.array([]), rank=1)
 
 
+@pytest.mark.parametrize("factor", [1e-10, 1e10])
+def test_bayes_does_not_depend_on_the_units_of_the_entries(factor):
+    data = ratings(400, 300, 12000, 4, noise=0.3, rng=24)
+    plain = randla.complete(*data, shape=data.shape, rank=6, method="bayes", rng=0)
+    scaled = randla.complete(data.rows, data.cols, data.values * factor, data.shape, rank=6, method="bayes", rng=0)
+    np.testing.assert_allclose(scaled.S / factor, plain.S, rtol=1e-5, atol=1e-7 * plain.S[0])
+    assert scaled.noise / factor == pytest.approx(plain.noise, rel=1e-5)
+    # float32 moments: agreement to a few units of their rounding, not to the last digit
+    np.testing.assert_allclose(scaled.predict(data.rows, data.cols) / factor, plain.predict(data.rows, data.cols),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_variational_updates_match_a_plain_reference(monkeypatch):
     # The chunked, packed, threaded updates against the textbook ones written
     # row by row [Lim & Teh 2007], from one start, several iterations.
@@ -339,7 +351,12 @@ def test_variational_updates_match_a_plain_reference(monkeypatch):
     X = {(i, j): x for i, j, x in zip(entries.rows, entries.cols, entries.values)}
     rows_of = [[j for j in range(40) if (i, j) in X] for i in range(60)]
     cols_of = [[i for i in range(60) if (i, j) in X] for j in range(40)]
-    mu, nu = L0.copy(), R0.copy()
+    # the start: one factor fitted to the entries, each component balanced between the two sides
+    z = np.array([L0[i] @ R0[j] for (i, j) in X])
+    fit_scale = np.array(list(X.values())) @ z / (z @ z)
+    root = np.sqrt(fit_scale) if fit_scale > 0 else 1.0
+    d = (np.mean(R0**2, axis=0) / np.mean(L0**2, axis=0)) ** 0.25
+    mu, nu = L0 * root * d, R0 * root / d
     T = np.zeros((40, 3, 3))
     s2 = float(entries.values @ entries.values) / entries.size
     a = b = np.full(3, np.sqrt(s2))

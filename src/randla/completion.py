@@ -529,6 +529,9 @@ def complete(
         cap on its components (unneeded ones are pruned towards zero). Its
         steps cost k times those of the others and it keeps (m + n) k^2 / 2
         numbers, so it suits ranks of tens (:mod:`randla.completion_bayes`).
+        It is made for noisy data: on exact entries the noise level it fits
+        falls only slowly (0.25% relative error after 300 iterations on a
+        rank-3 test), where the others recover the matrix exactly.
     reg : float, sequence of float or None
         The regularisation weight of (1). A sequence is a path, fitted from
         the largest value down with warm starts and chosen on held-out

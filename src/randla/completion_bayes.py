@@ -131,6 +131,24 @@ def _balance(row_var, col_var):
     return (col_var / row_var) ** 0.25
 
 
+def _scaled_start(entries, L, R):
+    """L, R rescaled to fit the entries best (one factor) and balanced per component.
+
+    The start's scale decides how much its first row step trusts the data
+    over the prior; a start from the SVD of the zero-filled matrix is too
+    small by about the sampling rate, and the result must not depend on the
+    units of the entries.
+    """
+    z = entries.model_values(L, R).astype(np.float64)
+    zz = float(z @ z)
+    scale = float(entries.values @ z) / zz if zz > 0 else 0.0
+    mean_sq_l, mean_sq_r = np.mean(L**2, axis=0), np.mean(R**2, axis=0)
+    live = (mean_sq_l > 0) & (mean_sq_r > 0)
+    d = np.where(live, (mean_sq_r / np.where(live, mean_sq_l, 1.0)) ** 0.25, 1.0)
+    root = np.sqrt(scale) if scale > 0 else 1.0
+    return L * (root * d), R * (root / d)
+
+
 def variational_factorization(entries, L, R, *, max_iter, converged_test, record) -> VariationalFit:
     """Coordinate ascent on the evidence lower bound from the means L, R (any scale).
 
@@ -148,7 +166,7 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
     pattern_t, data_t = pattern.T.tocsr(), data.T.tocsr()
     total_sq = float(values @ values)
 
-    mu, nu = L.astype(np.float64), R.astype(np.float64)
+    mu, nu = _scaled_start(entries, L.astype(np.float64), R.astype(np.float64))
     noise_var = max(total_sq / max(entries.size, 1), np.finfo(np.float64).tiny)
     # Broad priors to start (each component alone could explain all the
     # variance): starting narrow prunes components before the data are heard.
