@@ -418,7 +418,8 @@ def large_child(m: int, n: int, n_observed: int, method: str) -> dict:
     test_rmse = rmse(pred, test.values)
     out = {"m": m, "n": n, "n_observed": n_observed, "n_train": int(train.rows.size), "n_test": int(test.rows.size),
            "noise": data.noise, "method": r.method, "data_s": data_s, "fit_s": fit_s, "predict_s": predict_s,
-           "total_s": fit_s + predict_s, "iterations": iterations, "noise_fitted": r.noise, "refit_iterations": r.n_iter,
+           "total_s": fit_s + predict_s, "iterations": iterations, "noise_fitted": r.noise,
+           "refit_iterations": r.n_iter,
            "seconds_per_iteration": fit_s / iterations, "converged": r.converged, "reg": r.reg, "rank": r.rank,
            "path": [vars(p) for p in r.path], "test_rmse": test_rmse, "rmse_over_noise": test_rmse / data.noise,
            "rss_method": how, "rss_before_fit_bytes": rss_before, "fit_peak_rss_bytes": fit_peak,
