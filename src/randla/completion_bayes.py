@@ -144,7 +144,7 @@ def _scaled_start(entries, L, R):
     scale = float(entries.values @ z) / zz if zz > 0 else 0.0
     mean_sq_l, mean_sq_r = np.mean(L**2, axis=0), np.mean(R**2, axis=0)
     live = (mean_sq_l > 0) & (mean_sq_r > 0)
-    d = np.where(live, (mean_sq_r / np.where(live, mean_sq_l, 1.0)) ** 0.25, 1.0)
+    d = np.where(live, _balance(np.where(live, mean_sq_l, 1.0), np.where(live, mean_sq_r, 1.0)), 1.0)
     root = np.sqrt(scale) if scale > 0 else 1.0
     return L * (root * d), R * (root / d)
 
@@ -167,7 +167,7 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
     total_sq = float(values @ values)
 
     mu, nu = _scaled_start(entries, L.astype(np.float64), R.astype(np.float64))
-    noise_var = max(total_sq / max(entries.size, 1), np.finfo(np.float64).tiny)
+    noise_var = max(total_sq / entries.size, np.finfo(np.float64).tiny)
     # Broad priors to start (each component alone could explain all the
     # variance): starting narrow prunes components before the data are heard.
     row_var = col_var = np.full(k, np.sqrt(noise_var))
