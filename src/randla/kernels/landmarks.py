@@ -159,14 +159,15 @@ def rpcholesky(
         raise TypeError(f"`accelerated` must be True or False; got {accelerated!r}.")
     candidates = check_int("candidates", candidates, 1)
     rng = check_rng(rng)
+    rounds = candidates > 1 or accelerated  # proposals drawn by the round, not one pivot at a time
+    block = check_block_size(block_size, _accelerated_block(cap) if rounds else 1)
     if candidates > 1:
-        block = check_block_size(block_size, _accelerated_block(cap))
-        return _best_of(psd, cap, tol, block, candidates, rng).result("rpcholesky")
-    if accelerated:
-        block = check_block_size(block_size, _accelerated_block(cap))
-        return _accelerated(psd, cap, tol, block, rng).result("rpcholesky")
-    block = check_block_size(block_size, 1)
-    return _rpcholesky(psd, cap, tol, block, rng).result("rpcholesky")
+        state = _best_of(psd, cap, tol, block, candidates, rng)
+    elif accelerated:
+        state = _accelerated(psd, cap, tol, block, rng)
+    else:
+        state = _rpcholesky(psd, cap, tol, block, rng)
+    return state.result("rpcholesky")
 
 
 # -- pivot rules -----------------------------------------------------------------
