@@ -27,6 +27,7 @@ from randla.backend import (
     small_svd,
     standard_normal,
     to_numpy,
+    triangular_inverse,
 )
 from randla.testing import planted, spectrum
 from conftest import assert_orthonormal_columns, sin_max_angle, to_np
@@ -194,6 +195,22 @@ def test_normalize_zero_block(normalizer, xp):
     assert np.all(np.isfinite(Z))
 
 
+@pytest.mark.parametrize("shape", [(40, 6), (6, 6), (4, 9)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_lu_normalizer_torch_is_permuted_lower(shape, dtype):
+    Y = torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    P, L, _ = torch.linalg.lu(Y)
+    assert torch.equal(normalize(torch_xp, Y, "lu"), P @ L)
+
+
+def test_lu_normalizer_torch_tall_block():
+    """No m x m permutation matrix: a million rows would need 8 TB for one."""
+    Y = torch.randn(10**6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    Z = normalize(torch_xp, Y, "lu")
+    assert Z.shape == Y.shape and float(Z.abs().max()) <= 1.0
+    assert sin_max_angle(np.linalg.qr(Z.numpy())[0], np.linalg.qr(Y.numpy())[0]) <= 1e-10
+
+
 @pytest.mark.parametrize("scale", [1e-150, 1e150])
 @pytest.mark.parametrize("normalizer", NORMALIZERS)
 def test_normalize_extreme_scale(normalizer, scale):
@@ -225,6 +242,15 @@ def test_small_eigh_symmetrises(xp, dtype):
     assert np.all(np.diff(w) >= 0)  # ascending
     np.testing.assert_allclose(w, np.linalg.eigvalsh(H), atol=1e3 * eps(dtype) * np.abs(w).max())
     assert_orthonormal_columns(v, 100 * eps(dtype))
+
+
+@pytest.mark.parametrize("xp, dtype", LIBRARIES, ids=LIBRARY_IDS)
+def test_triangular_inverse(xp, dtype):
+    R = xp.triu(block(xp, dtype, m=40, n=40, cond=1e3)) + 2 * xp.eye(40, dtype=dtype)
+    inverse = to_np(triangular_inverse(xp, R))
+    residual = inverse @ to_np(R) - np.eye(40)
+    assert np.abs(residual).max() < 1e4 * eps(dtype)
+    assert np.abs(np.tril(inverse, -1)).max() < 1e4 * eps(dtype)  # upper triangular
 
 
 def test_conj_transpose():

@@ -23,6 +23,7 @@ from .backend import (
     random_signs,
     small_eigh,
     small_svd,
+    triangular_inverse,
 )
 from .operators import Operator, as_operator
 from .rangefinder import auto_power_iters, check_finite, check_normalizer, check_sketch, draw_for
@@ -279,7 +280,7 @@ def _nystrom_sketch(op, rank, oversample, power_iters, sketch, rng):
     core = conj_transpose(xp, Omega) @ Y_nu
     R = _cholesky_upper(xp, (core + conj_transpose(xp, core)) / 2)
     if R is not None:
-        F = Y_nu @ xp.linalg.inv(R)
+        F = Y_nu @ triangular_inverse(xp, R)
     else:
         F = Y_nu @ _inverse_sqrt_psd(xp, core)
     U, s, _ = small_svd(xp, F)
