@@ -8,8 +8,9 @@ triangular inverse, LU, and the cheap orthonormalisers built from them.
 Keeping every BLAS/LAPACK call of a hot loop in the input's own library matters
 on CPU: NumPy's and SciPy's wheels each ship an OpenBLAS with its own thread
 pool, and alternating between them makes their idle workers fight for cores.
-So the NumPy path uses ``numpy.linalg`` only; SciPy is used for LU alone, which
-NumPy lacks.
+So the range finders' NumPy path uses ``numpy.linalg`` only; SciPy serves the
+LU normaliser and the triangular solves of the kernel solvers, which NumPy
+lacks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "standard_normal",
     "random_signs",
     "householder_qr",
+    "solve_triangular",
     "triangular_inverse",
     "orthonormalize",
     "qr",
@@ -167,21 +169,33 @@ def _cholesky_upper(xp, G):
     return _conj_t(xp, L)
 
 
+def solve_triangular(xp, R, B, *, transpose: bool = False):
+    """R^{-1} B (or R^{-T} B) for an upper triangular R, in R's own library."""
+    if xp.__name__.endswith("torch"):
+        import torch
+
+        if transpose:
+            return torch.linalg.solve_triangular(R.mT, B, upper=False)
+        return torch.linalg.solve_triangular(R, B, upper=True)
+    if xp.__name__.endswith("numpy"):
+        from scipy.linalg import solve_triangular as solve
+
+        return solve(R, B, trans="T" if transpose else "N", lower=False, check_finite=False)
+    return xp.linalg.solve(R.mT if transpose else R, B)
+
+
 def triangular_inverse(xp, R):
     """R^{-1} of a small upper-triangular R.
 
     A triangular solve needs a sixth of the flops of a general inverse, which
     matters once the block is a few hundred columns wide (the rank of a
     weight matrix): 20% off randomized SVD at rank 192 of a 384 x 384 torch
-    matrix. NumPy has none, and SciPy's would run on the other OpenBLAS (see
-    the module notes), so other libraries keep the general inverse.
+    matrix. NumPy keeps its general inverse: SciPy's triangular solve would
+    run on the other OpenBLAS inside the hot loop (see the module notes).
     """
-    if xp.__name__.endswith("torch"):
-        import torch
-
-        eye = torch.eye(R.shape[0], dtype=R.dtype, device=R.device)
-        return torch.linalg.solve_triangular(R, eye, upper=True)
-    return xp.linalg.inv(R)
+    if xp.__name__.endswith("numpy"):
+        return xp.linalg.inv(R)
+    return solve_triangular(xp, R, xp.eye(R.shape[0], dtype=R.dtype, device=device_of(R)))
 
 
 def _cholqr_pass(xp, Y, min_diag_ratio: float):

@@ -25,7 +25,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .._results import Unpackable
-from ..backend import _cholesky_upper, device_of, small_eigh
+from ..backend import _cholesky_upper, device_of, small_eigh, solve_triangular
 from ..operators import Operator
 from .functions import Kernel
 
@@ -158,21 +158,6 @@ def nystrom_preconditioner(U, S, mu: float):
         return V + U @ (factor[:, None] * (U.mT @ V))
 
     return apply
-
-
-def solve_triangular(xp, R, B, *, transpose: bool = False):
-    """R^{-1} B (or R^{-T} B) for an upper triangular R, in R's own library."""
-    if xp.__name__.endswith("torch"):
-        import torch
-
-        if transpose:
-            return torch.linalg.solve_triangular(R.mT, B, upper=False)
-        return torch.linalg.solve_triangular(R, B, upper=True)
-    if xp.__name__.endswith("numpy"):
-        from scipy.linalg import solve_triangular as solve
-
-        return solve(R, B, trans="T" if transpose else "N", lower=False, check_finite=False)
-    return xp.linalg.solve(R.mT if transpose else R, B)
 
 
 class PSDFactor:
