@@ -26,7 +26,9 @@ its modules.
   held-out sentences: mean cosine similarity of each sentence's embedding to
   the uncompressed model's, and the mean share of its 10 nearest neighbours
   (among the evaluation sentences) both models agree on. Compression wall
-  time includes the calibration passes.
+  time includes the calibration passes. rsvd and rsi are also scored (not
+  timed) from seeds 1 to 4: with uniform allocation one seed's cosine
+  scatters by about 2% around the mean, more than the methods differ.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ METHODS = ("rsvd", "rsi", "exact", "whitened", "fisher")
 ALLOCATIONS = ("uniform", "global")
 LAYER_METHODS = ("exact", "rsi", "rsvd")
 CALIBRATION, EVALUATION = 512, 1000
+SEEDS = 5  # seeds whose fidelity is averaged for the randomized methods on the weights
 INCLUDE = "encoder.*"
 _T0 = time.perf_counter()
 
@@ -150,6 +153,12 @@ def model_case(model, tokenizer) -> dict:
                                      calibration=data, include=INCLUDE, share_inputs=share, solver=solver, rng=0)
             seconds = time.perf_counter() - start
             scores = fidelity(reference, embed(small, evaluation))
+            by_seed = [scores["cosine"]]
+            if method in ("rsvd", "rsi"):
+                for seed in range(1, SEEDS):
+                    other, _ = compress(model, reduction=reduction, method=method, allocation=allocation,
+                                        include=INCLUDE, rng=seed)
+                    by_seed.append(fidelity(reference, embed(other, evaluation))["cosine"])
             ranks = [layer.rank for layer in report.layers]
             rows.append({
                 "reduction": reduction, "method": method, "allocation": allocation, "share_inputs": share,
@@ -159,11 +168,13 @@ def model_case(model, tokenizer) -> dict:
                 "params_after": report.params_after, "seconds": seconds,
                 "factor_seconds": sum(layer.seconds for layer in report.layers),
                 "cosine": scores["cosine"], "neighbours": scores["neighbours"],
+                "cosine_by_seed": by_seed, "cosine_mean": statistics.mean(by_seed),
                 "dense_layers": sum(r is None for r in ranks),
                 "ranks": ranks,
             })
             log(f"{reduction:.0%} {method:8s} {allocation:7s} share {share} solver {solver} cosine {scores['cosine']:.4f} "
-                f"top-10 {scores['neighbours']:.4f} in {seconds:.1f} s")
+                f"(mean of {len(by_seed)} seeds {statistics.mean(by_seed):.4f}) top-10 {scores['neighbours']:.4f} "
+                f"in {seconds:.1f} s")
     return {"calibration_sentences": CALIBRATION, "evaluation_sentences": len(evaluation_sentences),
             "reference_embedding_s": embed_s, "rows": rows,
             "layer_names": [layer.name for layer in report.layers],
@@ -180,9 +191,14 @@ def targets(results) -> list[dict]:
     out = []
     rows = results["model"]["rows"]
     layers = results["layers"]
-    # rsi matches exact's fidelity within 0.5% at every reduction and allocation.
+    # rsi matches exact's fidelity within 0.5% at every reduction and allocation,
+    # on the mean over seeds (exact is deterministic; one seed scatters by ~2%).
     worst = min(
-        (_row(rows, r, "rsi", a)["cosine"] / _row(rows, r, "exact", a)["cosine"], r, a)
+        (_row(rows, r, "rsi", a)["cosine_mean"] / _row(rows, r, "exact", a)["cosine"], r, a)
+        for r in REDUCTIONS for a in ALLOCATIONS
+    )
+    worst_seed = min(
+        (min(_row(rows, r, "rsi", a)["cosine_by_seed"]) / _row(rows, r, "exact", a)["cosine"], r, a)
         for r in REDUCTIONS for a in ALLOCATIONS
     )
     worst_whitened = min(
@@ -194,15 +210,16 @@ def targets(results) -> list[dict]:
                           f"(at {worst_whitened[1]:.0%}, {worst_whitened[2]})"})
     speed = {label: layers[label]["exact"]["seconds"] / layers[label]["rsi"]["seconds"] for label in layers}
     out.append({"id": "rsi_matches_exact", "passed": worst[0] >= 0.995,
-                "detail": f"lowest cosine ratio rsi/exact {worst[0]:.4f} (at {worst[1]:.0%}, {worst[2]}); "
+                "detail": f"lowest cosine ratio rsi/exact, mean of {SEEDS} seeds, {worst[0]:.4f} (at {worst[1]:.0%}, "
+                          f"{worst[2]}); worst single seed {worst_seed[0]:.4f} (at {worst_seed[1]:.0%}, {worst_seed[2]}); "
                           "layer factorisation time exact/rsi: " + ", ".join(f"{k} {v:.2f}x" for k, v in speed.items())})
     out.append({"id": "rsi_fraction_of_exact_time", "passed": all(v > 1 for v in speed.values()),
                 "detail": ", ".join(f"rank {k}: rsi {layers[k]['rsi']['seconds']:.3f} s vs exact "
                                     f"{layers[k]['exact']['seconds']:.3f} s" for k in layers)})
-    gaps = [(_row(rows, r, "rsi", a)["cosine"] - _row(rows, r, "rsvd", a)["cosine"], r, a)
+    gaps = [(_row(rows, r, "rsi", a)["cosine_mean"] - _row(rows, r, "rsvd", a)["cosine_mean"], r, a)
             for r in REDUCTIONS for a in ALLOCATIONS]
     out.append({"id": "rsvd_worse", "passed": all(g > 0.005 for g, _, _ in gaps),
-                "detail": "cosine rsi - rsvd: " + ", ".join(f"{r:.0%} {a} {g:+.4f}" for g, r, a in gaps)})
+                "detail": f"cosine rsi - rsvd, means of {SEEDS} seeds: " + ", ".join(f"{r:.0%} {a} {g:+.4f}" for g, r, a in gaps)})
     best = []
     for r in REDUCTIONS:
         winner = max((row for row in rows if row["reduction"] == r), key=lambda row: (row["cosine"], row["neighbours"]))
@@ -237,12 +254,15 @@ def markdown(results) -> str:
               "neighbours among the evaluation sentences that both models agree on. Time: one call of "
               "`compress` (with calibration passes), and the part spent factoring. The uncompressed model embeds the "
               f"evaluation set in {model['reference_embedding_s']:.1f} s.", "",
-              "| removed | method (SVD) | allocation | cosine | top-10 | time (s) | factoring (s) | dense layers |",
-              "|---:|---|---|---:|---:|---:|---:|---:|"]
+              f"| removed | method (SVD) | allocation | cosine | cosine, mean (min-max) of {SEEDS} seeds | top-10 | "
+              "time (s) | factoring (s) | dense layers |",
+              "|---:|---|---|---:|---|---:|---:|---:|---:|"]
     for row in model["rows"]:
         allocation = row["allocation"] + (", q/k/v shared" if row["share_inputs"] is not None else "")
         method = row["method"] + ("" if row["method"] == row["solver"] else f" ({row['solver']})")
-        lines.append(f"| {row['achieved_reduction']:.1%} | {method} | {allocation} | {row['cosine']:.4f} | "
+        seeds = row["cosine_by_seed"]
+        spread = f"{row['cosine_mean']:.4f} ({min(seeds):.4f}-{max(seeds):.4f})" if len(seeds) > 1 else "—"
+        lines.append(f"| {row['achieved_reduction']:.1%} | {method} | {allocation} | {row['cosine']:.4f} | {spread} | "
                      f"{row['neighbours']:.4f} | {row['seconds']:.2f} | {row['factor_seconds']:.2f} | {row['dense_layers']} |")
     lines += ["", "## Layer by layer: randomized against exact SVD", "",
               "All encoder layers truncated to one rank rule; error = ||W - W_k||_F over the optimum (LAPACK's "
