@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from randla.backend import (
     conj_transpose,
     device_of,
     finfo_eps,
+    frobenius_norm,
     householder_qr,
     namespace,
     normalize,
@@ -218,6 +221,52 @@ def test_normalize_extreme_scale(normalizer, scale):
     Z = normalize(np_xp, Y, normalizer)
     assert np.all(np.isfinite(Z))
     assert sin_max_angle(np.linalg.qr(Z)[0], np.linalg.qr(Y / scale)[0]) <= 1e-10
+
+
+# -- norms ------------------------------------------------------------------------
+
+
+def _scales(dtype):
+    """Magnitudes whose squares leave the float range of dtype, and 1."""
+    if "32" in str(dtype) or "complex64" in str(dtype):
+        return [1e-25, 1.0, 1e25]
+    return [1e-300, 1e-170, 1.0, 1e160, 1e300]
+
+
+@pytest.mark.parametrize("xp, dtype", LIBRARIES, ids=LIBRARY_IDS)
+def test_frobenius_norm_at_any_scale(xp, dtype):
+    """Squares of these entries overflow or underflow; the norm does not."""
+    A = block(xp, dtype, m=50, n=7)
+    exact = float(np.linalg.norm(to_np(A).astype(np.complex128)))
+    for scale in _scales(dtype):
+        assert frobenius_norm(xp, A * scale) == pytest.approx(exact * scale, rel=10 * eps(dtype))
+        assert frobenius_norm(xp, A[:, 0] * scale) == pytest.approx(
+            float(np.linalg.norm(to_np(A[:, 0]).astype(np.complex128))) * scale, rel=10 * eps(dtype)
+        )
+
+
+def test_frobenius_norm_zero_and_non_finite():
+    assert frobenius_norm(np_xp, np.zeros((4, 3))) == 0.0
+    assert frobenius_norm(torch_xp, torch.zeros(4, 3)) == 0.0
+    assert frobenius_norm(np_xp, np.zeros(0)) == 0.0  # the data of a sparse matrix without entries
+    assert frobenius_norm(np_xp, np.array([[1.0, np.inf]])) == np.inf
+    assert np.isnan(frobenius_norm(np_xp, np.array([[np.nan, 1e-200]])))
+
+
+def test_frobenius_norm_rescales_block_by_block(monkeypatch):
+    """Far from unit scale the entries are rescaled a few rows at a time,
+    never as a whole copy of the matrix."""
+    monkeypatch.setattr(backend, "_NORM_BLOCK", 10_000)
+    A = planted(1000, 400, rng=0).A * 1e-170
+    exact = float(np.linalg.norm(A / 1e-170)) * 1e-170
+    tracemalloc.start()
+    try:
+        value = frobenius_norm(np_xp, A)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert value == pytest.approx(exact, rel=1e-13)
+    assert peak < A.nbytes / 10, f"peak {peak / 1e6:.1f} MB"
 
 
 # -- small dense problems ---------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -211,6 +212,17 @@ def test_non_hermitian_refused(make):
         randla.nystrom(A, 5, rng=0)
 
 
+@pytest.mark.parametrize("scale", [1e-170, 1e160])
+def test_non_hermitian_refused_at_any_scale(scale):
+    """||A w - A^H w|| and ||A w|| are taken with scaling: without it both
+    would underflow to 0 or overflow to inf here, and prove nothing."""
+    A = planted(60, 60, rng=0).A * scale
+    with pytest.raises(ValueError, match="Hermitian"):
+        randla.eigh(A, 5, rng=0)
+    with pytest.raises(ValueError, match="Hermitian"):
+        randla.nystrom(A, 5, rng=0)
+
+
 def test_complex_symmetric_but_not_hermitian_refused():
     """A == A^T is not enough for complex A."""
     P = planted(60, 60, dtype=np.complex128, rng=0).A
@@ -351,6 +363,18 @@ def test_nystrom_and_eigh_scale(scale):
     np.testing.assert_allclose(w / scale, lam[:5], rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype, scale", [(np.float64, 1e-200), (np.float64, 1e200), (np.float32, 1e22)])
+def test_nystrom_far_from_unit_scale(dtype, scale):
+    """The stabilising shift nu = sqrt(n) eps ||Y||_F takes a scaled norm:
+    ||Y||_F^2 overflows here (and underflows at 1e-200)."""
+    A = psd(80, rank=8, rng=0)
+    lam = np.linalg.eigvalsh(A)[::-1]
+    r = randla.nystrom((A * scale).astype(dtype), 5, rng=0)
+    rtol = 1e-8 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(r.S / scale, lam[:5], rtol=rtol)
+    assert 0 < r.shift / scale < 1e3 * np.finfo(dtype).eps * lam[0]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
 def test_nystrom_dtype_kept(dtype):
     A = psd(60, dtype=dtype, rng=0)
@@ -380,6 +404,20 @@ def test_nystrom_backends(make):
     assert isinstance(U, expected)
     rtol = 0.02 if getattr(M, "dtype", None) == torch.bfloat16 else 1e-8
     np.testing.assert_allclose(to_np(S), np.linalg.eigvalsh(dense(M).astype(float))[::-1][:10], rtol=rtol)
+
+
+@pytest.mark.parametrize("container", ["numpy", "linear_operator"])
+def test_nystrom_legacy_rng(container, untouched_global_rng):
+    """A RandomState (legacy-seeded MT19937, no SeedSequence to spawn from)
+    is accepted as by svd, and is reproducible; the trace-error probes of a
+    LinearOperator need a second stream."""
+    A = psd(80, rank=8, rng=0)
+    M = aslinearoperator(A) if container == "linear_operator" else A
+    a = randla.nystrom(M, 3, rng=np.random.RandomState(0))
+    b = randla.nystrom(M, 3, rng=np.random.RandomState(0))
+    np.testing.assert_array_equal(a.S, b.S)
+    assert a.trace_error == b.trace_error
+    np.testing.assert_allclose(a.S, np.linalg.eigvalsh(A)[::-1][:3], rtol=1e-8)
 
 
 def test_nystrom_same_rng_same_result(untouched_global_rng):
@@ -467,6 +505,33 @@ def test_nystrom_tol_reaches_the_trace_tolerance_with_the_smallest_rank(tol):
     w = np.linalg.eigvalsh(A)[::-1]
     optimal = int(np.argmax(np.cumsum(w[::-1])[::-1] <= tol * total))
     assert r.rank <= 2 * optimal + 10
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_nystrom_tol_half_precision_with_a_large_trace(dtype):
+    """tr(A) is summed in float32, where it is finite: in fp16 it would
+    overflow (65504) and leave the trace error unknown."""
+    X = np.random.default_rng(0).standard_normal((400, 5)) * 10
+    A = torch.from_numpy(X @ X.T).to(dtype)
+    Ad = to_np(A).astype(np.float64)
+    total = np.trace(Ad)
+    assert total > 65504
+    r = randla.nystrom(A, tol=0.01, rng=0)
+    assert r.rank == 5  # A has rank 5, up to rounding
+    assert math.isfinite(r.trace_error) and r.trace_error <= 0.01 * total
+    U, S = (to_np(x).astype(np.float64) for x in r)
+    assert np.trace(Ad - (U * S) @ U.T) <= 0.01 * total
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in reduce:RuntimeWarning")
+def test_nystrom_tol_infinite_trace_is_not_met():
+    """A trace beyond the float32 range (NumPy warns of the overflow) leaves
+    the error unknown: the rank goes to the cap rather than to the smallest."""
+    A = np.eye(400, dtype=np.float32) * np.float32(1e36)
+    assert np.isinf(randla.as_operator(A).trace())
+    r = randla.nystrom(A, 100, tol=0.5, rng=0)
+    assert r.rank == 100
+    assert r.trace_error == math.inf
 
 
 def test_nystrom_tol_respects_the_rank_cap():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -152,6 +154,74 @@ def test_dia_padding_and_duplicate_csr_squared_norm():
     check_products(randla.as_operator(D), D.toarray(), 1e-13)
 
 
+def test_integer_sparse_norm_is_taken_in_float64():
+    """Integer data is promoted before squaring: int32 squares of entries
+    near 1e5 wrap around."""
+    D = np.round(planted(M, N, rng=0).A * 1e6).astype(np.int32)
+    exact = float(np.linalg.norm(D.astype(np.float64)))
+    assert int(np.abs(D).max()) ** 2 > np.iinfo(np.int32).max
+    for A in (sp.csr_array(D), sp.coo_matrix(D), sp.dia_array(D)):
+        op = randla.as_operator(A)
+        assert op.norm() == pytest.approx(exact, rel=1e-12)
+        assert op.squared_norm() == pytest.approx(exact**2, rel=1e-12)
+        assert A.dtype == np.int32  # never modified
+
+
+_NORM_CONTAINERS = {
+    "numpy": lambda S: S.toarray(),
+    "numpy_F": lambda S: np.asfortranarray(S.toarray()),
+    "csr": sp.csr_array,
+    "torch": lambda S: torch.as_tensor(S.toarray()),
+    "torch_coo": lambda S: torch_sparse(S, "coo"),
+    "transposed": lambda S: randla.Transposed(sp.csr_array(S)),
+    "centered": lambda S: randla.Centered(sp.csr_array(S), axis=0),
+}
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-170, 1e160, 1e300])
+@pytest.mark.parametrize("container", sorted(_NORM_CONTAINERS))
+def test_norm_at_any_scale(container, scale):
+    """||A||_F is right where ||A||_F^2 leaves the float64 range (beyond
+    ~1e154 or below ~1e-154); the square is then inf or 0."""
+    S = sparse_random(M, N, 300, rng=0)
+    A = S.toarray()
+    explicit = A - A.mean(axis=0) if container == "centered" else A
+    exact = float(np.linalg.norm(explicit))
+    op = randla.as_operator(_NORM_CONTAINERS[container](S * scale))
+    assert op.norm() == pytest.approx(exact * scale, rel=1e-12)
+    squared = op.squared_norm()
+    assert squared == (math.inf if scale > 1 else 0.0)
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e25])
+@pytest.mark.parametrize("container", ["numpy", "torch", "csr", "torch_coo"])
+def test_float32_norm_at_any_scale(container, scale):
+    """float32 squares leave the range beyond ~1e19 and below ~1e-19."""
+    S = sp.csr_array(sparse_random(M, N, 300, rng=0) * scale, dtype=np.float32)
+    exact = float(np.linalg.norm(S.toarray().astype(np.float64)))
+    op = randla.as_operator(_NORM_CONTAINERS[container](S))
+    assert op.norm() == pytest.approx(exact, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda P: P.astype(np.float16),
+        lambda P: torch.from_numpy(P).half(),
+        lambda P: torch.from_numpy(P).bfloat16(),
+    ],
+    ids=["numpy_f16", "torch_f16", "torch_bf16"],
+)
+def test_half_precision_trace_is_summed_in_float32(make):
+    """Half precisions are computed in float32, the trace too: in fp16 this
+    sum overflows (65504), in bf16 it keeps 3 digits."""
+    X = np.random.default_rng(0).standard_normal((400, 5)) * 10
+    A = make(X @ X.T)
+    exact = float(np.trace(dense(A).astype(np.float64)))
+    assert exact > 65504
+    assert randla.as_operator(A).trace() == pytest.approx(exact, rel=1e-6)
+
+
 @pytest.mark.parametrize("name", ["numpy_c128", "numpy_F", "csr_array", "torch_f64", "torch_coo", "sparse_int"])
 def test_adapter_never_copies_or_modifies(name):
     A, _ = ADAPTERS[name]
@@ -298,6 +368,30 @@ def test_shifted(shift, container):
     wrap = {"numpy": lambda a: a, "torch": torch.as_tensor, "csr": sp.csr_array}[container]
     op = randla.Shifted(wrap(A), shift)
     check_products(op, A + shift * np.eye(N), 1e-13)
+
+
+@pytest.mark.parametrize("shift", [np.complex64(1j), np.complex128(2 - 1j), 1j])
+def test_shifted_complex_shift_of_any_type(shift):
+    """NumPy complex scalars are complex shifts too (np.complex64 is no
+    subclass of complex): conjugated in the adjoint, and the trace is not real."""
+    A = planted(N, N, dtype=np.complex128, rng=0).A.astype(np.complex64)
+    op = randla.Shifted(A, shift)
+    check_products(op, A + shift * np.eye(N), 1e-5)
+    assert op.trace() is None
+
+
+@pytest.mark.parametrize("shift", [1j, np.complex64(1 + 1j)])
+def test_shifted_real_matrix_complex_shift_transposes(shift):
+    """A real A plus a complex shift is a complex operator: its transpose
+    keeps the shift, its adjoint conjugates it."""
+    A = planted(N, N, rng=0).A
+    explicit = A + shift * np.eye(N)
+    op = randla.Shifted(A, shift)
+    check_products(op.T, explicit.T, 1e-13)
+    check_products(op.H, explicit.conj().T, 1e-13)
+    check_products(op.T.T, explicit, 1e-13)
+    check_products(randla.Centered(op).T, (explicit - explicit.mean(axis=0)).T, 1e-13)
+    assert op.trace() is None
 
 
 def test_shifted_needs_square():

@@ -27,6 +27,13 @@ from conftest import (
 )
 
 
+# Beyond ~1e154 (float64) or ~1e19 (float32) the Gram matrix of Cholesky-QR
+# overflows (NumPy warns) and Householder QR takes over; nothing else may warn.
+GRAM_OVERFLOW = pytest.mark.filterwarnings(
+    "ignore:(overflow|invalid value) encountered in matmul:RuntimeWarning"
+)
+
+
 def projection_error_ratio(A, Q, k):
     """||A - Q Q^H A||_2 / sigma_{k+1}."""
     Ad = dense(A)
@@ -251,9 +258,31 @@ def test_tol_power_iters(power_iters, expected):
     assert relative_error(A, r) <= 0.1
 
 
-def test_tol_zero_matrix():
-    r = randla.qb(np.zeros((30, 20)), tol=0.1, rng=0)
+@pytest.mark.parametrize("container", ["numpy", "linear_operator"])
+def test_tol_zero_matrix(container):
+    A = np.zeros((30, 20))
+    r = randla.qb(aslinearoperator(A) if container == "linear_operator" else A, tol=0.1, rng=0)
     assert r.converged and r.error_estimate == 0.0
+    assert r.rank >= 1 and np.array_equal(r.B, np.zeros((r.rank, 20)))
+
+
+@GRAM_OVERFLOW
+@pytest.mark.parametrize(
+    "dtype, scale",
+    [(np.float64, 1e-300), (np.float64, 1e-170), (np.float64, 1e160), (np.float64, 1e300),
+     (np.float32, 1e-22), (np.float32, 1e20)],
+)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_tol_far_from_unit_scale(library, dtype, scale):
+    """Squares of A's size leave the float range at these scales; the error
+    indicator is kept relative to ||A||_F and stays the true error."""
+    A = planted(200, 100, "polynomial", rate=0.5, rng=0).A
+    X = (A * scale).astype(dtype)
+    r = randla.qb(torch.from_numpy(X) if library == "torch" else X, tol=0.3, rng=0)
+    Q, B = (to_np(x).astype(np.float64) for x in r)
+    true = np.linalg.norm(A - Q @ (B / scale)) / np.linalg.norm(A)
+    assert r.converged and true <= 0.3 * (1 + 1e-4)
+    assert r.error_estimate == pytest.approx(true, rel=1e-6 if dtype == np.float64 else 1e-3)
 
 
 @given(

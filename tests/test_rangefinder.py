@@ -33,6 +33,13 @@ from conftest import (
 )
 
 
+# Beyond ~1e154 the Gram matrix of Cholesky-QR overflows (NumPy warns) and
+# Householder QR takes over; nothing else may warn.
+GRAM_OVERFLOW = pytest.mark.filterwarnings(
+    "ignore:(overflow|invalid value) encountered in matmul:RuntimeWarning"
+)
+
+
 def projection_error(A, Q, ord=2):
     """||A - Q Q^H A|| for a dense A."""
     Q = to_np(Q)
@@ -160,6 +167,7 @@ def test_adaptive_qb_indicator_is_the_true_error(tol, dtype):
     true = projection_error(A, Q, "fro") / np.linalg.norm(A)
     assert true <= tol
     assert basis.error == pytest.approx(true, rel=1e-6)
+    assert basis.norm == pytest.approx(np.linalg.norm(A), rel=1e-12)
     assert basis.squared_norm == pytest.approx(np.linalg.norm(A) ** 2, rel=1e-12)
 
 
@@ -183,6 +191,34 @@ def test_adaptive_qb_estimated_norm(max_rank):
     # One block of 32 Gaussian columns: a chi-square estimate of ||A||_F^2
     # whose relative spread is about (2/32)^{1/2} when sigma_1 dominates.
     assert basis.squared_norm == pytest.approx(np.linalg.norm(A) ** 2, rel=0.5)
+
+
+@GRAM_OVERFLOW
+@pytest.mark.parametrize("scale", [1e-300, 1e-170, 1e160, 1e300])
+@pytest.mark.parametrize("container", ["numpy", "linear_operator"])
+def test_adaptive_qb_far_from_unit_scale(container, scale):
+    """Squares of A's size leave the float range here; the indicator works
+    with norms relative to ||A||_F, so it reads as at unit scale."""
+    wrap = aslinearoperator if container == "linear_operator" else np.asarray
+    A = planted(300, 200, "polynomial", rate=1.0, rng=0).A
+    reference = _adaptive(wrap(A), 0.05)
+    basis = _adaptive(wrap(A * scale), 0.05)
+    assert basis.converged
+    assert basis.Q.shape == reference.Q.shape
+    assert basis.error == pytest.approx(reference.error, rel=1e-6)
+    assert basis.norm == pytest.approx(reference.norm * scale, rel=1e-10)
+
+
+@pytest.mark.parametrize("container", ["numpy", "linear_operator"])
+def test_adaptive_qb_zero_matrix(container):
+    """A zero A gets its first block whether or not ||A||_F is known, and
+    is matched exactly."""
+    A = np.zeros((60, 40))
+    basis = _adaptive(aslinearoperator(A) if container == "linear_operator" else A, 0.1)
+    assert basis.converged and basis.error == 0.0 and basis.norm == 0.0
+    assert basis.Q.shape == (60, 16)
+    assert_orthonormal_columns(basis.Q, 1e-12)
+    assert np.array_equal(basis.W, np.zeros((40, 16)))
 
 
 def test_adaptive_qb_every_normalizer_and_sketch():
@@ -255,6 +291,18 @@ def test_estimate_error_scale(scale):
     assert 0.97 * true <= estimate_error(A, r, rng=0) <= true * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e155, 1e300])
+def test_estimate_error_far_from_unit_scale(scale):
+    """The power iterate res^H res X ~ sigma^2 leaves the float range here;
+    it is rescaled on both sides, so the estimate is the one at unit scale."""
+    A = planted(200, 100, "polynomial", rate=0.5, rng=0).A
+    L, R = randla.svd(A, 10, rng=0).factors()
+    true = np.linalg.norm(A - L @ R, 2)
+    estimate = estimate_error(A * scale, (L * scale, R), rng=0) / scale
+    assert estimate == pytest.approx(estimate_error(A, (L, R), rng=0), rel=1e-10)
+    assert 0.97 * true <= estimate <= true * (1 + 1e-10)
+
+
 def test_estimate_error_seeded(untouched_global_rng):
     A = planted(100, 80, "polynomial", rate=0.5, rng=0).A
     r = randla.svd(A, 5, method="rsvd", rng=0)
@@ -275,6 +323,27 @@ def test_posterior_error_bound_is_an_upper_bound(container):
             # At least the true error (with probability 1 - 10^-10), and not
             # wildly above it: 10 sqrt(2/pi) ~ 8 times a probe's norm.
             assert true <= bound <= 100 * true
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e160])
+def test_posterior_error_bound_far_from_unit_scale(scale):
+    A = planted(300, 200, "polynomial", rate=0.5, rng=0).A
+    Q = randla.qb(A, 10, rng=0).Q
+    assert posterior_error_bound(A * scale, Q, rng=0) / scale == pytest.approx(
+        posterior_error_bound(A, Q, rng=0), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_posterior_error_bound_half_precision(dtype):
+    """A half-precision basis (as svd returns for half-precision A) meets
+    the float32 products of A."""
+    A = torch.as_tensor(planted(300, 200, "polynomial", rate=0.5, rng=0).A).to(dtype)
+    Q = randla.svd(A, 10, rng=0).U
+    assert Q.dtype == dtype
+    Ad, Qd = to_np(A).astype(np.float64), to_np(Q).astype(np.float64)
+    bound = posterior_error_bound(A, Q, rng=0)
+    assert projection_error(Ad, Qd) <= bound <= 100 * projection_error(Ad, Qd)
 
 
 def test_posterior_error_bound_zero_for_exact_basis():

@@ -33,6 +33,19 @@ from conftest import (
 )
 
 
+# Beyond ~1e154 (float64) or ~1e19 (float32) the Gram matrix of Cholesky-QR
+# overflows (NumPy warns) and Householder QR takes over; nothing else may warn.
+GRAM_OVERFLOW = pytest.mark.filterwarnings(
+    "ignore:(overflow|invalid value) encountered in matmul:RuntimeWarning"
+)
+
+
+def scaled_relative_error(A, r, scale) -> float:
+    """||A - U S Vh / scale||_F / ||A||_F for a result r of svd(A * scale)."""
+    U, S, Vh = (to_np(x).astype(np.complex128) for x in r)
+    return float(np.linalg.norm(A - (U * (S / scale)) @ Vh) / np.linalg.norm(A))
+
+
 def hmt_rsvd_bound(s, k, oversample):
     """Spectral error of a one-sketch rank-k truncated SVD, HMT2011 Thm. 10.6
     (range finder with k + p columns) plus sigma_{k+1} for the truncation."""
@@ -176,13 +189,46 @@ def test_tiny_and_huge_scale(method, scale):
     assert np.max(np.abs(r.S - s[:10]) / s[:10]) <= (0.5 if method == "rsvd" else 0.01)
 
 
-@pytest.mark.parametrize("scale", [1e-150, 1e150])
+@GRAM_OVERFLOW
+@pytest.mark.parametrize("scale", [1e-300, 1e-170, 1e-150, 1e150, 1e160, 1e300])
 def test_tiny_and_huge_scale_tol_mode(scale):
-    p = planted(200, 100, "polynomial", rate=0.5, scale=scale, rng=0)
-    r = randla.svd(p.A, tol=0.5, rng=0)
-    true = relative_error(p.A, r)
-    assert true <= 0.5
+    """||A||_F^2 and s_i^2 leave the float64 range beyond ~1e154 and below
+    ~1e-154; the tolerance mode works with norms relative to ||A||_F, so
+    rank, error and estimate are those at unit scale."""
+    p = planted(200, 100, "polynomial", rate=0.5, rng=0)
+    reference = randla.svd(p.A, tol=0.5, rng=0)
+    r = randla.svd(p.A * scale, tol=0.5, rng=0)
+    true = scaled_relative_error(p.A, r, scale)
+    assert r.converged and true <= 0.5
     assert r.error_estimate == pytest.approx(true, rel=1e-6)
+    assert r.rank == reference.rank
+
+
+@GRAM_OVERFLOW
+@pytest.mark.parametrize("scale", [1e-22, 1e20])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_float32_far_from_unit_scale_tol_mode(library, scale):
+    """float32 squares leave the range beyond ~1e19 and below ~1e-19."""
+    p = planted(200, 100, "polynomial", rate=0.5, rng=0)
+    A = (p.A * scale).astype(np.float32)
+    r = randla.svd(torch.from_numpy(A) if library == "torch" else A, tol=0.3, rng=0)
+    reference = randla.svd(p.A.astype(np.float32), tol=0.3, rng=0)
+    true = scaled_relative_error(p.A, r, scale)
+    assert r.converged and true <= 0.3 * (1 + 1e-4)
+    assert r.error_estimate == pytest.approx(true, rel=1e-3)
+    assert abs(r.rank - reference.rank) <= 1
+
+
+def test_integer_sparse_tol_mode():
+    """Integer sparse input is promoted to float64 before ||A||_F is taken:
+    squares of these entries overflow int32."""
+    D = np.round(planted(300, 200, "polynomial", rate=1.0, rng=0).A * 1e8).astype(np.int32)
+    assert int(np.abs(D).max()) ** 2 > np.iinfo(np.int32).max
+    r = randla.svd(sp.csr_array(D), tol=0.3, rng=0)
+    true = relative_error(D.astype(np.float64), r)
+    assert r.converged and true <= 0.3
+    assert r.error_estimate == pytest.approx(true, rel=1e-6)
+    assert r.rank == randla.svd(D.astype(np.float64), tol=0.3, rng=0).rank
 
 
 def test_singular_vectors_match_exact_ones():
@@ -602,6 +648,31 @@ def test_tol_mode_linear_operator(tol, seed):
     assert r.converged
     assert true <= 1.1 * tol
     assert r.error_estimate == pytest.approx(true, rel=0.2)
+
+
+@pytest.mark.parametrize("shape", [(60, 40), (40, 60)])
+def test_tol_mode_zero_linear_operator(shape):
+    """Not knowing ||A||_F, the first probe of a zero A is zero: the answer
+    is the one for a zero array, a single zero triplet, exact."""
+    expected = randla.svd(np.zeros(shape), tol=0.1, rng=0)
+    r = randla.svd(aslinearoperator(np.zeros(shape)), tol=0.1, rng=0)
+    assert r.converged and r.error_estimate == expected.error_estimate == 0.0
+    assert r.rank == expected.rank == 1 and np.array_equal(r.S, expected.S)
+    assert r.U.shape == expected.U.shape and r.Vh.shape == expected.Vh.shape
+    assert_orthonormal_columns(r.U, 1e-12)
+    assert_orthonormal_columns(r.Vh.T, 1e-12)
+
+
+@GRAM_OVERFLOW
+@pytest.mark.parametrize("scale", [1e-200, 1e160])
+def test_tol_mode_linear_operator_far_from_unit_scale(scale):
+    p = planted(300, 200, "polynomial", rate=1.0, rng=0)
+    reference = randla.svd(aslinearoperator(p.A), tol=0.3, rng=0)
+    r = randla.svd(aslinearoperator(p.A * scale), tol=0.3, rng=0)
+    true = scaled_relative_error(p.A, r, scale)
+    assert r.converged and true <= 1.1 * 0.3
+    assert r.error_estimate == pytest.approx(true, rel=0.2)
+    assert r.rank == reference.rank
 
 
 def test_tol_mode_linear_operator_rank_cap():

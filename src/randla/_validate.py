@@ -34,6 +34,16 @@ def check_rng(rng) -> np.random.Generator:
         ) from exc
 
 
+def child_rng(gen: np.random.Generator) -> np.random.Generator:
+    """An independent stream seeded from ``gen``.
+
+    ``Generator.spawn`` needs a SeedSequence, which legacy-seeded bit
+    generators (and a wrapped RandomState) lack; a seed drawn from ``gen``
+    works for all of them.
+    """
+    return np.random.default_rng(int(gen.integers(2**63)))
+
+
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
     """An int in [low, high] (high=None: unbounded); bools are refused."""
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -15,6 +15,8 @@ lacks.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_array, is_torch_array
 
@@ -34,6 +36,7 @@ __all__ = [
     "small_eigh",
     "to_numpy",
     "finfo_eps",
+    "frobenius_norm",
     "real_dtype",
     "NORMALIZERS",
 ]
@@ -54,6 +57,34 @@ def device_of(x):
 
 def finfo_eps(xp, dtype) -> float:
     return float(xp.finfo(dtype).eps)
+
+
+# Entries per block of the rescaled pass of frobenius_norm: bounds its
+# temporaries without a copy of the whole array.
+_NORM_BLOCK = 1 << 20
+
+
+def frobenius_norm(xp, x) -> float:
+    """||x||_F of a dense array as a Python float, accurate at any scale.
+
+    NumPy's and torch's norms add up squares unscaled, which overflow above
+    ~1e154 (float64) or ~1e19 (float32) and underflow below the reciprocals.
+    The one-pass sum is kept whenever it stays in the normal range; otherwise
+    the entries are divided by the largest one first (as LAPACK's nrm2 does),
+    block by block so that no copy of x is made.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        # numpy.linalg.norm ravels in memory order (no copy); torch has no scaling either.
+        fast = float(np.linalg.norm(x) if is_numpy_array(x) else xp.linalg.vector_norm(x))
+        info = xp.finfo(x.dtype)
+        if math.sqrt(float(info.smallest_normal) / float(info.eps)) <= fast < math.inf:
+            return fast
+        rows = max(1, _NORM_BLOCK // math.prod(x.shape[1:]))
+        blocks = [x[i : i + rows] for i in range(0, x.shape[0], rows)]
+        largest = max((float(xp.max(xp.abs(b))) for b in blocks), default=0.0)
+        if not 0.0 < largest < math.inf:  # zero or empty, or Inf/NaN present
+            return largest
+        return largest * math.sqrt(sum(float(xp.sum(xp.abs(b / largest) ** 2)) for b in blocks))
 
 
 def real_dtype(xp, dtype):

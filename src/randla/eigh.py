@@ -9,14 +9,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ._results import Unpackable
-from ._validate import check_int, check_power_iters, check_rank, check_rng, check_tol
+from ._validate import check_int, check_power_iters, check_rank, check_rng, check_tol, child_rng
 from .backend import (
     _cholesky_upper,
     conj_transpose,
     finfo_eps,
+    frobenius_norm,
     namespace,
     normalize,
     orthonormalize,
@@ -97,8 +99,7 @@ def _check_hermitian(op: Operator, omega, Y):
     xp = op.xp
     w = omega[:, :1]
     Aw, AHw = Y[:, :1], op.rmatmat(w)
-    gap = float(xp.linalg.vector_norm(Aw - AHw))
-    scale = float(xp.linalg.vector_norm(Aw))
+    gap, scale = frobenius_norm(xp, Aw - AHw), frobenius_norm(xp, Aw)
     if gap > 10 * finfo_eps(xp, op.dtype) ** 0.5 * max(scale, 1e-300):
         raise ValueError(
             f"A must be Hermitian (A == A^H) for eigh/nystrom; ||A w - A^H w|| / ||A w|| "
@@ -247,7 +248,7 @@ def nystrom(
     sketch = check_sketch(sketch)
     gen = check_rng(rng)
     trace = op.trace()
-    probe_rng = gen.spawn(1)[0]
+    probe_rng = child_rng(gen)
     k = cap if tol is None else min(cap, 32)
     while True:
         U, S, nu = _nystrom_sketch(op, k, oversample, power_iters, sketch, gen)
@@ -255,10 +256,13 @@ def nystrom(
         if tol is None:
             break
         total = error + float(op.xp.sum(S))
-        if error <= tol * total or k >= cap:
-            k = _smallest_rank(op.xp, S, error, tol * total)
-            U, S = U[:, :k], S[:k]
-            error = total - float(op.xp.sum(S))
+        # A trace that overflowed (inf <= tol * inf) meets no tolerance.
+        finite = math.isfinite(total)
+        if (finite and error <= tol * total) or k >= cap:
+            if finite:
+                k = _smallest_rank(op.xp, S, error, tol * total)
+                U, S = U[:, :k], S[:k]
+                error = total - float(op.xp.sum(S))
             break
         k = min(2 * k, cap)
     return NystromResult(op.as_output(U), op.as_output(S), nu, max(error, 0.0), exact)
@@ -275,7 +279,7 @@ def _nystrom_sketch(op, rank, oversample, power_iters, sketch, rng):
     for _ in range(power_iters):
         Omega = orthonormalize(xp, Y)
         Y = op.matmat(Omega)
-    nu = n**0.5 * finfo_eps(xp, op.dtype) * float(xp.linalg.matrix_norm(Y, ord="fro"))
+    nu = n**0.5 * finfo_eps(xp, op.dtype) * frobenius_norm(xp, Y)
     Y_nu = Y + nu * Omega
     core = conj_transpose(xp, Omega) @ Y_nu
     R = _cholesky_upper(xp, (core + conj_transpose(xp, core)) / 2)

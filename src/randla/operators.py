@@ -23,11 +23,12 @@ Examples
 from __future__ import annotations
 
 import abc
+import math
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 
-from .backend import conj_transpose, device_of
+from .backend import conj_transpose, device_of, frobenius_norm
 
 __all__ = [
     "Operator",
@@ -89,9 +90,22 @@ class Operator(abc.ABC):
     def rmatmat(self, Y):
         """A^H @ Y for a block Y of shape (m, k)."""
 
-    def squared_norm(self) -> float | None:
-        """||A||_F^2 when it is cheap to know exactly; None otherwise."""
+    def norm(self) -> float | None:
+        """||A||_F when it is cheap to know exactly; None otherwise.
+
+        This, not :meth:`squared_norm`, is what operators override. The
+        adapters compute it with scaling, so it is right at any magnitude of A.
+        """
         return None
+
+    def squared_norm(self) -> float | None:
+        """||A||_F^2 when it is cheap to know exactly; None otherwise.
+
+        Inf or 0 where the square leaves the float range (||A||_F beyond
+        ~1e154 or below ~1e-154); :meth:`norm` never does.
+        """
+        norm = self.norm()
+        return None if norm is None else norm * norm
 
     def trace(self) -> float | None:
         """tr(A) of a square operator when it is cheap to know exactly; None otherwise."""
@@ -119,6 +133,10 @@ class Operator(abc.ABC):
 
     def __matmul__(self, X):
         return self.matmat(X)
+
+    def _is_real(self) -> bool:
+        """Whether real blocks map to real blocks, so that A^T needs no conjugation."""
+        return not _is_complex(self.xp, self.dtype)
 
     @property
     def H(self) -> Operator:
@@ -166,13 +184,12 @@ class _Dense(Operator):
     def trace(self) -> float | None:
         if self.shape[0] != self.shape[1]:
             return None
-        return float(self.xp.real(self.xp.sum(self.xp.linalg.diagonal(self._A))))
+        # Summed in the working dtype: a half-precision sum overflows at 65504.
+        xp = self.xp
+        return float(xp.real(xp.sum(xp.linalg.diagonal(self._A), dtype=self.dtype)))
 
-    def squared_norm(self) -> float:
-        A = self._matrix()
-        if isinstance(A, np.ndarray):
-            return float(np.linalg.norm(A)) ** 2  # ravels in memory order: no copy
-        return float(self.xp.linalg.vector_norm(A)) ** 2
+    def norm(self) -> float:
+        return frobenius_norm(self.xp, self._matrix())
 
 
 class _ScipySparse(Operator):
@@ -203,15 +220,15 @@ class _ScipySparse(Operator):
             return None
         return float(np.real(self._A.diagonal().sum()))
 
-    def squared_norm(self) -> float:
+    def norm(self) -> float:
         A = self._A
         # Duplicates are summed before squaring; DIA pads its diagonals with
         # entries outside the matrix; LIL and DOK hold no flat data array.
         if A.format not in ("csr", "csc", "coo", "bsr") or not A.has_canonical_format:
             A = A.tocoo(copy=True)
             A.sum_duplicates()
-        data = A.data
-        return float(np.vdot(data, data).real)
+        # Integer data would overflow its own dtype when squared.
+        return frobenius_norm(self.xp, self.xp.astype(A.data, self.dtype, copy=False))
 
 
 class _TorchSparse(Operator):
@@ -237,12 +254,12 @@ class _TorchSparse(Operator):
         # (Y^T A)^T = A^T Y; dense @ sparse keeps the sparse operand untouched.
         return _adjoint_product(self.xp, lambda Z: (Z.mT @ self._matrix()).mT, Y)
 
-    def squared_norm(self) -> float:
+    def norm(self) -> float:
         A = self._matrix()
         import torch
 
         values = A.coalesce().values() if A.layout == torch.sparse_coo else A.values()
-        return float((values.abs() ** 2).sum())
+        return frobenius_norm(self.xp, values)
 
 
 class _Linear(Operator):
@@ -389,6 +406,9 @@ class _Composite(Operator):
         self.xp, self.device = base.xp, base.device
         self.dtype, self.input_dtype = base.dtype, base.input_dtype
 
+    def _is_real(self) -> bool:
+        return self.base._is_real()
+
 
 class Transposed(_Composite):
     """A^H (``conjugate=True``) or A^T of an operator, swapping its products."""
@@ -396,7 +416,9 @@ class Transposed(_Composite):
     def __init__(self, A, conjugate: bool = True):
         base = as_operator(A)
         self._inherit(base, (base.shape[1], base.shape[0]))
-        self.conjugate = conjugate or not _is_complex(base.xp, base.dtype)
+        # Asked of the operator, not its dtype: a real matrix plus a complex
+        # shift has real dtype and complex products.
+        self.conjugate = conjugate or base._is_real()
 
     def matmat(self, X):
         if self.conjugate:
@@ -410,8 +432,8 @@ class Transposed(_Composite):
         xp = self.xp
         return xp.conj(self.base.matmat(xp.conj(Y)))
 
-    def squared_norm(self):
-        return self.base.squared_norm()
+    def norm(self):
+        return self.base.norm()
 
     @property
     def H(self):
@@ -457,13 +479,15 @@ class Centered(_Composite):
             return AY - xp.conj(self.mean) @ (self._ones(m).mT @ Y)
         return AY - self._ones(n) @ conj_transpose(xp, self.mean) @ Y
 
-    def squared_norm(self):
-        total = self.base.squared_norm()
-        if total is None:
-            return None
-        xp = self.xp
+    def norm(self):
+        total = self.base.norm()
+        if not total:  # unknown, or A = 0
+            return total
         count = self.shape[0] if self.axis == 0 else self.shape[1]
-        return max(total - count * float(xp.sum(xp.abs(self.mean) ** 2)), 0.0)
+        # ||A - 1 mu^T||^2 = ||A||^2 - m ||mu||^2, in units of ||A||_F so
+        # that no square leaves the float range.
+        removed = count * (frobenius_norm(self.xp, self.mean) / total) ** 2
+        return total * math.sqrt(max(1.0 - removed, 0.0))
 
 
 class Shifted(_Composite):
@@ -475,17 +499,22 @@ class Shifted(_Composite):
             raise ValueError(f"Shifted needs a square operator; got shape {base.shape}.")
         self._inherit(base, base.shape)
         self.shift = shift
+        # NumPy complex scalars are not all instances of complex.
+        self._complex_shift = bool(np.iscomplexobj(shift))
+
+    def _is_real(self) -> bool:
+        return self.base._is_real() and not self._complex_shift
 
     def trace(self):
         base = self.base.trace()
-        return None if base is None or isinstance(self.shift, complex) else base + self.shift * self.shape[0]
+        return None if base is None or self._complex_shift else base + self.shift * self.shape[0]
 
     def matmat(self, X):
         return self.base.matmat(X) + self.shift * X
 
     def rmatmat(self, Y):
-        shift = self.shift
-        return self.base.rmatmat(Y) + (shift.conjugate() if isinstance(shift, complex) else shift) * Y
+        shift = self.shift.conjugate() if self._complex_shift else self.shift
+        return self.base.rmatmat(Y) + shift * Y
 
 
 class PlusLowRank(_Composite):
@@ -515,8 +544,8 @@ class PlusLowRank(_Composite):
         xp = self.xp
         return self.base.rmatmat(Y) + conj_transpose(xp, self.R) @ (conj_transpose(xp, self.L) @ Y)
 
-    def squared_norm(self):
-        """||A + LR||^2 = ||A||^2 + 2 Re tr(R A^H L) + ||LR||^2, with one product."""
+    def norm(self):
+        """From ||A + LR||^2 = ||A||^2 + 2 Re tr(R A^H L) + ||LR||^2, with one product."""
         total = self.base.squared_norm()
         if total is None:
             return None
@@ -524,7 +553,7 @@ class PlusLowRank(_Composite):
         AhL = self.base.rmatmat(L)  # (n, k)
         cross = float(xp.real(xp.sum(AhL.mT * R)))  # tr(R A^H L), no conjugate
         gram = (conj_transpose(xp, L) @ L) * (R @ conj_transpose(xp, R)).mT
-        return max(total + 2 * cross + float(xp.real(xp.sum(gram))), 0.0)
+        return math.sqrt(max(total + 2 * cross + float(xp.real(xp.sum(gram))), 0.0))
 
 
 def residual(A, L, R) -> PlusLowRank:

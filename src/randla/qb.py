@@ -157,7 +157,7 @@ class Basis:
     power_iters: int
     error: float | None = None
     converged: bool = True
-    squared_norm: float | None = None
+    norm: float | None = None
 
 
 def build_basis(op: Operator, o: Options) -> Basis:
@@ -175,7 +175,7 @@ def build_basis(op: Operator, o: Options) -> Basis:
             normalizer=o.normalizer,
             rng=o.rng,
         )
-        return Basis(found.Q, found.W, power_iters, found.error, found.converged, found.squared_norm)
+        return Basis(found.Q, found.W, power_iters, found.error, found.converged, found.norm)
     power_iters = o.power_iters
     if power_iters == "auto":
         power_iters = 0 if o.method == "rsvd" else auto_power_iters(o.rank, op.shape, o.method)

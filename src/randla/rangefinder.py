@@ -28,6 +28,7 @@ from ._validate import check_choice, check_int, check_rng
 from .backend import (
     NORMALIZERS,
     conj_transpose,
+    frobenius_norm,
     normalize,
     orthonormalize,
     standard_normal,
@@ -144,8 +145,9 @@ class AdaptiveBasis:
     """Result of :func:`adaptive_qb`: A ~ Q W^H with W = A^H Q.
 
     ``error`` is the relative Frobenius error ||A - Q Q^H A||_F / ||A||_F
-    (exact up to rounding when ``exact_norm``, else a randomized estimate);
-    ``converged`` says whether it reached the tolerance.
+    and ``norm`` is ||A||_F (both exact up to rounding when ``exact_norm``,
+    else randomized estimates); ``converged`` says whether it reached the
+    tolerance.
     """
 
     Q: object
@@ -153,7 +155,12 @@ class AdaptiveBasis:
     error: float
     converged: bool
     exact_norm: bool
-    squared_norm: float
+    norm: float
+
+    @property
+    def squared_norm(self) -> float:
+        """||A||_F^2 (inf or 0 where it leaves the float range; ``norm`` never does)."""
+        return self.norm * self.norm
 
 
 def adaptive_qb(
@@ -181,15 +188,19 @@ def adaptive_qb(
 
     The indicator loses accuracy below tol ~ sqrt(eps) (1e-8 in float64,
     3e-4 in float32), where it subtracts nearly equal numbers.
+
+    Squared errors are kept relative to ||A||_F^2 and every norm is taken
+    with scaling, so the indicator holds at any scale of A: squares of A's
+    own size leave the float range beyond ~1e154 (float64) or ~1e19 (float32).
     """
     xp = op.xp
     m, n = op.shape
-    total = op.squared_norm()
-    exact = total is not None
+    norm = op.norm()
+    exact = norm is not None
     target = tol**2
     Q = xp.zeros((m, 0), dtype=op.dtype, device=op.device)
     W = xp.zeros((n, 0), dtype=op.dtype, device=op.device)
-    remaining = total if exact else math.inf
+    remaining = 0.0 if norm == 0 else 1.0  # ||A - Q Q^H A||_F^2 / ||A||_F^2
     converged = False
     while Q.shape[1] < max_rank:
         b = min(block_size, max_rank - Q.shape[1])
@@ -197,14 +208,16 @@ def adaptive_qb(
         # Sketch of the residual: (A - Q W^H) Omega.
         Y = check_finite(xp, omega.apply(op)) - Q @ (conj_transpose(xp, W) @ omega.dense())
         if not exact:
-            probe = float(xp.sum(xp.abs(Y) ** 2)) / _gram_scale(omega)
-            if total is None:
-                total = remaining = probe
+            probe = _probe_norm(xp, Y, omega)
+            if Q.shape[1] == 0:
+                # The first probe sees A itself: it sets the scale. Even a zero
+                # A gets its first block, as when ||A||_F is known.
+                norm = probe
             else:
-                remaining = probe
-            if remaining <= target * total:
-                converged = True
-                break
+                remaining = _relative_square(probe, norm)
+                if remaining <= target:
+                    converged = True
+                    break
         for _ in range(power_iters):
             Yn = normalize(xp, Y, normalizer)
             Z = op.rmatmat(Yn) - W @ (conj_transpose(xp, Q) @ Yn)
@@ -215,18 +228,30 @@ def adaptive_qb(
         Q = xp.concat([Q, block], axis=1)
         W = xp.concat([W, Wb], axis=1)
         if exact:
-            remaining = max(remaining - float(xp.sum(xp.abs(Wb) ** 2)), 0.0)
-            if remaining <= target * total:
+            remaining = max(remaining - _relative_square(frobenius_norm(xp, Wb), norm), 0.0)
+            if remaining <= target:
                 converged = True
                 break
     if not exact and not converged:
         # The last probe saw the basis before its last block; probe the final one.
         omega = draw_for(op, sketch, block_size, rng)
         Y = omega.apply(op) - Q @ (conj_transpose(xp, W) @ omega.dense())
-        remaining = float(xp.sum(xp.abs(Y) ** 2)) / _gram_scale(omega)
-        converged = remaining <= target * total
-    error = math.sqrt(remaining / total) if total and math.isfinite(remaining) else 0.0
-    return AdaptiveBasis(Q, W, error, converged, exact, float(total or 0.0))
+        remaining = _relative_square(_probe_norm(xp, Y, omega), norm)
+        converged = remaining <= target
+    return AdaptiveBasis(Q, W, math.sqrt(remaining), converged, exact, norm)
+
+
+def _relative_square(part: float, whole: float) -> float:
+    """(part / whole)^2, with 0 / 0 = 0: the zero matrix is matched exactly."""
+    if whole > 0:
+        ratio = part / whole
+        return ratio * ratio
+    return 0.0 if part == 0 else math.inf
+
+
+def _probe_norm(xp, Y, omega: Sketch) -> float:
+    """||Y||_F / sqrt(c) for Y = A Omega: an estimate of ||A||_F [HMT2011, Sec. 4.3]."""
+    return frobenius_norm(xp, Y) / math.sqrt(_gram_scale(omega))
 
 
 def _gram_scale(omega: Sketch) -> float:
@@ -282,8 +307,9 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
         Y = check_finite(xp, res.matmat(X))
         # ||res X||_2 for orthonormal X is a lower bound on ||res||_2.
         sigma = max(sigma, float(xp.linalg.matrix_norm(Y, ord=2)))
-        # Rescaled so that its Gram matrix cannot overflow (X ~ sigma^2).
-        X = normalize(xp, res.rmatmat(Y), "none")
+        # Both sides rescaled: res^H Y ~ sigma^2 overflows or underflows for
+        # A far from unit scale, and so would the Gram matrix of X.
+        X = normalize(xp, res.rmatmat(normalize(xp, Y, "none")), "none")
         if float(xp.max(xp.abs(X))) == 0.0:
             break
     return sigma
@@ -300,10 +326,13 @@ def posterior_error_bound(A, Q, *, probes: int = 10, rng=None) -> float:
     probes = check_int("probes", probes, 1)
     xp = op.xp
     omega = standard_normal(xp, (op.shape[1], probes), op.dtype, op.device, check_rng(rng))
-    Y = check_finite(xp, op.matmat(omega))
+    # One dtype for both sides: a half-precision Q meets A's float32 products.
+    dtype = xp.result_type(op.dtype, Q.dtype)
+    Y = xp.astype(check_finite(xp, op.matmat(omega)), dtype, copy=False)
+    Q = xp.astype(Q, dtype, copy=False)
     Y = Y - Q @ (conj_transpose(xp, Q) @ Y)
-    norms = xp.linalg.vector_norm(Y, axis=0)
-    return 10.0 * math.sqrt(2.0 / math.pi) * float(xp.max(norms))
+    largest = max(frobenius_norm(xp, Y[:, j]) for j in range(probes))
+    return 10.0 * math.sqrt(2.0 / math.pi) * largest
 
 
 def check_normalizer(normalizer) -> str:

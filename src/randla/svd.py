@@ -91,21 +91,21 @@ def svd_from_basis(xp, Q, W, rank: int | None = None):
     return _lift(xp, Q, Qw, u, s, vh, s.shape[0] if rank is None else rank)
 
 
-def _tolerance_rank(s, remaining_sq: float, total_sq: float, tol: float, cap: int) -> tuple[int, float]:
-    """Smallest k whose truncation keeps the total error within tol.
+def _tolerance_rank(s, norm: float, error: float, tol: float, cap: int) -> tuple[int, float]:
+    """Smallest k whose truncation keeps the total error within tol, and that error.
 
     ||A - U_k S_k Vh_k||_F^2 = ||A - Q Q^H A||_F^2 + sum_{i>k} s_i^2 (the two
     parts are orthogonal), so the tail of s can be spent down to the budget.
+    ``error`` is the basis's relative error; squares are taken relative to
+    ||A||_F = ``norm``, where they cannot overflow or underflow.
     """
-    s2 = [float(v) ** 2 for v in s]
-    budget = tol**2 * total_sq
-    tail, k = remaining_sq, len(s2)
-    while k > 1 and tail + s2[k - 1] <= budget:
+    s2 = [(float(v) / norm) ** 2 if norm > 0 else 0.0 for v in s]
+    tail, k = error**2, len(s2)
+    while k > 1 and tail + s2[k - 1] <= tol**2:
         tail += s2[k - 1]
         k -= 1
     k = min(k, cap)
-    tail = remaining_sq + sum(s2[k:])
-    return k, math.sqrt(tail / total_sq) if total_sq > 0 else 0.0
+    return k, math.sqrt(error**2 + sum(s2[k:]))
 
 
 def svd(
@@ -203,8 +203,7 @@ def svd(
     Qw, u, s, vh = _core_svd(xp, basis.W)
     k, error = options.rank, basis.error
     if options.tol is not None:
-        remaining = basis.error**2 * basis.squared_norm
-        k, error = _tolerance_rank(s, remaining, basis.squared_norm, options.tol, k or s.shape[0])
+        k, error = _tolerance_rank(s, basis.norm, basis.error, options.tol, k or s.shape[0])
     U, S, Vh = (op.as_output(x) for x in _lift(xp, basis.Q, Qw, u, s, vh, k))
     if transposed:
         U, Vh = conj_transpose(xp, Vh), conj_transpose(xp, U)
