@@ -65,3 +65,14 @@ def test_bad_input_is_one_line(arguments, message, tmp_path, capsys):
     assert main(arguments) == 2
     err = capsys.readouterr().err
     assert err.startswith("randla: error:") and message in err
+
+
+def test_evaluation_needs_two_sentences(tmp_path, capsys):
+    one = tmp_path / "one.txt"
+    one.write_text("A single sentence has no neighbour to agree on.\n")
+    for arguments in (["compress", str(gt.get_model_path()), "--rank", "8", "--eval", str(one), "--out", str(tmp_path / "o")],
+                      ["evaluate", str(gt.get_model_path()), str(tmp_path), "--eval", str(one)]):
+        assert main(arguments) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("randla: error:") and "at least 2 sentence" in err
+    assert not (tmp_path / "o").exists()  # refused before any work

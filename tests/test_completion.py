@@ -119,6 +119,21 @@ def test_biases_are_fitted_by_altmin():
     assert abs(res.mean - 3.0) < 0.3 and res.row_bias.shape == (400,) and res.col_bias.shape == (300,)
 
 
+def test_altmin_without_regularisation_stays_finite_where_rows_have_fewer_entries_than_the_rank():
+    # 5% of a rank-3 200 x 150 matrix: many rows and columns have fewer than 3
+    # entries, so their least-squares problems are singular at reg = 0.
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((200, 3)) @ rng.standard_normal((3, 150))
+    rows, cols = np.nonzero(rng.random(A.shape) < 0.05)
+    for cg_steps in (3, 4, 6):
+        res = randla.complete(rows, cols, A[rows, cols], A.shape, rank=3, method="altmin", reg=0.0,
+                              cg_steps=cg_steps, rng=0)
+        f = res.history.objective
+        assert np.all(np.isfinite(f)) and np.all(np.isfinite(res.reconstruct()))
+        assert np.all(np.diff(f) <= 1e-10 * f[0])
+        assert res.history.train_rmse[-1] < 0.5 * res.history.train_rmse[0]  # measured 0.24
+
+
 # ---- method="bayes": the variational Bayesian model
 
 
@@ -250,6 +265,19 @@ def test_result_unpacks_and_predicts():
     assert res.history.train_rmse.size == res.n_iter and res.path == ()
 
 
+def test_predict_checks_indices_as_complete_does():
+    data = uniform(150, 100, 5000, 3, noise=0.05, rng=12)
+    res = randla.complete(*data, shape=data.shape, rank=3, reg=0.5, rng=0)
+    assert res.predict([], []).shape == (0,)
+    np.testing.assert_array_equal(res.predict([1.0, 7.0], [2.0, 3.0]), res.predict([1, 7], [2, 3]))
+    with pytest.raises(TypeError, match="integer indices; got 1.5"):
+        res.predict([1.5], [2])
+    with pytest.raises(ValueError, match="outside"):
+        res.predict([0], [100])
+    with pytest.raises(ValueError, match="same length"):
+        res.predict([0, 1], [2])
+
+
 def test_validation_entries_are_recorded_per_iteration():
     data = uniform(200, 150, 8000, 3, noise=0.1, rng=13)
     train, test = data.split(0.2, rng=0)
@@ -310,6 +338,13 @@ def test_bad_input(change, error, match):
     args.update(change)
     with pytest.raises(error, match=match):
         randla.complete(args.pop("rows"), args.pop("cols"), args.pop("values"), args.pop("shape"), **args)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 0.5])
+def test_non_integer_float_indices_are_refused_without_a_shape(bad):
+    rows, cols, values = valid()
+    with pytest.raises(TypeError, match=f"integer indices; got {bad} at position 2"):
+        randla.complete(np.array([0.0, 1.0, bad]), cols, values, rank=1, reg=0.1)
 
 
 def test_bad_input_shapes_of_call():

@@ -116,6 +116,15 @@ def test_bad_user_or_k_is_refused(recovered):
         model.recommend([0, 1], k=201, exclude_seen=False)
 
 
+def test_predict_takes_the_indices_fit_takes(recovered):
+    model, train = recovered
+    rows, cols = train.rows[:5], train.cols[:5]
+    np.testing.assert_array_equal(model.predict(rows.astype(float), cols.astype(float)), model.predict(rows, cols))
+    assert model.predict([], []).shape == (0,)
+    with pytest.raises(TypeError, match="integer indices"):
+        model.predict([np.nan], [0])
+
+
 def test_not_fitted():
     model = randla.MatrixCompletion()
     with pytest.raises(NotFittedError):

@@ -78,6 +78,10 @@ class _LayerBar:
         self.stream.flush()
 
 
+# Neighbour agreement compares each sentence's nearest neighbours: it needs two sentences.
+_EVAL_MINIMUM = 2
+
+
 def _fidelity(model, compressed, tokenizer, sentences) -> dict:
     from .nn.text import embed, fidelity, token_batches
 
@@ -116,7 +120,7 @@ def _compress(args) -> int:
         raise ValueError(f"--out {args.out!r} exists and is not a directory.")
     # Read the text files first: a wrong path fails before the long part.
     calibration = None if args.calib is None else read_sentences(args.calib)
-    evaluation = None if args.eval is None else read_sentences(args.eval)
+    evaluation = None if args.eval is None else read_sentences(args.eval, minimum=_EVAL_MINIMUM)
     model, tokenizer = load_encoder(args.model)
     if calibration is not None:
         calibration = token_batches(tokenizer, calibration)
@@ -161,7 +165,7 @@ def _evaluate(args) -> int:
     from .nn import load_compressed
     from .nn.text import load_encoder, read_sentences
 
-    evaluation = read_sentences(args.eval)
+    evaluation = read_sentences(args.eval, minimum=_EVAL_MINIMUM)
     model, tokenizer = load_encoder(args.model)
     compressed = load_compressed(model, args.compressed)
     result = _fidelity(model, compressed, tokenizer, evaluation)

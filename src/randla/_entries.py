@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Entries", "as_entries"]
+__all__ = ["Entries", "as_entries", "as_indices"]
 
 # Entries per chunk when gathering factor rows: keeps temporaries near 32 MiB.
 _CHUNK_ELEMENTS = 1 << 22
@@ -78,16 +78,36 @@ class Entries:
         return self.subset(~held), self.subset(held)
 
 
-def _as_index(name: str, x, n: int) -> np.ndarray:
+def _as_integers(name: str, x) -> np.ndarray:
+    """A 1-D array of integers; floats are accepted where every value is a whole number."""
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D array of indices; got shape {x.shape}.")
     if x.size and not np.issubdtype(x.dtype, np.integer):
-        if np.issubdtype(x.dtype, np.floating) and np.all(np.isfinite(x)) and np.all(x == np.round(x)):
-            x = x.astype(np.int64)
-        else:
+        if not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"`{name}` must hold integer indices; got dtype {x.dtype}.")
+        # Beyond 2^53 a float no longer tells neighbouring integers apart.
+        whole = np.isfinite(x) & (x == np.round(x)) & (np.abs(x) < 2.0**53)
+        if not whole.all():
+            bad = int(np.flatnonzero(~whole)[0])
+            raise TypeError(f"`{name}` must hold integer indices; got {x[bad]} at position {bad}.")
+        x = x.astype(np.int64)
+    return x
+
+
+def _in_range(name: str, x: np.ndarray, n: int) -> np.ndarray:
     if x.size and (x.min() < 0 or x.max() >= n):
         bad = x[(x < 0) | (x >= n)][0]
         raise ValueError(f"`{name}` holds index {bad}, outside [0, {n}); check the indices or `shape`.")
     return x.astype(_index_dtype(n), copy=False)
+
+
+def as_indices(rows, cols, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (rows[t], cols[t]) in an m x n matrix, validated as :func:`as_entries` validates them."""
+    rows, cols = _as_integers("rows", rows), _as_integers("cols", cols)
+    if rows.shape != cols.shape:
+        raise ValueError(f"`rows` and `cols` must have the same length; got {rows.shape} and {cols.shape}.")
+    return _in_range("rows", rows, shape[0]), _in_range("cols", cols, shape[1])
 
 
 def _as_values(values) -> np.ndarray:
@@ -135,10 +155,7 @@ def as_entries(rows, cols=None, values=None, shape=None) -> Entries:
         rows, cols, values = coo.row, coo.col, coo.data
     elif cols is None or values is None:
         raise TypeError("`cols` and `values` are required with index arrays (or pass a SciPy sparse matrix).")
-    rows_arr, cols_arr = np.asarray(rows), np.asarray(cols)
-    for name, x in (("rows", rows_arr), ("cols", cols_arr)):
-        if x.ndim != 1:
-            raise ValueError(f"`{name}` must be a 1-D array of indices; got shape {x.shape}.")
+    rows_arr, cols_arr = _as_integers("rows", rows), _as_integers("cols", cols)
     values = _as_values(values)
     if not rows_arr.shape == cols_arr.shape == values.shape:
         raise ValueError(
@@ -146,7 +163,7 @@ def as_entries(rows, cols=None, values=None, shape=None) -> Entries:
             f"{rows_arr.shape}, {cols_arr.shape} and {values.shape}."
         )
     m, n = _check_shape(shape, rows_arr, cols_arr)
-    rows_arr, cols_arr = _as_index("rows", rows_arr, m), _as_index("cols", cols_arr, n)
+    rows_arr, cols_arr = _in_range("rows", rows_arr, m), _in_range("cols", cols_arr, n)
     if values.size == 0:
         raise ValueError("no observed entries: `rows`, `cols` and `values` are empty.")
     key = rows_arr.astype(np.int64) * n + cols_arr

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._entries import Entries, as_entries
+from ._entries import Entries, as_entries, as_indices
 from ._results import Unpackable
 from ._validate import check_choice, check_int, check_rng
 from .backend import qr
@@ -115,14 +115,11 @@ class CompletionResult(Unpackable):
         return self.U.shape[0], self.Vh.shape[1]
 
     def predict(self, rows, cols) -> np.ndarray:
-        """Z at the positions (rows[t], cols[t]); O(len(rows) rank)."""
-        rows, cols = np.asarray(rows), np.asarray(cols)
-        if rows.shape != cols.shape or rows.ndim != 1:
-            raise ValueError(f"`rows` and `cols` must be 1-D of one length; got {rows.shape} and {cols.shape}.")
-        m, n = self.shape
-        for name, idx, limit in (("rows", rows, m), ("cols", cols, n)):
-            if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= limit):
-                raise ValueError(f"`{name}` must hold integer indices in [0, {limit}).")
+        """Z at the positions (rows[t], cols[t]); O(len(rows) rank).
+
+        The indices are checked as :func:`complete` checks them.
+        """
+        rows, cols = as_indices(rows, cols, self.shape)
         out = np.einsum("ij,ij->i", self.U[rows] * self.S, self.Vh.T[cols]) + self.mean
         if self.row_bias is not None:
             out += self.row_bias[rows] + self.col_bias[cols]
@@ -336,21 +333,32 @@ def _cg_rows(entries, target, X, fixed, reg, steps, transpose):
     rows of ``fixed`` at row i's observed entries (columns when
     ``transpose``). The m problems are independent, so each gets its own
     step lengths; one step is one pass over the entries.
+
+    A row stops at breakdown, when p^T H_i p is at the rounding level of
+    H_i (eps ||p||^2 tr H_i): with reg = 0 and fewer entries than the rank,
+    H_i is singular, and a step along its rounded null space would be
+    arbitrarily long.
     """
     def model(P):
         return entries.model_values(fixed, P) if transpose else entries.model_values(P, fixed)
 
-    def adjoint(values):
+    def adjoint(values, block=fixed):
         S = entries.sparse(values)
-        return S.T @ fixed if transpose else S @ fixed
+        return S.T @ block if transpose else S @ block
 
+    k = fixed.shape[1]
+    # tr H_i: the squared lengths of the rows of ``fixed`` at row i's entries, plus k reg.
+    trace = adjoint(np.ones(entries.size, entries.dtype), np.einsum("ij,ij->i", fixed, fixed)) + reg * k
+    floor = 10 * k * np.finfo(X.dtype).eps * trace
+    live = np.ones(X.shape[0], dtype=bool)
     res = adjoint(target - model(X)) - reg * X
     P, rr = res.copy(), np.einsum("ij,ij->i", res, res)
     for _ in range(steps):
         HP = adjoint(model(P)) + reg * P
         pHp = np.einsum("ij,ij->i", P, HP)
+        live &= pHp > floor * np.einsum("ij,ij->i", P, P)
         with np.errstate(divide="ignore", invalid="ignore"):
-            alpha = np.where(pHp > 0, rr / pHp, 0.0)
+            alpha = np.where(live, rr / pHp, 0.0)
         X = X + alpha[:, None] * P
         res = res - alpha[:, None] * HP
         rr_new = np.einsum("ij,ij->i", res, res)

@@ -62,3 +62,36 @@ def test_layers_that_cannot_save_stay_dense():
 def test_energy_ranks():
     errors = [np.array([1.0, 0.5, 0.2, 0.05, 0.0]), np.array([1.0, 0.9, 0.8])]
     assert energy_ranks(errors, 0.9, [4, 2]) == [3, None]
+
+
+def test_global_keeps_layers_too_small_to_factor_dense():
+    shapes = [(32, 32), (1, 32), (32, 1)]
+    caps = [break_even_rank(s) for s in shapes]
+    errors = [np.linspace(1, 0, caps[0] + 1), np.zeros(1), np.zeros(1)]
+    budget = int(0.5 * sum(m * n for m, n in shapes))
+    ranks = global_ranks(shapes, errors, budget, caps)
+    assert ranks[1:] == [None, None] and ranks[0] is not None
+    assert _cost(shapes, ranks) <= budget
+
+
+def test_uniform_fits_the_budget_where_small_layers_are_held_at_rank_1():
+    # Each 16 x 16 layer's 3% share is below rank 1; the large layer keeps less to pay for them.
+    shapes = [(16, 16)] * 100 + [(512, 512)]
+    caps = [break_even_rank(s) for s in shapes]
+    budget = int(0.03 * sum(m * n for m, n in shapes))
+    assert _cost(shapes, uniform_ranks(shapes, 0.97, caps)) > budget  # 3% of each is too much
+    ranks = uniform_ranks(shapes, 0.97, caps, budget)
+    assert _cost(shapes, ranks) <= budget
+    assert ranks[:100] == [1] * 100 and ranks[100] == (budget - 100 * 32) // 1024
+
+
+def test_no_allocation_fits_names_the_largest_reduction():
+    shapes = [(16, 16), (4, 16), (64, 64), (1, 8)]
+    caps = [break_even_rank(s) for s in shapes]
+    total = sum(m * n for m, n in shapes)
+    least = 32 + 20 + 128 + 8  # rank 1 each, the last dense
+    budget = int(0.01 * total)
+    for allocate in (lambda: uniform_ranks(shapes, 0.99, caps, budget),
+                     lambda: global_ranks(shapes, [np.linspace(1, 0, c + 1) for c in caps], budget, caps)):
+        with pytest.raises(ValueError, match=f"largest reduction possible is {1 - least / total:.4f}"):
+            allocate()

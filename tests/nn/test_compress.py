@@ -282,3 +282,94 @@ def test_share_inputs_needs_calibration():
         compress(_ThreeReaders(), reduction=0.5, share_inputs=0.1)
     with pytest.raises(ValueError, match="share_inputs"):
         compress(_ThreeReaders(), reduction=0.5, calibration=_calibration(), share_inputs=-1)
+
+
+@pytest.mark.parametrize("allocation", ["global", "uniform"])
+@pytest.mark.parametrize("small", [(32, 1), (1, 32)])
+def test_layers_too_small_to_factor_stay_dense(allocation, small):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(*small))
+    if small[0] == 1:
+        net = net[::-1]
+    compressed, report = compress(net, reduction=0.5, allocation=allocation, rng=0)
+    ranks = {layer.shape: layer.rank for layer in report.layers}
+    assert ranks[small[::-1]] is None and ranks[32, 32] is not None
+    assert report.params_after <= 0.5 * report.params_before
+    assert sum(type(m) is torch.nn.Linear for m in compressed) == 1
+
+
+def _many_small_rank_one_layers_and_one_large():
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(16, 16, bias=False) for _ in range(100)] + [torch.nn.Linear(512, 512, bias=False)]
+    with torch.no_grad():
+        for layer in layers[:-1]:
+            layer.weight.copy_(torch.randn(16, 1) @ torch.randn(1, 16))
+        U, _ = torch.linalg.qr(torch.randn(512, 512))
+        V, _ = torch.linalg.qr(torch.randn(512, 512))
+        layers[-1].weight.copy_((U * 0.5 ** torch.arange(512.0)) @ V.T)
+    return torch.nn.ModuleList(layers)
+
+
+@pytest.mark.parametrize("allocation", ["global", "uniform"])
+def test_budget_is_met_where_uniform_shares_fall_below_rank_1(allocation):
+    # 3% of a 16 x 16 layer is below rank 1: every allocation must pay for those layers elsewhere.
+    net = _many_small_rank_one_layers_and_one_large()
+    _, report = compress(net, reduction=0.97, allocation=allocation, rng=0)
+    assert report.params_after <= int(0.03 * report.params_before)
+    assert report.reduction >= 0.97
+
+
+@pytest.mark.parametrize("allocation", ["global", "uniform"])
+def test_unreachable_reduction_is_refused_with_the_largest_possible(allocation):
+    net = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 4), torch.nn.Linear(64, 64))
+    before = _weights(net)
+    with pytest.raises(ValueError, match="largest reduction possible is 0.9592"):
+        compress(net, reduction=0.99, allocation=allocation, inplace=True, rng=0)
+    assert all(type(m) is torch.nn.Linear for m in net)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    _, report = compress(net, reduction=0.959, allocation=allocation, rng=0)
+    assert report.reduction >= 0.959
+
+
+def _parameter_count(net):
+    return sum(p.numel() for p in net.parameters())  # each parameter once, however often it is used
+
+
+def test_a_module_used_twice_is_compressed_everywhere(tmp_path):
+    from randla.nn import load_compressed, save_compressed
+
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(64, 64)
+    net = torch.nn.Sequential(shared, torch.nn.ReLU(), shared, torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    small, report = compress(net, reduction=0.5, rng=0)
+    assert isinstance(small[0], LowRankLinear) and small[2] is small[0]
+    assert [layer.name for layer in report.layers] == ["0", "4"]
+    biases = 64 + 8
+    assert report.params_before == _parameter_count(net) - biases
+    assert report.params_after == _parameter_count(small) - biases <= 0.5 * report.params_before
+    save_compressed(small, tmp_path)
+    loaded = load_compressed(net, tmp_path)
+    x = torch.randn(5, 64)
+    assert loaded[2] is loaded[0] and torch.equal(loaded(x), small(x))
+    assert type(net[2]) is torch.nn.Linear
+
+
+def test_layers_with_tied_weights_are_left_as_they_are():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 64), torch.nn.Linear(64, 64))
+    net[2].weight = net[0].weight
+    small, report = compress(net, reduction=0.5, rng=0)
+    assert [layer.name for layer in report.layers] == ["1"]
+    assert small[2].weight is small[0].weight and type(small[0]) is torch.nn.Linear
+    assert _parameter_count(small) == _parameter_count(net) - 64 * 64 + report.params_after
+    with pytest.raises(ValueError, match="tied"):
+        compress(net, reduction=0.5, include=["0", "2"])
+
+
+def test_frozen_weights_give_frozen_factors():
+    net = _mlp()
+    net[0].weight.requires_grad_(False)
+    net[2].bias.requires_grad_(False)
+    small, _ = compress(net, rank=4, rng=0)
+    assert not small[0].up.requires_grad and not small[0].down.requires_grad and small[0].bias.requires_grad
+    assert small[2].up.requires_grad and small[2].down.requires_grad and not small[2].bias.requires_grad

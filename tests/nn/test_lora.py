@@ -40,6 +40,13 @@ def test_tensor_input_and_dtype():
     assert A.dtype == B.dtype == residual.dtype == torch.bfloat16
 
 
+def test_integer_weight_is_promoted_to_float64():
+    W = torch.randint(-5, 5, (30, 40), generator=torch.Generator().manual_seed(0))
+    A, B, residual = pissa_init(W, 5, rng=0)
+    assert A.dtype == B.dtype == residual.dtype == torch.float64
+    assert torch.allclose(B @ A + residual, W.double(), atol=1e-12)
+
+
 @pytest.mark.parametrize("rank", [0, 31, 2.5])
 def test_bad_rank(rank):
     with pytest.raises(ValueError, match="rank"):

@@ -87,3 +87,48 @@ def test_missing_files(tmp_path):
         load_compressed(_net(), tmp_path)
     with pytest.raises(ValueError, match="no LowRankLinear"):
         save_compressed(_net(), tmp_path)
+
+
+def _rewrite_factors(path, data: bytes):
+    """Replace the factors file and its checksum, as a deliberate substitution would."""
+    import hashlib
+
+    (path / FACTORS).write_bytes(data)
+    description = json.loads((path / DESCRIPTION).read_text())
+    description["sha256"] = hashlib.sha256(data).hexdigest()
+    (path / DESCRIPTION).write_text(json.dumps(description))
+
+
+def _rewrite_layer(path, name, entry):
+    description = json.loads((path / DESCRIPTION).read_text())
+    description["layers"][name] = entry
+    (path / DESCRIPTION).write_text(json.dumps(description))
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda path: (path / FACTORS).unlink(), "factors.safetensors is missing"),
+        (lambda path: _rewrite_factors(path, b"\x80\x04K\x01."), "not a safetensors file"),
+        (lambda path: _rewrite_layer(path, "0", 5), "not a JSON object"),
+        (lambda path: _rewrite_layer(path, "0", {"shape": [60, 40], "rank": "4", "down": "0.down", "bias": True}),
+         "int rank"),
+        (lambda path: _rewrite_layer(path, "0", {"shape": [60, 40], "rank": 4, "down": ["0.down"], "bias": True}),
+         "down tensor"),
+    ],
+)
+def test_malformed_directories_are_refused_untouched(saved, damage, match):
+    net, _, path = saved
+    before = _state(net)
+    damage(path)
+    with pytest.raises(ValueError, match=match):
+        load_compressed(net, path, inplace=True)
+    assert type(net[0]) is torch.nn.Linear
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_loaded_factors_are_as_trainable_as_the_weights(saved):
+    net, _, path = saved
+    net[0].weight.requires_grad_(False)
+    loaded = load_compressed(net, path)
+    assert not loaded[0].up.requires_grad and not loaded[0].down.requires_grad and loaded[0].bias.requires_grad

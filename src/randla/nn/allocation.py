@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["uniform_ranks", "global_ranks", "energy_ranks", "parameters", "summed_error"]
+__all__ = ["uniform_ranks", "global_ranks", "energy_ranks", "check_budget", "parameters", "summed_error"]
 
 DENSE = None  # the rank of a layer left as it is
 
@@ -21,17 +21,52 @@ def parameters(shape, rank) -> int:
     return m * n if rank is DENSE else rank * (m + n)
 
 
+def _cost(shapes, ranks) -> int:
+    return sum(parameters(s, r) for s, r in zip(shapes, ranks))
+
+
 def summed_error(errors, ranks) -> float:
     return float(sum(0.0 if r is DENSE else e[r] for e, r in zip(errors, ranks)))
 
 
-def uniform_ranks(shapes, reduction: float, caps) -> list:
-    """Every layer keeps the same fraction 1 - reduction of its parameters."""
+def _fraction_ranks(shapes, keep: float, caps) -> list:
     ranks = []
     for (m, n), cap in zip(shapes, caps):
-        r = int((1.0 - reduction) * m * n // (m + n))
+        r = int(keep * m * n // (m + n))
         ranks.append(DENSE if cap == 0 or r > cap else max(r, 1))
     return ranks
+
+
+def check_budget(shapes, caps, budget: int):
+    """Raise ValueError unless some allocation fits: every layer at rank 1, or dense where it cannot be factored."""
+    least = _cost(shapes, [DENSE if cap == 0 else 1 for cap in caps])
+    if least > budget:
+        total = sum(m * n for m, n in shapes)
+        raise ValueError(
+            f"`reduction` leaves {budget:,} of the selected layers' {total:,} weight parameters, but even with "
+            f"every layer at rank 1 (and those too small to factor dense) {least:,} remain: the largest "
+            f"reduction possible is {1 - least / total:.4f}. Ask for at most that, or exclude the small layers."
+        )
+
+
+def uniform_ranks(shapes, reduction: float, caps, budget: int | None = None) -> list:
+    """Every layer keeps the same fraction of its parameters: 1 - reduction, or less to fit ``budget``.
+
+    A layer too small to factor stays dense, and one whose share is below
+    rank 1 takes rank 1; with ``budget``, the others then keep a smaller
+    fraction, the largest at which the total fits.
+    """
+    ranks = _fraction_ranks(shapes, 1.0 - reduction, caps)
+    if budget is None or _cost(shapes, ranks) <= budget:
+        return ranks
+    check_budget(shapes, caps, budget)
+    # The cost only grows with the fraction kept: bisect for the largest that fits.
+    low, high = 0.0, 1.0 - reduction
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        fits = _cost(shapes, _fraction_ranks(shapes, middle, caps)) <= budget
+        low, high = (middle, high) if fits else (low, middle)
+    return _fraction_ranks(shapes, low, caps)
 
 
 def energy_ranks(errors, energy: float, caps) -> list:
@@ -45,6 +80,8 @@ def energy_ranks(errors, energy: float, caps) -> list:
 
 def _best_for(e, m, n, cap, price):
     """The option of one layer minimising error + price * parameters."""
+    if cap == 0:
+        return DENSE
     r = np.arange(1, cap + 1)
     cost = e[1 : cap + 1] + price * r * (m + n)
     best = int(np.argmin(cost)) + 1
@@ -61,19 +98,15 @@ def global_ranks(shapes, errors, budget: int, caps) -> list:
     def allocate(price):
         return [_best_for(e, m, n, cap, price) for (m, n), e, cap in zip(shapes, errors, caps)]
 
-    def cost(ranks):
-        return sum(parameters(s, r) for s, r in zip(shapes, ranks))
-
+    check_budget(shapes, caps, budget)
     low, high = 0.0, 1.0
-    while cost(allocate(high)) > budget:
+    while _cost(shapes, allocate(high)) > budget:
         high *= 4.0
-        if high > 1e30:
-            raise ValueError(f"no allocation fits {budget} parameters; even rank 1 everywhere costs more.")
     for _ in range(100):
         middle = 0.5 * (low + high)
-        low, high = (middle, high) if cost(allocate(middle)) > budget else (low, middle)
+        low, high = (middle, high) if _cost(shapes, allocate(middle)) > budget else (low, middle)
     ranks = allocate(high)
-    left = budget - cost(ranks)
+    left = budget - _cost(shapes, ranks)
     while True:
         best, step = None, 0.0
         for i, ((m, n), e, cap, r) in enumerate(zip(shapes, errors, caps, ranks)):

@@ -6,17 +6,18 @@ import copy
 import fnmatch
 import numbers
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._validate import check_choice, check_int, check_power_iters, check_rng
-from .allocation import energy_ranks, global_ranks, parameters, summed_error, uniform_ranks
+from .._validate import check_choice, check_int, check_power_iters, check_rng, child_rng
+from .allocation import check_budget, energy_ranks, global_ranks, summed_error, uniform_ranks
 from .calibration import collect
 from .factorize import METHODS, SOLVERS, break_even_rank, spectrum
-from .layers import LowRankLinear, replace_module
+from .layers import LowRankLinear, module_places, replace_module
 
 __all__ = ["compress", "check_target", "CompressionReport", "LayerReport", "ALLOCATIONS"]
 
@@ -102,15 +103,33 @@ class CompressionReport:
 
 
 def _select(model, include, exclude) -> dict:
+    """{name: (layer, every name it is used under)} for the selected layers, by their first name.
+
+    A module used at several places is one layer, selected unless one of its
+    names is excluded. A layer holding a parameter that another module also
+    holds (tied weights) is left out: factoring it would break the tie.
+    """
     include = (include,) if isinstance(include, str) else tuple(include)
     exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
-    chosen = {
-        name: module
-        for name, module in model.named_modules()
-        if type(module) is nn.Linear
-        and any(fnmatch.fnmatchcase(name, p) for p in include)
-        and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
-    }
+    places = module_places(model)
+    holders = Counter(id(p) for module in model.modules() for p in module.parameters(recurse=False))
+    chosen, tied = {}, []
+    for module in model.modules():
+        names = places[id(module)]
+        if (
+            type(module) is nn.Linear
+            and any(fnmatch.fnmatchcase(name, p) for name in names for p in include)
+            and not any(fnmatch.fnmatchcase(name, p) for name in names for p in exclude)
+        ):
+            if all(holders[id(p)] == 1 for p in module.parameters()):
+                chosen[names[0]] = (module, tuple(names))
+            else:
+                tied.append(names[0])
+    if tied and not chosen:
+        raise ValueError(
+            f"every torch.nn.Linear layer matching include={include!r} and exclude={exclude!r} shares a parameter "
+            f"with another module (tied weights, e.g. {tied[0]!r}); factoring one would break the tie."
+        )
     if not chosen:
         raise ValueError(
             f"no torch.nn.Linear layer of the model matches include={include!r} and exclude={exclude!r}."
@@ -239,7 +258,10 @@ def compress(
     ----------
     model : torch.nn.Module
     reduction : float in (0, 1), optional
-        Fraction of the selected layers' weight parameters to remove.
+        Fraction of the selected layers' weight parameters to remove: they
+        keep at most (1 - reduction) of them. Where even rank 1 everywhere
+        (dense for the layers too small to factor) keeps more, a
+        ``ValueError`` names the largest reduction possible.
     rank : int, optional
         One rank for every selected layer.
     energy : float in (0, 1), optional
@@ -265,6 +287,9 @@ def compress(
         error counts as much as it moves the model's output. Global
         allocation is never worse than uniform on that sum: when the uniform
         ranks have the smaller sum, they are kept (``report.objective``).
+        Both stay within the budget: where layers held at rank 1 or dense
+        take more than their share, uniform allocation lowers the fraction
+        that every layer keeps until the total fits.
     calibration : iterable of batches, optional
         Model inputs (a mapping is passed as ``model(**batch)``, a tuple as
         ``model(*batch)``). Padding is skipped where a batch has an
@@ -300,6 +325,12 @@ def compress(
     Notes
     -----
     A layer is factored only where that saves parameters, r (m + n) < m n.
+    A module used at several places in the model is one layer, reported
+    under its first name and replaced everywhere by one
+    :class:`LowRankLinear`. A linear layer with a parameter tied to another
+    module (an output layer sharing the embedding matrix) is not selected:
+    factoring it would break the tie. The factors are trainable where the
+    weight was (``requires_grad``), and the bias is kept as it is.
     Each layer costs one factorisation of its weight, plus, with calibration,
     one forward pass over the data, and a backward pass for ``fisher`` and
     for global allocation.
@@ -333,7 +364,8 @@ def compress(
     rng = check_rng(rng)
     start = time.perf_counter()
     model = model if inplace else copy.deepcopy(model)
-    layers = _select(model, include, exclude)
+    selected = _select(model, include, exclude)
+    layers = {name: layer for name, (layer, _) in selected.items()}
     # Gradients weigh each layer's output error by how much the model's output moves with it.
     gradients = method == "fisher" or (reduction is not None and allocation == "global")
     stats = collect(model, layers, calibration, gradients=gradients, loss=loss) if calibration is not None else {}
@@ -342,11 +374,14 @@ def compress(
         return spectrum(
             unit.weight, cap, method, gram=unit.gram, row_importance=unit.row_importance,
             output_weights=unit.output_weights, solver=solver, power_iters=power_iters, oversample=oversample,
-            rng=rng.spawn(1)[0],
+            rng=child_rng(rng),
         )
 
     units = [_Unit.of(layers, stats, (name,)) for name in layers]
     caps = [_cap(u.shape, rank, reduction, allocation) for u in units]
+    budget = None if reduction is None else int((1.0 - reduction) * sum(u.weight.numel() for u in units))
+    if budget is not None and share_inputs is None:  # sharing could lower the least cost; else fail early
+        check_budget([u.shape for u in units], caps, budget)
     spectra = []
     for index, (unit, cap) in enumerate(zip(units, caps)):
         if progress is not None:
@@ -368,9 +403,8 @@ def compress(
     elif energy is not None:
         ranks = energy_ranks(errors, energy, caps)
     else:
-        ranks = uniform_ranks(shapes, reduction, caps)
+        ranks = uniform_ranks(shapes, reduction, caps, budget)
         if allocation == "global":
-            budget = int((1.0 - reduction) * sum(m * n for m, n in shapes))
             best = global_ranks(shapes, errors, budget, caps)
             if summed_error(errors, best) <= summed_error(errors, ranks):
                 ranks = best
@@ -379,7 +413,8 @@ def compress(
     reports = {}
     for unit, spec, r in zip(units, spectra, ranks):
         up, down = (None, None) if r is None else spec.factors(r)
-        shared = None if r is None else nn.Parameter(down)
+        trainable = any(layers[name].weight.requires_grad for name in unit.names)
+        shared = None if r is None else nn.Parameter(down, requires_grad=trainable)
         offset = 0
         for name in unit.names:
             linear = layers[name]
@@ -392,8 +427,11 @@ def compress(
                 part = up[offset : offset + m].clone()
                 layer_errors = _errors(linear.weight, part, down, gram)
                 after = m * r + (n * r if first else 0)
-                bias = None if linear.bias is None else linear.bias.detach().clone()
-                replace_module(model, name, LowRankLinear(part, shared, bias).to(linear.weight.device))
+                # The factors are as trainable as the weight was; the bias stays the same parameter.
+                up_part = nn.Parameter(part, requires_grad=linear.weight.requires_grad)
+                low_rank = LowRankLinear(up_part, shared, linear.bias).to(linear.weight.device)
+                for place in selected[name][1]:
+                    replace_module(model, place, low_rank)
             curves = (None, None) if spec is None else (np.sqrt(spec.energies / max(spec.total, 1e-300)), np.sqrt(spec.relative_errors()))
             seconds = spec.seconds if spec is not None and first else 0.0
             reports[name] = LayerReport(name, (m, n), r, m * n, after, *layer_errors, seconds, *curves, unit.names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["LowRankLinear", "replace_module"]
+__all__ = ["LowRankLinear", "replace_module", "module_places"]
 
 
 class LowRankLinear(nn.Module):
@@ -87,3 +87,11 @@ def replace_module(model: nn.Module, name: str, module: nn.Module):
     """Put ``module`` where ``model``'s submodule ``name`` (dotted) is."""
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def module_places(model: nn.Module) -> dict:
+    """{id(module): every dotted name it has in ``model``}: one module may be used at several places."""
+    places = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        places.setdefault(id(module), []).append(name)
+    return places

@@ -55,7 +55,8 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
     PiSSA (Meng, Wang & Zhang 2024, eq. 2-3) trains A and B initialised from
     the top singular triplets and freezes the residual, so fine-tuning starts
     from the exact weight and updates its principal subspace. The weight is
-    read, never changed. Factors keep its dtype and device.
+    read, never changed. Factors keep its dtype (float64 for an integer
+    weight) and device.
 
     Examples
     --------
@@ -72,11 +73,13 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
     oversample = check_int("oversample", oversample, 0)
     power_iters = check_power_iters(power_iters)
     W = W.detach()
-    work = W if W.dtype in (torch.float32, torch.float64) else W.float()
+    # bf16/fp16 are computed in float32 and returned in their dtype; integers are promoted to float64.
+    dtype = W.dtype if W.is_floating_point() else torch.float64
+    work = W.to(dtype if dtype in (torch.float32, torch.float64) else torch.float32)
     U, S, Vh = randomized_svd(work, rank, oversample=oversample, power_iters=power_iters, rng=check_rng(rng))
     root = S.sqrt()
     B = U * root[None, :]
     A = root[:, None] * Vh
     residual = work - B @ A
     error = float(torch.linalg.norm(residual) / torch.linalg.norm(work).clamp_min(torch.finfo(work.dtype).tiny))
-    return PissaInit(A.to(W.dtype), B.to(W.dtype), residual.to(W.dtype), error)
+    return PissaInit(A.to(dtype), B.to(dtype), residual.to(dtype), error)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .layers import LowRankLinear, replace_module
+from .layers import LowRankLinear, module_places, replace_module
 
 __all__ = ["save_compressed", "load_compressed", "write_atomically", "FACTORS", "DESCRIPTION"]
 
@@ -93,6 +93,7 @@ def _fail(path, why: str):
 
 
 def _read(path: Path):
+    from safetensors import SafetensorError
     from safetensors.torch import load
 
     try:
@@ -103,18 +104,32 @@ def _read(path: Path):
         _fail(path, f"{DESCRIPTION} is not valid JSON ({exc}).")
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         _fail(path, f"{DESCRIPTION} does not declare format {FORMAT!r}.")
-    data = (path / FACTORS).read_bytes()
+    try:
+        data = (path / FACTORS).read_bytes()
+    except FileNotFoundError:
+        _fail(path, f"{FACTORS} is missing beside {DESCRIPTION}.")
     if hashlib.sha256(data).hexdigest() != description.get("sha256"):
         _fail(path, f"{FACTORS} does not match the checksum in {DESCRIPTION} (corrupt or replaced).")
-    return description, load(data)
+    try:
+        return description, load(data)
+    except SafetensorError as exc:
+        _fail(path, f"{FACTORS} is not a safetensors file ({exc}).")
+
+
+def _like(tensor, original) -> nn.Parameter:
+    """``tensor`` as a parameter on the device, in the dtype and as trainable as ``original``."""
+    return nn.Parameter(tensor.to(device=original.device, dtype=original.dtype), requires_grad=original.requires_grad)
 
 
 def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Module:
     """Rebuild a model saved by :func:`save_compressed` from its original, uncompressed ``model``.
 
     Every layer, shape, rank and tensor is checked before anything changes:
-    a corrupt, incomplete or mismatched directory raises ``ValueError`` and
-    leaves ``model`` untouched. Returns a copy unless ``inplace``.
+    a directory without ``compression.json`` raises ``FileNotFoundError``; a
+    corrupt, incomplete or mismatched one raises ``ValueError``; either way
+    ``model`` is left untouched. A module used at several places is replaced
+    everywhere, as :func:`compress` does, and the factors are trainable
+    where the weight was. Returns a copy unless ``inplace``.
     """
     path = Path(path)
     description, tensors = _read(path)
@@ -124,14 +139,18 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
     modules = dict(model.named_modules())
     built = {}
     for name, entry in layers.items():
+        if not isinstance(entry, dict):
+            _fail(path, f"the entry of layer {name!r} is not a JSON object.")
         target = modules.get(name)
         if not isinstance(target, nn.Linear):
             _fail(path, f"the model has no torch.nn.Linear named {name!r}.")
         shape = [target.out_features, target.in_features]
         if entry.get("shape") != shape:
             _fail(path, f"layer {name!r} is {shape[0]}x{shape[1]} in the model but {entry.get('shape')} in the file.")
-        rank = entry.get("rank")
-        expected = {f"{name}.up": (shape[0], rank), entry.get("down"): (rank, shape[1])}
+        rank, down = entry.get("rank"), entry.get("down")
+        if not (isinstance(rank, int) and rank >= 1 and isinstance(down, str)):
+            _fail(path, f"layer {name!r} needs an int rank >= 1 and the name of its down tensor; got {rank!r}, {down!r}.")
+        expected = {f"{name}.up": (shape[0], rank), down: (rank, shape[1])}
         if entry.get("bias"):
             expected[f"{name}.bias"] = (shape[0],)
         if (target.bias is not None) != bool(entry.get("bias")):
@@ -141,15 +160,16 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
             if tensor is None or tuple(tensor.shape) != want or not tensor.is_floating_point():
                 got = "missing" if tensor is None else f"{tuple(tensor.shape)} {tensor.dtype}"
                 _fail(path, f"tensor {key!r} should be a float tensor of shape {want}; it is {got}.")
-        built[name] = (entry["down"], entry.get("bias"))
+        built[name] = (down, entry.get("bias"))
     model = model if inplace else copy.deepcopy(model)
+    places = module_places(model)
     shared = {}
     for name, (down_key, has_bias) in built.items():
         target = model.get_submodule(name)
-        device, dtype = target.weight.device, target.weight.dtype
         if down_key not in shared:
-            shared[down_key] = nn.Parameter(tensors[down_key].to(device=device, dtype=dtype))
-        bias = tensors[f"{name}.bias"].to(device=device, dtype=dtype) if has_bias else None
-        layer = LowRankLinear(tensors[f"{name}.up"].to(device=device, dtype=dtype), shared[down_key], bias)
-        replace_module(model, name, layer)
+            shared[down_key] = _like(tensors[down_key], target.weight)
+        bias = _like(tensors[f"{name}.bias"], target.bias) if has_bias else None
+        layer = LowRankLinear(_like(tensors[f"{name}.up"], target.weight), shared[down_key], bias)
+        for place in places[id(target)]:
+            replace_module(model, place, layer)
     return model

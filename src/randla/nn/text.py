@@ -25,13 +25,15 @@ def load_encoder(model_dir):
     return model.eval(), tokenizer
 
 
-def read_sentences(path) -> list:
-    """The non-empty lines of a UTF-8 text file."""
+def read_sentences(path, *, minimum: int = 1) -> list:
+    """The non-empty lines of a UTF-8 text file, at least ``minimum`` of them."""
     with open(path, encoding="utf-8") as stream:
         lines = [line.strip() for line in stream]
     sentences = [line for line in lines if line]
-    if not sentences:
-        raise ValueError(f"{path} has no non-empty line; put one sentence per line.")
+    if len(sentences) < minimum:
+        raise ValueError(
+            f"{path} has {len(sentences)} non-empty line(s); put at least {minimum} sentence(s), one per line."
+        )
     return sentences
 
 
@@ -63,11 +65,14 @@ def fidelity(reference: torch.Tensor, embeddings: torch.Tensor, *, k: int = 10) 
     Returns ``cosine``, the mean cosine similarity of each sentence's two
     embeddings, and ``neighbours``, the mean fraction of each sentence's k
     nearest neighbours (by cosine, among the same sentences) that both models
-    agree on.
+    agree on; k is at most the number of other sentences, so at least two
+    sentences are needed.
     """
     if reference.shape != embeddings.shape:
         raise ValueError(f"embeddings of shape {tuple(embeddings.shape)} do not match the reference {tuple(reference.shape)}.")
     n = reference.shape[0]
+    if n < 2:
+        raise ValueError(f"neighbour agreement needs at least 2 sentences, each with a neighbour; got {n}.")
     k = min(k, n - 1)
     ref = torch.nn.functional.normalize(reference.double(), dim=1)
     new = torch.nn.functional.normalize(embeddings.double(), dim=1)

@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from randla.nn.text import fidelity, read_sentences
+
+
+def test_fidelity_of_identical_embeddings_is_perfect():
+    embeddings = torch.randn(12, 8, generator=torch.Generator().manual_seed(0))
+    assert fidelity(embeddings, embeddings.clone()) == pytest.approx({"cosine": 1.0, "neighbours": 1.0})
+    pair = fidelity(embeddings[:2], embeddings[:2].clone())
+    assert pair["neighbours"] == 1.0  # k is cut to the one other sentence
+
+
+def test_fidelity_needs_two_sentences():
+    with pytest.raises(ValueError, match="at least 2 sentences"):
+        fidelity(torch.ones(1, 8), torch.ones(1, 8))
+
+
+def test_read_sentences_counts_non_empty_lines(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("\n  only one sentence  \n\n")
+    assert read_sentences(path) == ["only one sentence"]
+    with pytest.raises(ValueError, match="1 non-empty line"):
+        read_sentences(path, minimum=2)
+    (tmp_path / "none.txt").write_text("\n \n")
+    with pytest.raises(ValueError, match="0 non-empty line"):
+        read_sentences(tmp_path / "none.txt")
