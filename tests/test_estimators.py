@@ -21,6 +21,7 @@ import randla
     ]
 )
 @pytest.mark.filterwarnings("ignore:n_components=.*n_samples:UserWarning")
+@pytest.mark.filterwarnings("ignore:n_components=.*n_clusters:UserWarning")
 def test_sklearn_conventions(estimator, check):
     check(estimator)
 
@@ -57,6 +58,45 @@ def test_nystroem_landmarks_beat_uniform_sampling_on_clustered_data():
             Z = est.fit_transform(X)
             errors[name].append(np.trace(K - Z @ Z.T))
     assert np.mean(errors["sklearn"]) > 2 * np.mean(errors["randla"])
+
+
+def test_nystroem_uniform_landmarks_past_the_numerical_rank():
+    # 300 uniform landmarks for a kernel of numerical rank about 210: an
+    # unshifted factor gives ||K - Z Z^T|| = 1.4e-3 ||K|| and a negative
+    # tr(K - Z Z^T) reported as 0. Measured: 1.7e-8 ||K||; scikit-learn's
+    # Nystroem, which clips W's eigenvalues at 1e-12, 1.1e-4.
+    from sklearn.kernel_approximation import Nystroem as SklearnNystroem
+
+    X = np.random.default_rng(0).standard_normal((1000, 2))
+    K = rbf_kernel(X, gamma=0.5)
+    est = randla.Nystroem(gamma=0.5, n_components=300, landmarks="uniform", random_state=0).fit(X)
+    Z = est.transform(X)
+    Zs = SklearnNystroem(gamma=0.5, n_components=300, random_state=0).fit_transform(X)
+    assert np.linalg.norm(K - Z @ Z.T) <= 1e-2 * np.linalg.norm(K - Zs @ Zs.T)
+    assert np.trace(K - Z @ Z.T) == pytest.approx(est.trace_error_, abs=1e-12 * np.trace(K))
+
+
+@pytest.mark.parametrize(
+    "estimator, match",
+    [
+        (randla.Nystroem(n_components="auto"), "an int >= 1; got 'auto'"),
+        (randla.Nystroem(n_components=0), "an int >= 1; got 0"),
+        (randla.KernelRidge(n_components="all"), "an int >= 1, 'auto' or None; got 'all'"),
+        (randla.KernelRidge(n_components=2.5), "an int >= 1, 'auto' or None; got 2.5"),
+        (randla.SpectralClustering(n_components="x"), "an int >= 1; got 'x'"),
+    ],
+)
+def test_bad_n_components_named_in_the_error(estimator, match):
+    X, y = randla.testing.kernel_regression(50, d=2, rng=0)
+    with pytest.raises(ValueError, match=f"`n_components` must be {match}"):
+        estimator.fit(X, y)
+
+
+def test_spectral_clustering_takes_at_least_one_landmark_per_cluster():
+    X = randla.testing.clustered(300, 2, 4, rng=0).X
+    with pytest.warns(UserWarning, match="n_components=2 < n_clusters=4: using 4 landmarks"):
+        est = randla.SpectralClustering(4, n_components=2, random_state=0).fit(X)
+    assert est.embedding_.shape == (300, 4)
 
 
 @pytest.mark.parametrize("solver,n_components", [("nystrom", 600), ("pcg", 600), ("pcg", None)])

@@ -205,6 +205,20 @@ def test_tol_rank_cap_not_converged():
     assert r.error_estimate == pytest.approx(relative_error(A, r), rel=1e-6)
 
 
+@pytest.mark.parametrize("axis", [1, 0])
+def test_tol_rank_cap_as_accurate_as_the_fixed_rank(axis):
+    # tol = 1e-6 is out of reach at rank 3 for a Gaussian matrix, so the cap
+    # binds. A basis of exactly 3 columns leaves the ID no oversampling: its
+    # error is then 1.13 ||A|| (worse than A_hat = 0; optimum 0.79).
+    A = np.random.default_rng(0).standard_normal((30, 20))
+    for seed in range(5):
+        capped = randla.interpolative(A, 3, tol=1e-6, axis=axis, rng=seed)
+        fixed = randla.interpolative(A, 3, axis=axis, coefficients="sketch", rng=seed)
+        assert capped.rank == 3 and not capped.converged
+        assert capped.error_estimate == pytest.approx(relative_error(A, capped), rel=1e-6)
+        assert relative_error(A, capped) <= 1.05 * relative_error(A, fixed)  # measured <= 1.0
+
+
 def test_tol_on_linear_operator_is_estimated():
     A = problem("exp0.8")
     r = randla.interpolative(aslinearoperator(A), tol=0.05, rng=0)

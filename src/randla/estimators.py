@@ -57,6 +57,7 @@ def _random_seed(random_state) -> np.random.Generator:
 
 
 def _capped_components(n_components, n_samples: int) -> int:
+    n_components = check_int("n_components", n_components, 1)
     if n_components > n_samples:
         warnings.warn(
             f"n_components={n_components} > n_samples={n_samples}: using all {n_samples} "
@@ -237,8 +238,12 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             m = self.n_components
             if m is None:
                 raise ValueError("`n_components=None` (the full system) needs solver='pcg'.")
-            if m != "auto":
-                m = _capped_components(m, X.shape[0])
+            if not (isinstance(m, str) and m == "auto"):
+                try:
+                    m = _capped_components(m, X.shape[0])
+                except ValueError:
+                    msg = f"`n_components` must be an int >= 1, 'auto' or None; got {m!r}."
+                    raise ValueError(msg) from None
             solver = "direct" if self.solver == "nystrom" else "pcg"
             result = nystrom_kernel_ridge(X, y, n_components=m, landmarks=self.landmarks, solver=solver,
                                           **iterative, **common)
@@ -273,7 +278,8 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
     kernel, gamma, kernel_params
         The affinity (non-negative kernel), as in :class:`Nystroem`.
     n_components : int, default 200
-        Landmarks m (capped at n_samples).
+        Landmarks m (capped at n_samples; raised to n_clusters, with a
+        warning, as the embedding takes one eigenvector per cluster).
     landmarks : str, default "rpcholesky"
     n_init : int, default 10
         k-means restarts.
@@ -310,10 +316,19 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=[np.float64, np.float32])
+        k = check_int("n_clusters", self.n_clusters, 1)
+        m = min(check_int("n_components", self.n_components, 1), X.shape[0])
+        if m < min(k, X.shape[0]):
+            warnings.warn(
+                f"n_components={m} < n_clusters={k}: using {k} landmarks, as the embedding takes "
+                "one eigenvector per cluster.",
+                UserWarning,
+                stacklevel=2,
+            )
+            m = k
         result = spectral_clustering(
-            X, self.n_clusters, kernel=self.kernel, n_components=min(self.n_components, X.shape[0]),
-            landmarks=self.landmarks, n_init=self.n_init, rng=_random_seed(self.random_state),
-            **_kernel_params(self),
+            X, self.n_clusters, kernel=self.kernel, n_components=m, landmarks=self.landmarks,
+            n_init=self.n_init, rng=_random_seed(self.random_state), **_kernel_params(self),
         )
         self.labels_ = result.labels
         self.embedding_ = result.embedding

@@ -155,8 +155,8 @@ def interpolative(
         None: deterministic, the column-pivoted QR of A itself, formed
         densely (m x n); for small matrices only. Its error is then exact.
     oversample : int, default 10
-        Extra sketch rows, l = k + oversample (capped at min(m, n));
-        fixed-rank mode only.
+        Extra sketch rows, l = k + oversample (capped at min(m, n)). With
+        ``tol`` and ``rank``, the extra basis columns beyond the rank cap.
     power_iters : int or "auto", default "auto"
         Passes of A A^H applied to the sketch before pivoting; each one
         sharpens the skeleton on slowly decaying spectra. "auto" is
@@ -224,10 +224,12 @@ def interpolative(
     small cost; k grows along a grid until it meets ``tol`` and is bisected
     back to the smallest k that does. If none does (near l the ID of B
     lacks oversampling and amplifies the QB's residual), the QB is rerun
-    to half its target, up to the rank cap. For a LinearOperator (||A||_F
-    unknown) that error is estimated from 20 Gaussian probes. The check
-    loses accuracy below tol ~ sqrt(eps). With ``sketch=None`` the rank is
-    read off R22 of A's own pivoted QR, and the error is exact.
+    to half its target, up to ``oversample`` columns past the rank cap, so
+    that a capped k keeps the oversampling of the fixed-rank sketch. For a
+    LinearOperator (||A||_F unknown) that error is estimated from 20
+    Gaussian probes. The check loses accuracy below tol ~ sqrt(eps). With
+    ``sketch=None`` the rank is read off R22 of A's own pivoted QR, and the
+    error is exact.
 
     The sparse sketches run in input-sparsity time on SciPy sparse A in
     the fixed-rank mode without power iterations: O(nnz(A)) for the sketch
@@ -278,7 +280,7 @@ def interpolative(
         k, error, converged = rank, None, True
         r = numerical_rank(R, k, op)
     else:
-        found = _tolerance_id(A, op, work, axis, rank, tol, sketch, power_iters, rng)
+        found = _tolerance_id(A, op, work, axis, rank, tol, sketch, oversample, power_iters, rng)
         R, perm, k, r, error, converged = found
     idx = perm[:k].astype(np.int64)
     skeleton = take(A, op, idx, axis)
@@ -523,43 +525,46 @@ def _exact_id(A, op, axis, rank, tol):
 # -- the tolerance mode ------------------------------------------------------------
 
 
-def _tolerance_id(A, op, work, axis, rank, tol, sketch, power_iters, rng):
-    """Smallest k whose column ID of ``work`` meets tol, from an adaptive QB."""
+def _tolerance_id(A, op, work, axis, rank, tol, sketch, oversample, power_iters, rng):
+    """Smallest k <= rank whose column ID of ``work`` meets tol, from an adaptive QB."""
     cap = rank or min(op.shape)
+    # The basis may grow past the rank cap by ``oversample``: an ID of all
+    # of its l columns has no oversampling and amplifies the QB's residual.
+    width = min(cap + oversample, *op.shape)
     target = tol / 2
     while True:
         with np.errstate(invalid="ignore", over="ignore"):  # Inf in A: reported by the QB
             basis = adaptive_qb(
                 work,
                 target,
-                block_size=min(_BLOCK_SIZE, cap),
-                max_rank=cap,
+                block_size=min(_BLOCK_SIZE, width),
+                max_rank=width,
                 power_iters=power_iters,
                 sketch=sketch,
                 normalizer="auto",
                 rng=rng,
             )
-        R, perm, k, error = _rank_for_tol(A, op, work, axis, tol, basis, rng)
+        R, perm, k, error = _rank_for_tol(A, op, work, axis, tol, basis, cap, rng)
         # The ID needs some of the basis as oversampling: when no k passes,
-        # a basis to a tighter target (so wider) is tried, up to the cap.
-        if error <= tol or not basis.converged or basis.Q.shape[1] >= cap:
+        # a basis to a tighter target (so wider) is tried, up to the width.
+        if error <= tol or not basis.converged or basis.Q.shape[1] >= width:
             break
         target /= 2
     return R, perm, k, numerical_rank(R, k, op), error, error <= tol
 
 
-def _rank_for_tol(A, op, work, axis, tol, basis, rng):
-    """The smallest k whose column ID of ``work`` from the basis meets tol, and its error."""
+def _rank_for_tol(A, op, work, axis, tol, basis, cap, rng):
+    """The smallest k <= cap whose column ID of ``work`` from the basis meets tol, and its error."""
     B = host(conj_transpose(work.xp, basis.W))  # Q^H W, l x n
     if B.shape[0] == 0:  # A = 0: any single column is exact
         B = np.zeros((1, work.shape[1]))
     R, perm = cpqr(B)
-    l = R.shape[0]
+    l = min(R.shape[0], cap)
     total = basis.squared_norm
     tails = _row_tails(R)
     fits = np.nonzero(basis.error**2 * total + tails[1 : l + 1] <= tol**2 * total)[0]
     first = int(fits[0]) + 1 if fits.size else l
-    error_of = _error_function(A, op, work, axis, R, perm, basis, rng)
+    error_of = _error_function(A, op, work, axis, R, perm, l, basis, rng)
     # The error falls with k until k nears l, where the ID of B runs out of
     # oversampling and amplifies the QB's residual: scan a coarse grid for
     # the first k that passes, then bisect back to the smallest.
@@ -579,15 +584,14 @@ def _rank_for_tol(A, op, work, axis, tol, basis, rng):
     return R, perm, k, error_of(k)
 
 
-def _error_function(A, op, work, axis, R, perm, basis, rng, probes=20):
-    """k -> ||W - W[:, J_k] P_k||_F / ||W||_F for the candidate pivots J of ``work``.
+def _error_function(A, op, work, axis, R, perm, l, basis, rng, probes=20):
+    """k -> ||W - W[:, J_k] P_k||_F / ||W||_F, k <= l, for the candidate pivots J of ``work``.
 
     With ||W||_F known, exact from one block product M = W^H W[:, J]
     (n x l): ||W - C P||^2 = ||W||^2 - 2 Re tr(P^H C^H W) + ||C P||^2 with
     C^H W = M[:, :k]^H and C^H C = M[J_k, :k]. Otherwise a Gaussian trace
     estimate with ``probes`` columns.
     """
-    l = R.shape[0]
     cand = perm[:l]
     C = work_columns(A, op, cand, axis)
     exact_norm = basis.exact_norm

@@ -48,3 +48,21 @@ def test_bad_input():
         randla.spectral_clustering(X, 2, kernel="linear")
     with pytest.raises(ValueError, match="NaN"):
         randla.spectral_clustering(np.full((5, 2), np.nan), 2)
+
+
+def test_embedding_has_one_column_per_cluster():
+    X = np.random.default_rng(0).standard_normal((600, 2))
+    with pytest.raises(ValueError, match="n_components.*at least n_clusters=6"):
+        randla.spectral_clustering(X, 6, n_components=3, rng=0)
+    r = randla.spectral_clustering(X, 6, n_components=6, rng=0)
+    assert r.embedding.shape == (600, 6) and r.eigenvalues.shape == (6,)
+
+
+def test_rank_deficient_kernel_warns_and_keeps_the_shapes():
+    # Identical points: the kernel matrix is all ones, of rank 1, and its
+    # normalised affinity has eigenvalues 1, 0, 0, ...
+    with pytest.warns(UserWarning, match="numerical rank 1 < n_clusters=3"):
+        r = randla.spectral_clustering(np.ones((20, 2)), 3, rng=0)
+    assert r.embedding.shape == (20, 3) and r.eigenvalues.shape == (3,)
+    assert np.allclose(r.eigenvalues, [1.0, 0.0, 0.0])
+    assert np.all((r.labels >= 0) & (r.labels < 3))

@@ -200,8 +200,9 @@ def test_rank_stops_at_the_numerical_rank_of_a_smooth_kernel():
         assert np.abs(Kd - F @ F.T).max() <= 1e-9
 
 
-def test_zero_matrix_gives_an_empty_factor():
-    r = rpcholesky(np.zeros((5, 5)), 3, rng=0)
+@pytest.mark.parametrize("method", METHODS)
+def test_zero_matrix_gives_an_empty_factor(method):
+    r = landmarks(np.zeros((5, 5)), 3, method=method, rng=0)  # and no warning
     assert r.rank == 0 and r.factor.shape == (5, 0) and r.indices.shape == (0,)
     assert r.trace == 0.0 and r.trace_error == 0.0 and r.relative_error == 0.0
     U, S = r.eig()
@@ -215,6 +216,68 @@ def test_duplicate_points_are_not_repeated_landmarks():
         r = landmarks(K, 10, method=method, rng=0)
         assert r.rank == 3, method
         assert len({tuple(X[i]) for i in r.indices}) == 3
+
+
+def stable_nystrom_error(Kd, S) -> float:
+    """||K - F F^T||_F for F = C L^{-T}, L L^T = W + 100 eps max(W) I: the stable dense
+    column Nystrom approximation of [CETW2024]'s code, C = K[:, S], W = K[S, S]."""
+    from scipy.linalg import cholesky, solve_triangular
+
+    C = Kd[:, S]
+    W = C[S]
+    L = cholesky(W + 100 * np.finfo(float).eps * W.max() * np.eye(len(S)), lower=True)
+    F = solve_triangular(L, C.T, lower=True).T
+    return float(np.linalg.norm(Kd - F @ F.T))
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("uniform", {"block_size": 1}),
+        ("uniform", {}),
+        ("uniform", {"tol": 1e-14}),
+        ("kmeans++", {"block_size": 1}),
+        ("leverage", {"block_size": 1}),
+        ("rpcholesky", {}),
+        ("greedy", {}),
+    ],
+)
+def test_landmarks_past_the_numerical_rank_stay_accurate(method, options):
+    # 1000 points in 2-D, gamma = 0.5: eigenvalues fall below 1e-15 lambda_1
+    # after about 210, so 300 landmarks go past the numerical rank. Landmarks
+    # not picked by their residual then meet pivots at the rounding level,
+    # which an unshifted factor turns into ||K - F F^T|| ~ 0.08 ||K|| and
+    # tr(K - F F^T) = -35, reported as 0.
+    X = np.random.default_rng(0).standard_normal((1000, 2))
+    K = kernel_operator(X, gamma=0.5)
+    Kd = dense_of(K)
+    norm = np.linalg.norm(Kd)
+    rank = None if "tol" in options else 300
+    r = landmarks(K, rank, method=method, rng=0, **options)
+    E = Kd - to_np(r.factor) @ to_np(r.factor).T
+    # K - F F^T is PSD to rounding, so trace_error is its trace norm.
+    assert np.linalg.eigvalsh(E)[0] >= -1e-12 * norm
+    assert r.trace_error == pytest.approx(np.trace(E), abs=1e-12 * r.trace)
+    # As accurate as the stable dense approximation from the same landmarks
+    # (measured: within 10%); pivoted methods reach the rounding level.
+    error = np.linalg.norm(E)
+    assert error <= 1.5 * stable_nystrom_error(Kd, r.indices) + 1e-13 * norm
+    if method in ("rpcholesky", "greedy"):
+        assert error <= 1e-13 * norm
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_kernels_evaluated_with_more_rounding_than_eps_are_not_rejected(method):
+    # Clusters up to 36 bandwidths from the origin: the RBF kernel's
+    # ||x||^2 + ||y||^2 - 2 <x, y> loses three digits (K's smallest
+    # eigenvalue is -2e-12), more than the rounding the factorisation assumes.
+    Kop = kernel_operator(clustered(1000, 2, 20, rng=0).X, bandwidth=1.0)
+    Kd = dense_of(Kop)
+    for options in ({}, {"block_size": 1}):
+        r = landmarks(Kop, 300, method=method, rng=0, **options)
+        E = Kd - to_np(r.factor) @ to_np(r.factor).T
+        assert r.trace_error == pytest.approx(np.trace(E), abs=1e-4 * r.trace)
+        assert np.linalg.eigvalsh(E)[0] >= -1e-4 * np.linalg.norm(Kd)
 
 
 # -- tolerance mode ---------------------------------------------------------------
@@ -419,6 +482,18 @@ def test_errors_for_what_has_no_column_access():
 def test_errors_for_bad_matrices(K, match):
     with pytest.raises(ValueError, match=match):
         rpcholesky(K, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method", METHODS)
+def test_errors_for_indefinite_matrices(method, dtype):
+    # Non-negative diagonals, so only the residual shows it: K - F F^T has
+    # diag(-3, 0) after the first landmark of [[1, 2], [2, 1]]; the second
+    # matrix has eigenvalue -0.8 and every 2 x 2 principal minor >= 0.
+    indefinite = [[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]]]
+    for K in indefinite:
+        with pytest.raises(ValueError, match="not positive semidefinite.*residual"):
+            landmarks(np.array(K, dtype=dtype), 2, method=method, rng=0)
 
 
 def test_errors_for_nan_off_the_diagonal_and_rectangular_kernels():

@@ -10,6 +10,7 @@ work is O(n m^2) and K is never formed.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +73,8 @@ def spectral_clustering(
         kernel by default); it must be non-negative for the degrees to be
         meaningful.
     n_components : int, default 200
-        Number of landmark columns m of the Nyström factor (capped at n).
+        Number of landmark columns m of the Nyström factor (capped at n), at
+        least ``n_clusters``: the embedding takes one eigenvector per cluster.
     landmarks : str, default "rpcholesky"
         Landmark selection method of :func:`randla.landmarks`.
     n_init : int, default 10
@@ -86,6 +88,14 @@ def spectral_clustering(
     -------
     SpectralClusteringResult
         Unpacks as ``labels, embedding``.
+
+    Warns
+    -----
+    UserWarning
+        When the kernel matrix has numerical rank below ``n_clusters``
+        (duplicate points, or a bandwidth too wide for the data): the
+        embedding's last columns are then 0 and fewer than ``n_clusters``
+        clusters can be told apart; some labels may go unused.
 
     Notes
     -----
@@ -106,10 +116,15 @@ def spectral_clustering(
     """
     K = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)
     n = K.shape[0]
-    m = min(check_int("n_components", n_components, 1), n)
     k = check_int("n_clusters", n_clusters, 1)
     if k > n:
         raise ValueError(f"n_samples={n} should be >= n_clusters={k}: every cluster needs a point.")
+    if check_int("n_components", n_components, 1) < k:
+        raise ValueError(
+            f"`n_components`={n_components} must be at least n_clusters={k}: the embedding takes "
+            "one eigenvector per cluster from an approximation of rank n_components."
+        )
+    m = min(n_components, n)
     n_init = check_int("n_init", n_init, 1)
     gen = check_rng(rng)
     chosen = select_landmarks(K, m, method=landmarks, rng=gen)
@@ -122,6 +137,15 @@ def spectral_clustering(
         )
     G = F / np.sqrt(degrees)[:, None]
     U, s, _ = small_svd(np, G)
+    if s.size < k:
+        warnings.warn(
+            f"the kernel matrix has numerical rank {s.size} < n_clusters={k} (duplicate points, or a "
+            f"bandwidth too wide for the data): the embedding's last {k - s.size} columns are 0 and "
+            f"only {s.size} of the {k} clusters can be told apart; some labels may go unused.",
+            UserWarning,
+            stacklevel=2,
+        )
+        U, s = np.pad(U, ((0, 0), (0, k - s.size))), np.pad(s, (0, k - s.size))
     embedding = U[:, :k] / np.maximum(np.linalg.norm(U[:, :k], axis=1, keepdims=True), np.finfo(float).tiny)
     best, best_inertia = None, np.inf
     for _ in range(n_init):

@@ -357,7 +357,7 @@ def kernel_ridge(
     >>> from randla.kernels import kernel_ridge
     >>> X, y = kernel_regression(500, d=5, noise=0.1, rng=0)
     >>> model = kernel_ridge(X, y, alpha=0.1, rank=50, rng=0)
-    >>> model.converged, model.dual_coef.shape, model.n_iter < 30
+    >>> model.converged, model.dual_coef.shape, model.n_iter <= 40
     (True, (500,), True)
     """
     op = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)

@@ -136,9 +136,9 @@ def rpcholesky(
     Accelerated: per round, b^2 entries for the proposals' block and n per
     accepted pivot; the small rejection-sampling Cholesky costs O(b^3).
 
-    A pivot whose residual is at the rounding level (about 100 eps max K_ii)
-    is never used: for an exactly low-rank K the algorithm stops with the
-    rank it found, F F^T = K to rounding.
+    A pivot whose residual is at the rounding level (about
+    3 max(100, k) eps max K_ii) is never used: for an exactly low-rank K the
+    algorithm stops with the rank it found, F F^T = K to rounding.
 
     Examples
     --------
@@ -219,11 +219,11 @@ def _accelerated(psd, cap, tol, block, rng) -> Factorization:
         if state.rank:
             GS = np.asarray(to_numpy(xp.take(state.G, psd.index(S), axis=1)), dtype=np.float64)
             H = H - GS.T @ GS
-        accepted, Linv, stale = _rejection_cholesky(H, state.floor, rng)
+        accepted, L, stale = _rejection_cholesky(H, *state.pivoting(block), rng)
         state.discard(S[stale])
         m = min(accepted.size, cap - state.rank)
         if m:
-            state.absorb(S[accepted[:m]], cholesky=(np.arange(m), Linv[:m, :m]))
+            state.absorb(S[accepted[:m]], cholesky=L[:m, :m])
     return state
 
 
@@ -234,8 +234,9 @@ def _best_of(psd, cap, tol, block, candidates, rng) -> Factorization:
     them (proportional to the residual diagonal) and their residual columns
     R evaluated. Then b times, the proposal that removes the most trace,
     ||r_j||^2 / r_jj, is kept. Keeping pivot p subtracts g h^T from R, with
-    g = r_p / sqrt(r_pp) and h = R[p] / sqrt(r_pp), so the selection runs on
-    the small matrices M = R^T R and H = R[proposals] alone.
+    g = r_p / sqrt(r_pp) and h = R[p] / sqrt(r_pp) (r_pp shifted when small,
+    as in ``Factorization.absorb``), so the selection runs on the small
+    matrices M = R^T R and H = R[proposals] alone.
     """
     xp = psd.xp
     state = Factorization(psd, cap, tol)
@@ -245,15 +246,18 @@ def _best_of(psd, cap, tol, block, candidates, rng) -> Factorization:
         R = state.residual_columns(P)
         M, H = _host64(R.mT @ R), _host64(xp.take(R, psd.index(P), axis=0))
         H = (H + H.T) / 2
+        floor, shift, shifted_below = state.pivoting(b)
         kept = []
         for _ in range(b):
             pivots = np.diagonal(H)
-            usable = pivots > state.floor
+            usable = pivots > floor
+            usable[kept] = False  # a shifted pivot keeps a residual below nu
             if not usable.any():
                 break
             j = int(np.argmax(np.where(usable, np.diagonal(M) / np.where(usable, pivots, 1), -np.inf)))
-            h, Mg = H[j] / math.sqrt(pivots[j]), M[j] / math.sqrt(pivots[j])
-            M = M - np.outer(h, Mg) - np.outer(Mg, h) + np.outer(h, h) * (M[j, j] / pivots[j])
+            p = pivots[j] + shift * (pivots[j] < shifted_below)
+            h, Mg = H[j] / math.sqrt(p), M[j] / math.sqrt(p)
+            M = M - np.outer(h, Mg) - np.outer(Mg, h) + np.outer(h, h) * (M[j, j] / p)
             H = H - np.outer(h, h)
             kept.append(j)
         if not kept:
@@ -269,15 +273,13 @@ def _accelerated_block(cap: int) -> int:
     return min(max(10, math.ceil(cap / 10)), 256)
 
 
-def _rejection_cholesky(H: np.ndarray, floor: float, rng):
+def _rejection_cholesky(H: np.ndarray, floor: float, shift: float, shifted_below: float, rng):
     """Rejection-sampled partial Cholesky of the proposals' residual block H.
 
-    Returns (accepted positions, L^{-1} for H[acc][:, acc] = L L^T, positions
-    whose residual was rounding from the start). L^{-1} of a lower triangular
-    L restricted to a leading block is the inverse of that block.
+    Returns (accepted positions, L with H[acc][:, acc] + D = L L^T,
+    positions whose residual was rounding from the start), D adding ``shift``
+    to the pivots below ``shifted_below`` (as in ``Factorization.absorb``).
     """
-    from scipy.linalg import solve_triangular
-
     H = np.array(H, dtype=np.float64)
     b = H.shape[0]
     start = np.diagonal(H).copy()
@@ -288,14 +290,16 @@ def _rejection_cholesky(H: np.ndarray, floor: float, rng):
         h = H[j, j]
         if h > floor and u[j] * start[j] < h:
             accepted.append(j)
-            col = H[j:, j] / math.sqrt(h)
+            pivot = h + shift * (h < shifted_below)
+            col = H[j:, j] / math.sqrt(pivot)
+            col[0] = math.sqrt(pivot)
             L[j:, j] = col
             H[j + 1 :, j + 1 :] -= np.outer(col[1:], col[1:])
     acc = np.asarray(accepted, dtype=np.int64)
     stale = np.flatnonzero(~(start > floor))
     if not acc.size:
         return acc, np.zeros((0, 0)), stale
-    return acc, solve_triangular(L[np.ix_(acc, acc)], np.eye(acc.size), lower=True), stale
+    return acc, L[np.ix_(acc, acc)], stale
 
 
 def _greedy(psd, cap, tol, block, rng) -> Factorization:
@@ -377,6 +381,8 @@ def _leverage(psd, cap, tol, block, rng, *, ridge=None, oversample=None) -> Fact
     with the pilot's spectrum (an upper bound on that tail) standing in.
     """
     xp = psd.xp
+    if not psd.max_diag > 0:  # K = 0: every score would be 0 / 0, and no landmark helps
+        return Factorization(psd, cap, tol)
     extra = cap if oversample is None else oversample
     m = min(cap + extra, psd.n)
     pilot = _accelerated(psd, m, tol, _accelerated_block(m), rng)
@@ -459,10 +465,15 @@ def landmarks(
     Whatever chose them, the factor for landmarks S is computed the same
     stable way: blocks of landmarks are absorbed into a partial Cholesky
     factorisation, the residual block of each factored with complete
-    pivoting (LAPACK ?pstrf) stopped at the rounding level. That never fails
-    on a rank-deficient W = K[S, S]: a landmark spanned by the others is
-    dropped, and F F^T = C W^+ C^T for the rest. So ``rank`` may come back
-    below k, and the landmark count is what the matrix supports.
+    pivoting (LAPACK ?pstrf) stopped at the rounding level, and pivots just
+    above it shifted by that level, as in the stable Nystrom approximation
+    of [CETW2024]'s code. That never fails on a rank-deficient
+    W = K[S, S]: a landmark spanned by the others is dropped, and
+    F F^T = C W^+ C^T for the rest, but for directions of W at the rounding
+    level. So ``rank`` may come back below k, the landmark count is what the
+    matrix supports, and K - F F^T stays PSD to rounding (``trace_error`` is
+    exact) however ill-conditioned W is, landmarks picked without regard to
+    the residual included. A K that is visibly not PSD raises ``ValueError``.
 
     Entries of K evaluated: n per landmark and n for the diagonal;
     ``"leverage"`` also n per pilot landmark. Work O(n k^2), memory O(n k).

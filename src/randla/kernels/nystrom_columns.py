@@ -8,6 +8,31 @@ Cholesky-factoring the residual block H = K[S, S] - F[S] F[S]^T = L L^T and
 appending the columns (K[:, S] - F F[S]^T) L^{-T}. Every landmark method of
 :mod:`randla.kernels.landmarks` differs only in how it picks S.
 
+Stability. The entries of a residual column carry rounding errors of about
+nu = eps max(diag K) max(100, k) after k landmarks, and a pivot h divides
+them by sqrt(h). Pivoting on the largest residual (greedy, RPCholesky) keeps
+that harmless. Landmarks fixed in advance (uniform, k-means++, leverage)
+reach pivots barely above rounding once k passes the numerical rank of K;
+unshifted, the factor then makes C W^{-1} C^T overshoot K by orders of
+magnitude. So pivots below 3 nu are dropped as rounding, and pivots below
+sqrt(nu max(diag K)) are shifted by nu, as in the stable Nystrom
+approximation chol(W + 100 eps max(W) I) [CETW2024, reference code;
+TYUC2017, Alg. 3]: F F^T = C (W + D)^{-1} C^T with D >= 0 diagonal, which
+keeps K - F F^T PSD to rounding and gives up only directions of W at the
+rounding level. Larger pivots are not shifted, so an exactly low-rank K is
+recovered exactly. A residual diagonal that still turns negative beyond
+rounding shows either that K's entries are less accurate than eps (nu is
+then raised) or that K is not PSD (``ValueError``).
+
+References
+----------
+[CETW2024] Y. Chen, E. N. Epperly, J. A. Tropp, R. J. Webber. Randomly
+pivoted Cholesky: Practical approximation of a kernel matrix with few entry
+evaluations. Comm. Pure Appl. Math. (2024).
+[TYUC2017] J. A. Tropp, A. Yurtsever, M. Udell, V. Cevher. Fixed-rank
+approximation of a positive-semidefinite matrix from streaming data.
+NeurIPS (2017).
+
 This module holds that engine, the adapter that gives it column access to
 the matrix, and the result objects.
 """
@@ -28,10 +53,11 @@ from .operator import KernelOperator
 
 __all__ = ["PartialCholesky", "ColumnNystromResult"]
 
-#: A residual diagonal entry at most ``_FLOOR * eps * max(diag K)`` is
-#: rounding: the entries of a residual column carry absolute errors of that
-#: order, so a pivot below it would divide noise by the square root of noise.
-_FLOOR = 100.0
+#: The rounding level nu = eps max(diag K) max(_SHIFT, k) of a residual
+#: entry after k landmarks; residual diagonal entries below ``_PIVOT`` nu
+#: are rounding, never pivots (module notes).
+_SHIFT = 100.0
+_PIVOT = 3.0
 
 #: Initial capacity (factor columns) when only ``tol`` bounds the rank.
 _INITIAL_CAPACITY = 64
@@ -82,7 +108,10 @@ class PartialCholesky(Unpackable):
     """K ~ F F^T from the landmark columns K[:, indices]; unpacks as ``indices, factor``.
 
     ``F F^T`` is the column Nystrom approximation C W^+ C^T, C = K[:, indices]
-    and W = K[indices, indices], computed as a partial Cholesky factor.
+    and W = K[indices, indices], computed as a partial Cholesky factor. Pivots
+    near the rounding level are shifted for stability (module notes): off the
+    landmarks F F^T = C (W + D)^{-1} C^T with D >= 0 diagonal, at most the
+    rounding level eps max(100, k) max K_ii, and F[indices] F[indices]^T = W + D.
 
     Attributes
     ----------
@@ -93,8 +122,8 @@ class PartialCholesky(Unpackable):
     trace : float
         tr(K).
     trace_error : float
-        tr(K - F F^T) = tr(K) - ||F||_F^2. K - F F^T is PSD, so this is its
-        trace (nuclear) norm, exactly, not an estimate.
+        tr(K - F F^T) = tr(K) - ||F||_F^2, to rounding. K - F F^T is PSD (to
+        rounding), so this is its trace (nuclear) norm, not an estimate.
     method : str
         How the landmarks were chosen.
     """
@@ -154,7 +183,7 @@ class _PSD:
             raise ValueError("K has NaN or Inf on its diagonal; landmark methods need a finite PSD matrix.")
         scale = float(np.max(np.abs(host)))
         worst = int(np.argmin(host))
-        if host[worst] < -_FLOOR * self.eps * scale:
+        if host[worst] < -_SHIFT * self.eps * scale:
             raise ValueError(
                 f"K is not positive semidefinite: its diagonal has a negative entry "
                 f"K[{worst}, {worst}] = {host[worst]:.3g}. Landmark methods need a PSD matrix "
@@ -167,6 +196,13 @@ class _PSD:
     @property
     def eps(self) -> float:
         return float(self.xp.finfo(self.dtype).eps)
+
+    @property
+    def input_eps(self) -> float:
+        """The rounding of K's entries: ``eps``, or coarser for half-precision input."""
+        if self.xp.isdtype(self.input_dtype, "real floating"):
+            return max(self.eps, float(self.xp.finfo(self.input_dtype).eps))
+        return self.eps
 
     def index(self, S):
         return _on_device(self.xp, self.device, S)
@@ -336,7 +372,6 @@ class Factorization:
     def __init__(self, psd: _PSD, cap: int, tol: float | None):
         self.psd, self.xp, self.cap = psd, psd.xp, cap
         self.d = psd.xp.asarray(psd.diag, copy=True)
-        self.floor = _FLOOR * psd.eps * psd.max_diag
         self.target = 0.0 if tol is None else tol * psd.trace
         # A fixed rank is allocated once; under a tolerance the factor grows by doubling.
         capacity = cap if tol is None else min(cap, _INITIAL_CAPACITY)
@@ -344,6 +379,21 @@ class Factorization:
         self.rank = 0
         self._chosen: list[np.ndarray] = []
         self.residual = psd.trace
+        self.noise = 0.0  # a rounding level raised by _settled
+
+    def shift(self, new: int = 0) -> float:
+        """The rounding level nu of a factor of rank + ``new`` landmarks (module notes)."""
+        return max(self.psd.eps * self.psd.max_diag * max(_SHIFT, self.rank + new), self.noise)
+
+    @property
+    def floor(self) -> float:
+        """Residual diagonal entries at most this are rounding: never pivots."""
+        return _PIVOT * self.shift()
+
+    def pivoting(self, new: int = 0) -> tuple[float, float, float]:
+        """(floor, shift, shifted below) for a block of ``new`` landmarks (module notes)."""
+        shift = self.shift(new)
+        return self.floor, shift, math.sqrt(shift * self.psd.max_diag)
 
     @property
     def G(self):
@@ -374,35 +424,82 @@ class Factorization:
 
         ``columns`` is K[:, S] if already evaluated, ``residual`` the
         residual columns (K - F F^T)[:, S] if already formed. ``cholesky`` is
-        (order, L^{-1}) for the residual block H = K[S, S] - F[S] F[S]^T if
-        already factored; otherwise H is factored here with complete pivoting,
-        stopping at the rounding floor. Landmarks whose residual is below it
-        are spanned, to rounding, by the others and are dropped.
+        L with H + D = L L^T for the residual block H = K[S, S] - F[S] F[S]^T
+        if already factored (D: the shifts of ``pivoting``); otherwise H is
+        factored here with complete pivoting, stopping at the rounding floor.
+        Landmarks whose residual is below it are spanned, to rounding, by the
+        others and are dropped. The new columns are (K - F F^T)[:, S] L^{-T},
+        with L itself in the landmark rows: F[indices] stays lower triangular,
+        F[indices] F[indices]^T = W + D.
         """
         xp, psd = self.xp, self.psd
         S = np.asarray(S, dtype=np.int64)
         if S.size == 0:
             return 0
-        if cholesky is None:
-            R = self.residual_columns(S, columns) if residual is None else residual
-            order, Linv = _pivoted_cholesky(_host64(xp.take(R, psd.index(S), axis=0)), self.floor)
-            R = xp.take(R, psd.index(order), axis=1)
-        else:
-            order, Linv = cholesky
-            R = self.residual_columns(S[order], columns)
-        kept = S[order]
-        r = kept.size
-        if r:
-            rows = xp.asarray(Linv, dtype=psd.dtype, device=psd.device) @ R.mT
+        from scipy.linalg import solve_triangular
+
+        R = self.residual_columns(S, columns) if residual is None else residual
+        order, L = (np.arange(S.size), cholesky) if cholesky is not None else self._factor(S, R)
+        r = 0
+        while order.size:
+            kept = S[order]
+            Linv = solve_triangular(L, np.eye(L.shape[0]), lower=True)
+            C = xp.take(R, psd.index(order), axis=1)
+            rows = xp.asarray(Linv, dtype=psd.dtype, device=psd.device) @ C.mT
+            rows[:, psd.index(kept)] = xp.asarray(L.T, dtype=psd.dtype, device=psd.device)
             # Row i uses only the first i + 1 pivots (L^{-1} is triangular), so a
             # prefix is the factorisation of those pivots: stop where tol is met.
             r = self._prefix_within_target(rows)
-            rows, S = rows[:r], np.setdiff1d(S, kept[r:])
+            rows = rows[:r]
+            d = self.d - xp.sum(rows * rows, axis=0)
+            if self._settled(d, Linv):
+                break
+            (order, L), r = self._factor(S, R), 0
+        if r:
             self._append(rows)
-            self.d = xp.clip(self.d - xp.sum(rows * rows, axis=0), min=0)
+            self.d = xp.clip(d, min=0)
             self._chosen.append(kept[:r])
+            S = np.setdiff1d(S, kept[r:])
         self.discard(S)
         return r
+
+    def _factor(self, S, R):
+        """(order, L) for the residual block of S, R = (K - F F^T)[:, S]."""
+        H = _host64(self.xp.take(R, self.psd.index(S), axis=0))
+        return _pivoted_cholesky(H, *self.pivoting(S.size))
+
+    def _settled(self, d, Linv) -> bool:
+        """Whether the updated residual diagonal d is non-negative to rounding.
+
+        A PSD K keeps d >= 0 in exact arithmetic; rounding, amplified by small
+        pivots, makes the computed d slightly negative. Errors e in the b
+        residual entries of a row move its d by at most 2 a sqrt(max K_ii)
+        + a^2, a = ||L^{-1}||_F sqrt(b) e, while they leave the pivots (all
+        above 10 e) nearly unchanged. With e = eps^(1/4) max K_ii, far more
+        than the rounding of any usable factor, a d below that shows that K
+        is not PSD: ``ValueError``. A d below -sqrt(nu max K_ii), the size of
+        pivot the shift guards, shows that K's entries carry more rounding
+        than nu (an RBF kernel of points far from the origin, relative to the
+        bandwidth, loses digits; half-precision input): nu is raised tenfold
+        and the block factored again, its pivots below the new floor dropped.
+        """
+        psd, worst = self.psd, float(self.xp.min(d))
+        if worst >= -self.floor:
+            return True
+        error = psd.input_eps**0.25 * psd.max_diag
+        pivot = 1.0 / float(np.max(np.diagonal(Linv))) ** 2
+        a = float(np.linalg.norm(Linv)) * math.sqrt(Linv.shape[0]) * error
+        if pivot > 10 * error and worst < -(2 * a * math.sqrt(psd.max_diag) + a * a):
+            i = int(self.xp.argmin(d))
+            raise ValueError(
+                f"K is not positive semidefinite: after {self.rank} landmarks the residual "
+                f"(K - F F^T)[{i}, {i}] = {worst:.3g} is negative beyond rounding. Landmark "
+                "methods need a PSD matrix (a kernel matrix of a PSD kernel, or a Gram matrix)."
+            )
+        if worst >= -self.pivoting()[2]:
+            return True
+        self.noise = 10 * self.shift()
+        return False
 
     def _prefix_within_target(self, rows) -> int:
         """Rows needed to bring the trace error to the target (all if it is not reached)."""
@@ -440,26 +537,29 @@ class Factorization:
         return PartialCholesky(self.indices, psd.as_output(G.mT), psd.trace, self.residual, method)
 
 
-def _pivoted_cholesky(H: np.ndarray, floor: float):
+def _pivoted_cholesky(H: np.ndarray, floor: float, shift: float, shifted_below: float):
     """Complete-pivoting Cholesky of a small PSD block, stopped at ``floor``.
 
-    Returns (order, L^{-1}) with H[order][:, order] = L L^T. LAPACK's ?pstrf
-    never fails on a singular or indefinite-by-rounding H: it stops at the
-    numerical rank, so a landmark spanned by the others is dropped instead of
-    inverted. That gives the pseudo-inverse C W^+ C^T of the kept ones, with
-    no shift to bias it (the alternative, a Cholesky of W + delta I, adds
-    delta to every retained eigenvalue).
+    Returns (order, L) with H[order][:, order] + D = L L^T, D adding
+    ``shift`` to the pivots below ``shifted_below`` (module notes). LAPACK's
+    ?pstrf never fails on a singular or indefinite-by-rounding H: it stops at
+    the numerical rank, so a landmark spanned by the others is dropped
+    instead of inverted.
     """
     b = H.shape[0]
     if b == 1:
         h = float(H[0, 0])
         if not h > floor:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
-        return np.zeros(1, dtype=np.int64), np.array([[1.0 / math.sqrt(h)]])
-    from scipy.linalg import lapack, solve_triangular
+        return np.zeros(1, dtype=np.int64), np.array([[math.sqrt(h + shift * (h < shifted_below))]])
+    from scipy.linalg import lapack
 
-    c, piv, r, _ = lapack.dpstrf((H + H.T) / 2, tol=floor, lower=1)
+    H = (H + H.T) / 2
+    c, piv, r, _ = lapack.dpstrf(H, tol=floor, lower=1)
     if r == 0:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
-    L = np.tril(c[:r, :r])
-    return (piv[:r] - 1).astype(np.int64), solve_triangular(L, np.eye(r), lower=True)
+    order, L = (piv[:r] - 1).astype(np.int64), np.tril(c[:r, :r])
+    pivots = np.diagonal(L) ** 2
+    if pivots.min() < shifted_below:
+        L = np.linalg.cholesky(H[np.ix_(order, order)] + np.diag(shift * (pivots < shifted_below)))
+    return order, L
