@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from randla.nn import compress  # noqa: E402
-from randla.nn.factorize import break_even_rank, spectrum  # noqa: E402
+from randla.nn.factorize import spectrum  # noqa: E402
 from randla.nn.text import embed, fidelity, load_encoder, token_batches  # noqa: E402
 from randla.testing import docstring_sentences  # noqa: E402
 

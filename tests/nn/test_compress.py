@@ -1,12 +1,7 @@
-import copy
-
-import numpy as np
 import pytest
 import torch
 
 from randla.nn import LowRankLinear, compress
-from randla.nn.allocation import parameters, summed_error, uniform_ranks
-from randla.nn.factorize import break_even_rank
 
 
 def _mlp(seed=0, dtype=torch.float32, planted_rank=None):

@@ -9,7 +9,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .layers import LowRankLinear, module_places, replace_module
