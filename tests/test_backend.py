@@ -223,6 +223,19 @@ def test_normalize_extreme_scale(normalizer, scale):
     assert sin_max_angle(np.linalg.qr(Z)[0], np.linalg.qr(Y / scale)[0]) <= 1e-10
 
 
+@pytest.mark.parametrize("scale", [1e-200, 1e160, 1e200, 1e300])
+def test_cholesky_qr_falls_back_quietly_at_extreme_scale(scale):
+    """Y^H Y overflows beyond ~1e154: Cholesky-QR gives way to Householder
+    without NumPy overflow warnings (errors under this test suite)."""
+    Y = scale * block(np_xp, np.float64, cond=100.0)
+    Q, R = qr(np_xp, Y)
+    assert_orthonormal_columns(Q, 50 * eps(np.float64))
+    np.testing.assert_allclose(Q @ R / scale, Y / scale, atol=1e-12 * np.linalg.norm(Y / scale, 2))
+    for normalizer in ("auto", "cholqr"):
+        Z = normalize(np_xp, Y, normalizer)
+        assert sin_max_angle(np.linalg.qr(Z)[0], Q) <= 1e-10
+
+
 # -- norms ------------------------------------------------------------------------
 
 
@@ -239,16 +252,32 @@ def test_frobenius_norm_at_any_scale(xp, dtype):
     A = block(xp, dtype, m=50, n=7)
     exact = float(np.linalg.norm(to_np(A).astype(np.complex128)))
     for scale in _scales(dtype):
-        assert frobenius_norm(xp, A * scale) == pytest.approx(exact * scale, rel=10 * eps(dtype))
+        # abs=0: pytest.approx would otherwise take anything below 1e-12 as equal.
+        assert frobenius_norm(xp, A * scale) == pytest.approx(exact * scale, rel=10 * eps(dtype), abs=0)
         assert frobenius_norm(xp, A[:, 0] * scale) == pytest.approx(
-            float(np.linalg.norm(to_np(A[:, 0]).astype(np.complex128))) * scale, rel=10 * eps(dtype)
+            float(np.linalg.norm(to_np(A[:, 0]).astype(np.complex128))) * scale, rel=10 * eps(dtype), abs=0
         )
+
+
+@pytest.mark.parametrize("xp, dtype", LIBRARIES, ids=LIBRARY_IDS)
+def test_frobenius_norm_of_subnormal_entries(xp, dtype):
+    """The largest entry itself subnormal: complex division by it overflows
+    (1 / 1e-314 is inf), so NaN came back for complex arrays."""
+    tiny = 1e-42 if "32" in str(dtype) or "complex64" in str(dtype) else 1e-314
+    unit = block(xp, dtype, m=20, n=3)
+    unit = unit / float(np.abs(to_np(unit)).max())
+    A = unit * tiny
+    exact = float(np.linalg.norm(to_np(unit).astype(np.complex128))) * tiny
+    assert frobenius_norm(xp, A) == pytest.approx(exact, rel=1e-3, abs=0)  # subnormals keep few digits
 
 
 def test_frobenius_norm_zero_and_non_finite():
     assert frobenius_norm(np_xp, np.zeros((4, 3))) == 0.0
     assert frobenius_norm(torch_xp, torch.zeros(4, 3)) == 0.0
     assert frobenius_norm(np_xp, np.zeros(0)) == 0.0  # the data of a sparse matrix without entries
+    for shape in [(5, 0), (0, 0), (0, 5)]:  # a factor of rank 0 (5 x 0) used to divide by zero
+        assert frobenius_norm(np_xp, np.zeros(shape)) == 0.0
+        assert frobenius_norm(torch_xp, torch.zeros(shape)) == 0.0
     assert frobenius_norm(np_xp, np.array([[1.0, np.inf]])) == np.inf
     assert np.isnan(frobenius_norm(np_xp, np.array([[np.nan, 1e-200]])))
 

@@ -375,6 +375,19 @@ def test_nystrom_far_from_unit_scale(dtype, scale):
     assert 0 < r.shift / scale < 1e3 * np.finfo(dtype).eps * lam[0]
 
 
+@pytest.mark.parametrize("container", [np.asarray, torch.as_tensor])
+def test_complex_hermitian_near_underflow_is_not_refused(container):
+    """At 1e-300, A w - A^H w holds subnormal rounding noise; its norm came
+    back inf for complex A, and the Hermitian check refused a Hermitian A."""
+    G = planted(30, 5, dtype=np.complex128, rng=0).A * 10
+    A = G @ G.conj().T
+    lam = np.linalg.eigvalsh(A)[::-1]
+    w, _ = randla.eigh(container(A * 1e-300), 5, rng=0)
+    np.testing.assert_allclose(to_np(w) / 1e-300, lam[:5], rtol=1e-8)
+    U, S = randla.nystrom(container(A * 1e-300), 30, rng=0)
+    np.testing.assert_allclose(to_np(S)[:5] / 1e-300, lam[:5], rtol=1e-8)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
 def test_nystrom_dtype_kept(dtype):
     A = psd(60, dtype=dtype, rng=0)
@@ -479,6 +492,22 @@ def test_nystrom_trace_error_is_exact_when_the_trace_is_cheap(container):
         np.asarray(r.U), np.asarray(r.S))), rel=1e-8)
 
 
+@pytest.mark.parametrize("container", ["numpy", "sparse", "torch"])
+def test_nystrom_float32_trace_beyond_the_float32_range(container):
+    """tr(A) and sum(S) exceed float32's 3.4e38 while every entry fits: summed
+    in float32 they overflowed (a RuntimeWarning, then inf or a zero error)."""
+    P = randla.testing.psd(30, rank=8, rng=0)  # trace 4.16
+    A = (P * 1e38).astype(np.float32)
+    wrap = {"numpy": np.asarray, "sparse": sp.csr_array, "torch": torch.from_numpy}[container]
+    exact = float(np.trace(A.astype(np.float64)))
+    r = randla.nystrom(wrap(A), 3, rng=0)
+    S = to_np(r.S).astype(np.float64)
+    assert r.trace_error == pytest.approx(exact - S.sum(), rel=1e-5)
+    assert r.trace_error == pytest.approx(1e38 * (np.trace(P) - np.linalg.eigvalsh(P)[::-1][:3].sum()), rel=1e-3)
+    t = randla.nystrom(wrap(A), tol=0.1, rng=0)
+    assert t.rank <= 8 and t.trace_error <= 0.1 * exact
+
+
 def test_nystrom_trace_error_estimate_for_operators():
     A = randla.testing.psd(300, decay="polynomial", rate=0.5, rng=1)
     errors = []
@@ -509,7 +538,7 @@ def test_nystrom_tol_reaches_the_trace_tolerance_with_the_smallest_rank(tol):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_nystrom_tol_half_precision_with_a_large_trace(dtype):
-    """tr(A) is summed in float32, where it is finite: in fp16 it would
+    """tr(A) is summed in double, where it is finite: in fp16 it would
     overflow (65504) and leave the trace error unknown."""
     X = np.random.default_rng(0).standard_normal((400, 5)) * 10
     A = torch.from_numpy(X @ X.T).to(dtype)
@@ -525,13 +554,15 @@ def test_nystrom_tol_half_precision_with_a_large_trace(dtype):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in reduce:RuntimeWarning")
 def test_nystrom_tol_infinite_trace_is_not_met():
-    """A trace beyond the float32 range (NumPy warns of the overflow) leaves
-    the error unknown: the rank goes to the cap rather than to the smallest."""
-    A = np.eye(400, dtype=np.float32) * np.float32(1e36)
+    """A trace beyond the float64 range (NumPy warns of the overflow) leaves
+    the error unknown: the rank goes to the cap rather than to the smallest.
+    (A float32 trace is summed in double, where 4e38 is finite.)"""
+    A = np.eye(400) * 1e307
     assert np.isinf(randla.as_operator(A).trace())
-    r = randla.nystrom(A, 100, tol=0.5, rng=0)
-    assert r.rank == 100
+    r = randla.nystrom(A, 10, tol=0.5, rng=0)
+    assert r.rank == 10
     assert r.trace_error == math.inf
+    assert randla.as_operator(np.eye(400, dtype=np.float32) * np.float32(1e36)).trace() == pytest.approx(4e38)
 
 
 def test_nystrom_tol_respects_the_rank_cap():

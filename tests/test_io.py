@@ -249,6 +249,19 @@ def test_safetensors_bfloat16_becomes_float32(tmp_path):
     np.testing.assert_array_equal(loaded, weight.float().numpy())
 
 
+def test_safetensors_complex64_keeps_its_imaginary_part(tmp_path):
+    """C64 went through torch's float32 widening, which drops the imaginary part."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    path = tmp_path / "c64.safetensors"
+    weight = torch.randn(6, 4, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    save_file({"w": weight}, str(path))
+    loaded = load_matrix(path)
+    assert loaded.dtype == np.complex64
+    np.testing.assert_array_equal(loaded, weight.numpy())
+
+
 def test_safetensors_bfloat16_without_torch_says_what_to_install(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
@@ -322,6 +335,18 @@ def test_save_result_converts_torch_tensors(tmp_path):
     with np.load(path, allow_pickle=False) as saved:
         np.testing.assert_array_equal(saved["x"], np.arange(6.0).reshape(2, 3))
         assert saved["h"].dtype == np.float32 and saved["f"].dtype == np.float16
+
+
+def test_save_result_converts_conjugate_and_negative_views(tmp_path):
+    """torch's lazy conj() and neg views (A.mH, A.conj().imag) have no NumPy
+    form until resolved: they used to raise a RuntimeError."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "t.npz"
+    x = torch.arange(6, dtype=torch.float64).reshape(2, 3) * (1 + 2j)
+    save_result(path, h=x.mH, n=x.conj().imag)
+    with np.load(path, allow_pickle=False) as saved:
+        np.testing.assert_array_equal(saved["h"], x.numpy().conj().T)
+        np.testing.assert_array_equal(saved["n"], -x.numpy().imag)
 
 
 def test_save_result_replaces_existing_file_and_leaves_no_temporary(tmp_path):

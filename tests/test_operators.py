@@ -64,6 +64,9 @@ def _adapters():
         "numpy_c64": (Ac.astype(np.complex64), "complex64"),
         "numpy_int": (matrix((M, N), np.int64), "float64"),
         "numpy_bool": (A > 0, "float64"),
+        "numpy_longdouble": (A.astype(np.longdouble), "float64"),
+        "numpy_clongdouble": (Ac.astype(np.clongdouble), "complex128"),
+        "sparse_longdouble": (sp.csr_array(S, dtype=np.longdouble), "float64"),
         "numpy_view": (planted(2 * M, 2 * N, rng=0).A[::2, 1::2], "float64"),
         "csr_array": (sp.csr_array(S), "float64"),
         "csc_array": (sp.csc_array(S), "float64"),
@@ -108,6 +111,8 @@ def test_adapter_products(name):
     reference = dense(A)
     low = any(t in name for t in ("f32", "f16", "bf16", "c64"))
     check_products(op, reference, 1e-5 if low else 1e-13)
+    X, Y = blocks(op.shape, np.dtype(work), "torch" if name.startswith("torch") else "numpy")
+    assert op.matmat(X).dtype == op.dtype and op.rmatmat(Y).dtype == op.dtype
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
@@ -188,7 +193,7 @@ def test_norm_at_any_scale(container, scale):
     explicit = A - A.mean(axis=0) if container == "centered" else A
     exact = float(np.linalg.norm(explicit))
     op = randla.as_operator(_NORM_CONTAINERS[container](S * scale))
-    assert op.norm() == pytest.approx(exact * scale, rel=1e-12)
+    assert op.norm() == pytest.approx(exact * scale, rel=1e-12, abs=0)
     squared = op.squared_norm()
     assert squared == (math.inf if scale > 1 else 0.0)
 
@@ -421,6 +426,34 @@ def test_plus_low_rank_and_residual(dtype, container, kind):
         assert op.squared_norm() == pytest.approx(np.linalg.norm(explicit) ** 2, rel=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-170, 1e-160, 1e160, 1e170, 1e300])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch"])
+def test_plus_low_rank_norm_at_any_scale(container, scale):
+    """||A + L R||_F is right where its square leaves the float64 range; the
+    squares of A, L R and their cross term used to overflow to NaN or
+    underflow to 0 (or lose digits in subnormals)."""
+    A = sparse_random(M, N, 300, rng=0).toarray()
+    L, R = planted(M, 3, rng=1).A, planted(3, N, rng=2).A
+    wrap = {"numpy": lambda a: a, "csr": sp.csr_array, "torch": torch.as_tensor}[container]
+    Lw = torch.as_tensor(L * scale) if container == "torch" else L * scale
+    Rw = torch.as_tensor(R) if container == "torch" else R
+    exact = float(np.linalg.norm(A + L @ R))
+    # abs=0: pytest.approx would otherwise take anything below 1e-12 as equal.
+    assert randla.PlusLowRank(wrap(A * scale), Lw, Rw).norm() == pytest.approx(exact * scale, rel=1e-12, abs=0)
+    exact = float(np.linalg.norm(A - L @ R))
+    assert randla.residual(wrap(A * scale), Lw, Rw).norm() == pytest.approx(exact * scale, rel=1e-12, abs=0)
+
+
+def test_plus_low_rank_norm_of_zero_parts():
+    A = planted(M, N, rng=0).A
+    L, R = planted(M, 3, rng=1).A, planted(3, N, rng=2).A
+    assert randla.PlusLowRank(A, 0 * L, R).norm() == pytest.approx(np.linalg.norm(A), rel=1e-14)
+    assert randla.PlusLowRank(0 * A, L, R).norm() == pytest.approx(np.linalg.norm(L @ R), rel=1e-13)
+    assert randla.PlusLowRank(0 * A, L, 0 * R).norm() == 0.0
+    empty = randla.residual(A, L[:, :0], R[:0])  # rank 0
+    assert empty.norm() == pytest.approx(np.linalg.norm(A), rel=1e-14)
+
+
 def test_residual_of_exact_factorisation_is_zero():
     A = randla.testing.low_rank(50, 40, 5, rng=0)
     r = randla.svd(A, 5, rng=0)
@@ -570,3 +603,16 @@ def test_products_hypothesis(m, n, dtype, container, seed):
     scale = np.linalg.norm(reference, 2) + 1e-300
     np.testing.assert_allclose(to_np(op.matmat(X)), reference @ to_np(X), atol=100 * eps * scale)
     np.testing.assert_allclose(to_np(op.rmatmat(Y)), reference.conj().T @ to_np(Y), atol=100 * eps * scale)
+
+
+@pytest.mark.parametrize(("dtype", "work"), [(">f4", np.float32), (">f8", np.float64), (">c8", np.complex64),
+                                             (">c16", np.complex128), (np.longdouble, np.float64),
+                                             (np.clongdouble, np.complex128)])
+def test_non_native_dtypes_keep_their_precision(dtype, work):
+    # Byte-swapped arrays (np.load of a big-endian file) are not np.float64 & co.;
+    # long doubles, which LAPACK cannot take, are computed in double.
+    A = matrix((M, N), np.complex128 if np.dtype(dtype).kind == "c" else np.float64).astype(dtype)
+    op = randla.as_operator(A)
+    assert op.dtype == work
+    X = np.ones((A.shape[1], 2), dtype=work)
+    np.testing.assert_allclose(op.matmat(X), A.astype(work) @ X, rtol=10 * np.finfo(work).eps * A.shape[1])

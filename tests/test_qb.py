@@ -66,6 +66,18 @@ def test_exact_low_rank_recovered():
     assert relative_error(A, r, ord=2) <= 1e-10
 
 
+@pytest.mark.parametrize("dtype", [np.longdouble, np.clongdouble])
+@pytest.mark.parametrize("container", ["numpy", "csr"])
+def test_extended_precision_computed_in_double(dtype, container):
+    """LAPACK has no long double: it is computed in (complex) double, not
+    float32 (a silent 1e-7 error) nor passed on to numpy.linalg (TypeError)."""
+    A = low_rank(60, 40, 5, rng=0).astype(dtype)
+    A = sp.csr_array(A) if container == "csr" else A
+    for r in (randla.qb(A, 5, rng=0), randla.qb(A, tol=1e-10, rng=0)):
+        error = dense(A).astype(np.complex128) - (r.Q @ r.B).astype(np.complex128)
+        assert np.linalg.norm(error) <= 1e-12 * np.linalg.norm(dense(A).astype(np.complex128))
+
+
 def test_rank_deficient_and_zero():
     A = low_rank(100, 80, 4, rng=0)
     Q, B = randla.qb(A, 10, rng=0)

@@ -195,6 +195,16 @@ def test_bad_arguments(kwargs, match):
         draw_sketch(kind, rng=0, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "rng, error, match",
+    [("seed", TypeError, "`rng` must be None, an int"), (-1, ValueError, "`rng` seed must be >= 0; got -1")],
+)
+def test_bad_rng(rng, error, match):
+    """The rng is checked as in every public function, not by NumPy's own messages."""
+    with pytest.raises(error, match=match):
+        draw_sketch("gaussian", 10, 3, rng=rng)
+
+
 @pytest.mark.parametrize("kind", SKETCHES)
 @pytest.mark.parametrize("container", ["numpy", "csr", "torch"])
 def test_every_sketch_in_svd(kind, container):

@@ -79,12 +79,16 @@ def frobenius_norm(xp, x) -> float:
         info = xp.finfo(x.dtype)
         if math.sqrt(float(info.smallest_normal) / float(info.eps)) <= fast < math.inf:
             return fast
+        if math.prod(x.shape) == 0:  # no entries, as in a factor of rank 0
+            return 0.0
         rows = max(1, _NORM_BLOCK // math.prod(x.shape[1:]))
         blocks = [x[i : i + rows] for i in range(0, x.shape[0], rows)]
         largest = max((float(xp.max(xp.abs(b))) for b in blocks), default=0.0)
         if not 0.0 < largest < math.inf:  # zero or empty, or Inf/NaN present
             return largest
-        return largest * math.sqrt(sum(float(xp.sum(xp.abs(b / largest) ** 2)) for b in blocks))
+        # |b| before the division: complex division by a subnormal largest
+        # overflows (it forms 1 / largest), real division does not.
+        return largest * math.sqrt(sum(float(xp.sum((xp.abs(b) / largest) ** 2)) for b in blocks))
 
 
 def real_dtype(xp, dtype):
@@ -231,7 +235,11 @@ def _cholqr_pass(xp, Y, min_diag_ratio: float):
     Y R^{-1} is formed as a product with the inverse of the small triangle,
     which keeps the work in one fast GEMM and in the input's own library.
     """
-    R = _cholesky_upper(xp, _conj_t(xp, Y) @ Y)
+    # Y^H Y overflows for entries beyond ~1e154: the Gram matrix is then not
+    # finite, Cholesky is refused and the caller falls back to Householder QR,
+    # so NumPy's overflow warning would only be noise.
+    with np.errstate(over="ignore", invalid="ignore"):
+        R = _cholesky_upper(xp, _conj_t(xp, Y) @ Y)
     if R is None:
         return None
     d = xp.abs(xp.linalg.diagonal(R))

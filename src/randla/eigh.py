@@ -255,14 +255,14 @@ def nystrom(
         error, exact = _trace_error(op, U, S, trace, probes, probe_rng)
         if tol is None:
             break
-        total = error + float(op.xp.sum(S))
+        total = error + _total(op.xp, S)
         # A trace that overflowed (inf <= tol * inf) meets no tolerance.
         finite = math.isfinite(total)
         if (finite and error <= tol * total) or k >= cap:
             if finite:
                 k = _smallest_rank(op.xp, S, error, tol * total)
                 U, S = U[:, :k], S[:k]
-                error = total - float(op.xp.sum(S))
+                error = total - _total(op.xp, S)
             break
         k = min(2 * k, cap)
     return NystromResult(op.as_output(U), op.as_output(S), nu, max(error, 0.0), exact)
@@ -295,12 +295,17 @@ def _trace_error(op, U, S, trace, probes: int, rng) -> tuple[float, bool]:
     """tr(A - U diag(S) U^H): exact from tr(A), else a Girard-Hutchinson estimate."""
     xp = op.xp
     if trace is not None:
-        return trace - float(xp.sum(S)), True
+        return trace - _total(xp, S), True
     G = random_signs(xp, (op.shape[0], probes), op.dtype, op.device, rng)
     AG = op.matmat(G)
     UG = conj_transpose(xp, U) @ G
     quad = xp.sum(xp.real(xp.conj(G) * AG)) - xp.sum(S[:, None] * xp.real(xp.conj(UG) * UG))
     return float(quad) / probes, False
+
+
+def _total(xp, S) -> float:
+    """sum(S) in double: float32 eigenvalues that fit can add up past 3.4e38."""
+    return float(xp.sum(S, dtype=xp.float64))
 
 
 def _smallest_rank(xp, S, tail: float, budget: float) -> int:

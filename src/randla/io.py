@@ -39,7 +39,9 @@ SUPPORTED_SUFFIXES = (".npy", ".npz", ".mtx", ".mtx.gz", ".mtx.bz2", ".safetenso
 
 # safetensors dtypes that safetensors.numpy returns as NumPy arrays; the others
 # (bfloat16, float8 variants) exist in NumPy only through extensions.
-_NUMPY_SAFETENSORS_DTYPES = {"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32", "F64"}
+_NUMPY_SAFETENSORS_DTYPES = {
+    "BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32", "F64", "C64"
+}
 
 _NPY_SIGNATURE = b"\x93NUMPY"
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
@@ -340,7 +342,8 @@ def _to_numpy(name: str, value) -> np.ndarray:
         )
     library = type(value).__module__.split(".")[0]
     if library == "torch":
-        value = value.detach().cpu()
+        # Lazy conj() and neg views (A.mH, ...) have no NumPy form until resolved.
+        value = value.detach().cpu().resolve_conj().resolve_neg()
         try:
             value = value.numpy()
         except TypeError:  # bfloat16 and float8 have no NumPy dtype

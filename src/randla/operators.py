@@ -49,15 +49,25 @@ def _work_dtype(xp, dtype):
     """The dtype products are computed in: float32/64 or complex64/128.
 
     Integers and booleans are promoted to float64; half precisions (fp16,
-    bf16) are computed in float32.
+    bf16) are computed in float32, and NumPy's long doubles, which LAPACK
+    cannot take, in (complex) double.
     """
     if xp.isdtype(dtype, "complex floating"):
-        return dtype
+        if dtype in (xp.complex64, xp.complex128):
+            return dtype
+        return xp.complex128 if xp.finfo(dtype).bits >= 64 else xp.complex64
     if xp.isdtype(dtype, "real floating"):
         if dtype in (xp.float32, xp.float64):
             return dtype
-        return xp.float32
+        # bits, not identity: a byte-swapped float64 (">f8") is not np.float64.
+        return xp.float64 if xp.finfo(dtype).bits >= 64 else xp.float32
     return xp.float64
+
+
+def _double(xp, dtype):
+    """float64 or complex128, for sums returned as Python numbers: a sum in a
+    half precision overflows at 65504, one in float32 at 3.4e38."""
+    return xp.complex128 if _is_complex(xp, dtype) else xp.float64
 
 
 def _adjoint_product(xp, matmat_t, Y):
@@ -164,10 +174,11 @@ class _Dense(Operator):
         self.dtype = _work_dtype(xp, A.dtype)
         # Integer input is copied once into float64: every product would
         # otherwise make the same conversion internally. The user's array is
-        # not touched. Half precisions are upcast per product instead, which
-        # keeps memory at the size the user chose.
-        self._promote_per_product = xp.isdtype(A.dtype, "real floating") and A.dtype != self.dtype
-        if not xp.isdtype(A.dtype, ("real floating", "complex floating")):
+        # not touched. Half precisions (and long doubles) are converted per
+        # product instead, which keeps memory at the size the user chose.
+        floating = xp.isdtype(A.dtype, ("real floating", "complex floating"))
+        self._promote_per_product = floating and A.dtype != self.dtype
+        if not floating:
             A = xp.astype(A, self.dtype)
         self._A = A
 
@@ -184,9 +195,8 @@ class _Dense(Operator):
     def trace(self) -> float | None:
         if self.shape[0] != self.shape[1]:
             return None
-        # Summed in the working dtype: a half-precision sum overflows at 65504.
         xp = self.xp
-        return float(xp.real(xp.sum(xp.linalg.diagonal(self._A), dtype=self.dtype)))
+        return float(xp.real(xp.sum(xp.linalg.diagonal(self._A), dtype=_double(xp, self.dtype))))
 
     def norm(self) -> float:
         return frobenius_norm(self.xp, self._matrix())
@@ -204,13 +214,17 @@ class _ScipySparse(Operator):
         self.dtype = _work_dtype(xp, A.dtype)
         self._A = A
 
+    def _product(self, A, X):
+        # A long double A would otherwise set the dtype of the product.
+        return np.asarray(A @ X, dtype=np.result_type(self.dtype, X.dtype))
+
     def matmat(self, X):
-        return np.asarray(self._A @ X)
+        return self._product(self._A, X)
 
     def rmatmat(self, Y):
         # A.T of CSR is CSC sharing the same arrays (no copy), and CSC @ dense
         # runs in CSR's fast direction.
-        return _adjoint_product(self.xp, lambda Z: np.asarray(self._A.T @ Z), Y)
+        return _adjoint_product(self.xp, lambda Z: self._product(self._A.T, Z), Y)
 
     def matmat_sparse(self, S):
         return np.asarray((self._A @ S).toarray(), dtype=self.dtype)
@@ -218,7 +232,7 @@ class _ScipySparse(Operator):
     def trace(self) -> float | None:
         if self.shape[0] != self.shape[1]:
             return None
-        return float(np.real(self._A.diagonal().sum()))
+        return float(np.real(self._A.diagonal().sum(dtype=_double(self.xp, self.dtype))))
 
     def norm(self) -> float:
         A = self._A
@@ -546,14 +560,23 @@ class PlusLowRank(_Composite):
 
     def norm(self):
         """From ||A + LR||^2 = ||A||^2 + 2 Re tr(R A^H L) + ||LR||^2, with one product."""
-        total = self.base.squared_norm()
-        if total is None:
+        base = self.base.norm()
+        if base is None:
             return None
-        xp, L, R = self.xp, self.L, self.R
-        AhL = self.base.rmatmat(L)  # (n, k)
+        xp = self.xp
+        size_l, size_r = frobenius_norm(xp, self.L), frobenius_norm(xp, self.R)
+        if size_l == 0 or size_r == 0:
+            return base
+        # Each term in units of scale^2, with L and R of unit norm, so that no
+        # square leaves the float range (as in frobenius_norm).
+        L, R = self.L / size_l, self.R / size_r
+        scale = max(base, size_l * size_r)
+        low = size_l / scale * size_r  # ||L||_F ||R||_F / scale
+        AhL = self.base.rmatmat(L) / scale  # (n, k)
         cross = float(xp.real(xp.sum(AhL.mT * R)))  # tr(R A^H L), no conjugate
-        gram = (conj_transpose(xp, L) @ L) * (R @ conj_transpose(xp, R)).mT
-        return math.sqrt(max(total + 2 * cross + float(xp.real(xp.sum(gram))), 0.0))
+        gram = float(xp.real(xp.sum((conj_transpose(xp, L) @ L) * (R @ conj_transpose(xp, R)).mT)))
+        unit = (base / scale) ** 2 + 2 * low * cross + low * low * gram
+        return scale * math.sqrt(max(unit, 0.0))
 
 
 def residual(A, L, R) -> PlusLowRank:

@@ -157,11 +157,6 @@ class AdaptiveBasis:
     exact_norm: bool
     norm: float
 
-    @property
-    def squared_norm(self) -> float:
-        """||A||_F^2 (inf or 0 where it leaves the float range; ``norm`` never does)."""
-        return self.norm * self.norm
-
 
 def adaptive_qb(
     op: Operator,

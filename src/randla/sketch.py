@@ -39,7 +39,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ._validate import check_choice, check_int
+from ._validate import check_choice, check_int, check_rng
 from .backend import conj_transpose, random_signs, standard_normal
 from .operators import Operator
 
@@ -154,7 +154,7 @@ def draw_sketch(
     l = check_int("l", l, 1)
     xp = np_xp if xp is None else xp
     dtype = xp.float64 if dtype is None else dtype
-    rng = np.random.default_rng(rng)
+    rng = check_rng(rng)
     if kind == "gaussian":
         return _DenseSketch(kind, standard_normal(xp, (n, l), dtype, device, rng), xp, device)
     if kind == "rademacher":
