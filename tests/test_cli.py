@@ -152,6 +152,44 @@ def test_bad_options(tmp_path, capsys, argv, message):
     assert line.startswith("randla: error: ") and message in line
 
 
+def test_output_that_is_a_folder_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    # It used to fail after the SVD, naming a hidden temporary file:
+    # "Is a directory: .o.npz.609fc9fa99a5.tmp".
+    np.save(tmp_path / "A.npy", np.ones((10, 8)))
+    (tmp_path / "o.npz").mkdir()
+    monkeypatch.setattr(randla, "svd", lambda *a, **k: pytest.fail("the SVD ran"))
+    assert main(["svd", str(tmp_path / "A.npy"), "--rank", "2", "-o", str(tmp_path / "o.npz")]) == 2
+    line = _error_line(capsys)
+    assert "is a folder" in line and "o.npz" in line and ".tmp" not in line
+
+
+def test_unwritable_output_folder_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    np.save(tmp_path / "A.npy", np.ones((10, 8)))
+    # The tests may run as root, who may write anywhere: a folder the user
+    # cannot write to is simulated.
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path / "ro" else access(p, mode))
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(randla, "svd", lambda *a, **k: pytest.fail("the SVD ran"))
+    assert main(["svd", str(tmp_path / "A.npy"), "--rank", "2", "-o", str(tmp_path / "ro" / "o.npz")]) == 2
+    assert "is not writable" in _error_line(capsys)
+
+
+def test_failed_write_names_the_output(tmp_path, capsys, monkeypatch):
+    """An error while writing names the output, not save_result's temporary file."""
+    import randla.io
+
+    def refuse(path, **arrays):
+        raise PermissionError(13, "Permission denied", str(Path(path).parent / ".o.npz.abc.tmp"))
+
+    monkeypatch.setattr(randla.io, "save_result", refuse)
+    np.save(tmp_path / "A.npy", np.ones((10, 8)))
+    out = tmp_path / "o.npz"
+    assert main(["svd", str(tmp_path / "A.npy"), "--rank", "2", "-o", str(out)]) == 2
+    line = _error_line(capsys)
+    assert line == f"randla: error: cannot write {out}: Permission denied."
+
+
 def test_unknown_extension(tmp_path, capsys):
     (tmp_path / "A.txt").write_text("1 2\n")
     assert main(["svd", str(tmp_path / "A.txt"), "--rank", "1", "-o", str(tmp_path / "o.npz")]) == 2

@@ -76,6 +76,15 @@ def test_nystroem_uniform_landmarks_past_the_numerical_rank():
     assert np.trace(K - Z @ Z.T) == pytest.approx(est.trace_error_, abs=1e-12 * np.trace(K))
 
 
+def test_nystroem_of_a_kernel_that_is_zero_on_the_data():
+    # No landmark adds a feature: transform gives an empty block, not an error.
+    X = np.zeros((6, 2))
+    est = randla.Nystroem(kernel="linear", n_components=3, random_state=0).fit(X)
+    assert len(est.component_indices_) == 0 and est.trace_error_ == 0.0
+    Z = est.transform(np.ones((4, 2)))
+    assert Z.shape == (4, 0) and Z.dtype == np.float64
+
+
 @pytest.mark.parametrize(
     "estimator, match",
     [
@@ -132,3 +141,14 @@ def test_spectral_clustering_finds_planted_clusters():
     data = randla.testing.clustered(1200, 3, 5, imbalance=4.0, rng=0)
     labels = randla.SpectralClustering(5, gamma=1.0, n_components=100, random_state=0).fit_predict(data.X)
     assert adjusted_rand_score(data.labels, labels) > 0.99
+
+
+def test_recommend_suggests_only_a_fix_that_helps():
+    # With exclude_seen=False already, the message told the user to pass it.
+    data = randla.testing.ratings(30, 20, 200, rank=2, noise=0.1, rng=0)
+    model = randla.MatrixCompletion(rank=2, reg=1.0, random_state=0).fit(*data, shape=data.shape)
+    with pytest.raises(ValueError, match=r"exceeds the 20 candidate columns of user 0") as info:
+        model.recommend(0, k=21, exclude_seen=False)
+    assert "exclude_seen" not in str(info.value)
+    with pytest.raises(ValueError, match=r"or pass exclude_seen=False"):
+        model.recommend(0, k=20)

@@ -226,6 +226,51 @@ def test_tol_on_linear_operator_is_estimated():
     assert relative_error(A, r) <= 1.5 * 0.05
 
 
+def scaled_id_error(A, r, scale) -> float:
+    """||A - skeleton P / scale||_F / ||A||_F for an ID r of A * scale."""
+    L, R = (to_np(x).astype(np.float64) for x in r.factors())
+    return float(np.linalg.norm(A - (L / scale) @ R) / np.linalg.norm(A))
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-170, 1e170, 1e300])
+@pytest.mark.parametrize("sketch", ["gaussian", None])
+@pytest.mark.parametrize("axis", [1, 0])
+def test_tol_far_from_unit_scale(scale, sketch, axis):
+    """Squared norms leave the float64 range beyond ~1e154 and below ~1e-154;
+    the tolerance mode keeps every norm relative to ||A||_F, so rank, error
+    and estimate are those at unit scale (at 1e170 they were a warning, at
+    1e-170 rank 1 with error 0.73 reported as 0)."""
+    A = problem("exp0.8", rng=1)
+    reference = randla.interpolative(A, tol=0.01, axis=axis, sketch=sketch, rng=0)
+    r = randla.interpolative(A * scale, tol=0.01, axis=axis, sketch=sketch, rng=0)
+    true = scaled_id_error(A, r, scale)
+    assert r.converged and true <= 0.01
+    assert r.error_estimate == pytest.approx(true, rel=1e-6)
+    assert r.rank == reference.rank
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e25])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_tol_float32_far_from_unit_scale(library, scale):
+    """float32 products C^H A of A's own size leave the range beyond ~1e19."""
+    A = problem("exp0.8", rng=1)
+    A32 = (A * scale).astype(np.float32)
+    r = randla.interpolative(torch.from_numpy(A32) if library == "torch" else A32, tol=0.05, rng=0)
+    reference = randla.interpolative(A.astype(np.float32), tol=0.05, rng=0)
+    true = scaled_id_error(A, r, scale)
+    assert r.converged and true <= 0.05 * (1 + 1e-3)
+    assert r.error_estimate == pytest.approx(true, rel=1e-3)
+    assert abs(r.rank - reference.rank) <= 1
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_tol_linear_operator_far_from_unit_scale(scale):
+    A = problem("exp0.8")
+    r = randla.interpolative(aslinearoperator(A * scale), tol=0.05, rng=0)
+    assert r.converged
+    assert scaled_id_error(A, r, scale) <= 1.5 * 0.05
+
+
 def test_sketch_none_same_on_every_backend():
     A = problem("exp0.8", shape=(80, 60))
     ref = randla.interpolative(A, 12, sketch=None)
@@ -342,6 +387,17 @@ def test_dtypes(dtype):
     assert spectral_error_ratio(A, r, 15, s) <= bound
     assert spectral_error_ratio(A, c, 15, s) <= bound
     assert_valid_id(r, A.shape)
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">c16"])
+def test_byte_swapped_input_keeps_double_precision(dtype):
+    # A big-endian float64 array (as np.load gives for a file written on such
+    # a machine) is not np.float64: it was computed in float32, error 1.3e-7.
+    A = low_rank(60, 40, 5, rng=0).astype(dtype)
+    for r in (randla.interpolative(A, 5, rng=0), randla.interpolative(A, tol=1e-6, rng=0),
+              randla.cur(A, 5, rng=0)):
+        assert relative_error(A, r) <= 1e-12
+        assert np.dtype(to_np(r.factors()[1]).dtype).itemsize == np.dtype(dtype).itemsize
 
 
 def test_integer_input_promoted():

@@ -105,6 +105,23 @@ def test_low_rank(rank):
     assert low_rank(50, 20, rank, dtype=np.float32, rng=0).dtype == np.float32
 
 
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: low_rank(30, 20, 25, rng=0), r"`rank` must be an int \[0, 20\]; got 25"),
+        (lambda: planted(30, 20, rank=-1, rng=0), r"`rank` must be an int \[0, 20\]; got -1"),
+        (lambda: planted(30, 20, rank=2.5, rng=0), r"`rank` must be an int \[0, 20\]; got 2.5"),
+        (lambda: planted(30, 20, dtype=np.int64, rng=0), "`dtype` must be a floating or complex dtype"),
+        (lambda: psd(20, dtype=np.int32, rng=0), "`dtype` must be a floating or complex dtype"),
+    ],
+)
+def test_planted_rejects_bad_parameters(make, match):
+    # A rank above min(m, n) failed on a broadcast deep inside; an integer
+    # dtype rounded the planted matrix silently, so S was not its spectrum.
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
 @pytest.mark.parametrize("decay", ["exponential", "polynomial"])
 def test_psd(dtype, decay):
@@ -213,14 +230,15 @@ def test_clustered_sizes_are_unequal_and_clusters_far_apart(n, n_clusters):
         ({"n_clusters": 11}, "n_clusters"),
         ({"imbalance": 0.5}, "imbalance"),
         ({"spread": 0.0}, "spread"),
+        ({"d": 0}, "`d` must be an int >= 1"),
     ],
 )
 def test_clustered_rejects_bad_parameters(kwargs, match):
     from randla.testing import clustered
 
-    args = {"n_clusters": 3, **kwargs}
+    args = {"d": 2, "n_clusters": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
-        clustered(10, 2, rng=0, **args)
+        clustered(10, rng=0, **args)
 
 
 # ---- ratings

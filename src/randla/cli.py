@@ -140,6 +140,10 @@ def _svd(args) -> int:
         raise ValueError(f"the output must be an .npz file; got {args.output!r}.")
     if not output.parent.is_dir():
         raise ValueError(f"the output folder {str(output.parent)!r} does not exist.")
+    if output.is_dir():
+        raise ValueError(f"the output {args.output!r} is a folder; give a file name ending in .npz.")
+    if not os.access(output.parent, os.W_OK):
+        raise ValueError(f"the output folder {str(output.parent)!r} is not writable.")
     if args.rank is None and args.tol is None:
         raise ValueError("give --rank K (the number of singular triplets), --tol T, or both.")
 
@@ -155,7 +159,10 @@ def _svd(args) -> int:
         rng=args.seed,
     )
     elapsed = time.perf_counter() - start
-    save_result(output, U=result.U, S=result.S, Vh=result.Vh, rank=result.rank)
+    try:
+        save_result(output, U=result.U, S=result.S, Vh=result.Vh, rank=result.rank)
+    except OSError as exc:  # it names save_result's temporary file, unknown to the user
+        raise ValueError(f"cannot write {output}: {exc.strerror or exc}.") from None
 
     S = np.asarray(result.S, dtype=np.float64)
     top = " ".join(f"{s:.4g}" for s in S[:8]) + (" ..." if S.size > 8 else "")

@@ -87,6 +87,9 @@ class Nystroem(TransformerMixin, BaseEstimator):
         a callable's own).
     n_components : int, default 100
         Number of landmarks m (at most n_samples; a warning says when capped).
+        Fewer are kept when the kernel matrix has a lower numerical rank on
+        the training data: a further landmark would add no feature, only
+        rounding (none at all for a kernel that is zero on the data).
     landmarks : str, default "rpcholesky"
         ``"rpcholesky"``, ``"uniform"``, ``"greedy"``, ``"kmeans++"`` or
         ``"leverage"``.
@@ -146,6 +149,8 @@ class Nystroem(TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        if len(self.component_indices_) == 0:  # the kernel was zero on the training data
+            return np.zeros((X.shape[0], 0), dtype=X.dtype)
         C = kernel_operator(X, self.components_.astype(X.dtype), kernel=self.kernel, **_kernel_params(self)).block()
         return C @ self.normalization_.astype(X.dtype)
 
@@ -467,9 +472,10 @@ class MatrixCompletion(BaseEstimator):
         available = n - (np.diff(self.seen_.indptr)[users] if exclude_seen else np.zeros(users.size, np.intp))
         if users.size and k > available.min():
             worst = int(np.argmin(available))
+            fix = "lower `k` or pass exclude_seen=False" if exclude_seen else "lower `k`"
             raise ValueError(
                 f"`k`={k} exceeds the {available[worst]} candidate columns of user {users[worst]} "
-                f"({n} columns, {n - available[worst]} seen in fit); lower `k` or pass exclude_seen=False."
+                f"({n} columns, {n - available[worst]} seen in fit); {fix}."
             )
         out = np.empty((users.size, k), dtype=np.intp)
         step = max(1, _SCORE_ELEMENTS // n)

@@ -45,7 +45,17 @@ from array_api_compat import is_array_api_obj, is_torch_array
 
 from ._results import Unpackable
 from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
-from .backend import conj_transpose, device_of, finfo_eps, namespace, normalize, qr, real_dtype, to_numpy
+from .backend import (
+    conj_transpose,
+    device_of,
+    finfo_eps,
+    frobenius_norm,
+    namespace,
+    normalize,
+    qr,
+    real_dtype,
+    to_numpy,
+)
 from .operators import Operator, as_operator
 from .rangefinder import adaptive_qb, check_finite, check_sketch, draw_for
 from .svd import SVDResult, svd_from_basis
@@ -481,9 +491,15 @@ def sketch_coefficients(R: np.ndarray, perm: np.ndarray, k: int, r: int) -> np.n
     return P
 
 
-def _row_tails(R: np.ndarray) -> np.ndarray:
-    """t[k] = ||R[k:, :]||_F^2 for k = 0..rows: the ID error of Y for each k."""
-    rows = np.sum(np.abs(R) ** 2, axis=1)
+def _row_tails(R: np.ndarray, norm: float) -> np.ndarray:
+    """t[k] = (||R[k:, :]||_F / norm)^2 for k = 0..rows: the ID error of Y for each k, relative.
+
+    R is divided by ``norm`` (||A||_F) before it is squared: squares of A's
+    own size leave the float range beyond ~1e154 and below ~1e-154.
+    """
+    if norm == 0:
+        return np.zeros(R.shape[0] + 1)
+    rows = np.sum(np.abs(R / norm) ** 2, axis=1)
     return np.concatenate([np.cumsum(rows[::-1])[::-1], [0.0]])
 
 
@@ -508,7 +524,8 @@ def host_matrix(A, op: Operator, axis: int) -> np.ndarray:
 def _exact_id(A, op, axis, rank, tol):
     """Column-pivoted QR of A itself; the error ||R22||_F is exact."""
     R, perm = cpqr(host_matrix(A, op, axis))
-    tails = _row_tails(R)
+    norm = frobenius_norm(np, R)  # ||A||_F, taken with scaling
+    tails = _row_tails(R, norm)
     total = tails[0]
     if tol is not None:
         cap = rank or min(op.shape)
@@ -518,7 +535,7 @@ def _exact_id(A, op, axis, rank, tol):
         k = rank
     r = numerical_rank(R, k, op)
     # Rows r..k-1 of R are below rounding; they still enter the error.
-    error_sq = float(np.sum(np.abs(R[r:, k:]) ** 2))
+    error_sq = float(np.sum(np.abs(R[r:, k:] / norm) ** 2)) if total > 0 else 0.0
     return R, perm, k, r, math.sqrt(error_sq / total) if total > 0 else 0.0
 
 
@@ -560,9 +577,8 @@ def _rank_for_tol(A, op, work, axis, tol, basis, cap, rng):
         B = np.zeros((1, work.shape[1]))
     R, perm = cpqr(B)
     l = min(R.shape[0], cap)
-    total = basis.squared_norm
-    tails = _row_tails(R)
-    fits = np.nonzero(basis.error**2 * total + tails[1 : l + 1] <= tol**2 * total)[0]
+    tails = _row_tails(R, basis.norm)  # relative to ||A||_F, as basis.error is
+    fits = np.nonzero(basis.error**2 + tails[1 : l + 1] <= tol**2)[0]
     first = int(fits[0]) + 1 if fits.size else l
     error_of = _error_function(A, op, work, axis, R, perm, l, basis, rng)
     # The error falls with k until k nears l, where the ID of B runs out of
@@ -591,30 +607,34 @@ def _error_function(A, op, work, axis, R, perm, l, basis, rng, probes=20):
     (n x l): ||W - C P||^2 = ||W||^2 - 2 Re tr(P^H C^H W) + ||C P||^2 with
     C^H W = M[:, :k]^H and C^H C = M[J_k, :k]. Otherwise a Gaussian trace
     estimate with ``probes`` columns.
+
+    Every term is kept relative to ||W||_F: M is of A's size squared, which
+    leaves the float range beyond ~1e154 (float64) or ~1e19 (float32).
     """
     cand = perm[:l]
     C = work_columns(A, op, cand, axis)
     exact_norm = basis.exact_norm
     if exact_norm:
-        total = basis.squared_norm
-        M = host(work.rmatmat(C))
+        norm = basis.norm
+        M = host(work.rmatmat(C / norm)) / norm if norm > 0 else None  # W^H C / ||W||_F^2
     else:
         G = draw_for(work, "gaussian", probes, rng).dense()
         WG = host(work.matmat(G))
         G, Ch = host(G), host(C)
-        total = float(np.sum(np.abs(WG) ** 2))
+        norm = frobenius_norm(np, WG)
     cache = {}
 
     def error_of(k: int) -> float:
         if k not in cache:
             P = sketch_coefficients(R, perm, k, numerical_rank(R, k, op))
-            if exact_norm:
+            if norm == 0:
+                cache[k] = 0.0
+            elif exact_norm:
                 cross = float(np.real(np.sum(P * M[:, :k].T)))
                 quad = float(np.real(np.sum(np.conj(P) * (M[cand[:k], :k] @ P))))
-                err_sq = total - 2.0 * cross + quad
+                cache[k] = math.sqrt(max(1.0 - 2.0 * cross + quad, 0.0))
             else:
-                err_sq = float(np.sum(np.abs(WG - Ch[:, :k] @ (P @ G)) ** 2))
-            cache[k] = math.sqrt(max(err_sq, 0.0) / total) if total > 0 else 0.0
+                cache[k] = frobenius_norm(np, WG - Ch[:, :k] @ (P @ G)) / norm
         return cache[k]
 
     return error_of

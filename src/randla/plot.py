@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .io import _create_temporary
 
 __all__ = ["plot_compression"]
 
@@ -19,17 +20,17 @@ def plot_compression(report, path) -> Path:
     rank, with a dot at the rank chosen. ``report`` is the
     :class:`randla.nn.CompressionReport` of :func:`randla.nn.compress`.
     """
+    # A Figure of its own, not pyplot: the caller's backend and figures are left alone.
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     path = Path(path)
     layers = [layer for layer in report.layers if layer.singular_values is not None and layer.singular_values[:1].sum() > 0]
     if not layers:
         raise ValueError("the report has no factored layer to plot.")
-    figure, (spectra, errors) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(layers)))
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    spectra, errors = figure.subplots(1, 2)
+    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(layers)))
     for layer, colour in zip(layers, colours):
         s = layer.singular_values
         spectra.semilogy(np.arange(1, s.size + 1), s, color=colour, lw=0.8)
@@ -47,14 +48,13 @@ def plot_compression(report, path) -> Path:
     )
     for axis in (spectra, errors):
         axis.grid(alpha=0.3)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
+    # Written atomically, with the permissions of any new file (see randla.io).
+    temporary, handle = _create_temporary(path.parent, path.name)
     try:
-        figure.savefig(temporary, dpi=110)
+        with os.fdopen(handle, "wb") as stream:
+            figure.savefig(stream, format="png", dpi=110)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
-    finally:
-        plt.close(figure)
     return path

@@ -56,6 +56,16 @@ def spectrum(k: int, decay: str = "polynomial", *, rate: float | None = None) ->
     return np.ones(k)
 
 
+def _check_dtype(dtype):
+    """A floating or complex dtype: an integer one would round A off its planted spectrum."""
+    if np.dtype(dtype).kind not in "fc":
+        raise ValueError(
+            f"`dtype` must be a floating or complex dtype (float32, float64, complex64, "
+            f"complex128); got {np.dtype(dtype)}. Cast the matrix afterwards if needed."
+        )
+    return dtype
+
+
 def _haar(rng, n, k, dtype):
     """n x k with orthonormal columns, uniformly distributed."""
     G = rng.standard_normal((n, k))
@@ -108,7 +118,9 @@ def planted(
     rng = np.random.default_rng(rng)
     k = min(m, n)
     s = spectrum(k, decay, rate=rate)
+    dtype = _check_dtype(dtype)
     if rank is not None:
+        rank = check_int("rank", rank, 0, k)
         s[rank:] = 0.0
     r = k if rank is None else rank
     U, V = _haar(rng, m, r, dtype), _haar(rng, n, r, dtype)
@@ -126,6 +138,7 @@ def low_rank(m: int, n: int, rank: int, *, noise: float = 0.0, dtype=np.float64,
 def psd(n: int, rank: int | None = None, *, decay: str = "exponential", rate: float | None = None,
         dtype=np.float64, rng=None) -> np.ndarray:
     """A Hermitian positive semidefinite n x n matrix V diag(s) V^H."""
+    dtype = _check_dtype(dtype)
     rng = np.random.default_rng(rng)
     s = spectrum(n, decay, rate=rate)
     if rank is not None:
@@ -274,6 +287,7 @@ def clustered(
     >>> c.X.shape, c.sizes.tolist()
     ((1000, 2), [535, 247, 115, 54, 25, 12, 6, 3, 2, 1])
     """
+    d = check_int("d", d, 1)
     if not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= n):
         raise ValueError(f"`n_clusters` must be an int in [1, n={n}]; got {n_clusters!r}.")
     if not imbalance >= 1:
