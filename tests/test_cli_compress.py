@@ -57,6 +57,7 @@ def test_compress_then_evaluate_reproduces_the_fidelity(texts, tmp_path, capsys)
         (["compress", "no-such-dir", "--reduction", "0.4", "--out", "x"], "not a directory"),
         (["compress", "{model}", "--reduction", "1.4", "--out", "{tmp}/o"], "reduction"),
         (["compress", "{model}", "--reduction", "0.4", "--method", "whitened", "--out", "{tmp}/o"], "calibration"),
+        (["compress", "no-such-dir", "--reduction", "0.4", "--share-inputs", "0.1", "--out", "x"], "--calib"),
         (["evaluate", "{model}", "{tmp}", "--eval", "{tmp}/none.txt"], "No such file"),
     ],
 )

@@ -115,6 +115,8 @@ def _compress(args) -> int:
     check_target(args.reduction, args.rank, args.energy)
     if args.method in ("whitened", "fisher") and args.calib is None:
         raise ValueError(f"--method {args.method} needs calibration sentences: --calib TEXT_FILE.")
+    if args.share_inputs is not None and (args.calib is None or args.reduction is None):
+        raise ValueError("--share-inputs needs --calib TEXT_FILE (to find layers reading one input) and --reduction.")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {args.out!r} exists and is not a directory.")

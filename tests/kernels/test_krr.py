@@ -448,3 +448,16 @@ def test_block_pcg_zero_column_and_breakdown():
     assert np.all(r.x[:, 1] == 0)
     indefinite = block_pcg(lambda V: -V, np.ones((3, 1)), tol=1e-8, max_iter=10)
     assert not indefinite.converged and indefinite.n_iter == 1
+
+
+@pytest.mark.parametrize("solver", ["direct", "pcg"])
+def test_kernel_that_vanishes_on_the_data_gives_the_zero_model(solver):
+    # k(x, x) = 0 for every point: no landmark is worth taking, and exact KRR
+    # predicts 0 everywhere (kernel_ridge's c = y / alpha has K c = 0).
+    X, y = np.zeros((5, 2)), np.column_stack([np.arange(5.0), np.ones(5)])
+    model = nystrom_kernel_ridge(X, y, kernel="linear", solver=solver, rng=0)
+    assert model.converged and model.n_centers == 0
+    assert model.dual_coef.shape == (0, 2)
+    np.testing.assert_array_equal(model.predict(np.ones((3, 2))), np.zeros((3, 2)))
+    exact = kernel_ridge(X, y[:, 0], kernel="linear", rng=0)
+    np.testing.assert_array_equal(exact.predict(np.ones((3, 2))), np.zeros(3))

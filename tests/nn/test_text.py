@@ -25,3 +25,23 @@ def test_read_sentences_counts_non_empty_lines(tmp_path):
     (tmp_path / "none.txt").write_text("\n \n")
     with pytest.raises(ValueError, match="0 non-empty line"):
         read_sentences(tmp_path / "none.txt")
+
+
+def test_read_sentences_names_the_file_and_line_of_bytes_that_are_not_utf8(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("first line\ncaf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.txt.*line 2.*UTF-8"):
+        read_sentences(path)
+
+
+def test_read_sentences_drops_a_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufefffirst\nsecond\n".encode("utf-8"))
+    assert read_sentences(path) == ["first", "second"]
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True])
+def test_fidelity_needs_a_positive_int_k(k):
+    embeddings = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="`k` must be an int >= 1"):
+        fidelity(embeddings, embeddings, k=k)

@@ -82,7 +82,14 @@ def _device(A):
 
 
 def squared_distances(xp, A, B):
-    """||a_i - b_j||_2^2 by the Gram expansion, clipped at 0 against rounding."""
+    """||a_i - b_j||_2^2 by the Gram expansion, clipped at 0 against rounding.
+
+    Both blocks are first shifted by B's mean, which leaves the distances
+    unchanged: the expansion's rounding is of order eps ||a||^2, which for
+    points far from the origin (float32 data around 1000) swamps them.
+    """
+    centre = xp.mean(B, axis=0)
+    A, B = A - centre, B - centre
     a = xp.sum(A * A, axis=1)[:, None]
     b = xp.sum(B * B, axis=1)[None, :]
     return xp.clip(a + b - 2 * (A @ B.mT), min=0)

@@ -172,7 +172,8 @@ def nystrom_kernel_ridge(
         Number m of landmarks. ``"auto"``: min(n, max(100, ceil(sqrt(n)))),
         the order m ~ sqrt(n) that keeps the statistical rate of exact KRR
         (Rudi, Camoriano & Rosasco 2015, Thm. 2). Must match the length of
-        an explicit index array.
+        an explicit index array. A selection method keeps fewer where the
+        kernel matrix has a lower numerical rank (see :func:`landmarks`).
     landmarks : str or array of int, default "rpcholesky"
         How to choose S: one of the methods (see
         :func:`randla.kernels.landmarks`; ``"uniform"`` samples rows without
@@ -265,6 +266,12 @@ def nystrom_kernel_ridge(
     gen = check_rng(rng)
     idx = _choose_landmarks(op, landmarks, n_components, candidates, gen)
     centers = take_rows(xp, X, idx)
+    if idx.size == 0:
+        # Selection found k(x, x) = 0 at every point, so every k(x, .) is 0 in
+        # the RKHS and f = 0 exactly: there is no system to solve.
+        beta = xp.zeros((0, Y.shape[1]), dtype=xp.float64, device=device_of(X))
+        info = (solver, "falkon" if solver == "pcg" else None, True, 0, np.zeros(1))
+        return _result(xp, X, beta, one_d, centers, idx, op, alpha, info)
     W = as_float64(xp, op.kernel(xp, centers, centers))
     factor = PSDFactor(W, finfo_eps(xp, X.dtype))
     rows = KernelRows(op.kernel, xp, X, centers, op.memory_limit, cache=solver == "pcg")
@@ -331,7 +338,8 @@ def kernel_ridge(
     tol : float, default 1e-6
         Stop when ||y_j - (K + alpha I) c_j|| <= tol ||y_j|| for every column.
     max_iter : int, default 200
-        At most this many iterations (products with K).
+        At most this many iterations, one product with K each (plus one per
+        check of the true residual, see :func:`block_pcg`).
     rng : None, int, SeedSequence, BitGenerator or Generator
         Randomness of the preconditioner.
 

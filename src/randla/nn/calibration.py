@@ -127,14 +127,20 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
             current["batch"] = batch
             batches += 1
             if batches == 2:
-                first_inputs.clear()
+                # Release the tensors but keep the count: a layer first reached
+                # later must not get the key of one from the first batch.
+                first_inputs[:] = [None] * len(first_inputs)
             if not gradients:
                 with torch.no_grad():
                     call_model(model, batch)
                 continue
             output = call_model(model, batch)
             value = loss(output, batch) if loss is not None else _random_projection_loss(output, batch, generator)
-            grads = torch.autograd.grad(value, [m.weight for m in modules.values()], allow_unused=True)
+            weights = [m.weight for m in modules.values()]
+            # A loss that no selected weight reaches (layers off the output's path) has no graph.
+            grads = [None] * len(weights)
+            if value.requires_grad:
+                grads = torch.autograd.grad(value, weights, allow_unused=True)
             for name, grad in zip(modules, grads):
                 if grad is not None:
                     _add(importance, name, grad.double().square().sum(dim=1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import numbers
 import os
 
 import torch
@@ -27,8 +29,18 @@ def load_encoder(model_dir):
 
 def read_sentences(path, *, minimum: int = 1) -> list:
     """The non-empty lines of a UTF-8 text file, at least ``minimum`` of them."""
-    with open(path, encoding="utf-8") as stream:
-        lines = [line.strip() for line in stream]
+    with open(path, "rb") as stream:
+        data = stream.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # The codec's own message names neither the file nor the line.
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"{path} is not UTF-8 text: byte {data[exc.start]:#04x} on line {line}. Save it as UTF-8."
+        ) from None
+    # A byte order mark (from some Windows editors) is not part of the first sentence.
+    lines = [line.strip() for line in io.StringIO(text.removeprefix("\ufeff"), newline=None)]
     sentences = [line for line in lines if line]
     if len(sentences) < minimum:
         raise ValueError(
@@ -70,10 +82,12 @@ def fidelity(reference: torch.Tensor, embeddings: torch.Tensor, *, k: int = 10) 
     """
     if reference.shape != embeddings.shape:
         raise ValueError(f"embeddings of shape {tuple(embeddings.shape)} do not match the reference {tuple(reference.shape)}.")
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"`k` must be an int >= 1, the number of neighbours compared; got {k!r}.")
     n = reference.shape[0]
     if n < 2:
         raise ValueError(f"neighbour agreement needs at least 2 sentences, each with a neighbour; got {n}.")
-    k = min(k, n - 1)
+    k = min(int(k), n - 1)
     ref = torch.nn.functional.normalize(reference.double(), dim=1)
     new = torch.nn.functional.normalize(embeddings.double(), dim=1)
     cosine = float((ref * new).sum(dim=1).mean())
