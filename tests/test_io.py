@@ -119,6 +119,15 @@ def test_npz_several_arrays_without_key_lists_them(tmp_path, dense):
         load_matrix(path)
 
 
+def test_key_for_a_file_without_names_is_refused(tmp_path, dense):
+    # `randla svd A.npy --key A` read A and ignored the key without a word.
+    np.save(tmp_path / "a.npy", dense)
+    scipy.io.mmwrite(tmp_path / "a.mtx", sp.csr_array(dense))
+    for name in ("a.npy", "a.mtx"):
+        with pytest.raises(ValueError, match="applies only to .npz and .safetensors"):
+            load_matrix(tmp_path / name, key="A")
+
+
 def test_npz_unknown_key_lists_the_names(tmp_path, dense):
     path = tmp_path / "many.npz"
     np.savez(path, first=dense, second=dense)

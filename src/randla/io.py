@@ -78,7 +78,7 @@ def load_matrix(path, key: str | None = None):
         If ``path`` does not exist.
     ValueError
         For an unsupported extension, an array that is not 2-D, a missing or
-        ambiguous ``key``, or a file that holds pickled Python objects
+        ambiguous ``key`` (or one given for a file without names), or a file that holds pickled Python objects
         (which are never loaded).
     ImportError
         For ``.safetensors`` without the ``safetensors`` package, or a
@@ -97,6 +97,9 @@ def load_matrix(path, key: str | None = None):
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     suffix = _suffix(path)
+    if key is not None and suffix not in (".npz", ".safetensors"):
+        # A file of one matrix has no names: a key given for it is a mistake, not a choice.
+        raise ValueError(f"{path}: a key ({key!r}) applies only to .npz and .safetensors files, which hold named arrays.")
     if suffix == ".npy":
         matrix = _load_npy(path)
     elif suffix == ".npz":
