@@ -206,6 +206,18 @@ def test_tol_rank_cap_not_converged():
 
 
 @pytest.mark.parametrize("axis", [1, 0])
+def test_tol_rank_cap_not_converged_deterministic(axis):
+    # The exact ID (sketch=None) capped at rank 10 misses tol = 0.01 (its
+    # error is ~0.2); it once reported converged=True regardless.
+    A = problem("poly1")
+    r = randla.interpolative(A, 10, tol=0.01, axis=axis, sketch=None)
+    assert r.rank == 10 and not r.converged
+    assert r.error_estimate == pytest.approx(relative_error(A, r), rel=1e-6)
+    assert r.error_estimate > 0.01
+    assert randla.interpolative(A, 60, tol=0.2, axis=axis, sketch=None).converged
+
+
+@pytest.mark.parametrize("axis", [1, 0])
 def test_tol_rank_cap_as_accurate_as_the_fixed_rank(axis):
     # tol = 1e-6 is out of reach at rank 3 for a Gaussian matrix, so the cap
     # binds. A basis of exactly 3 columns leaves the ID no oversampling: its

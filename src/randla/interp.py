@@ -283,7 +283,8 @@ def interpolative(
     work = op if axis == 1 else op.H  # a row ID of A is a column ID of A^H
     if sketch is None:
         R, perm, k, r, error = _exact_id(A, op, axis, rank, tol)
-        converged = True
+        # The error is exact here, so it says whether the rank cap let tol be met.
+        converged = tol is None or error <= tol
     elif tol is None:
         Y = row_sketch(A, work, axis, min(rank + oversample, *op.shape), sketch, power_iters, rng)
         R, perm = cpqr(Y)
