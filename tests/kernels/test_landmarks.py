@@ -544,3 +544,20 @@ def test_errors_for_bad_methods_and_options():
         landmarks(A, 3, method="leverage", oversample=-2)
     with pytest.raises(ValueError, match="`landmarks` must be one of"):
         column_nystrom(A, 3, landmarks="rpc")
+
+
+@pytest.mark.parametrize("method", METHODS + ("block", "accelerated", "candidates"))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_factor_is_exactly_lower_triangular_on_the_landmarks(method, dtype):
+    # Past the numerical rank the residual rows of earlier landmarks are
+    # rounding divided by small pivots (1e-8 in float64 here); as documented,
+    # F[indices] is lower triangular, F[indices] F[indices]^T = W + D.
+    X = np.random.default_rng(1).standard_normal((300, 1)).astype(dtype)
+    K = kernel_operator(X, gamma=2.5)
+    if method in VARIANTS:
+        r = rpcholesky(K, 120, rng=0, **VARIANTS[method])
+    else:
+        r = landmarks(K, 120, method=method, rng=0)
+    Fi = to_np(r.factor)[r.indices]
+    assert r.rank > 20
+    assert np.array_equal(np.triu(Fi, 1), np.zeros_like(Fi))

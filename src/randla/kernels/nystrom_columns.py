@@ -447,6 +447,11 @@ class Factorization:
             C = xp.take(R, psd.index(order), axis=1)
             rows = xp.asarray(Linv, dtype=psd.dtype, device=psd.device) @ C.mT
             rows[:, psd.index(kept)] = xp.asarray(L.T, dtype=psd.dtype, device=psd.device)
+            if self.rank:
+                # The residual at earlier landmarks is 0 but for rounding, which
+                # small pivots amplify (1e-8 past the numerical rank): F[indices]
+                # is lower triangular exactly, F[indices] F[indices]^T = W + D.
+                rows[:, psd.index(self.indices)] = 0
             # Row i uses only the first i + 1 pivots (L^{-1} is triangular), so a
             # prefix is the factorisation of those pivots: stop where tol is met.
             r = self._prefix_within_target(rows)

@@ -86,12 +86,26 @@ class KernelOperator(Operator):
         itemsize = np.dtype(str(self.dtype).split(".")[-1]).itemsize
         return max(1, self.memory_limit // (_TEMPORARIES * itemsize * max(n_cols, 1)))
 
-    def _evaluate(self, A, B):
-        """k(A, B) with its rows in blocks that keep within the memory limit."""
+    def _evaluate(self, A, B, rows=None, cols=None):
+        """k(A, B) with its rows in blocks that keep within the memory limit.
+
+        ``rows`` and ``cols``: the indices of A's and B's points in X (None:
+        all of X, in order), which place the exact diagonal of a square K.
+        """
         xp, step = self.xp, self._rows_per_block(B.shape[0])
-        if A.shape[0] <= step:
-            return self.kernel(xp, A, B)
-        return xp.concat([self.kernel(xp, A[i : i + step], B) for i in range(0, A.shape[0], step)])
+        # k(x, x) from the smaller side: a callable's diagonal costs a block per 256 points.
+        by_rows = A.shape[0] < B.shape[0]
+        diag_b = None if by_rows or not self.symmetric else self.kernel.diagonal(xp, B)[None, :]
+        blocks = []
+        for i in range(0, A.shape[0], step):
+            block = self.kernel(xp, A[i : i + step], B)
+            if self.symmetric:
+                r = self._arange(i, i + block.shape[0]) if rows is None else rows[i : i + step]
+                c = self._arange(0, B.shape[0]) if cols is None else cols
+                diag = self.kernel.diagonal(xp, A[i : i + step])[:, None] if by_rows else diag_b
+                block = self._exact_diagonal(block, diag, r, c)
+            blocks.append(block)
+        return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
 
     def matmat(self, V):
         return self._product(self.X, self._points_y, V)
@@ -102,23 +116,49 @@ class KernelOperator(Operator):
 
     def _product(self, A, B, V):
         xp, step = self.xp, self._rows_per_block(B.shape[0])
-        if A.shape[0] <= step:
-            return self.kernel(xp, A, B) @ V
-        return xp.concat([self.kernel(xp, A[i : i + step], B) @ V for i in range(0, A.shape[0], step)])
+        blocks = []
+        for i in range(0, A.shape[0], step):
+            block = self.kernel(xp, A[i : i + step], B)
+            if self.symmetric:  # rows i.. of k(X, X): the diagonal starts at column i
+                p = block.shape[0]
+                diag = self.kernel.diagonal(xp, A[i : i + p])
+                if self.kernel.name == "callable":  # the user's array, which may be a view: not written to
+                    block = self._exact_diagonal(block, diag[:, None], self._arange(i, i + p), self._arange(0, B.shape[0]))
+                else:
+                    block[self._arange(0, p), self._arange(i, i + p)] = diag
+            blocks.append(block @ V)
+        return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
+
+    def _exact_diagonal(self, block, diag, rows, cols):
+        """``block`` = k(X[rows], X[cols]) with ``diag`` = k(x, x) wherever rows[i] == cols[j].
+
+        The distances of rbf kernels come from a Gram expansion whose rounding,
+        gamma eps ||x - centre||^2, would leave k(x, x) below 1 (2e-5 in
+        float32 at d = 50, gamma = 1): blocks must agree with ``diagonal()``, or
+        a landmark's own residual K_ss - F_s F_s^T stays above rounding.
+        """
+        return self.xp.where(rows[:, None] == cols[None, :], diag, block)
+
+    def _arange(self, start, stop):
+        return self.xp.arange(start, stop, device=self.device)
 
     def columns(self, idx):
         """K[:, idx], shape (n_rows, len(idx))."""
-        return self._evaluate(self.X, self._take(self._points_y, idx))
+        idx = self._index(idx)
+        return self._evaluate(self.X, self._take(self._points_y, idx), cols=idx)
 
     def rows(self, idx):
         """K[idx, :], shape (len(idx), n_cols)."""
-        return self._evaluate(self._take(self.X, idx), self._points_y)
+        idx = self._index(idx)
+        return self._evaluate(self._take(self.X, idx), self._points_y, rows=idx)
 
     def block(self, rows=None, cols=None):
         """K[rows][:, cols]; None means all. The whole K only if asked for."""
+        rows = None if rows is None else self._index(rows)
+        cols = None if cols is None else self._index(cols)
         A = self.X if rows is None else self._take(self.X, rows)
         B = self._points_y if cols is None else self._take(self._points_y, cols)
-        return self._evaluate(A, B)
+        return self._evaluate(A, B, rows, cols)
 
     def diagonal(self):
         """diag(K) of a square kernel matrix, in O(n d)."""
@@ -130,11 +170,15 @@ class KernelOperator(Operator):
         """tr(K) in O(n d); None for a rectangular k(X, Y)."""
         return float(self.xp.sum(self.diagonal())) if self.symmetric else None
 
-    def _take(self, P, idx):
+    def _index(self, idx):
+        """An index array of the points' library, on their device."""
         xp = self.xp
         if not (is_array_api_obj(idx) and array_namespace(idx) is xp):
             idx = xp.asarray(np.asarray(to_numpy(idx) if is_array_api_obj(idx) else idx, dtype=np.int64), device=self.device)
-        return xp.take(P, idx, axis=0)
+        return idx
+
+    def _take(self, P, idx):
+        return self.xp.take(P, self._index(idx), axis=0)
 
     def __repr__(self) -> str:
         m, n = self.shape
