@@ -178,6 +178,17 @@ def test_bayes_fits_the_noise_level_prunes_unneeded_components_and_predicts_the_
     np.testing.assert_allclose(res.predict(np.full(300, 510), np.arange(300)), res.mean, atol=1e-6)
 
 
+def test_bayes_on_exact_entries_keeps_a_finite_noise_level():
+    # Noiseless data drove the noise variance to 1e-308, gram / noise_var
+    # overflowed, and the fit came back as a zero model with noise = nan.
+    data = ratings(300, 200, 24000, 3, noise=0, row_activity=0, col_activity=0, decay=0, rng=0)
+    train, test = data.split(0.2, rng=1)
+    res = randla.complete(*train, train.shape, rank=4, method="bayes", tol=0, max_iter=100, rng=0)
+    assert np.isfinite(res.noise) and res.noise > 0
+    error = res.predict(test.rows, test.cols) - test.values
+    assert np.linalg.norm(error) <= 1e-4 * np.linalg.norm(test.values)
+
+
 # ---- scale: nothing m x n
 
 

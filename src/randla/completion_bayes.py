@@ -167,7 +167,11 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
     total_sq = float(values @ values)
 
     mu, nu = _scaled_start(entries, L.astype(np.float64), R.astype(np.float64))
-    noise_var = max(total_sq / entries.size, np.finfo(np.float64).tiny)
+    # The residual is found to the rounding of the float32 moments, eps32 times
+    # the mean square: a smaller noise variance is not resolved, and on exact
+    # entries it would fall towards 0 until gram / noise_var overflows.
+    noise_floor = max(np.finfo(np.float32).eps * total_sq / entries.size, np.finfo(np.float64).tiny)
+    noise_var = max(total_sq / entries.size, noise_floor)
     # Broad priors to start (each component alone could explain all the
     # variance): starting narrow prunes components before the data are heard.
     row_var = col_var = np.full(k, np.sqrt(noise_var))
@@ -179,7 +183,7 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
         mu, row_moments, row_second, residual = _posteriors(
             pattern, data, nu, col_moments, row_var, noise_var, packing)
         row_var = _floored(row_second / m)
-        noise_var = max((total_sq + residual) / entries.size, np.finfo(np.float64).tiny)
+        noise_var = max((total_sq + residual) / entries.size, noise_floor)
         nu, col_moments, col_second, _ = _posteriors(
             pattern_t, data_t, mu, row_moments, col_var, noise_var, packing)
         col_var = _floored(col_second / n)
