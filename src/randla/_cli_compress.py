@@ -1,7 +1,8 @@
 """``randla compress`` and ``randla evaluate``: low-rank compression of a local Hugging Face model.
 
 ``randla compress MODEL_DIR --reduction 0.4 --method rsi --out OUT_DIR``
-factors the encoder's linear layers (:func:`randla.nn.compress`), prints a
+factors the model's linear layers (all of them unless ``--include`` or
+``--exclude`` choose; :func:`randla.nn.compress`), prints a
 per-layer table, and writes to OUT_DIR the factors (``factors.safetensors``
 and ``compression.json``, :func:`randla.nn.save_compressed`) and
 ``spectra.png`` (singular values and error against rank per layer; needs

@@ -1,6 +1,7 @@
 """Planted problems with known answers, for tests, benchmarks and examples.
 
-Every generator takes ``rng`` (SPEC 7) and is reproducible from it.
+Every random generator takes ``rng`` (SPEC 7) and is reproducible from it;
+:func:`spectrum` and :func:`docstring_sentences` are deterministic.
 
 - :func:`spectrum` - singular values with exponential, polynomial, S-shaped
   (sigmoid) or no decay;
@@ -9,7 +10,14 @@ Every generator takes ``rng`` (SPEC 7) and is reproducible from it.
 - :func:`low_rank` - exactly rank-r, optionally plus Gaussian noise;
 - :func:`psd` - a Hermitian positive semidefinite matrix;
 - :func:`sparse_random` - a sparse matrix with power-law row and column
-  weights, so its spectrum decays as in real interaction data.
+  weights, so its spectrum decays as in real interaction data;
+- :func:`kernel_regression` - points and noisy targets of a smooth function,
+  for kernel ridge regression;
+- :func:`clustered` - points in clusters of very unequal sizes;
+- :func:`ratings` - observed entries of a noisy low-rank matrix with
+  power-law user and item activity, for matrix completion;
+- :func:`docstring_sentences` - real sentences, offline, for calibrating
+  and evaluating language models.
 
 Examples
 --------

@@ -268,7 +268,7 @@ def compress(
         Per layer, the smallest rank keeping this fraction of the squared norm
         (in the method's norm). Exactly one of ``reduction``, ``rank`` and
         ``energy`` is given.
-    method : {"rsi", "rsvd", "exact", "whitened", "fisher"}
+    method : {"rsi", "rsvd", "exact", "whitened", "fisher"}, default "rsi"
         How each weight is truncated (see :mod:`randla.nn.factorize`):
         randomized subspace iteration, randomized SVD without power
         iterations, LAPACK's SVD, activation-whitened (SVD-LLM) or
@@ -276,14 +276,15 @@ def compress(
     solver : {"rsi", "rsvd", "exact"}, optional
         The SVD inside ``whitened`` and ``fisher`` (default ``"rsi"``); the
         other methods are themselves the solver and take none.
-    allocation : {"global", "uniform"}
-        With ``reduction``: the same fraction removed from every layer, or
-        per-layer ranks that minimise a summed error within the total
-        budget. Without calibration that is the sum of the layers' squared
-        relative weight errors. With calibration it is the sum of their
-        squared output errors, each output unit weighted by the mean squared
-        gradient of the model's output with respect to it (one extra
-        backward pass per batch), which puts the layers on one scale: an
+    allocation : {"global", "uniform"}, default "global"
+        With ``reduction``: ``"uniform"`` removes the same fraction from
+        every layer; ``"global"`` chooses per-layer ranks that minimise a
+        summed error within the total budget. Without calibration that is
+        the sum of the layers' squared relative weight errors. With
+        calibration it is the sum of their squared output errors, each
+        output unit weighted by the mean squared gradient of the model's
+        output with respect to it (one extra backward pass per batch),
+        which puts the layers on one scale: an
         error counts as much as it moves the model's output. Global
         allocation is never worse than uniform on that sum: when the uniform
         ranks have the smaller sum, they are kept (``report.objective``).
