@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.sparse.linalg import aslinearoperator
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import randla
 from randla.testing import planted, psd, sparse_random
@@ -579,3 +579,24 @@ def test_nystrom_needs_rank_or_tol():
         randla.nystrom(A, tol=1.5)
     with pytest.raises(ValueError, match="probes"):
         randla.nystrom(A, 3, probes=0)
+
+
+def test_hermitian_check_is_one_product_and_none_for_kernel_matrices(monkeypatch):
+    # Each check is a pass over A with A^H: for an implicit kernel matrix a
+    # whole evaluation of K. nystrom(tol=...) checked at every doubling of the
+    # sketch; a kernel matrix k(X, X) is symmetric by construction.
+    A = psd(400, decay="polynomial", rng=0)
+    calls = []
+    op = LinearOperator(A.shape, matvec=lambda x: A @ x, rmatvec=lambda y: calls.append(1) or A @ y,
+                        matmat=lambda X: A @ X, rmatmat=lambda Y: calls.append(1) or A @ Y, dtype=A.dtype)
+    r = randla.nystrom(op, tol=1e-3, rng=0)
+    assert r.rank > 64 and len(calls) == 1  # several doublings, one check
+
+    X = np.random.default_rng(0).standard_normal((300, 4))
+    K = randla.kernel_operator(X, gamma=0.5)
+    monkeypatch.setattr(type(K), "rmatmat", lambda self, Y: pytest.fail("K^H was applied"))
+    dense = K.block()
+    U, S = randla.nystrom(K, tol=1e-3, rng=0)
+    assert np.trace(dense - (U * S) @ U.T) <= 1.001e-3 * np.trace(dense)
+    w, V = randla.eigh(K, 10, rng=0)
+    np.testing.assert_allclose(w, np.linalg.eigvalsh(dense)[::-1][:10], rtol=1e-6)

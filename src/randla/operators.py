@@ -84,9 +84,12 @@ class Operator(abc.ABC):
     ``xp`` (the array namespace of blocks) and ``device``, and implement
     ``matmat`` (A @ X for X of shape (n, k)) and ``rmatmat`` (A^H @ Y for Y of
     shape (m, k)). ``input_dtype`` is the dtype results are returned in.
+    ``hermitian`` is True where A == A^H holds by construction (then eigh
+    and nystrom skip their check, a product with A^H).
     """
 
     shape: tuple[int, int]
+    hermitian = False
     dtype = None
     input_dtype = None
     xp = None

@@ -71,7 +71,8 @@ class KernelOperator(Operator):
 
     def __init__(self, X, Y, kernel: Kernel, memory_limit: int):
         self.X, self.Y, self.kernel = X, Y, kernel
-        self.symmetric = Y is None
+        # k(X, X) of a real symmetric kernel (a callable's symmetry is checked in kernel_operator).
+        self.symmetric = self.hermitian = Y is None
         self.xp = array_namespace(X)
         self.device = device_of(X)
         self.dtype = self.input_dtype = X.dtype
