@@ -616,3 +616,12 @@ def test_non_native_dtypes_keep_their_precision(dtype, work):
     assert op.dtype == work
     X = np.ones((A.shape[1], 2), dtype=work)
     np.testing.assert_allclose(op.matmat(X), A.astype(work) @ X, rtol=10 * np.finfo(work).eps * A.shape[1])
+
+
+def test_masked_array_refused():
+    # Its mask would be dropped silently: the masked entries would count as data.
+    A = np.ma.masked_array(np.ones((5, 4)), mask=np.eye(5, 4, dtype=bool))
+    with pytest.raises(TypeError, match="masked array"):
+        randla.as_operator(A)
+    with pytest.raises(TypeError, match="masked array"):
+        randla.svd(A, 2)

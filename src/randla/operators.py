@@ -326,10 +326,16 @@ def as_operator(A) -> Operator:
     Raises
     ------
     TypeError
-        If A is not a matrix (a list, a string, an array of objects).
+        If A is not a matrix (a list, a string, an array of objects), or is
+        a NumPy masked array (its mask would be ignored).
     ValueError
         If A is not 2-D or has an empty dimension.
     """
+    if isinstance(A, np.ma.MaskedArray):
+        raise TypeError(
+            "A is a masked array, whose mask the products would ignore. Fill the masked "
+            "entries (A.filled(0)), or treat them as missing with randla.complete."
+        )
     if isinstance(A, Operator):
         op = A
     else:

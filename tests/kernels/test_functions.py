@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from randla.kernels import kernel_operator
 from randla.kernels.functions import make_kernel
 
 
@@ -24,3 +25,11 @@ def test_rbf_is_accurate_far_from_the_origin(backend, dtype, offset, tol):
     K = K.numpy() if backend == "torch" else K
     assert K.dtype == dtype
     assert np.abs(K - exact[:, :20]).max() <= tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matern_far_out_is_zero_not_nan(dtype):
+    # s^2 overflowed for distances beyond ~1e19 length scales in float32: inf * 0 = NaN.
+    X = np.array([[0.0], [1e25]], dtype=dtype)
+    K = kernel_operator(X, kernel="matern", nu=2.5, length_scale=1e-3).block()
+    np.testing.assert_array_equal(K, np.eye(2, dtype=dtype))

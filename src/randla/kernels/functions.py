@@ -127,7 +127,9 @@ def _matern(xp, r, nu: float):
         s = math.sqrt(3.0) * r
         return (1 + s) * xp.exp(-s)
     s = math.sqrt(5.0) * r
-    return (1 + s + s * s / 3) * xp.exp(-s)
+    e = xp.exp(-s)
+    # (1 + s + s^2 / 3) e^-s without s^2, which overflows (inf * 0 = NaN) far out.
+    return e + (s * e) * (1 + s / 3)
 
 
 def _callable_diagonal(kernel: Kernel, xp, A, block: int = 256):
