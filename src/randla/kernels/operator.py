@@ -97,12 +97,12 @@ class KernelOperator(Operator):
         # k(x, x) from the smaller side: a callable's diagonal costs a block per 256 points.
         by_rows = A.shape[0] < B.shape[0]
         diag_b = None if by_rows or not self.symmetric else self.kernel.diagonal(xp, B)[None, :]
+        c = self._arange(0, B.shape[0]) if cols is None else cols
         blocks = []
         for i in range(0, A.shape[0], step):
             block = self.kernel(xp, A[i : i + step], B)
             if self.symmetric:
                 r = self._arange(i, i + block.shape[0]) if rows is None else rows[i : i + step]
-                c = self._arange(0, B.shape[0]) if cols is None else cols
                 diag = self.kernel.diagonal(xp, A[i : i + step])[:, None] if by_rows else diag_b
                 block = self._exact_diagonal(block, diag, r, c)
             blocks.append(block)
@@ -117,6 +117,7 @@ class KernelOperator(Operator):
 
     def _product(self, A, B, V):
         xp, step = self.xp, self._rows_per_block(B.shape[0])
+        columns = self._arange(0, B.shape[0])
         blocks = []
         for i in range(0, A.shape[0], step):
             block = self.kernel(xp, A[i : i + step], B)
@@ -124,7 +125,7 @@ class KernelOperator(Operator):
                 p = block.shape[0]
                 diag = self.kernel.diagonal(xp, A[i : i + p])
                 if self.kernel.name == "callable":  # the user's array, which may be a view: not written to
-                    block = self._exact_diagonal(block, diag[:, None], self._arange(i, i + p), self._arange(0, B.shape[0]))
+                    block = self._exact_diagonal(block, diag[:, None], self._arange(i, i + p), columns)
                 else:
                     block[self._arange(0, p), self._arange(i, i + p)] = diag
             blocks.append(block @ V)
