@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) bench/interp.py
 	$(PY) bench/completion.py
 	$(PY) bench/compress.py
+	$(PY) bench/dask_svd.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -17,6 +17,7 @@ import pytest
 import scipy.linalg  # noqa: F401  (loads SciPy's BLAS before it is limited below)
 import scipy.sparse as sp
 from scipy.sparse.linalg import aslinearoperator
+import dask.array as da
 import torch
 from hypothesis import HealthCheck, settings
 from scipy.sparse.linalg import LinearOperator
@@ -84,6 +85,8 @@ def dense(A) -> np.ndarray:
     """The exact matrix behind any input randla accepts, as a NumPy array."""
     if isinstance(A, np.ndarray):
         return np.asarray(A)
+    if isinstance(A, da.Array):
+        return np.asarray(A.compute())
     if sp.issparse(A):
         return A.toarray()
     if isinstance(A, LinearOperator):
@@ -188,7 +191,21 @@ def in_container(S, name: str):
         "torch_coo": lambda: torch_sparse(S, "coo"),
         "torch_csr": lambda: torch_sparse(S, "csr"),
         "linear_operator": lambda: aslinearoperator(S),
+        "dask": lambda: dask_array(S.toarray()),
     }[name]()
+
+
+def library_of(A) -> type:
+    """The array type randla returns factors in for input A."""
+    if isinstance(A, torch.Tensor):
+        return torch.Tensor
+    return da.Array if isinstance(A, da.Array) else np.ndarray
+
+
+def dask_array(A) -> da.Array:
+    """A as a Dask array of 3 x 2 chunks, so that every product spans chunks."""
+    m, n = A.shape
+    return da.from_array(A, chunks=(-(-m // 3), -(-n // 2)))
 
 
 @pytest.fixture

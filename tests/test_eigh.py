@@ -18,8 +18,10 @@ from randla.testing import planted, psd, sparse_random
 from conftest import (
     assert_orthonormal_columns,
     assert_sorted_nonnegative,
+    dask_array,
     dense,
     eps_of,
+    library_of,
     to_np,
     torch_sparse,
 )
@@ -163,14 +165,15 @@ def _symmetric_sparse():
         lambda: torch_sparse(_symmetric_sparse(), "coo"),
         lambda: torch_sparse(_symmetric_sparse(), "csr"),
         lambda: randla.as_operator(_symmetric_sparse().toarray()),
+        lambda: dask_array(_symmetric_sparse().toarray()),
     ],
-    ids=["csr_array", "csc_matrix", "linear_operator", "torch_coo", "torch_csr", "operator"],
+    ids=["csr_array", "csc_matrix", "linear_operator", "torch_coo", "torch_csr", "operator", "dask"],
 )
 def test_eigh_backends(make):
     A = make()
     w0 = exact_eigvals(A)
     w, V = randla.eigh(A, 5, rng=0)
-    expected = torch.Tensor if isinstance(A, torch.Tensor) else np.ndarray
+    expected = library_of(A)
     assert isinstance(w, expected) and isinstance(V, expected)
     # This sparse spectrum has close eigenvalues: 4 passes leave ~1e-3.
     assert np.all(np.abs(to_np(w) - w0[:5]) <= 1e-2 * abs(w0[0]))
@@ -406,14 +409,15 @@ def test_nystrom_dtype_kept(dtype):
         lambda A: sp.csr_array(A),
         lambda A: aslinearoperator(A),
         lambda A: torch_sparse(sp.csr_array(A), "coo"),
+        dask_array,
     ],
-    ids=["torch", "torch_bf16", "csr", "linear_operator", "torch_coo"],
+    ids=["torch", "torch_bf16", "csr", "linear_operator", "torch_coo", "dask"],
 )
 def test_nystrom_backends(make):
     A = psd(80, rank=10, rng=0)
     M = make(A)
     U, S = randla.nystrom(M, 10, rng=0)
-    expected = torch.Tensor if isinstance(M, torch.Tensor) else np.ndarray
+    expected = library_of(M)
     assert isinstance(U, expected)
     rtol = 0.02 if getattr(M, "dtype", None) == torch.bfloat16 else 1e-8
     np.testing.assert_allclose(to_np(S), np.linalg.eigvalsh(dense(M).astype(float))[::-1][:10], rtol=rtol)

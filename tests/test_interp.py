@@ -6,6 +6,7 @@ import time
 import tracemalloc
 import warnings
 
+import dask.array as da
 import numpy as np
 import pytest
 import scipy.linalg.interpolative as sli
@@ -18,6 +19,7 @@ from randla.testing import low_rank, planted, sparse_random
 from conftest import (
     assert_orthonormal_columns,
     assert_sorted_nonnegative,
+    dask_array,
     dense,
     frobenius_error_ratio,
     relative_error,
@@ -93,6 +95,28 @@ def test_cur_accuracy(name, method, spectral, frobenius):
             assert index.dtype == np.int64 and len(np.unique(index)) == k
         assert spectral_error_ratio(A, r, k, s) <= spectral
         assert frobenius_error_ratio(A, r, k, s) <= frobenius
+
+
+@pytest.mark.parametrize("method", ["qr", "deim"])
+def test_dask_skeletons_are_slices_of_a(method):
+    """A Dask A: C and R are lazy slices of A itself, the rest Dask arrays,
+    and the draws are those of the NumPy array."""
+    A = problem("poly1")
+    D = dask_array(A)
+    s = singular_values(A)
+    r = randla.cur(D, 10, method=method, rng=0)
+    assert all(isinstance(x, da.Array) for x in r)
+    np.testing.assert_array_equal(to_np(r.C), A[:, r.cols])
+    np.testing.assert_array_equal(to_np(r.R), A[r.rows, :])
+    np.testing.assert_array_equal(r.cols, randla.cur(A, 10, method=method, rng=0).cols)
+    assert spectral_error_ratio(A, r, 10, s) <= 4.0
+    svd = r.svd()
+    assert all(isinstance(x, da.Array) for x in svd) and svd.U.chunks[0] == D.chunks[0]
+    np.testing.assert_allclose(to_np(svd.reconstruct()), to_np(r.reconstruct()), atol=1e-12 * s[0])
+    for axis in (1, 0):
+        ident = randla.interpolative(D, 10, axis=axis, rng=0)
+        assert_valid_id(ident, A.shape)
+        assert spectral_error_ratio(A, ident, 10, s) <= 5.0
 
 
 def test_power_iters_sharpen_the_skeleton():

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import math
+import threading
 
+import dask
+import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -15,7 +19,7 @@ from scipy.sparse.linalg import aslinearoperator
 import randla
 from randla.operators import Operator
 from randla.testing import planted, sparse_random
-from conftest import dense, dtype_name, in_container, matrix, to_np, torch_sparse
+from conftest import dask_array, dense, dtype_name, in_container, matrix, spectral_error_ratio, to_np, torch_sparse
 
 M, N = 40, 30
 
@@ -95,6 +99,12 @@ def _adapters():
         "torch_csr": (torch_sparse(S, "csr"), "float64"),
         "torch_coo_complex": (torch_sparse(Sc, "coo"), "complex128"),
         "torch_csr_bf16": (torch_sparse(S, "csr").to(torch.bfloat16), "float32"),
+        "dask_f64": (dask_array(A), "float64"),
+        "dask_f32": (dask_array(A.astype(np.float32)), "float32"),
+        "dask_f16": (dask_array(A.astype(np.float16)), "float32"),
+        "dask_c128": (dask_array(Ac), "complex128"),
+        "dask_c64": (dask_array(Ac.astype(np.complex64)), "complex64"),
+        "dask_int": (dask_array(matrix((M, N), np.int64)), "float64"),
     }
 
 
@@ -180,6 +190,7 @@ _NORM_CONTAINERS = {
     "torch_coo": lambda S: torch_sparse(S, "coo"),
     "transposed": lambda S: randla.Transposed(sp.csr_array(S)),
     "centered": lambda S: randla.Centered(sp.csr_array(S), axis=0),
+    "dask": lambda S: dask_array(S.toarray()),
 }
 
 
@@ -199,7 +210,7 @@ def test_norm_at_any_scale(container, scale):
 
 
 @pytest.mark.parametrize("scale", [1e-25, 1e25])
-@pytest.mark.parametrize("container", ["numpy", "torch", "csr", "torch_coo"])
+@pytest.mark.parametrize("container", ["numpy", "torch", "csr", "torch_coo", "dask"])
 def test_float32_norm_at_any_scale(container, scale):
     """float32 squares leave the range beyond ~1e19 and below ~1e-19."""
     S = sp.csr_array(sparse_random(M, N, 300, rng=0) * scale, dtype=np.float32)
@@ -227,7 +238,7 @@ def test_half_precision_trace_is_summed_in_float32(make):
     assert randla.as_operator(A).trace() == pytest.approx(exact, rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["numpy_c128", "numpy_F", "csr_array", "torch_f64", "torch_coo", "sparse_int"])
+@pytest.mark.parametrize("name", ["numpy_c128", "numpy_F", "csr_array", "torch_f64", "torch_coo", "sparse_int", "dask_int"])
 def test_adapter_never_copies_or_modifies(name):
     A, _ = ADAPTERS[name]
     before = dense(A).copy()
@@ -300,7 +311,7 @@ def test_repr():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 @pytest.mark.parametrize("conjugate", [True, False])
-@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "linear_operator"])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "linear_operator", "dask"])
 def test_transposed(dtype, conjugate, container):
     A = planted(M, N, dtype=dtype, rng=0).A
     wrap = {
@@ -308,6 +319,7 @@ def test_transposed(dtype, conjugate, container):
         "csr": sp.csr_array,
         "torch": torch.as_tensor,
         "linear_operator": aslinearoperator,
+        "dask": dask_array,
     }[container]
     op = randla.Transposed(wrap(A), conjugate=conjugate)
     assert op.shape == (N, M)
@@ -331,7 +343,7 @@ def test_h_and_t_properties():
 
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "torch_coo", "linear_operator"])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "torch_coo", "linear_operator", "dask"])
 def test_centered(axis, dtype, container):
     S = sparse_random(M, N, 300, rng=0)
     if dtype == np.complex128:
@@ -366,11 +378,11 @@ def test_centered_bad_axis():
 
 
 @pytest.mark.parametrize("shift", [2.5, -1.0, 1 + 2j, np.complex128(1 - 1j)])
-@pytest.mark.parametrize("container", ["numpy", "torch", "csr"])
+@pytest.mark.parametrize("container", ["numpy", "torch", "csr", "dask"])
 def test_shifted(shift, container):
     complex_ = isinstance(shift, complex)
     A = planted(N, N, dtype=np.complex128 if complex_ else np.float64, rng=0).A
-    wrap = {"numpy": lambda a: a, "torch": torch.as_tensor, "csr": sp.csr_array}[container]
+    wrap = {"numpy": lambda a: a, "torch": torch.as_tensor, "csr": sp.csr_array, "dask": dask_array}[container]
     op = randla.Shifted(wrap(A), shift)
     check_products(op, A + shift * np.eye(N), 1e-13)
 
@@ -405,7 +417,7 @@ def test_shifted_needs_square():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "linear_operator"])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "linear_operator", "dask"])
 @pytest.mark.parametrize("kind", ["plus", "residual"])
 def test_plus_low_rank_and_residual(dtype, container, kind):
     A = sparse_random(M, N, 300, rng=0).toarray().astype(dtype)
@@ -413,7 +425,8 @@ def test_plus_low_rank_and_residual(dtype, container, kind):
         A = A + 1j * sparse_random(M, N, 300, rng=1).toarray()
     L = planted(M, 3, dtype=dtype, rng=1).A
     R = planted(3, N, dtype=dtype, rng=2).A
-    wrap = {"numpy": lambda a: a, "csr": sp.csr_array, "torch": torch.as_tensor, "linear_operator": aslinearoperator}[container]
+    wrap = {"numpy": lambda a: a, "csr": sp.csr_array, "torch": torch.as_tensor, "linear_operator": aslinearoperator,
+            "dask": dask_array}[container]
     Lw, Rw = (torch.as_tensor(L), torch.as_tensor(R)) if container == "torch" else (L, R)
     if kind == "plus":
         op, explicit = randla.PlusLowRank(wrap(A), Lw, Rw), A + L @ R
@@ -625,3 +638,85 @@ def test_masked_array_refused():
         randla.as_operator(A)
     with pytest.raises(TypeError, match="masked array"):
         randla.svd(A, 2)
+
+
+# -- Dask ------------------------------------------------------------------------
+
+
+def counting_dask_array(A, chunks):
+    """A Dask array over A that counts how often each chunk is read."""
+    reads = collections.Counter()
+    lock = threading.Lock()
+
+    def load(block, block_info=None):
+        with lock:
+            reads[tuple(block_info[0]["chunk-location"])] += 1
+        return block
+
+    return da.from_array(A, chunks=chunks).map_blocks(load, dtype=A.dtype), reads
+
+
+@pytest.mark.parametrize("power_iters", [0, 1, 3])
+def test_dask_each_product_is_one_pass(power_iters):
+    """svd with q power iterations reads every chunk 2q + 2 times: once per
+    product, and never all of A at once into one array."""
+    A = planted(200, 150, "polynomial", rate=0.5, rng=0).A
+    D, reads = counting_dask_array(A, (50, 60))
+    r = randla.svd(D, 10, power_iters=power_iters, rng=0)
+    assert len(reads) == 4 * 3 and set(reads.values()) == {2 * power_iters + 2}
+    bound = 1.1 if power_iters else 2.0
+    assert spectral_error_ratio(A, r, 10) <= bound
+
+
+def test_dask_norm_is_one_pass():
+    A = planted(200, 150, rng=0).A
+    D, reads = counting_dask_array(A, (50, 60))
+    assert randla.as_operator(D).norm() == pytest.approx(np.linalg.norm(A), rel=1e-13)
+    assert set(reads.values()) == {1}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_dask_factors_are_dask_arrays_chunked_like_a(dtype):
+    A = planted(200, 150, "polynomial", rate=0.5, dtype=dtype, rng=0).A
+    D = da.from_array(A, chunks=(70, 40))
+    r = randla.svd(D, 10, rng=0)
+    assert all(isinstance(x, da.Array) for x in r)
+    assert r.U.dtype == r.Vh.dtype == dtype and r.S.dtype == np.finfo(dtype).dtype
+    assert r.U.chunks == (D.chunks[0], (10,)) and r.Vh.chunks == ((10,), D.chunks[1])
+    assert spectral_error_ratio(A, r, 10) <= 1.1
+    # The same draws as for the NumPy array itself.
+    np.testing.assert_allclose(to_np(r.S), randla.svd(A, 10, rng=0).S, rtol=100 * np.finfo(dtype).eps)
+
+
+def test_dask_error_estimates_take_dask_factors():
+    A = planted(200, 150, "polynomial", rate=0.5, rng=0).A
+    D = dask_array(A)
+    r = randla.svd(D, 10, rng=0)
+    true = np.linalg.norm(A - to_np(r.reconstruct()), 2)
+    assert 0.97 * true <= randla.estimate_error(D, r, rng=0) <= true * (1 + 1e-12)
+    Q = randla.qb(D, 10, rng=0).Q
+    assert randla.posterior_error_bound(D, Q, rng=0) >= np.linalg.norm(A - to_np(Q) @ (to_np(Q).T @ A), 2)
+
+
+def test_dask_other_schedulers():
+    """The products run wherever Dask runs them; the synchronous scheduler
+    gives the same answer as the threaded one."""
+    A = planted(120, 90, "polynomial", rate=0.5, rng=0).A
+    D = dask_array(A)
+    threaded = randla.svd(D, 5, rng=0)
+    with dask.config.set(scheduler="synchronous"):
+        synchronous = randla.svd(D, 5, rng=0)
+    np.testing.assert_allclose(to_np(synchronous.S), to_np(threaded.S), rtol=1e-13)
+
+
+def test_dask_bad_input_gets_clear_errors():
+    A = planted(60, 40, rng=0).A
+    D = dask_array(A)
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        randla.svd(D[D[:, 0] > 0], 5, rng=0)  # boolean indexing leaves the row count unknown
+    with pytest.raises(TypeError, match="NumPy chunks"):
+        randla.svd(D.map_blocks(sp.csr_matrix), 5, rng=0)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        randla.svd(dask_array(np.where(A == A.max(), np.nan, A)), 5, rng=0)
+    with pytest.raises(ValueError, match="2-D"):
+        randla.svd(da.ones((3, 4, 5)), 2)

@@ -16,8 +16,10 @@ import randla
 from randla.testing import low_rank, planted, sparse_random
 from conftest import (
     assert_orthonormal_columns,
+    dask_array,
     dense,
     eps_of,
+    library_of,
     matrix,
     relative_error,
     singular_values,
@@ -146,8 +148,10 @@ def test_torch(dtype):
         lambda A: torch_sparse(sp.csr_array(A), "coo"),
         lambda A: torch_sparse(sp.csr_array(A), "csr"),
         lambda A: randla.as_operator(A),
+        dask_array,
     ],
-    ids=["fortran", "csr_array", "csc_matrix", "coo_array", "linear_operator", "torch", "torch_coo", "torch_csr", "operator"],
+    ids=["fortran", "csr_array", "csc_matrix", "coo_array", "linear_operator", "torch", "torch_coo", "torch_csr", "operator",
+         "dask"],
 )
 @pytest.mark.parametrize("wide", [False, True])
 def test_backends(make, wide):
@@ -156,7 +160,7 @@ def test_backends(make, wide):
         A = np.ascontiguousarray(A.T)
     M = make(A)
     Q, B = randla.qb(M, 10, rng=0)
-    expected = torch.Tensor if isinstance(M, torch.Tensor) else np.ndarray
+    expected = library_of(M)
     assert isinstance(Q, expected) and isinstance(B, expected)
     assert tuple(Q.shape) == (A.shape[0], 20) and tuple(B.shape) == (20, A.shape[1])
     assert_orthonormal_columns(Q, 1e-12)

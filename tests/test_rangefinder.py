@@ -135,7 +135,7 @@ def test_block_krylov_exhausted_space_stays_orthonormal():
     assert projection_error(A, Q) <= 1e-12
 
 
-@pytest.mark.parametrize("container", ["csr", "torch", "torch_coo", "linear_operator"])
+@pytest.mark.parametrize("container", ["csr", "torch", "torch_coo", "linear_operator", "dask"])
 def test_block_krylov_backends(container):
     S = sparse_random(200, 150, 2000, rng=0)
     M = in_container(S, container)
@@ -263,7 +263,7 @@ def test_estimate_error_of_eigen_results(kind):
     assert 0.97 * true <= estimate <= true * (1 + 1e-12)
 
 
-@pytest.mark.parametrize("container", ["csr", "torch", "torch_csr", "linear_operator"])
+@pytest.mark.parametrize("container", ["csr", "torch", "torch_csr", "linear_operator", "dask"])
 def test_estimate_error_backends(container):
     S = sparse_random(300, 200, 3000, rng=0)
     M = in_container(S, container)

@@ -15,7 +15,7 @@ import array_api_compat.torch as torch_xp
 import randla
 from randla.sketch import SKETCHES, Sketch, draw_sketch
 from randla.testing import planted, sparse_random
-from conftest import singular_values, spectral_error_ratio, to_np, torch_sparse
+from conftest import dask_array, singular_values, spectral_error_ratio, to_np, torch_sparse
 
 #: c with E[Omega Omega^H] = c I for an n x l sketch.
 GRAM_SCALE = {"gaussian": "l", "rademacher": "l", "sparse_sign": 1, "countsketch": 1, "srht": 1}
@@ -139,6 +139,7 @@ def _operators():
         "torch_coo": torch_sparse(S, "coo"),
         "torch_csr": torch_sparse(S, "csr"),
         "centered": randla.Centered(S),
+        "dask": dask_array(A),
     }
 
 
@@ -206,11 +207,11 @@ def test_bad_rng(rng, error, match):
 
 
 @pytest.mark.parametrize("kind", SKETCHES)
-@pytest.mark.parametrize("container", ["numpy", "csr", "torch"])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "dask"])
 def test_every_sketch_in_svd(kind, container):
     """Each kind drives randla.svd to <= 1.1 sigma_{k+1} on a planted matrix."""
     A = planted(300, 200, "polynomial", rate=0.5, rng=0).A
-    M = {"numpy": A, "csr": sp.csr_array(A), "torch": torch.as_tensor(A)}[container]
+    M = {"numpy": A, "csr": sp.csr_array(A), "torch": torch.as_tensor(A), "dask": dask_array(A)}[container]
     r = randla.svd(M, 15, sketch=kind, rng=0)
     assert spectral_error_ratio(A, r, 15) <= 1.1
 

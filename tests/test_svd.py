@@ -7,6 +7,7 @@ import dataclasses
 import math
 import tracemalloc
 
+import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -21,6 +22,7 @@ from conftest import (
     METHODS,
     assert_orthonormal_columns,
     assert_sorted_nonnegative,
+    dask_array,
     dense,
     eps_of,
     frobenius_error_ratio,
@@ -479,6 +481,7 @@ def _all_backends(wide=False):
         "torch_csr": torch_sparse(Asp, "csr"),
         "operator": randla.as_operator(A),
         "operator_centered": randla.Centered(Asp, axis=0),
+        "dask": dask_array(A),
     }
 
 
@@ -493,7 +496,7 @@ def test_backends(name, method, wide):
     A = (WIDE_BACKENDS if wide else BACKENDS)[name]
     s = singular_values(A)
     r = randla.svd(A, 10, method=method, rng=0)
-    library = torch.Tensor if name.startswith("torch") else np.ndarray
+    library = torch.Tensor if name.startswith("torch") else da.Array if name == "dask" else np.ndarray
     for factor in r:
         assert isinstance(factor, library)
     assert tuple(r.U.shape) == (A.shape[0], 10) and tuple(r.Vh.shape) == (10, A.shape[1])
@@ -503,7 +506,7 @@ def test_backends(name, method, wide):
     assert_orthonormal_columns(to_np(r.Vh).T, 1e-12)
 
 
-@pytest.mark.parametrize("name", ["torch", "torch_coo", "torch_csr", "csr_array", "linear_operator", "operator"])
+@pytest.mark.parametrize("name", ["torch", "torch_coo", "torch_csr", "csr_array", "linear_operator", "operator", "dask"])
 @pytest.mark.parametrize("wide", [False, True])
 def test_backend_parity(name, wide):
     """Every backend gives the NumPy answer (up to the algorithm's accuracy:
@@ -586,10 +589,10 @@ def _optimal_rank(s, tol):
 
 @pytest.mark.parametrize("tol", [0.3, 0.1, 0.03])
 @pytest.mark.parametrize("method", ["rsi", "rsvd"])
-@pytest.mark.parametrize("container", ["numpy", "csr", "torch"])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "dask"])
 def test_tol_mode_reaches_tolerance(tol, method, container):
     A = planted(300, 200, "polynomial", rate=1.0, rng=0).A
-    inputs = {"numpy": A, "csr": sp.csr_array(A), "torch": torch.as_tensor(A)}
+    inputs = {"numpy": A, "csr": sp.csr_array(A), "torch": torch.as_tensor(A), "dask": dask_array(A)}
     r = randla.svd(inputs[container], tol=tol, method=method, rng=0)
     true = relative_error(A, r)
     assert r.converged

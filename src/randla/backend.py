@@ -173,7 +173,9 @@ def to_numpy(x) -> np.ndarray:
 
 
 def _conj_t(xp, x):
-    return xp.conj(x.mT) if xp.isdtype(x.dtype, "complex floating") else x.mT
+    # Dask arrays have no .mT; every array here is 2-D, where .T is the same.
+    t = x.mT if hasattr(x, "mT") else x.T
+    return xp.conj(t) if xp.isdtype(x.dtype, "complex floating") else t
 
 
 # -- orthonormalisation -----------------------------------------------------

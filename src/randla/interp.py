@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from array_api_compat import is_array_api_obj, is_torch_array
+from array_api_compat import is_array_api_obj, is_dask_array, is_torch_array
 
 from ._results import Unpackable
 from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
@@ -721,6 +721,8 @@ def _work_columns(skeleton, op: Operator, axis):
     """A skeleton as columns of ``work``, dense, in the working dtype."""
     xp = op.xp
     block = dense_block(skeleton)
+    if is_dask_array(block):  # k columns of a Dask A: small, computed here
+        block = block.compute()
     if is_torch_array(block) or isinstance(block, np.ndarray):
         block = xp.asarray(block, dtype=op.dtype, device=op.device)
     return block if axis == 1 else conj_transpose(xp, block)
@@ -735,6 +737,8 @@ def svd_of_factors(L, Rt) -> SVDResult:
     L = Q T, so L Rt = Q (T Rt) = Q W^H with W = (T Rt)^H (n x k), and
     :func:`randla.svd.svd_from_basis` finishes with a k x k SVD.
     """
+    if is_dask_array(L) or is_dask_array(Rt):
+        return _dask_svd_of_factors(L, Rt)
     xp, dtype = namespace(L), L.dtype
     half = xp.isdtype(dtype, "real floating") and dtype not in (xp.float32, xp.float64)
     if half:  # bf16 / fp16: computed in float32, returned in the input's precision
@@ -744,3 +748,13 @@ def svd_of_factors(L, Rt) -> SVDResult:
     if half:
         U, S, Vh = (xp.astype(x, dtype) for x in (U, S, Vh))
     return SVDResult(U, S, Vh)
+
+
+def _dask_svd_of_factors(L, Rt) -> SVDResult:
+    """The SVD of factors of a Dask input (small, so computed), as Dask arrays."""
+    import dask.array as da
+
+    U, S, Vh = svd_of_factors(*(np.asarray(x.compute() if is_dask_array(x) else x) for x in (L, Rt)))
+    rows = L.chunks[0] if is_dask_array(L) else "auto"
+    cols = Rt.chunks[1] if is_dask_array(Rt) else "auto"
+    return SVDResult(da.from_array(U, chunks=(rows, -1)), da.from_array(S), da.from_array(Vh, chunks=(-1, cols)))

@@ -2,9 +2,9 @@
 
 ``as_operator(A)`` wraps a NumPy array, SciPy sparse matrix or array,
 ``scipy.sparse.linalg.LinearOperator``, torch tensor (dense or sparse, any
-device) or CuPy array in an :class:`Operator` with ``shape``, ``dtype``,
-``matmat(X)`` (A @ X) and ``rmatmat(Y)`` (A^H @ Y). The algorithms see only
-operators: they never copy, densify or modify the user's matrix.
+device), CuPy array or Dask array in an :class:`Operator` with ``shape``,
+``dtype``, ``matmat(X)`` (A @ X) and ``rmatmat(Y)`` (A^H @ Y). The algorithms
+see only operators: they never copy, densify or modify the user's matrix.
 
 Composites build new operators from old ones without forming anything:
 :class:`Transposed`, :class:`Centered` (implicit mean subtraction, so PCA of
@@ -26,7 +26,7 @@ import abc
 import math
 
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
+from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, is_torch_array
 
 from .backend import conj_transpose, device_of, frobenius_norm
 
@@ -143,6 +143,10 @@ class Operator(abc.ABC):
         if dtype is None or dtype == self.dtype or not xp.isdtype(dtype, "real floating"):
             return x
         return xp.astype(x, dtype)
+
+    def as_block(self, x):
+        """A factor as :meth:`as_output` returns it, as a block of ``xp``."""
+        return x
 
     def __matmul__(self, X):
         return self.matmat(X)
@@ -279,6 +283,70 @@ class _TorchSparse(Operator):
         return frobenius_norm(self.xp, values)
 
 
+class _Dask(Operator):
+    """A Dask array: each product is one pass over its chunks.
+
+    The chunks are read where Dask's scheduler runs them (threads, processes
+    or a distributed cluster); only the product, of the size of a basis,
+    comes back, as a NumPy array. The engine then works in NumPy, and
+    :meth:`as_output` hands the factors back as Dask arrays.
+    """
+
+    def __init__(self, A):
+        import array_api_compat.numpy as xp
+
+        self.xp, self.device = xp, "cpu"
+        self.shape = tuple(int(s) for s in A.shape)
+        self.input_dtype = np.dtype(A.dtype)
+        self.dtype = np.dtype(_work_dtype(xp, self.input_dtype))
+        self._A = A
+
+    def _matrix(self):
+        A = self._A
+        return A if A.dtype == self.dtype else A.astype(self.dtype)
+
+    def _compute(self, x):
+        return np.asarray(x.compute(), dtype=self.dtype)
+
+    def matmat(self, X):
+        return self._compute(self._matrix() @ X)
+
+    def rmatmat(self, Y):
+        return _adjoint_product(self.xp, lambda Z: self._compute(self._matrix().T @ Z), Y)
+
+    def trace(self) -> float | None:
+        if self.shape[0] != self.shape[1]:
+            return None
+        import dask.array as da
+
+        total = da.diagonal(self._A).sum(dtype=_double(self.xp, self.dtype)).compute()
+        return float(np.real(total))
+
+    def norm(self) -> float:
+        # One pass: the norm of every chunk, taken with scaling, then of those.
+        A = self._A
+        per_chunk = A.map_blocks(
+            lambda block: np.full((1, 1), frobenius_norm(np, np.asarray(block, dtype=self.dtype))),
+            chunks=((1,) * A.numblocks[0], (1,) * A.numblocks[1]),
+            dtype=np.float64,
+        )
+        return frobenius_norm(np, per_chunk.compute())
+
+    def as_output(self, x):
+        import dask.array as da
+
+        x = super().as_output(x)
+        # Factors share A's chunking along the dimensions they share with A
+        # (its rows first on a factor's first axis, its columns on the last).
+        rows, cols = zip(self.shape, self._A.chunks)
+        preference = ([rows, cols], [cols, rows])[: x.ndim]
+        chunks = [next((c for size, c in sides if size == s), (s,)) for s, sides in zip(x.shape, preference)]
+        return da.from_array(x, chunks=tuple(chunks))
+
+    def as_block(self, x):
+        return np.asarray(x.compute() if is_dask_array(x) else x)
+
+
 class _Linear(Operator):
     """A ``scipy.sparse.linalg.LinearOperator``."""
 
@@ -315,7 +383,8 @@ def as_operator(A) -> Operator:
     A : array_like or Operator
         NumPy array (any order), SciPy sparse matrix or array,
         ``scipy.sparse.linalg.LinearOperator``, torch tensor (dense or sparse,
-        any device), CuPy array, or an :class:`Operator` (returned as is).
+        any device), CuPy array, Dask array, or an :class:`Operator`
+        (returned as is).
 
     Returns
     -------
@@ -366,6 +435,9 @@ def _adapt(A) -> Operator:
         return _Dense(A)
     if _is_cupy_sparse(A):
         return _adapt_cupy_sparse(A)
+    if is_dask_array(A):
+        _check_dask(A)
+        return _Dask(A)
     if isinstance(A, np.ndarray):
         _check_ndim(A.shape)
         _check_dtype(A.dtype, "an array")
@@ -375,9 +447,25 @@ def _adapt(A) -> Operator:
         return _Dense(A)
     raise TypeError(
         f"A must be a matrix (NumPy array, SciPy sparse matrix, LinearOperator, "
-        f"torch tensor, CuPy array or randla Operator); got {type(A).__name__}. "
+        f"torch tensor, CuPy array, Dask array or randla Operator); got {type(A).__name__}. "
         "For a list of lists, pass numpy.asarray(A)."
     )
+
+
+def _check_dask(A):
+    _check_ndim(A.shape)
+    _check_dtype(A.dtype, "a Dask array")
+    if any(math.isnan(s) for s in A.shape):
+        raise ValueError(
+            f"A is a Dask array of unknown shape {A.shape}; compute its chunk sizes "
+            "first with A.compute_chunk_sizes()."
+        )
+    if not isinstance(A._meta, np.ndarray):
+        raise TypeError(
+            f"A is a Dask array of {type(A._meta).__name__} chunks; randla takes Dask arrays "
+            "of NumPy chunks. Convert them first, e.g. A.map_blocks(lambda b: b.toarray()) "
+            "for sparse chunks."
+        )
 
 
 def _check_ndim(shape):
@@ -431,6 +519,12 @@ class _Composite(Operator):
 
     def _is_real(self) -> bool:
         return self.base._is_real()
+
+    def as_output(self, x):
+        return self.base.as_output(x)
+
+    def as_block(self, x):
+        return self.base.as_block(x)
 
 
 class Transposed(_Composite):

@@ -312,7 +312,7 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
         block_size = min(4, op.shape[1])
     block_size = check_int("block_size", block_size, 1, op.shape[1])
     L, R = approx.factors() if hasattr(approx, "factors") else approx
-    res = residual(op, L, R)
+    res = residual(op, op.as_block(L), op.as_block(R))
     xp = res.xp
     X = standard_normal(xp, (op.shape[1], block_size), res.dtype, res.device, check_rng(rng))
     sigma = 0.0
@@ -338,7 +338,7 @@ def posterior_error_bound(A, Q, *, probes: int = 10, rng=None) -> float:
     """
     op = as_operator(A)
     probes = check_int("probes", probes, 1)
-    xp = op.xp
+    xp, Q = op.xp, op.as_block(Q)
     omega = standard_normal(xp, (op.shape[1], probes), op.dtype, op.device, check_rng(rng))
     # One dtype for both sides: a half-precision Q meets A's float32 products.
     dtype = xp.result_type(op.dtype, Q.dtype)
