@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.sparse.linalg import aslinearoperator
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import randla
 from randla.backend import NORMALIZERS
@@ -25,6 +25,7 @@ from randla.rangefinder import (
 from randla.testing import low_rank, planted, psd, sparse_random
 from conftest import (
     assert_orthonormal_columns,
+    frobenius_error_ratio,
     in_container,
     matrix,
     sin_max_angle,
@@ -110,6 +111,21 @@ def test_block_krylov_basis(power_iters, dtype):
     P = subspace_iteration(op, omega, power_iters=power_iters, normalizer="qr")
     assert projection_error(A, Q) <= projection_error(A, P) * (1 + 1e-10)
     assert sin_max_angle(P, Q) <= 1e-6
+
+
+def test_block_krylov_stops_once_the_range_is_spanned():
+    """60 x 40 with blocks of 30: two blocks span the whole 40-dimensional
+    range, so q = 3 makes 1 pass with A^H instead of 3, and loses nothing."""
+    A = matrix((60, 40), np.float64, decay="polynomial", rate=0.5, rng=0)
+    passes = []
+    counted = LinearOperator(A.shape, matvec=lambda x: A @ x, matmat=lambda X: (passes.append("A"), A @ X)[1],
+                             rmatmat=lambda Y: (passes.append("A^H"), A.T @ Y)[1], dtype=A.dtype)
+    op = randla.as_operator(counted)
+    Q = block_krylov(op, draw_for(op, "gaussian", 30, np.random.default_rng(0)), power_iters=3)
+    assert passes.count("A^H") == 1
+    assert projection_error(A, Q) <= 1e-12 * np.linalg.norm(A, 2)
+    r = randla.svd(counted, 30, method="block_krylov", power_iters=3, rng=0)
+    assert frobenius_error_ratio(A, r, 30) <= 1 + 1e-10
 
 
 def test_block_krylov_more_accurate_than_rsi_at_equal_passes():

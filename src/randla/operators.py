@@ -429,6 +429,7 @@ def _adapt(A) -> Operator:
     if is_torch_array(A):
         _check_ndim(tuple(A.shape))
         if A.layout != _torch_strided():
+            _check_torch_sparse(A)
             return _TorchSparse(A)
         if A.dtype == _torch_bool():
             raise TypeError("A must hold numbers; got a torch tensor of dtype bool.")
@@ -472,6 +473,17 @@ def _check_ndim(shape):
     if len(shape) != 2:
         raise ValueError(
             f"A must be a 2-D matrix; got {len(shape)} dimensions, shape {tuple(shape)}."
+        )
+
+
+def _check_torch_sparse(A):
+    import torch
+
+    blocked = A.layout in (torch.sparse_bsr, torch.sparse_bsc)
+    if blocked and A.device.type == "cpu":
+        raise TypeError(
+            f"A is a torch {A.layout} tensor on the CPU, where torch has no products with "
+            "blocked sparse layouts. Pass A.to_sparse_csr() (or A.to_sparse_csc())."
         )
 
 

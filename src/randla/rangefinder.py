@@ -121,15 +121,18 @@ def block_krylov(op: Operator, omega: Sketch, *, power_iters: int):
     Randomized block Krylov iteration (Musco & Musco 2015, Alg. 2): each new
     block is orthogonalised against all earlier ones (block Lanczos with full
     reorthogonalisation), so the basis stays well conditioned as the blocks
-    converge. The basis has l (q + 1) columns.
+    converge. The basis has l (q + 1) columns, or fewer once they span all
+    of A's range (min(m, n) columns reached: later blocks would be noise).
 
     Passes over A: ``power_iters + 1`` with A and ``power_iters`` with A^H,
-    each on l columns.
+    each on l columns (fewer when the range is spanned early).
     """
     xp = op.xp
     block = orthonormalize(xp, check_finite(xp, omega.apply(op)))
     Q = block
     for _ in range(power_iters):
+        if Q.shape[1] >= min(op.shape):
+            break
         # Rescaling A^H block keeps the Krylov space; without it Y grows as
         # sigma^2 and its Gram matrix overflows for large-magnitude A.
         Y = op.matmat(normalize(xp, op.rmatmat(block), "none"))

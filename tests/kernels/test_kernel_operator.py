@@ -229,6 +229,24 @@ def test_square_blocks_carry_the_exact_diagonal(name, params, backend):
     E[idx, range(4)] = 1
     for product in (K.matmat, K.rmatmat):
         assert np.array_equal(host(product(as_backend(E, backend, np.float32)))[idx, range(4)], diag[idx])
+    # Negative indices count from the end, and get the exact diagonal too.
+    negative = [i - 200 for i in idx]
+    assert np.array_equal(host(K.columns(negative)), host(K.columns(idx)))
+    assert np.array_equal(host(K.rows(negative)), host(K.rows(idx)))
+    assert np.array_equal(host(K.block(negative, idx)), host(K.block(idx, idx)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_column_access_index_errors_and_empty_selections(backend):
+    K = kernel_operator(as_backend(points(30), backend, np.float64), kernel="rbf")
+    for bad in ([30], [-31], [0, 45]):
+        with pytest.raises(IndexError, match=r"\[-30, 30\)"):
+            K.columns(bad)
+        with pytest.raises(IndexError, match=r"\[-30, 30\)"):
+            K.rows(bad)
+    assert tuple(K.columns([]).shape) == (30, 0)
+    assert tuple(K.rows([]).shape) == (0, 30)
+    assert tuple(K.block([], [1, 2]).shape) == (0, 2)
 
 
 def test_callable_kernel_block_is_not_written_to():

@@ -88,8 +88,9 @@ def squared_distances(xp, A, B):
     unchanged: the expansion's rounding is of order eps ||a||^2, which for
     points far from the origin (float32 data around 1000) swamps them.
     """
-    centre = xp.mean(B, axis=0)
-    A, B = A - centre, B - centre
+    if B.shape[0]:  # the mean of no points is NaN
+        centre = xp.mean(B, axis=0)
+        A, B = A - centre, B - centre
     a = xp.sum(A * A, axis=1)[:, None]
     b = xp.sum(B * B, axis=1)[None, :]
     return xp.clip(a + b - 2 * (A @ B.mT), min=0)

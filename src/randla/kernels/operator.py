@@ -94,6 +94,8 @@ class KernelOperator(Operator):
         all of X, in order), which place the exact diagonal of a square K.
         """
         xp, step = self.xp, self._rows_per_block(B.shape[0])
+        if A.shape[0] == 0:
+            return xp.zeros((0, B.shape[0]), dtype=self.dtype, device=self.device)
         # k(x, x) from the smaller side: a callable's diagonal costs a block per 256 points.
         by_rows = A.shape[0] < B.shape[0]
         diag_b = None if by_rows or not self.symmetric else self.kernel.diagonal(xp, B)[None, :]
@@ -146,18 +148,18 @@ class KernelOperator(Operator):
 
     def columns(self, idx):
         """K[:, idx], shape (n_rows, len(idx))."""
-        idx = self._index(idx)
+        idx = self._index(idx, self.shape[1])
         return self._evaluate(self.X, self._take(self._points_y, idx), cols=idx)
 
     def rows(self, idx):
         """K[idx, :], shape (len(idx), n_cols)."""
-        idx = self._index(idx)
+        idx = self._index(idx, self.shape[0])
         return self._evaluate(self._take(self.X, idx), self._points_y, rows=idx)
 
     def block(self, rows=None, cols=None):
         """K[rows][:, cols]; None means all. The whole K only if asked for."""
-        rows = None if rows is None else self._index(rows)
-        cols = None if cols is None else self._index(cols)
+        rows = None if rows is None else self._index(rows, self.shape[0])
+        cols = None if cols is None else self._index(cols, self.shape[1])
         A = self.X if rows is None else self._take(self.X, rows)
         B = self._points_y if cols is None else self._take(self._points_y, cols)
         return self._evaluate(A, B, rows, cols)
@@ -172,15 +174,20 @@ class KernelOperator(Operator):
         """tr(K) in O(n d); None for a rectangular k(X, Y)."""
         return float(self.xp.sum(self.diagonal())) if self.symmetric else None
 
-    def _index(self, idx):
-        """An index array of the points' library, on their device."""
+    def _index(self, idx, size: int):
+        """An index array of the points' library, on their device, with negative
+        indices counted from the end (they place the exact diagonal too)."""
         xp = self.xp
         if not (is_array_api_obj(idx) and array_namespace(idx) is xp):
             idx = xp.asarray(np.asarray(to_numpy(idx) if is_array_api_obj(idx) else idx, dtype=np.int64), device=self.device)
-        return idx
+        if idx.shape[0] and not (-size <= int(xp.min(idx)) and int(xp.max(idx)) < size):
+            raise IndexError(
+                f"indices must be in [-{size}, {size}); got values from {int(xp.min(idx))} to {int(xp.max(idx))}."
+            )
+        return xp.where(idx < 0, idx + size, idx)
 
     def _take(self, P, idx):
-        return self.xp.take(P, self._index(idx), axis=0)
+        return self.xp.take(P, idx, axis=0)
 
     def __repr__(self) -> str:
         m, n = self.shape
@@ -260,7 +267,7 @@ def _check_callable(op: KernelOperator, sample: int = 64):
     xp = op.xp
     n = op.shape[0]
     idx = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(np.int64))
-    A = op._take(op.X, idx)
+    A = op._take(op.X, op._index(idx, n))
     block = op.kernel(xp, A, A)
     if not is_array_api_obj(block) or tuple(block.shape) != (len(idx), len(idx)):
         got = tuple(block.shape) if hasattr(block, "shape") else type(block).__name__
