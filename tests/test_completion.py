@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import randla
-from randla.completion import METHODS, _scaled_qr
+from randla.completion import METHODS, _converged, _Model, _scaled_qr
 from randla.testing import ratings
 
 SOFT = ("softimpute", "softimpute_als")
@@ -242,6 +242,24 @@ def test_float32_in_float32_out():
         assert res.U.dtype == res.S.dtype == res.Vh.dtype == np.float32
         M = truth(data)
         assert np.linalg.norm(res.reconstruct() - M) / np.linalg.norm(M) < 0.1
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-4])
+def test_float32_stopping_test_reads_the_change_in_double(tol):
+    """||Z_new - Z_old||_F from float32 Grams over 20000 rows read a change
+    of 1.1e-4 as 0 (and 9e-4 as 6e-4): float32 fits declared convergence early
+    (at 359 steps where float64 had not converged in 500)."""
+    rng = np.random.default_rng(0)
+    L = (rng.standard_normal((20000, 10)) * 0.8 ** np.arange(10)).astype(np.float32)
+    R = np.linalg.qr(rng.standard_normal((5000, 10)))[0].astype(np.float32)
+    D = rng.standard_normal(L.shape)
+    for factor in (0.9, 1.1):
+        L_new = (L + factor * tol * np.linalg.norm(L) / np.linalg.norm(D) * D).astype(np.float32)
+        old, new = (x.astype(np.float64) for x in (L, L_new))
+        # R has orthonormal columns: ||(L_new - L) R^T||_F = ||L_new - L||_F.
+        change = np.linalg.norm(new - old) / max(np.linalg.norm(old), np.linalg.norm(new))
+        assert change == pytest.approx(factor * tol, rel=0.01)
+        assert _converged(_Model(L, R), _Model(L_new, R), tol, 0.0) == (factor < 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -6,6 +6,7 @@ import collections
 import math
 import threading
 
+import cloudpickle
 import dask
 import dask.array as da
 import numpy as np
@@ -744,3 +745,92 @@ def test_dask_bad_input_gets_clear_errors():
         randla.svd(dask_array(np.where(A == A.max(), np.nan, A)), 5, rng=0)
     with pytest.raises(ValueError, match="2-D"):
         randla.svd(da.ones((3, 4, 5)), 2)
+
+
+def test_dask_products_with_complex_blocks_stay_complex():
+    """A real Dask A meets complex blocks under a complex shift: its products
+    are complex, as NumPy's are, not cast to A's real dtype."""
+    S = planted(40, 40, "polynomial", rate=0.5, rng=0).A
+    S = S @ S.T
+    X = planted(40, 3, dtype=np.complex128, rng=1).A
+    op = randla.as_operator(dask_array(S))
+    np.testing.assert_allclose(op.matmat(X), S @ X, rtol=1e-13)
+    np.testing.assert_allclose(op.rmatmat(X), S.T @ X, rtol=1e-13)
+    shifted = randla.svd(randla.Shifted(dask_array(S), 5j), 4, rng=0)
+    np.testing.assert_allclose(to_np(shifted.S), randla.svd(randla.Shifted(S, 5j), 4, rng=0).S, rtol=1e-12)
+
+
+def test_dask_masked_and_matrix_chunks_are_refused():
+    """np.ma and np.matrix chunks pass for NumPy chunks by isinstance, then
+    fail inside Dask's products; both get a TypeError that names the fix."""
+    A = planted(30, 20, rng=0).A
+    D = dask_array(A)
+    with pytest.raises(TypeError, match=r"masked chunks.*ma\.filled"):
+        randla.svd(da.ma.masked_array(D, mask=D > 1), 2, rng=0)
+    with pytest.warns(PendingDeprecationWarning):  # numpy's, on building the matrix
+        chunks_of_matrices = da.from_array(np.asmatrix(A), chunks=(10, 10))
+    with pytest.raises(TypeError, match=r"matrix chunks.*map_blocks\(numpy.asarray\)"):
+        randla.svd(chunks_of_matrices, 2, rng=0)
+    r = randla.svd(chunks_of_matrices.map_blocks(np.asarray), 2, rng=0)
+    np.testing.assert_allclose(to_np(r.S), randla.svd(A, 2, rng=0).S, rtol=1e-13)
+
+
+def test_dask_factors_enter_residuals_and_checks():
+    """The factors of a Dask result are Dask arrays: the residual operator
+    and the a posteriori checks take them, with A as Dask or in memory."""
+    A = planted(60, 40, "polynomial", rate=0.5, rng=0).A
+    D = dask_array(A)
+    r, expected = randla.svd(D, 5, rng=0), randla.svd(A, 5, rng=0)
+    L, R = to_np(r.factors()[0]), to_np(r.Vh)
+    for base in (D, A):
+        res = randla.residual(base, *r.factors())
+        np.testing.assert_allclose(res.matmat(np.eye(40)), A - L @ R, atol=1e-12)
+        assert res.norm() == pytest.approx(np.linalg.norm(A - L @ R), rel=1e-10)
+        assert randla.estimate_error(base, r, rng=0) == pytest.approx(randla.estimate_error(A, expected, rng=0), rel=1e-10)
+    Q = randla.qb(D, 5, rng=0).Q
+    bound = randla.posterior_error_bound(A, to_np(Q), rng=0)
+    assert randla.posterior_error_bound(A, Q, rng=0) == pytest.approx(bound, rel=1e-12)
+
+
+def test_dask_norm_tasks_do_not_carry_a():
+    """The per-chunk tasks of norm() hold one chunk, not the operator: the
+    processes and distributed schedulers pickle every task, and a closure
+    over the operator carried all of A (from_array) with each."""
+    A = planted(400, 300, rng=0).A
+    D = da.from_array(A, chunks=(100, 100))
+    sizes = []
+
+    def measuring_get(graph, keys, **kwargs):
+        tasks = graph.__dask_graph__() if hasattr(graph, "__dask_graph__") else graph
+        sizes.extend(len(cloudpickle.dumps(task)) for task in tasks.values())
+        return dask.get(graph, keys, **kwargs)
+
+    with dask.config.set(scheduler=measuring_get):
+        assert randla.as_operator(D).norm() == pytest.approx(np.linalg.norm(A), rel=1e-13)
+    # At most one task as large as A: the source of from_array, where Dask keeps it whole.
+    assert sum(size >= A.nbytes for size in sizes) <= 1
+
+
+def test_linear_operator_products_with_complex_blocks_stay_complex():
+    """A complex shift of a real LinearOperator has complex products; they
+    were cast to the operator's real dtype, and sigma_1 came out wrong."""
+    A = planted(N, N, rng=0).A
+    explicit = A + 5j * np.eye(N)
+    op = randla.Shifted(aslinearoperator(A), 5j)
+    check_products(op, explicit, 1e-13)
+    # The same draws as for the NumPy array: the same answer.
+    np.testing.assert_allclose(randla.svd(op, 3, rng=0).S, randla.svd(randla.Shifted(A, 5j), 3, rng=0).S, rtol=1e-12)
+
+
+@pytest.mark.parametrize("container", ["numpy", "torch"])
+def test_plus_low_rank_refuses_complex_factors_on_a_real_matrix(container):
+    """A + L R was computed in A's real dtype, dropping L R's imaginary part."""
+    A = planted(M, N, rng=0).A
+    L = planted(M, 2, dtype=np.complex128, rng=1).A
+    R = planted(2, N, dtype=np.complex128, rng=2).A
+    if container == "torch":
+        A, L, R = torch.as_tensor(A), torch.as_tensor(L), torch.as_tensor(R)
+    with pytest.raises(TypeError, match="imaginary parts"):
+        randla.PlusLowRank(A, L, R)
+    with pytest.raises(TypeError, match="imaginary parts"):
+        randla.residual(A, L, R)

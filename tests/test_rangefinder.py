@@ -187,6 +187,20 @@ def test_adaptive_qb_indicator_is_the_true_error(tol, dtype):
     assert basis.norm == pytest.approx(np.linalg.norm(A), rel=1e-12)
 
 
+@pytest.mark.parametrize("tol", [1e-3, 3e-4])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_adaptive_qb_float32_indicator_counts_the_lengths_of_q(library, tol):
+    """A float32 Q has columns of squared length 1 + ~1e-7; counting each as 1
+    read the error at 3e-4 as 0 (NumPy, true 1.6e-4) and declared tol = 3e-4
+    met at 4.3e-4 (torch)."""
+    A = planted(1500, 700, "exponential", rate=0.97, dtype=np.float32, rng=0).A
+    basis = _adaptive(torch.from_numpy(A) if library == "torch" else A, tol, block_size=32, power_iters=2)
+    Q, W, A = (to_np(x).astype(np.float64) for x in (basis.Q, basis.W, A))
+    true = np.linalg.norm(A - Q @ W.T) / np.linalg.norm(A)
+    assert basis.converged and true <= tol
+    assert abs(basis.error**2 - true**2) <= 0.04 * tol**2
+
+
 def test_adaptive_qb_stops_at_max_rank():
     A = planted(200, 150, "polynomial", rate=1.0, rng=0).A
     basis = _adaptive(A, 1e-3, max_rank=40)

@@ -145,7 +145,13 @@ class Operator(abc.ABC):
         return xp.astype(x, dtype)
 
     def as_block(self, x):
-        """A factor as :meth:`as_output` returns it, as a block of ``xp``."""
+        """A factor as :meth:`as_output` returns it, as a block of ``xp``.
+
+        Dask factors, of the size of a basis, are computed here: those of a
+        Dask run then also serve for the same matrix held in memory.
+        """
+        if is_dask_array(x):
+            return self.xp.asarray(x.compute(), device=self.device)
         return x
 
     def __matmul__(self, X):
@@ -306,7 +312,9 @@ class _Dask(Operator):
         return A if A.dtype == self.dtype else A.astype(self.dtype)
 
     def _compute(self, x):
-        return np.asarray(x.compute(), dtype=self.dtype)
+        # The block's dtype counts too: a complex block (a complex shift or
+        # low-rank term of a real A) has complex products, as for NumPy.
+        return np.asarray(x.compute(), dtype=np.result_type(self.dtype, x.dtype))
 
     def matmat(self, X):
         return self._compute(self._matrix() @ X)
@@ -326,7 +334,8 @@ class _Dask(Operator):
         # One pass: the norm of every chunk, taken with scaling, then of those.
         A = self._A
         per_chunk = A.map_blocks(
-            lambda block: np.full((1, 1), frobenius_norm(np, np.asarray(block, dtype=self.dtype))),
+            _chunk_norm,
+            work_dtype=self.dtype,
             chunks=((1,) * A.numblocks[0], (1,) * A.numblocks[1]),
             dtype=np.float64,
         )
@@ -343,8 +352,15 @@ class _Dask(Operator):
         chunks = [next((c for size, c in sides if size == s), (s,)) for s, sides in zip(x.shape, preference)]
         return da.from_array(x, chunks=tuple(chunks))
 
-    def as_block(self, x):
-        return np.asarray(x.compute() if is_dask_array(x) else x)
+
+def _chunk_norm(block, work_dtype):
+    """||block||_F of one chunk of a Dask A, as a 1 x 1 block.
+
+    A module-level function, not a closure over the operator: the processes
+    and distributed schedulers pickle it with every chunk's task, and the
+    operator holds A, whose graph can hold all of A's data (from_array).
+    """
+    return np.full((1, 1), frobenius_norm(np, np.asarray(block, dtype=work_dtype)))
 
 
 class _Linear(Operator):
@@ -360,11 +376,13 @@ class _Linear(Operator):
         self.dtype = _work_dtype(xp, dtype)
         self._A = A
 
+    # The block's dtype counts too: a complex block (from a complex shift of a
+    # real A) has complex products.
     def matmat(self, X):
-        return np.asarray(self._A.matmat(X), dtype=self.dtype)
+        return np.asarray(self._A.matmat(X), dtype=np.result_type(self.dtype, X.dtype))
 
     def rmatmat(self, Y):
-        return np.asarray(self._A.rmatmat(Y), dtype=self.dtype)
+        return np.asarray(self._A.rmatmat(Y), dtype=np.result_type(self.dtype, Y.dtype))
 
 
 def _check_dtype(dtype, what: str):
@@ -461,11 +479,18 @@ def _check_dask(A):
             f"A is a Dask array of unknown shape {A.shape}; compute its chunk sizes "
             "first with A.compute_chunk_sizes()."
         )
-    if not isinstance(A._meta, np.ndarray):
+    if isinstance(A._meta, np.ma.MaskedArray):
+        raise TypeError(
+            "A is a Dask array of masked chunks, and products with A cannot honour a mask. "
+            "Fill the masked entries first, e.g. dask.array.ma.filled(A, 0)."
+        )
+    # np.matrix chunks are ndarrays too, but break Dask's reductions inside
+    # every product (a matrix is never 0-D or 1-D).
+    if isinstance(A._meta, np.matrix) or not isinstance(A._meta, np.ndarray):
         raise TypeError(
             f"A is a Dask array of {type(A._meta).__name__} chunks; randla takes Dask arrays "
-            "of NumPy chunks. Convert them first, e.g. A.map_blocks(lambda b: b.toarray()) "
-            "for sparse chunks."
+            "of NumPy chunks. Convert them first, e.g. A.map_blocks(numpy.asarray) for "
+            "numpy.matrix chunks, A.map_blocks(lambda b: b.toarray()) for sparse chunks."
         )
 
 
@@ -663,6 +688,13 @@ class PlusLowRank(_Composite):
             )
         self._inherit(base, base.shape)
         xp = self.xp
+        # As blocks of the engine: the factors of a Dask result are Dask arrays.
+        L, R = base.as_block(L), base.as_block(R)
+        if base._is_real() and any(_is_complex(xp, F.dtype) for F in (L, R)):
+            raise TypeError(
+                f"A + L R is computed in A's dtype {base.dtype}, which would drop the imaginary "
+                f"parts of L and R ({L.dtype}, {R.dtype}); pass A as a complex array."
+            )
         self.L = xp.astype(L, self.dtype, copy=False)
         self.R = xp.astype(R, self.dtype, copy=False)
 
