@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import _environment  # noqa: E402
 from _output import jsonable, write_atomic  # noqa: E402
+from _report import _f  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
 import randla  # noqa: E402
@@ -174,10 +175,6 @@ def main(argv=None):
     write_atomic(args.out / "dask.md", markdown(results))
     log(f"{results['target']['status']}: {results['target']['detail']}")
     log(f"wrote {args.out / 'dask.md'}; total {results['elapsed_s']:.0f} s")
-
-
-def _f(x, fmt):
-    return "—" if x is None else format(x, fmt)
 
 
 def markdown(results) -> str:

@@ -740,9 +740,7 @@ def work_columns(A, op: Operator, idx, axis):
 def _work_columns(skeleton, op: Operator, axis):
     """A skeleton as columns of ``work``, dense, in the working dtype."""
     xp = op.xp
-    block = dense_block(skeleton)
-    if is_dask_array(block):  # k columns of a Dask A: small, computed here
-        block = block.compute()
+    block = op.as_block(dense_block(skeleton))  # k columns of a Dask A: small, computed here
     if is_torch_array(block) or isinstance(block, np.ndarray):
         block = xp.asarray(block, dtype=op.dtype, device=op.device)
     return block if axis == 1 else conj_transpose(xp, block)

@@ -560,9 +560,6 @@ class _Composite(Operator):
     def as_output(self, x):
         return self.base.as_output(x)
 
-    def as_block(self, x):
-        return self.base.as_block(x)
-
 
 class Transposed(_Composite):
     """A^H (``conjugate=True``) or A^T of an operator, swapping its products."""

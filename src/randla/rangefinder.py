@@ -339,7 +339,7 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
         block_size = min(4, op.shape[1])
     block_size = check_int("block_size", block_size, 1, op.shape[1])
     L, R = approx.factors() if hasattr(approx, "factors") else approx
-    res = residual(op, op.as_block(L), op.as_block(R))
+    res = residual(op, L, R)
     xp = res.xp
     X = standard_normal(xp, (op.shape[1], block_size), res.dtype, res.device, check_rng(rng))
     sigma = 0.0
