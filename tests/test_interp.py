@@ -12,7 +12,7 @@ import pytest
 import scipy.linalg.interpolative as sli
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import aslinearoperator
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import randla
 from randla.testing import low_rank, planted, sparse_random
@@ -134,6 +134,21 @@ def test_dask_complex_skeletons_without_warnings():
     np.testing.assert_array_equal(to_np(r.R), A[r.rows, :])
     two = randla.two_sided_id(D, 8, rng=0)
     np.testing.assert_array_equal(to_np(two.core), A[two.rows][:, two.cols])
+
+
+def test_cur_qr_takes_the_column_skeleton_once():
+    """On an implicit A each skeleton costs a product: C was taken twice
+    (for the rows' pivoted QR, then for the result)."""
+    A = problem("poly1")
+    products = []
+    counted = LinearOperator(A.shape, dtype=A.dtype, matvec=lambda x: A @ x,
+                             matmat=lambda X: (products.append("A"), A @ X)[1],
+                             rmatmat=lambda Y: (products.append("A^H"), A.T @ Y)[1])
+    r = randla.cur(counted, 10, power_iters=1, rng=0)
+    # The row sketch (1 + 2 q with q = 1), C, R (a product with A^H), the core A Qr.
+    assert len(products) == 3 + 1 + 1 + 1
+    np.testing.assert_allclose(to_np(r.C), A[:, r.cols], atol=1e-13)
+    np.testing.assert_array_equal(r.cols, randla.cur(A, 10, power_iters=1, rng=0).cols)
 
 
 def test_power_iters_sharpen_the_skeleton():

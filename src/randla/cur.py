@@ -183,7 +183,7 @@ def cur(
     rng = check_rng(rng)
 
     if method == "qr":
-        rows, cols = _two_sided_id(A, op, rank, sketch, oversample, power_iters, rng)
+        rows, cols, C = _two_sided_id(A, op, rank, sketch, oversample, power_iters, rng)
     else:
         if sketch is None:
             u, _, vh = np.linalg.svd(host_matrix(A, op, 1), full_matrices=False)
@@ -194,21 +194,26 @@ def cur(
             u, v = host(r.U), host(conj_transpose(op.xp, r.Vh))
         select = _deim if method == "deim" else (lambda V: _leverage(V, rng))
         rows, cols = select(u), select(v)
-    C, R = take(A, op, cols, 1), take(A, op, rows, 0)
+        C = take(A, op, cols, 1)
+    R = take(A, op, rows, 0)
     return CURResult(C, _linking(op, C, R), R, rows, cols, method)
 
 
 def _two_sided_id(A, op, rank, sketch, oversample, power_iters, rng):
-    """Columns from a column ID of A; rows from the pivoted QR of C^H (k x m)."""
+    """Columns from a column ID of A; rows from the pivoted QR of C^H (k x m).
+
+    Returns the row and column indices, and C = A[:, cols] in A's format
+    (for an implicit A a product, not to be repeated).
+    """
     if sketch is None:
         _, perm = cpqr(host_matrix(A, op, 1))
     else:
         Y = row_sketch(A, op, 1, min(rank + oversample, *op.shape), sketch, power_iters, rng)
         _, perm = cpqr(Y)
     cols = perm[:rank].astype(np.int64)
-    C = host(dense_block(take(A, op, cols, 1)))
-    _, row_perm = cpqr(C.conj().T)
-    return row_perm[:rank].astype(np.int64), cols
+    C = take(A, op, cols, 1)
+    _, row_perm = cpqr(host(dense_block(C)).conj().T)
+    return row_perm[:rank].astype(np.int64), cols, C
 
 
 def _deim(V: np.ndarray) -> np.ndarray:
