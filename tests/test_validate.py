@@ -156,6 +156,20 @@ def test_nan_and_inf_refused_every_method(value, method, wide):
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("sketch", ["countsketch", "sparse_sign", "centered"])
+def test_inf_refused_without_a_numpy_warning_first(name, sketch):
+    """Inf meets the zeros of a sparse sketch (Inf * 0) or the mean that
+    Centered subtracts (Inf - Inf): the NaN that makes is the ValueError's
+    to report; NumPy's RuntimeWarning came first (an error under -W error)."""
+    M = _with(np.inf, operand(name))
+    kwargs = {"sketch": sketch}
+    if sketch == "centered":
+        M, kwargs = randla.Centered(M, axis=0), {}
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        call(name, M, 3, rng=0, **kwargs)
+
+
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize(
     "empty", [np.zeros((0, 5)), np.zeros((5, 0)), sp.csr_array((0, 0)), torch.zeros((0, 3))],
     ids=["no_rows", "no_cols", "sparse", "torch"],

@@ -189,8 +189,7 @@ def cur(
             u, _, vh = np.linalg.svd(host_matrix(A, op, 1), full_matrices=False)
             u, v = u[:, :rank], vh[:rank].conj().T
         else:
-            with np.errstate(invalid="ignore", over="ignore"):  # Inf in A: reported by svd
-                r = svd(op, rank, oversample=oversample, power_iters=power_iters, sketch=sketch, rng=rng)
+            r = svd(op, rank, oversample=oversample, power_iters=power_iters, sketch=sketch, rng=rng)
             u, v = host(r.U), host(conj_transpose(op.xp, r.Vh))
         select = _deim if method == "deim" else (lambda V: _leverage(V, rng))
         rows, cols = select(u), select(v)

@@ -28,7 +28,7 @@ from .backend import (
     triangular_inverse,
 )
 from .operators import Operator, as_operator
-from .rangefinder import auto_power_iters, check_finite, check_normalizer, check_sketch, draw_for
+from .rangefinder import auto_power_iters, check_normalizer, check_sketch, checked_product, draw_for
 
 __all__ = ["eigh", "nystrom", "EighResult", "NystromResult"]
 
@@ -158,7 +158,7 @@ def eigh(
     normalizer = check_normalizer(normalizer)
     omega = draw_for(op, check_sketch(sketch), min(rank + oversample, op.shape[0]), check_rng(rng))
     xp = op.xp
-    Y = check_finite(xp, omega.apply(op))
+    Y = checked_product(omega.apply, op)
     _check_hermitian(op, omega.dense(), Y)
     for _ in range(2 * power_iters):
         Y = op.matmat(normalize(xp, Y, normalizer))
@@ -278,7 +278,7 @@ def _nystrom_sketch(op, rank, oversample, power_iters, sketch, rng, check=True):
     n = op.shape[0]
     omega = draw_for(op, sketch, min(rank + oversample, n), rng)
     Omega = orthonormalize(xp, omega.dense())
-    Y = check_finite(xp, op.matmat(Omega))
+    Y = checked_product(op.matmat, Omega)
     if check:
         _check_hermitian(op, Omega, Y)
     for _ in range(power_iters):

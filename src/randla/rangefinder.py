@@ -29,6 +29,7 @@ from .backend import (
     NORMALIZERS,
     conj_transpose,
     frobenius_norm,
+    namespace,
     normalize,
     orthonormalize,
     standard_normal,
@@ -46,6 +47,7 @@ __all__ = [
     "posterior_error_bound",
     "draw_for",
     "check_finite",
+    "checked_product",
     "NORMALIZERS",
     "SKETCHES",
 ]
@@ -82,6 +84,17 @@ def check_finite(xp, Y):
     return Y
 
 
+def checked_product(product, X):
+    """product(X), a product with A, checked by :func:`check_finite`.
+
+    Inf in A turns into NaN inside a product (Inf * 0, Inf - Inf), which
+    NumPy reports first with a RuntimeWarning; the ValueError says it better.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        Y = product(X)
+    return check_finite(namespace(Y), Y)
+
+
 def subspace_iteration(
     op: Operator,
     omega: Sketch,
@@ -100,7 +113,7 @@ def subspace_iteration(
     Passes over A: ``power_iters + 1`` with A and ``power_iters`` with A^H.
     """
     xp = op.xp
-    Y = check_finite(xp, omega.apply(op))
+    Y = checked_product(omega.apply, op)
     for _ in range(power_iters):
         Z = op.rmatmat(normalize(xp, Y, normalizer))
         Y = op.matmat(normalize(xp, Z, normalizer))
@@ -128,7 +141,7 @@ def block_krylov(op: Operator, omega: Sketch, *, power_iters: int):
     each on l columns (fewer when the range is spanned early).
     """
     xp = op.xp
-    block = orthonormalize(xp, check_finite(xp, omega.apply(op)))
+    block = orthonormalize(xp, checked_product(omega.apply, op))
     Q = block
     for _ in range(power_iters):
         if Q.shape[1] >= min(op.shape):
@@ -211,7 +224,7 @@ def adaptive_qb(
         b = min(block_size, max_rank - Q.shape[1])
         omega = draw_for(op, sketch, b, rng)
         # Sketch of the residual: (A - Q W^H) Omega.
-        Y = check_finite(xp, omega.apply(op)) - Q @ (conj_transpose(xp, W) @ omega.dense())
+        Y = checked_product(omega.apply, op) - Q @ (conj_transpose(xp, W) @ omega.dense())
         if not exact:
             probe = _probe_norm(xp, Y, omega)
             if Q.shape[1] == 0:
@@ -345,7 +358,7 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
     sigma = 0.0
     for _ in range(power_iters):
         X = orthonormalize(xp, X)
-        Y = check_finite(xp, res.matmat(X))
+        Y = checked_product(res.matmat, X)
         # ||res X||_2 for orthonormal X is a lower bound on ||res||_2.
         sigma = max(sigma, float(xp.linalg.matrix_norm(Y, ord=2)))
         # Both sides rescaled: res^H Y ~ sigma^2 overflows or underflows for
@@ -369,7 +382,7 @@ def posterior_error_bound(A, Q, *, probes: int = 10, rng=None) -> float:
     omega = standard_normal(xp, (op.shape[1], probes), op.dtype, op.device, check_rng(rng))
     # One dtype for both sides: a half-precision Q meets A's float32 products.
     dtype = xp.result_type(op.dtype, Q.dtype)
-    Y = xp.astype(check_finite(xp, op.matmat(omega)), dtype, copy=False)
+    Y = xp.astype(checked_product(op.matmat, omega), dtype, copy=False)
     Q = xp.astype(Q, dtype, copy=False)
     Y = Y - Q @ (conj_transpose(xp, Q) @ Y)
     largest = max(frobenius_norm(xp, Y[:, j]) for j in range(probes))
