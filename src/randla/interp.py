@@ -56,7 +56,7 @@ from .backend import (
     to_numpy,
 )
 from .operators import Operator, as_operator
-from .rangefinder import adaptive_qb, check_finite, check_sketch, draw_for
+from .rangefinder import adaptive_qb, check_finite, check_sketch, checked_product, draw_for
 from .svd import SVDResult, svd_from_basis
 
 __all__ = ["interpolative", "two_sided_id", "IDResult", "TwoSidedIDResult"]
@@ -423,17 +423,13 @@ def row_sketch(A, work: Operator, axis: int, l: int, sketch: str, power_iters: i
     xp = work.xp
     adjoint = work.H
     omega = draw_for(adjoint, sketch, l, rng)
-    # Inf in A meets the zeros of a sparse sketch as 0 * inf; the check
-    # below reports it, so NumPy need not warn first.
-    with np.errstate(invalid="ignore", over="ignore"):
-        if axis == 1 and sp.issparse(A) and omega.kind in ("sparse_sign", "countsketch"):
-            # A^T is a view of A (CSR -> CSC, no copy) and A^T @ Omega a
-            # sparse product: O(nnz(A)). Omega is real: A^H Omega = conj(A^T Omega).
-            Yh = omega.apply(as_operator(A.T))
-            Yh = np.conj(Yh) if np.iscomplexobj(Yh) else Yh
-        else:
-            Yh = omega.apply(adjoint)
-        Yh = check_finite(xp, Yh)
+    if axis == 1 and sp.issparse(A) and omega.kind in ("sparse_sign", "countsketch"):
+        # A^T is a view of A (CSR -> CSC, no copy) and A^T @ Omega a
+        # sparse product: O(nnz(A)). Omega is real: A^H Omega = conj(A^T Omega).
+        Yh = checked_product(omega.apply, as_operator(A.T))
+        Yh = np.conj(Yh) if np.iscomplexobj(Yh) else Yh
+    else:
+        Yh = checked_product(omega.apply, adjoint)
     for _ in range(power_iters):
         X = normalize(xp, work.matmat(normalize(xp, Yh, "auto")), "auto")
         Yh = work.rmatmat(X)
