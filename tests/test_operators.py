@@ -376,6 +376,34 @@ def test_centered(axis, dtype, container):
     assert np.array_equal(dense(original), A)  # never modified
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("container", ["numpy", "csr", "torch", "torch_csr", "dask"])
+def test_centered_norm_of_single_precision_data_far_from_zero(axis, container):
+    """||A||^2 - m ||mu||^2 cancels all but 1e-8 of itself at means 10^4 times
+    the spread: the means are summed in double, so the norm stays right (a
+    float32 product's rounding, about 1e-7 |mu|, would have left nothing)."""
+    rng = np.random.default_rng(0)
+    spread = rng.standard_normal((M, N)) * (rng.random(N) + 0.5)
+    S = sp.csr_array((spread + 1e4).astype(np.float32))
+    A = S.toarray().astype(np.float64)
+    op = randla.Centered(in_container(S, container), axis=axis)
+    explicit = A - A.mean(axis=axis, keepdims=True)
+    assert op.norm() == pytest.approx(np.linalg.norm(explicit), rel=1e-5)
+    np.testing.assert_allclose(to_np(op.mean).ravel(), A.mean(axis=axis), rtol=1e-7)
+    assert to_np(op.mean).dtype == np.float32
+
+
+def test_sums_are_accumulated_in_double():
+    A = np.full((3000, 4), 0.1, dtype=np.float32)
+    for container in ["numpy", "csr", "torch", "torch_coo", "dask"]:
+        op = randla.as_operator(in_container(sp.csr_array(A), container))
+        for axis, count in [(0, 3000), (1, 4)]:
+            sums = to_np(op.sums(axis))
+            assert sums.dtype == np.float64
+            np.testing.assert_allclose(sums, count * np.float64(np.float32(0.1)), rtol=1e-14)
+    assert randla.as_operator(aslinearoperator(A)).sums(0) is None
+
+
 def test_centered_pca_matches_dense():
     """PCA of sparse data without densifying: the SVD of the centred operator."""
     S = sparse_random(200, 60, 2000, rng=0)

@@ -64,6 +64,10 @@ def _work_dtype(xp, dtype):
     return xp.float64
 
 
+# Entries per block when a dense array is summed in double precision.
+_SUM_BLOCK = 1 << 20
+
+
 def _double(xp, dtype):
     """float64 or complex128, for sums returned as Python numbers: a sum in a
     half precision overflows at 65504, one in float32 at 3.4e38."""
@@ -122,6 +126,16 @@ class Operator(abc.ABC):
 
     def trace(self) -> float | None:
         """tr(A) of a square operator when it is cheap to know exactly; None otherwise."""
+        return None
+
+    def sums(self, axis: int):
+        """The sums of A's columns (``axis=0``) or rows (``axis=1``), accumulated in double.
+
+        A 1-D float64 (complex128) array of ``xp`` where the entries can be
+        read; None where only products reach them. :class:`Centered` takes
+        its means from here: a product in single precision carries a rounding
+        error of about eps |mean|, which ||A||_F^2 - m ||mean||^2 squares.
+        """
         return None
 
     def matmat_sparse(self, S):
@@ -214,6 +228,13 @@ class _Dense(Operator):
     def norm(self) -> float:
         return frobenius_norm(self.xp, self._matrix())
 
+    def sums(self, axis: int):
+        # Block by block: no double copy of the whole array.
+        xp, A = self.xp, self._A
+        double, rows = _double(xp, self.dtype), max(1, _SUM_BLOCK // self.shape[1])
+        parts = [xp.sum(xp.astype(A[i : i + rows], double), axis=axis) for i in range(0, self.shape[0], rows)]
+        return xp.concat(parts) if axis == 1 else sum(parts[1:], parts[0])
+
 
 class _ScipySparse(Operator):
     """A SciPy sparse matrix or array (any format)."""
@@ -257,6 +278,14 @@ class _ScipySparse(Operator):
         # Integer data would overflow its own dtype when squared.
         return frobenius_norm(self.xp, self.xp.astype(A.data, self.dtype, copy=False))
 
+    def sums(self, axis: int):
+        # SciPy's own sum(dtype=float64) adds in the matrix's dtype first.
+        A = self._A.tocoo()
+        index, size = (A.col, self.shape[1]) if axis == 0 else (A.row, self.shape[0])
+        data = A.data.astype(_double(self.xp, self.dtype))
+        total = np.bincount(index, weights=data.real, minlength=size)
+        return total + 1j * np.bincount(index, weights=data.imag, minlength=size) if np.iscomplexobj(data) else total
+
 
 class _TorchSparse(Operator):
     """A torch sparse tensor (COO, CSR or CSC), any device."""
@@ -288,6 +317,12 @@ class _TorchSparse(Operator):
         values = A.coalesce().values() if A.layout == torch.sparse_coo else A.values()
         return frobenius_norm(self.xp, values)
 
+    def sums(self, axis: int):
+        xp = self.xp
+        A = self._A.to(_double(xp, self.dtype))  # a copy of the nonzeros only
+        ones = xp.ones((self.shape[axis], 1), dtype=A.dtype, device=self.device)
+        return (ones.mT @ A)[0] if axis == 0 else (A @ ones)[:, 0]
+
 
 class _Dask(Operator):
     """A Dask array: each product is one pass over its chunks.
@@ -306,6 +341,7 @@ class _Dask(Operator):
         self.input_dtype = np.dtype(A.dtype)
         self.dtype = np.dtype(_work_dtype(xp, self.input_dtype))
         self._A = A
+        self._norm = None  # ||A||_F, once a pass has read it
 
     def _matrix(self):
         A = self._A
@@ -330,16 +366,29 @@ class _Dask(Operator):
         total = da.diagonal(self._A).sum(dtype=_double(self.xp, self.dtype)).compute()
         return float(np.real(total))
 
+    def sums(self, axis: int):
+        import dask
+
+        # The pass that reads every chunk for the sums takes the norm too:
+        # centring asks for both, and a pass over data on disk is the cost.
+        sums, per_chunk = dask.compute(self._A.sum(axis=axis, dtype=_double(self.xp, self.dtype)), self._chunk_norms())
+        self._norm = frobenius_norm(np, per_chunk)
+        return np.asarray(sums)
+
     def norm(self) -> float:
-        # One pass: the norm of every chunk, taken with scaling, then of those.
+        if self._norm is None:
+            self._norm = frobenius_norm(np, self._chunk_norms().compute())
+        return self._norm
+
+    def _chunk_norms(self):
+        """The norm of every chunk, each taken with scaling: their norm is ||A||_F."""
         A = self._A
-        per_chunk = A.map_blocks(
+        return A.map_blocks(
             _chunk_norm,
             work_dtype=self.dtype,
             chunks=((1,) * A.numblocks[0], (1,) * A.numblocks[1]),
             dtype=np.float64,
         )
-        return frobenius_norm(np, per_chunk.compute())
 
     def as_output(self, x):
         import dask.array as da
@@ -603,14 +652,15 @@ class Centered(_Composite):
         if axis not in (0, 1):
             raise ValueError(f"`axis` must be 0 (columns) or 1 (rows); got {axis!r}.")
         self._inherit(base, base.shape)
-        xp, (m, n) = self.xp, base.shape
+        xp = self.xp
         self.axis = axis
-        if axis == 0:  # mean of each column: mu^T = 1^T A / m
-            ones = xp.ones((m, 1), dtype=self.dtype, device=self.device)
-            self.mean = xp.conj(base.rmatmat(ones)) / m  # (n, 1)
-        else:  # mean of each row: nu = A 1 / n
-            ones = xp.ones((n, 1), dtype=self.dtype, device=self.device)
-            self.mean = base.matmat(ones) / n  # (m, 1)
+        sums, work = base.sums(axis), self.dtype
+        if sums is None:  # 1^T A (column sums) or A 1 (row sums), as a product
+            ones = self._ones(base.shape[axis])
+            sums = (xp.conj(base.rmatmat(ones)) if axis == 0 else base.matmat(ones))[:, 0]
+            work = sums.dtype  # complex for a real A with a complex shift
+        self._exact_mean = sums / base.shape[axis]  # for norm(): in double where A was summed
+        self.mean = xp.astype(self._exact_mean, work)[:, None]  # (n, 1) or (m, 1)
 
     def _ones(self, k):
         return self.xp.ones((k, 1), dtype=self.dtype, device=self.device)
@@ -634,10 +684,11 @@ class Centered(_Composite):
         total = self.base.norm()
         if not total:  # unknown, or A = 0
             return total
-        count = self.shape[0] if self.axis == 0 else self.shape[1]
+        count = self.shape[self.axis]
         # ||A - 1 mu^T||^2 = ||A||^2 - m ||mu||^2, in units of ||A||_F so
-        # that no square leaves the float range.
-        removed = count * (frobenius_norm(self.xp, self.mean) / total) ** 2
+        # that no square leaves the float range. The two terms cancel where
+        # the means dwarf the spread; mu summed in double keeps the difference.
+        removed = count * (frobenius_norm(self.xp, self._exact_mean) / total) ** 2
         return total * math.sqrt(max(1.0 - removed, 0.0))
 
 
