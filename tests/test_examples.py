@@ -148,7 +148,7 @@ def test_out_of_core_pca():
     text = run_example("out_of_core_pca.py")
     passes = re.search(r"(\d+) passes over each of (\d+) chunks, peak NumPy memory [\d,]+ MiB \((\d+)% of the file\)", text)
     assert passes, text
-    assert int(passes.group(1)) == 2 * 2 + 3  # q = 2: 2q + 2 passes, and one for the means
+    assert int(passes.group(1)) == 2 * 2 + 3  # q = 2: 2q + 2 passes, and one for the means and the norm
     assert int(passes.group(2)) >= 3
     assert int(passes.group(3)) < 100  # the activations were never all in memory at once
     (rows,) = tables(text)

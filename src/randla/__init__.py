@@ -32,13 +32,15 @@ from .kernels import (
 )
 from .kernels.clustering import SpectralClusteringResult, spectral_clustering
 from .operators import Centered, Operator, PlusLowRank, Shifted, Transposed, as_operator, residual
+from .pca import PCAResult, pca
 from .qb import QBResult, qb
 from .rangefinder import estimate_error, posterior_error_bound
+from .spectral import SpectralNormResult, StableRankResult, spectral_norm, stable_rank
 from .svd import SVDResult, svd
 
 __version__ = "0.1.0"
 
-_ESTIMATORS = ("Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion")
+_ESTIMATORS = ("PCA", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion")
 
 
 def __getattr__(name):
@@ -55,6 +57,7 @@ __all__ = [
     "eigh",
     "nystrom",
     "qb",
+    "pca",
     "interpolative",
     "two_sided_id",
     "cur",
@@ -62,6 +65,10 @@ __all__ = [
     "CompletionResult",
     "estimate_error",
     "posterior_error_bound",
+    "spectral_norm",
+    "stable_rank",
+    "SpectralNormResult",
+    "StableRankResult",
     "as_operator",
     "Operator",
     "Transposed",
@@ -73,6 +80,7 @@ __all__ = [
     "EighResult",
     "NystromResult",
     "QBResult",
+    "PCAResult",
     "IDResult",
     "TwoSidedIDResult",
     "CURResult",

@@ -1,9 +1,9 @@
-"""scikit-learn estimators over randla's kernel methods and matrix completion.
+"""scikit-learn estimators over randla's PCA, kernel methods and matrix completion.
 
 Thin shells: each validates with scikit-learn's conventions (``fit``,
 ``transform``/``predict``, ``random_state``, fitted attributes ending in
-``_``) and calls a function of :mod:`randla.kernels` or
-:func:`randla.complete`. They take NumPy input (what scikit-learn pipelines
+``_``) and calls :func:`randla.pca`, a function of :mod:`randla.kernels`
+or :func:`randla.complete`. They take NumPy input (what scikit-learn pipelines
 pass); the kernel functions they wrap also take torch.
 This module imports scikit-learn, so ``import randla`` loads it only when an
 estimator is first used.
@@ -11,13 +11,21 @@ estimator is first used.
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import solve_triangular
-from sklearn.base import BaseEstimator, ClusterMixin, RegressorMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    RegressorMixin,
+    TransformerMixin,
+)
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._validate import check_int
 from .completion import complete
@@ -25,8 +33,9 @@ from .kernels.clustering import spectral_clustering
 from .kernels.krr import kernel_ridge, nystrom_kernel_ridge
 from .kernels.landmarks import landmarks as select_landmarks
 from .kernels.operator import DEFAULT_MEMORY_LIMIT, kernel_operator
+from .pca import pca
 
-__all__ = ["Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion"]
+__all__ = ["PCA", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion"]
 
 # Scores per block of users in ``MatrixCompletion.recommend``: temporaries near 32 MiB.
 _SCORE_ELEMENTS = 1 << 22
@@ -67,6 +76,169 @@ def _capped_components(n_components, n_samples: int) -> int:
         )
         return n_samples
     return n_components
+
+
+class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Principal component analysis by randomized SVD, of dense or sparse data.
+
+    Like :class:`sklearn.decomposition.PCA` with ``svd_solver="randomized"``,
+    over :func:`randla.pca`: sparse input is centred implicitly, never
+    densified, and a variance share picks the number of components without
+    a full SVD.
+
+    Parameters
+    ----------
+    n_components : int, float or None, default None
+        An int k in [1, min(n_samples, n_features)]; a float in (0, 1), the
+        share of the variance to explain (the fewest components that do,
+        found adaptively); None keeps min(n_samples, n_features).
+    whiten : bool, default False
+        Scale the transformed columns to unit variance.
+    oversample, power_iters, method
+        As in :func:`randla.svd`.
+    random_state : None, int or RandomState
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components_, n_features)
+        Principal axes, by decreasing explained variance.
+    explained_variance_ : ndarray (n_components_,)
+        Variance along each axis (divisor n_samples - 1).
+    explained_variance_ratio_ : ndarray (n_components_,)
+        Share of the total variance along each axis (exact total).
+    singular_values_ : ndarray (n_components_,)
+    mean_ : ndarray (n_features,)
+    n_components_ : int
+    n_samples_ : int
+    noise_variance_ : float
+        The mean variance left along the other min(n_samples, n_features) -
+        n_components_ directions (0 when none are left).
+
+    Examples
+    --------
+    >>> import randla
+    >>> X = randla.testing.low_rank(300, 50, rank=4, noise=0.01, rng=0)
+    >>> pca = randla.PCA(n_components=0.99, random_state=0).fit(X)
+    >>> pca.n_components_, pca.transform(X).shape
+    (4, (300, 4))
+    """
+
+    def __init__(self, n_components=None, *, whiten=False, oversample=10, power_iters="auto", method="rsi",
+                 random_state=None):
+        self.n_components = n_components
+        self.whiten = whiten
+        self.oversample = oversample
+        self.power_iters = power_iters
+        self.method = method
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        result = self._fit(X)
+        return self._scaled(np.asarray(result.scores))
+
+    def _fit(self, X):
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
+        m, n = X.shape
+        rank, tol = self._rank_and_tol(min(m, n))
+        result = pca(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters,
+                     method=self.method, rng=_random_seed(self.random_state))
+        k = result.rank
+        self.components_ = result.Vh
+        self.explained_variance_ = result.explained_variance
+        self.explained_variance_ratio_ = result.explained_variance_ratio
+        self.singular_values_ = result.S
+        self.mean_ = result.mean
+        self.n_components_, self.n_samples_ = k, m
+        left = result.total_variance - float(np.sum(self.explained_variance_, dtype=np.float64))
+        self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
+        return result
+
+    def _rank_and_tol(self, limit: int):
+        """(rank, tol) for :func:`randla.pca` from ``n_components``."""
+        k = self.n_components
+        if k is None:
+            return limit, None
+        if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
+            return None, math.sqrt(1.0 - k)  # explained share 1 - tol^2
+        try:
+            return check_int("n_components", k, 1, limit), None
+        except ValueError:
+            raise ValueError(
+                f"`n_components` must be an int in [1, {limit}] (at most min(n_samples, n_features)), "
+                f"a float in (0, 1) (the share of the variance to explain) or None; got {k!r}."
+            ) from None
+
+    @property
+    def _n_features_out(self):  # names the output columns, pca0, pca1, ...
+        return self.n_components_
+
+    def _scaled(self, Z):
+        if not self.whiten:
+            return Z
+        variance = self.explained_variance_
+        return Z * np.divide(1.0, np.sqrt(variance), out=np.zeros_like(variance), where=variance > 0)
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
+        V = self.components_.T.astype(X.dtype, copy=False)
+        return self._scaled(np.asarray(X @ V) - self.mean_.astype(X.dtype) @ V)
+
+    def inverse_transform(self, X):
+        """Points in principal coordinates (p, n_components_) back in the data space."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=[np.float64, np.float32])
+        if X.shape[1] != self.n_components_:
+            raise ValueError(f"`X` must have {self.n_components_} columns (n_components_); got {X.shape[1]}.")
+        if self.whiten:
+            X = X * np.sqrt(self.explained_variance_)
+        return X @ self.components_.astype(X.dtype) + self.mean_.astype(X.dtype)
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample under probabilistic PCA, (p,).
+
+        The model is N(mean_, C), C = components_^T diag(explained_variance_)
+        components_ + noise_variance_ (I - components_^T components_)
+        (Tipping & Bishop 1999), as scikit-learn's PCA; it is evaluated
+        through the k axes, without forming the n x n matrix C.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
+        n, k = X.shape[1], self.n_components_
+        noise = float(self.noise_variance_)
+        variance = np.maximum(self.explained_variance_.astype(np.float64), noise)
+        if (k < n and noise <= 0) or np.any(variance <= 0):
+            raise ValueError(
+                "the fitted covariance is singular (no variance left outside the components, or none along one): "
+                "fit fewer components to score samples."
+            )
+        V, mean = self.components_.astype(np.float64), self.mean_.astype(np.float64)
+        Z = np.asarray(X @ V.T) - mean @ V.T  # centred samples in the axes, in double
+        if sp.issparse(X):  # ||x - mean||^2 without densifying x
+            X = X.astype(np.float64)
+            squares = np.asarray(X.multiply(X).sum(axis=1)).ravel() - 2 * np.asarray(X @ mean).ravel() + mean @ mean
+        else:
+            squares = np.sum((X.astype(np.float64) - mean) ** 2, axis=1)
+        mahalanobis = np.sum(Z**2 / variance, axis=1)
+        log_det = np.sum(np.log(variance))
+        if k < n:  # the other n - k directions have the noise variance
+            mahalanobis += np.maximum(squares - np.sum(Z**2, axis=1), 0.0) / noise
+            log_det += (n - k) * math.log(noise)
+        return -0.5 * (n * math.log(2 * math.pi) + log_det + mahalanobis)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood of the samples under probabilistic PCA (see :meth:`score_samples`)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
 
 
 class Nystroem(TransformerMixin, BaseEstimator):

@@ -1,0 +1,332 @@
+"""Spectral diagnostics of a matrix: its spectral norm with a certified bound, and its stable rank.
+
+- :func:`spectral_norm` - ||A||_2 by the Lanczos method on A^H A from a
+  random start, with a lower bound that always holds and an upper bound that
+  holds with a chosen probability (Kuczynski & Wozniakowski 1992);
+- :func:`stable_rank` - ||A||_F^2 / ||A||_2^2, the "effective rank" used to
+  compare weight matrices of neural networks, with the interval that follows.
+
+Both touch A only through products with one vector, so they work on sparse,
+implicit and GPU matrices of any size.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._results import Unpackable
+from ._validate import check_int, check_rng
+from .backend import frobenius_norm, standard_normal
+from .operators import as_operator
+from .rangefinder import _project_out, checked_product
+
+__all__ = ["spectral_norm", "SpectralNormResult", "stable_rank", "StableRankResult"]
+
+
+@dataclass(frozen=True, repr=False)
+class SpectralNormResult(Unpackable):
+    """||A||_2 bracketed: estimate <= ||A||_2 <= upper_bound; unpacks as ``estimate, upper_bound``.
+
+    Attributes
+    ----------
+    estimate : float
+        The largest Ritz value: a lower bound on ||A||_2 up to rounding.
+    upper_bound : float
+        An upper bound on ||A||_2 that fails with probability at most
+        ``failure_probability`` over the random start; the estimate with a
+        rounding margin when the Krylov space was exhausted.
+    power_iters : int
+        Lanczos steps made (products with A), fewer than asked once the
+        Krylov space is exhausted.
+    failure_probability : float
+    """
+
+    estimate: float
+    upper_bound: float
+    power_iters: int
+    failure_probability: float
+    _unpack = ("estimate", "upper_bound")
+
+
+@dataclass(frozen=True, repr=False)
+class StableRankResult(Unpackable):
+    """||A||_F^2 / ||A||_2^2 bracketed; unpacks as ``estimate, lower_bound``.
+
+    Attributes
+    ----------
+    estimate : float
+        ||A||_F^2 / estimate^2 with the spectral norm's estimate, a lower
+        bound on ||A||_2: so an upper bound on the stable rank (up to rounding).
+    lower_bound : float
+        ||A||_F^2 / upper_bound^2: holds with probability at least
+        1 - ``spectral_norm.failure_probability``.
+    frobenius_norm : float
+        ||A||_F, exact.
+    spectral_norm : SpectralNormResult
+    """
+
+    estimate: float
+    lower_bound: float
+    frobenius_norm: float
+    spectral_norm: SpectralNormResult
+    _unpack = ("estimate", "lower_bound")
+
+
+def _check_probability(value) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and 0.0 < float(value) < 1.0:
+        return float(value)
+    raise ValueError(
+        "`failure_probability` must be a float in (0, 1), the chance that `upper_bound` "
+        f"is below ||A||_2; got {value!r}."
+    )
+
+
+def _start_dtype(op):
+    """The start vector's dtype: complex wherever the products are.
+
+    A real matrix plus a complex shift has a real dtype and complex products,
+    and the bound for a complex A^H A needs a complex Gaussian start.
+    """
+    xp, dtype = op.xp, op.dtype
+    if op._is_real() or xp.isdtype(dtype, "complex floating"):
+        return dtype
+    return xp.complex64 if dtype == xp.float32 else xp.complex128
+
+
+def _bidiagonalize(op, steps: int, rng):
+    """Golub-Kahan bidiagonalisation A V = U B from a Gaussian v_1, fully reorthogonalised.
+
+    V^H A^H A V = B^H B, so B's singular values are the square roots of the
+    Ritz values of Lanczos on A^H A from v_1, without forming A^H A (whose
+    entries square those of A and leave the float range beyond ~1e154).
+    Every vector is of unit length, so no product overflows before A does.
+    Returns B's diagonal and superdiagonal and whether the Krylov space
+    was exhausted (then its Ritz values are eigenvalues of A^H A).
+    """
+    xp, n, size = op.xp, op.shape[1], max(op.shape)
+    v = standard_normal(xp, (n, 1), _start_dtype(op), op.device, rng)
+    v = v / frobenius_norm(xp, v)
+    V, U, alphas, betas = [v], [], [], []
+    eps = float(xp.finfo(v.dtype).eps)
+    scale = 0.0  # the largest entry of B so far, a stand-in for ||A||_2
+    steps = min(steps, n)
+    for step in range(steps):
+        w = checked_product(op.matmat, v)
+        if U:
+            w = _project_out(xp, xp.concat(U, axis=1), w - betas[-1] * U[-1])
+        alpha = frobenius_norm(xp, w)
+        alphas.append(alpha)
+        scale = max(scale, alpha)
+        # A residual at the rounding level of products with A means that
+        # A^H A maps span(V) into itself: further steps would add noise.
+        if alpha <= _breakdown(eps, size) * scale:
+            return alphas, betas, True
+        U.append(w / alpha)
+        if step + 1 == steps:
+            break
+        z = _project_out(xp, xp.concat(V, axis=1), checked_product(op.rmatmat, U[-1]) - alpha * v)
+        beta = frobenius_norm(xp, z)
+        if beta <= _breakdown(eps, size) * scale:
+            return alphas, betas, True
+        betas.append(beta)
+        scale = max(scale, beta)
+        v = z / beta
+        V.append(v)
+    return alphas, betas, len(alphas) == n  # n steps span all of C^n
+
+
+def _breakdown(eps: float, size: int) -> float:
+    """Relative size below which a Lanczos residual is rounding noise of the products."""
+    return 64 * eps * math.sqrt(size)
+
+
+def _largest_singular_value(alphas, betas) -> float:
+    """sigma_max of the small bidiagonal B, in double and scaled to unit size."""
+    size = max(alphas + betas)
+    if size == 0.0:
+        return 0.0
+    k = len(alphas)
+    B = np.diag(np.asarray(alphas) / size) + np.diag(np.asarray(betas[: k - 1]) / size, 1)
+    return size * float(np.linalg.svd(B, compute_uv=False)[0])
+
+
+def _bound_factor(n: int, steps: int, failure_probability: float, complex_: bool) -> float:
+    """1 / sqrt(1 - eps) with P(lambda_q < (1 - eps) lambda_1) <= failure_probability.
+
+    The bound on the failure probability (:func:`spectral_norm`, Notes) is
+    at most p once sinh((2q - 1) atanh(sqrt(eps))) >= level, with level
+    c_n / p for a real start and sqrt((n - 1) / p) for a complex one; then
+    1 / sqrt(1 - eps) = cosh(atanh(sqrt(eps))) = cosh(asinh(level) / (2q - 1)).
+    """
+    if complex_:
+        level = math.sqrt((n - 1) / failure_probability)
+    else:
+        # c = 2 Gamma(n/2) / (sqrt(pi) Gamma((n-1)/2)): twice the Student-t density at 0, times sqrt(n-1).
+        c = 2.0 * math.exp(math.lgamma(n / 2) - math.lgamma((n - 1) / 2)) / math.sqrt(math.pi)
+        level = c / failure_probability
+    return math.cosh(math.asinh(level) / (2 * steps - 1))
+
+
+def _rounding_margin(op, steps: int) -> float:
+    """Relative rounding error allowed for the computed Ritz value.
+
+    Products with A are accurate to ~eps ||A||_2 per step (sqrt of the inner
+    dimension in the worst case); bf16 and fp16 are multiplied in float32.
+    """
+    eps = float(op.xp.finfo(op.dtype).eps)
+    return 8 * eps * math.sqrt(max(op.shape)) * steps
+
+
+def spectral_norm(
+    A, *, power_iters: int = 20, failure_probability: float = 1e-6, rng=None
+) -> SpectralNormResult:
+    """The spectral norm ||A||_2 = sigma_1(A) with a certified bracket.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+        NumPy array, SciPy sparse, LinearOperator, torch tensor (dense or
+        sparse, any device), CuPy array, Dask array or :class:`randla.Operator`.
+        Never copied or densified.
+    power_iters : int, default 20
+        Lanczos steps q: products with A (and q - 1 with A^H), each with one
+        vector. Fewer are made once the Krylov space is exhausted.
+    failure_probability : float in (0, 1), default 1e-6
+        The chance, over the random start, that ``upper_bound`` is below
+        ||A||_2. The bound widens slowly as it shrinks: ``upper_bound`` is
+        1.010 ``estimate`` at 0.1, 1.096 at 1e-6 (n = 200, 20 steps).
+    rng : None, int, SeedSequence, BitGenerator or Generator
+        Source of the start vector (SPEC 7); the same rng gives the same result.
+
+    Returns
+    -------
+    SpectralNormResult
+        ``estimate`` <= ||A||_2 always (up to rounding), and ``upper_bound``
+        >= ||A||_2 with probability at least 1 - ``failure_probability``.
+
+    Notes
+    -----
+    Lanczos on the short side's Gram matrix M = A^H A (A A^H for wide A, of
+    order n = min(m, n)), run as Golub-Kahan bidiagonalisation with full
+    reorthogonalisation, from a Gaussian start b. After q steps the largest
+    Ritz value lambda_q is a Rayleigh quotient of M, so sqrt(lambda_q) <= ||A||_2.
+    Passes over A: q with A and q - 1 with A^H, one vector each.
+
+    Upper bound. For Lanczos on a symmetric positive definite M from a
+    uniformly random start, [KW1992] bound the chance of failure,
+    P(lambda_q < (1 - eps) lambda_1), by a multiple of
+    sqrt(n) exp(-sqrt(eps) (2q - 1)). The bound used here has the same form
+    with explicit constants, by this argument. With lambda_1 = 1 and t = (1 - eps) u^2, the polynomial
+    p(t) = U_{2q-2}(u) (Chebyshev, second kind) has degree q - 1 and
+    (1 - eps - t) p(t)^2 <= 1 - eps on [0, 1 - eps], so the Rayleigh quotient
+    of p(M) b in the Krylov space falls below 1 - eps only if
+    |b_1|^2 / (1 - |b_1|^2) < sinh((2q - 1) atanh(sqrt(eps)))^-2, b_1 being
+    b's component on the top eigenvector. For a real Gaussian b that is the
+    event |T| < sqrt(n - 1) / sinh(...), T Student-t with n - 1 degrees of
+    freedom; for a complex one, |b_1|^2 is Beta(1, n - 1). So P(fail) is at most
+
+        c_n / sinh((2q - 1) atanh(sqrt(eps)))           (real A),
+        (n - 1) / sinh((2q - 1) atanh(sqrt(eps)))^2     (complex A),
+
+    c_n = 2 Gamma(n/2) / (sqrt(pi) Gamma((n - 1)/2)) <= sqrt(2 (n - 1) / pi):
+    slightly below KW1992's bound in every case tested. Solved for eps at
+    ``failure_probability`` = p, ``upper_bound`` = estimate / sqrt(1 - eps)
+    = estimate cosh(asinh(c_n / p) / (2q - 1)) for real A. The bound does not
+    depend on the spectrum: 20 steps at p = 1e-6 give ``upper_bound`` =
+    1.096 ``estimate`` for n = 200, 1.135 for n = 10^5. The estimate itself
+    converges much faster: in 20 steps, to rounding on decaying spectra
+    (n = 200 to 1000, tiny gaps sigma_1 - sigma_2 included), and to 1.2e-3
+    where dozens of singular values crowd just below sigma_1.
+
+    When the Krylov space is exhausted (A of low rank, or q = n) the estimate
+    is exact up to rounding, and ``upper_bound`` only adds a rounding margin.
+    That margin, 8 eps sqrt(max(m, n)) q relative, is in every ``upper_bound``.
+
+    References
+    ----------
+    .. [KW1992] J. Kuczynski, H. Wozniakowski, "Estimating the largest
+       eigenvalue by the power and Lanczos algorithms with a random start",
+       SIAM J. Matrix Anal. Appl. 13(4), 1992, 1094-1122.
+
+    Examples
+    --------
+    >>> import randla
+    >>> A = randla.testing.planted(300, 200, "polynomial", rate=0.5, rng=0).A   # ||A||_2 = 1
+    >>> r = randla.spectral_norm(A, rng=0)
+    >>> round(r.estimate, 6), round(r.upper_bound, 3), r.power_iters
+    (1.0, 1.096, 20)
+    """
+    op = as_operator(A)
+    power_iters = check_int("power_iters", power_iters, 1)
+    failure_probability = _check_probability(failure_probability)
+    rng = check_rng(rng)
+    if op.shape[0] < op.shape[1]:  # work on the short side: Lanczos on A A^H
+        op = op.H
+    alphas, betas, exhausted = _bidiagonalize(op, power_iters, rng)
+    steps, n = len(alphas), op.shape[1]
+    estimate = _largest_singular_value(alphas, betas)
+    margin = 1.0 + _rounding_margin(op, steps)
+    complex_ = op.xp.isdtype(_start_dtype(op), "complex floating")
+    factor = 1.0 if exhausted else _bound_factor(n, steps, failure_probability, complex_)
+    return SpectralNormResult(estimate, estimate * factor * margin, steps, failure_probability)
+
+
+def stable_rank(
+    A, *, power_iters: int = 20, failure_probability: float = 1e-6, rng=None
+) -> StableRankResult:
+    """The stable rank ||A||_F^2 / ||A||_2^2, bracketed.
+
+    The stable rank lies in [1, rank(A)] and, unlike the rank, does not
+    change under tiny perturbations: the number of directions that carry A's
+    energy. It is a common diagnostic of trained weight matrices.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+        As for :func:`spectral_norm`; its Frobenius norm must be known exactly
+        (every explicit matrix: NumPy, SciPy sparse, torch, CuPy, Dask, and
+        operators whose ``norm()`` returns it).
+    power_iters, failure_probability, rng
+        As for :func:`spectral_norm`.
+
+    Returns
+    -------
+    StableRankResult
+        ``estimate`` uses the spectral norm's estimate, a lower bound on
+        ||A||_2, and so is an upper bound on the stable rank (up to
+        rounding); ``lower_bound`` uses its ``upper_bound`` and holds with
+        probability at least 1 - ``failure_probability``. Both are clipped to
+        [1, min(m, n)], where the stable rank lies; the zero matrix has 0.
+
+    Raises
+    ------
+    ValueError
+        If ||A||_F is not known exactly (a ``LinearOperator``): an estimate of
+        it would make the bracket a guess.
+
+    Examples
+    --------
+    >>> import randla
+    >>> A = randla.testing.planted(300, 200, "flat", rank=10, rng=0).A   # ten equal sigma
+    >>> round(randla.stable_rank(A, rng=0).estimate, 6)
+    10.0
+    """
+    op = as_operator(A)
+    frobenius = op.norm()
+    if frobenius is None:
+        raise ValueError(
+            f"stable_rank needs ||A||_F exactly, which a {type(A).__name__} does not provide. "
+            "Pass the matrix itself, or a randla.Operator subclass whose norm() returns ||A||_F."
+        )
+    spectral = spectral_norm(op, power_iters=power_iters, failure_probability=failure_probability, rng=rng)
+    if spectral.estimate == 0.0:
+        return StableRankResult(0.0, 0.0, frobenius, spectral)
+    top = float(min(op.shape))
+    estimate = min(max((frobenius / spectral.estimate) ** 2, 1.0), top)
+    lower = min(max((frobenius / spectral.upper_bound) ** 2, 1.0), top)
+    return StableRankResult(estimate, lower, frobenius, spectral)

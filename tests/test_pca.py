@@ -1,0 +1,254 @@
+"""randla.pca and the PCA estimator: accuracy against exact PCA (the SVD of
+the explicitly centred data), containers, the variance-share mode, and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import aslinearoperator
+from sklearn.decomposition import PCA as SklearnPCA
+
+import randla
+from randla.testing import planted, sparse_random
+from conftest import dask_array, in_container, sin_max_angle, to_np
+
+M, N = 300, 80
+
+
+def data(dtype=np.float64, offset=3.0, rng=0):
+    """Rows with a fast-decaying covariance spectrum around a non-zero mean."""
+    A = planted(M, N, decay="exponential", rate=0.7, dtype=dtype, rng=rng).A
+    shift = offset * (1 + np.arange(N) / N)
+    return (A + shift).astype(dtype)
+
+
+def exact_pca(X):
+    """Means, singular values and right singular vectors of the centred X, in double."""
+    X = np.asarray(X, dtype=np.complex128 if np.iscomplexobj(X) else np.float64)
+    mean = X.mean(axis=0)
+    _, s, vh = np.linalg.svd(X - mean, full_matrices=False)
+    return mean, s, vh
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_matches_exact_pca(k):
+    X = data()
+    mean, s, vh = exact_pca(X)
+    r = randla.pca(X, k, rng=0)
+    assert r.rank == k and r.components.shape == (k, N) and r.scores.shape == (M, k)
+    np.testing.assert_allclose(r.mean, mean, rtol=1e-14)
+    np.testing.assert_allclose(r.S, s[:k], rtol=1e-6)
+    np.testing.assert_allclose(r.explained_variance, s[:k] ** 2 / (M - 1), rtol=1e-6)
+    np.testing.assert_allclose(r.explained_variance_ratio, s[:k] ** 2 / np.sum(s**2), rtol=1e-6)
+    assert r.total_variance == pytest.approx(np.sum(s**2) / (M - 1), rel=1e-12)
+    assert sin_max_angle(r.Vh.T, vh[:k].T) < 1e-5
+    # Scores are the centred rows in principal coordinates.
+    np.testing.assert_allclose(r.transform(X), (X - mean) @ r.Vh.T, atol=1e-12)
+    np.testing.assert_allclose(r.scores, r.transform(X), atol=1e-10)
+    # Eckart-Young: the reconstruction error of rank k is the optimum's.
+    error = np.linalg.norm(X - r.reconstruct())
+    assert error <= np.sqrt(np.sum(s[k:] ** 2)) * (1 + 1e-6)
+
+
+def test_explained_variance_ratio_is_exact_at_any_rank():
+    """The ratios use the exact total variance: they sum to 1 at full rank
+    (up to the rounding of the means, 10^4 times the spread here)."""
+    X = data()
+    r = randla.pca(X, N, rng=0)
+    assert float(np.sum(r.explained_variance_ratio)) == pytest.approx(1.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.9, 0.99, 0.9999])
+def test_tol_gives_the_fewest_components_that_explain_the_share(share):
+    X = data()
+    _, s, _ = exact_pca(X)
+    cumulative = np.cumsum(s**2) / np.sum(s**2)
+    fewest = int(np.searchsorted(cumulative, share)) + 1
+    r = randla.pca(X, tol=np.sqrt(1 - share), rng=0)
+    assert r.converged and r.rank == fewest
+    assert float(np.sum(r.explained_variance_ratio)) >= share
+    assert r.error_estimate == pytest.approx(np.sqrt(1 - cumulative[fewest - 1]), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "container", ["numpy", "csr", "torch", "torch_coo", "torch_csr", "dask", "linear_operator"]
+)
+def test_containers_match_dense(container):
+    S = sparse_random(M, N, 3000, rng=0)
+    X = S.toarray()
+    mean, s, vh = exact_pca(X)
+    original = in_container(S, container)
+    r = randla.pca(original, 6, power_iters=6, rng=0)
+    np.testing.assert_allclose(to_np(r.mean), mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(to_np(r.S), s[:6], rtol=1e-5)
+    if container == "linear_operator":  # products only: the total is unknown
+        assert r.centered_norm is None and r.explained_variance_ratio is None and r.total_variance is None
+    else:
+        np.testing.assert_allclose(to_np(r.explained_variance_ratio), s[:6] ** 2 / np.sum(s**2), rtol=1e-5)
+    if container != "linear_operator":
+        # transform takes the data in its own container, without densifying it.
+        np.testing.assert_allclose(to_np(r.transform(original)), (X - mean) @ to_np(r.Vh).T, atol=1e-12)
+    assert np.array_equal(S.toarray(), X)  # never modified
+
+
+def test_factors_come_back_in_the_input_library():
+    X = data(np.float32)
+    for wrap, kind in [(torch.as_tensor, torch.Tensor), (dask_array, type(dask_array(X)))]:
+        r = randla.pca(wrap(X), 4, rng=0)
+        for part in (r.U, r.S, r.Vh, r.mean):
+            assert isinstance(part, kind) and part.dtype == (torch.float32 if kind is torch.Tensor else np.float32)
+    r = randla.pca(X, 4, rng=0)
+    assert r.S.dtype == np.float32 and r.mean.dtype == np.float32
+
+
+def test_single_precision_data_far_from_zero():
+    """Means 10^3 times the spread in float32: the exact total keeps the
+    ratios right; products lose about eps * 10^3 of the spectrum."""
+    rng = np.random.default_rng(0)
+    spread = planted(2000, 50, decay="exponential", rate=0.8, rng=0).A * np.sqrt(2000 * 50)
+    X = (spread + 1e3 * (1 + rng.random(50))).astype(np.float32)
+    _, s, _ = exact_pca(X)
+    r = randla.pca(X, 5, rng=0)
+    np.testing.assert_allclose(r.explained_variance_ratio, s[:5] ** 2 / np.sum(s**2), rtol=1e-3)
+    assert r.total_variance == pytest.approx(np.sum(s**2) / 1999, rel=1e-5)
+
+
+@pytest.mark.parametrize("power_iters", [0, 2])
+def test_dask_passes(power_iters):
+    """Out of core, a pass is the cost: one for the means and the total
+    variance together, then 2q + 2 for the SVD."""
+    import collections
+    import threading
+
+    import dask.array as da
+
+    X = data()
+    reads, lock = collections.Counter(), threading.Lock()
+
+    def load(block, block_info=None):
+        with lock:
+            reads[tuple(block_info[0]["chunk-location"])] += 1
+        return block
+
+    D = da.from_array(X, chunks=(70, 30)).map_blocks(load, dtype=X.dtype)
+    r = randla.pca(D, 5, power_iters=power_iters, rng=0)
+    assert len(reads) == 5 * 3 and set(reads.values()) == {2 * power_iters + 3}
+    _, s, _ = exact_pca(X)
+    rtol = 1e-5 if power_iters else 1e-2  # one sketch alone: a percent off
+    np.testing.assert_allclose(to_np(r.explained_variance_ratio), s[:5] ** 2 / np.sum(s**2), rtol=rtol)
+
+
+def test_complex_data():
+    X = data() + 1j * data(rng=1)
+    mean, s, vh = exact_pca(X)
+    r = randla.pca(X, 5, rng=0)
+    np.testing.assert_allclose(r.mean, mean, rtol=1e-14)
+    np.testing.assert_allclose(r.S, s[:5], rtol=1e-6)
+    np.testing.assert_allclose(r.transform(X), (X - mean) @ r.Vh.conj().T, atol=1e-10)
+
+
+def test_inverse_transform_reconstructs():
+    X = data()
+    r = randla.pca(X, 10, rng=0)
+    np.testing.assert_allclose(r.inverse_transform(r.transform(X)), r.reconstruct(), atol=1e-12)
+
+
+def test_same_rng_same_answer_and_rank_in_wide_data():
+    X = data()[:40]  # wide: 40 x 80
+    one, two = randla.pca(X, 8, rng=3), randla.pca(X, 8, rng=3)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))
+    _, s, _ = exact_pca(X)
+    np.testing.assert_allclose(one.S, s[:8], rtol=1e-6)
+
+
+def test_bad_input():
+    X = data()
+    with pytest.raises(ValueError, match="at least 2 samples.*got 1"):
+        randla.pca(X[:1], 1)
+    with pytest.raises(ValueError, match="rank"):
+        randla.pca(X, N + 1)
+    with pytest.raises(ValueError, match="rank.*or `tol`"):
+        randla.pca(X)
+    with pytest.raises(ValueError, match="NaN|Inf"):
+        randla.pca(np.where(X > 4, np.nan, X), 2)
+    r = randla.pca(X, 3, rng=0)
+    with pytest.raises(ValueError, match=r"shape \(p, 80\).*\(5, 79\)"):
+        r.transform(X[:5, :79])
+    with pytest.raises(ValueError, match=r"shape \(p, 3\)"):
+        r.inverse_transform(np.ones((5, 4)))
+
+
+# The estimator (sklearn's conformance checks run in test_estimators.py).
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_estimator_matches_sklearn_exact_pca(whiten, sparse):
+    X = data()
+    ours = randla.PCA(n_components=6, whiten=whiten, random_state=0)
+    exact = SklearnPCA(n_components=6, whiten=whiten, svd_solver="full").fit(X)
+    Z = ours.fit_transform(sp.csr_array(X) if sparse else X)
+    for name in ["explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_"]:
+        np.testing.assert_allclose(getattr(ours, name), getattr(exact, name), rtol=1e-6)
+    assert ours.noise_variance_ == pytest.approx(exact.noise_variance_, rel=1e-6)
+    signs = np.sign(np.sum(ours.components_ * exact.components_, axis=1))
+    np.testing.assert_allclose(ours.components_, exact.components_ * signs[:, None], atol=1e-6)
+    np.testing.assert_allclose(Z, exact.transform(X) * signs, atol=1e-6)
+    np.testing.assert_allclose(ours.transform(X), Z, atol=1e-10)
+    np.testing.assert_allclose(ours.inverse_transform(Z), exact.inverse_transform(exact.transform(X)), atol=1e-6)
+
+
+def test_estimator_variance_share_picks_sklearns_count():
+    X = data()
+    for share in [0.8, 0.95, 0.999]:
+        ours = randla.PCA(n_components=share, random_state=0).fit(X)
+        exact = SklearnPCA(n_components=share, svd_solver="full").fit(X)
+        assert ours.n_components_ == exact.n_components_
+        assert float(np.sum(ours.explained_variance_ratio_)) >= share
+
+
+def test_estimator_keeps_float32_and_sparse_input():
+    X = sp.csr_array(data(np.float32))
+    est = randla.PCA(n_components=3, random_state=0)
+    Z = est.fit_transform(X)
+    assert Z.dtype == np.float32 and est.components_.dtype == np.float32
+    assert sp.issparse(X)  # not densified in place
+    assert list(est.get_feature_names_out()) == ["pca0", "pca1", "pca2"]
+
+
+@pytest.mark.parametrize("bad", [0, 1.0, 1.5, -0.2, N + 1, "mle"])
+def test_estimator_bad_n_components(bad):
+    with pytest.raises(ValueError, match="n_components"):
+        randla.PCA(n_components=bad).fit(data())
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_estimator_log_likelihood_matches_sklearn(sparse):
+    """Probabilistic PCA's log-likelihood, evaluated through the k axes,
+    equals scikit-learn's through the n x n covariance."""
+    X = data()
+    ours = randla.PCA(n_components=6, random_state=0).fit(X)
+    exact = SklearnPCA(n_components=6, svd_solver="full").fit(X)
+    new = data(rng=1)[:50]
+    scores = ours.score_samples(sp.csr_array(new) if sparse else new)
+    np.testing.assert_allclose(scores, exact.score_samples(new), rtol=1e-6)
+    assert ours.score(new) == pytest.approx(exact.score(new), rel=1e-6)
+
+
+def test_estimator_log_likelihood_picks_the_planted_rank():
+    """Cross-validated likelihood, as GridSearchCV uses it, peaks at the rank
+    of the signal in isotropic noise."""
+    from sklearn.model_selection import GridSearchCV
+
+    X = randla.testing.low_rank(600, 40, rank=5, noise=0.05, rng=0) * 30 + 1.0
+    search = GridSearchCV(randla.PCA(random_state=0), {"n_components": [2, 3, 4, 5, 6, 8, 12]}, cv=3).fit(X)
+    assert search.best_params_["n_components"] == 5
+
+
+def test_estimator_singular_covariance_cannot_score():
+    X = data()[:30]  # 30 samples, 80 features: all 30 components leave no noise variance
+    est = randla.PCA(random_state=0).fit(X)
+    with pytest.raises(ValueError, match="singular.*fewer components"):
+        est.score(X)
