@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/completion.py
 	$(PY) bench/compress.py
 	$(PY) bench/dask_svd.py
+	$(PY) bench/pca.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
