@@ -393,6 +393,19 @@ def test_centered_norm_of_single_precision_data_far_from_zero(axis, container):
     assert to_np(op.mean).dtype == np.float32
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_centered_norm_of_dense_data_far_from_zero(axis, library):
+    """Means 10^8 times the spread in float64: ||A||^2 - m ||mu||^2 cancels
+    to rounding even with exact means, so the entries of a dense A are
+    centred before they are squared."""
+    rng = np.random.default_rng(0)
+    spread = rng.standard_normal((M, N))
+    A = spread + 1e8 * (1 + rng.random(N if axis == 0 else M)).reshape((1, -1) if axis == 0 else (-1, 1))
+    op = randla.Centered(torch.as_tensor(A) if library == "torch" else A, axis=axis)
+    assert op.norm() == pytest.approx(np.linalg.norm(A - A.mean(axis=axis, keepdims=True)), rel=1e-9)
+
+
 def test_sums_are_accumulated_in_double():
     A = np.full((3000, 4), 0.1, dtype=np.float32)
     for container in ["numpy", "csr", "torch", "torch_coo", "dask"]:
@@ -402,6 +415,20 @@ def test_sums_are_accumulated_in_double():
             assert sums.dtype == np.float64
             np.testing.assert_allclose(sums, count * np.float64(np.float32(0.1)), rtol=1e-14)
     assert randla.as_operator(aslinearoperator(A)).sums(0) is None
+
+
+@pytest.mark.parametrize("library", ["numpy", "float32", "dask"])
+def test_opposite_infinities_in_a_column_give_the_value_error(library):
+    """+Inf and -Inf summed in one block (column 5) or across Dask chunks
+    (column 2) give NaN quietly, not a RuntimeWarning; the products then
+    refuse A with the ValueError."""
+    A = np.ones((M, N))
+    A[3, 2], A[30, 2], A[4, 5], A[5, 5] = np.inf, -np.inf, np.inf, -np.inf
+    X = {"numpy": A, "float32": A.astype(np.float32), "dask": dask_array(A)}[library]
+    sums = to_np(randla.as_operator(X).sums(0))
+    assert np.isnan(sums[[2, 5]]).all() and np.isfinite(np.delete(sums, [2, 5])).all()
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        randla.pca(X, 2, rng=0)
 
 
 def test_centered_pca_matches_dense():

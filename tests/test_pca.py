@@ -149,6 +149,18 @@ def test_complex_data():
     np.testing.assert_allclose(r.transform(X), (X - mean) @ r.Vh.conj().T, atol=1e-10)
 
 
+@pytest.mark.parametrize("wrap", [torch.as_tensor, lambda X: torch.as_tensor(X).to_sparse_coo()])
+def test_integer_torch_data_transforms_like_the_fit(wrap):
+    """Integers are decomposed in float64; transform promotes them the same way
+    (torch refuses an int64 @ float64 product)."""
+    X = np.round(data() * 10).astype(np.int64)
+    mean, s, _ = exact_pca(X)
+    r = randla.pca(wrap(X), 4, rng=0)
+    Z = r.transform(wrap(X))
+    assert Z.dtype == torch.float64
+    np.testing.assert_allclose(Z.numpy(), (X - mean) @ r.Vh.numpy().T, atol=1e-12 * s[0])
+
+
 def test_inverse_transform_reconstructs():
     X = data()
     r = randla.pca(X, 10, rng=0)
@@ -245,6 +257,28 @@ def test_estimator_log_likelihood_picks_the_planted_rank():
     X = randla.testing.low_rank(600, 40, rank=5, noise=0.05, rng=0) * 30 + 1.0
     search = GridSearchCV(randla.PCA(random_state=0), {"n_components": [2, 3, 4, 5, 6, 8, 12]}, cv=3).fit(X)
     assert search.best_params_["n_components"] == 5
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-22])
+def test_estimator_single_precision_far_from_unit_scale(scale):
+    """Float32 variances square the data's scale out of range (explained_variance_
+    is inf at 1e20, 0 at 1e-22); whitening, the noise variance and the likelihood
+    take them in double from the singular values, so none of them is lost."""
+    X = data()
+    exact = SklearnPCA(n_components=4, svd_solver="full").fit(X)
+    exact_white = SklearnPCA(n_components=4, whiten=True, svd_solver="full").fit(X)
+    small = (X * scale).astype(np.float32)
+    with np.errstate(over="ignore"):  # explained_variance_ itself: inf in float32
+        ours = randla.PCA(n_components=4, whiten=True, random_state=0).fit(small)
+    assert ours.noise_variance_ == pytest.approx(exact.noise_variance_ * scale**2, rel=1e-4)
+    Z = ours.transform(small)
+    assert Z.dtype == np.float32
+    signs = np.sign(np.sum(ours.components_ * exact.components_, axis=1))
+    np.testing.assert_allclose(Z, exact_white.transform(X) * signs, atol=1e-4)
+    back = exact.inverse_transform(exact.transform(X))
+    np.testing.assert_allclose(ours.inverse_transform(Z) / scale, back, atol=1e-4)
+    # Densities scale as scale^-n_features.
+    assert ours.score(small) == pytest.approx(exact.score(X) - N * np.log(scale), rel=1e-5)
 
 
 def test_estimator_singular_covariance_cannot_score():

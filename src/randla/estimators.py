@@ -153,7 +153,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.singular_values_ = result.S
         self.mean_ = result.mean
         self.n_components_, self.n_samples_ = k, m
-        left = result.total_variance - float(np.sum(self.explained_variance_, dtype=np.float64))
+        left = result.total_variance - float(np.sum(self._variance()))
         self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
         return result
 
@@ -176,11 +176,18 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _n_features_out(self):  # names the output columns, pca0, pca1, ...
         return self.n_components_
 
+    def _variance(self):
+        """explained_variance_ in double: in float32 it squares the data's scale out of
+        range (inf for data near 1e20, 0 near 1e-23), which would zero the whitened
+        output and make the covariance singular."""
+        return self.singular_values_.astype(np.float64) ** 2 / (self.n_samples_ - 1)
+
     def _scaled(self, Z):
         if not self.whiten:
             return Z
-        variance = self.explained_variance_
-        return Z * np.divide(1.0, np.sqrt(variance), out=np.zeros_like(variance), where=variance > 0)
+        variance = self._variance()
+        scale = np.divide(1.0, np.sqrt(variance), out=np.zeros_like(variance), where=variance > 0)
+        return Z * scale.astype(Z.dtype)
 
     def transform(self, X):
         check_is_fitted(self)
@@ -195,7 +202,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if X.shape[1] != self.n_components_:
             raise ValueError(f"`X` must have {self.n_components_} columns (n_components_); got {X.shape[1]}.")
         if self.whiten:
-            X = X * np.sqrt(self.explained_variance_)
+            X = X * np.sqrt(self._variance()).astype(X.dtype)
         return X @ self.components_.astype(X.dtype) + self.mean_.astype(X.dtype)
 
     def score_samples(self, X):
@@ -210,7 +217,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
         n, k = X.shape[1], self.n_components_
         noise = float(self.noise_variance_)
-        variance = np.maximum(self.explained_variance_.astype(np.float64), noise)
+        variance = np.maximum(self._variance(), noise)
         if (k < n and noise <= 0) or np.any(variance <= 0):
             raise ValueError(
                 "the fitted covariance is singular (no variance left outside the components, or none along one): "

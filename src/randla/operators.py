@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import abc
+import functools
 import math
 
 import numpy as np
@@ -138,6 +139,17 @@ class Operator(abc.ABC):
         """
         return None
 
+    def centered_norm(self, mean, axis: int) -> float | None:
+        """||A - 1 mean^T||_F (``axis=0``, mean of length n) or ||A - mean 1^T||_F
+        (``axis=1``, length m), with the means subtracted from the entries.
+
+        None where that would take more than a pass over the entries (or
+        densify them): :class:`Centered` then falls back to the difference of
+        squares ||A||^2 - m ||mean||^2, whose relative error is about
+        eps (|mean| / spread)^2 even with exact means.
+        """
+        return None
+
     def matmat_sparse(self, S):
         """A @ S for a SciPy sparse S of shape (n, k): the sparse sketches' path.
 
@@ -228,12 +240,24 @@ class _Dense(Operator):
     def norm(self) -> float:
         return frobenius_norm(self.xp, self._matrix())
 
+    def centered_norm(self, mean, axis: int) -> float:
+        # In the pass that norm() would make, block by block, in mean's (double) precision.
+        xp, A = self.xp, self._A
+        rows = max(1, _SUM_BLOCK // self.shape[1])
+        norms = []
+        with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf: NaN, which the products refuse
+            for i in range(0, self.shape[0], rows):
+                centre = mean[None, :] if axis == 0 else mean[i : i + rows, None]
+                norms.append(frobenius_norm(xp, xp.astype(A[i : i + rows], mean.dtype) - centre))
+        return frobenius_norm(np, np.asarray(norms))
+
     def sums(self, axis: int):
         # Block by block: no double copy of the whole array.
         xp, A = self.xp, self._A
         double, rows = _double(xp, self.dtype), max(1, _SUM_BLOCK // self.shape[1])
-        parts = [xp.sum(xp.astype(A[i : i + rows], double), axis=axis) for i in range(0, self.shape[0], rows)]
-        return xp.concat(parts) if axis == 1 else sum(parts[1:], parts[0])
+        with np.errstate(invalid="ignore"):  # +Inf and -Inf: NaN, which the products refuse with the ValueError
+            parts = [xp.sum(xp.astype(A[i : i + rows], double), axis=axis) for i in range(0, self.shape[0], rows)]
+            return xp.concat(parts) if axis == 1 else sum(parts[1:], parts[0])
 
 
 class _ScipySparse(Operator):
@@ -282,9 +306,9 @@ class _ScipySparse(Operator):
         # SciPy's own sum(dtype=float64) adds in the matrix's dtype first.
         A = self._A.tocoo()
         index, size = (A.col, self.shape[1]) if axis == 0 else (A.row, self.shape[0])
-        data = A.data.astype(_double(self.xp, self.dtype))
-        total = np.bincount(index, weights=data.real, minlength=size)
-        return total + 1j * np.bincount(index, weights=data.imag, minlength=size) if np.iscomplexobj(data) else total
+        data, xp = A.data.astype(_double(self.xp, self.dtype)), self.xp  # xp: CuPy's sparse comes here too
+        total = xp.bincount(index, weights=data.real, minlength=size)
+        return total + 1j * xp.bincount(index, weights=data.imag, minlength=size) if np.iscomplexobj(data) else total
 
 
 class _TorchSparse(Operator):
@@ -368,10 +392,14 @@ class _Dask(Operator):
 
     def sums(self, axis: int):
         import dask
+        import dask.array as da
 
         # The pass that reads every chunk for the sums takes the norm too:
         # centring asks for both, and a pass over data on disk is the cost.
-        sums, per_chunk = dask.compute(self._A.sum(axis=axis, dtype=_double(self.xp, self.dtype)), self._chunk_norms())
+        # The adding runs in Dask's workers, where np.errstate here does not reach.
+        double = _double(self.xp, self.dtype)
+        add = functools.partial(_sum_quietly, dtype=double)
+        sums, per_chunk = dask.compute(da.reduction(self._A, add, add, axis=axis, dtype=double), self._chunk_norms())
         self._norm = frobenius_norm(np, per_chunk)
         return np.asarray(sums)
 
@@ -400,6 +428,13 @@ class _Dask(Operator):
         preference = ([rows, cols], [cols, rows])[: x.ndim]
         chunks = [next((c for size, c in sides if size == s), (s,)) for s, sides in zip(x.shape, preference)]
         return da.from_array(x, chunks=tuple(chunks))
+
+
+def _sum_quietly(x, axis=None, keepdims=False, dtype=None):
+    """np.sum for a Dask reduction: +Inf and -Inf in one column give NaN,
+    which the products then refuse with a ValueError, without a RuntimeWarning first."""
+    with np.errstate(invalid="ignore"):
+        return np.sum(x, axis=axis, keepdims=keepdims, dtype=dtype)
 
 
 def _chunk_norm(block, work_dtype):
@@ -681,6 +716,9 @@ class Centered(_Composite):
         return AY - self._ones(n) @ conj_transpose(xp, self.mean) @ Y
 
     def norm(self):
+        exact = self.base.centered_norm(self._exact_mean, self.axis)
+        if exact is not None:
+            return exact
         total = self.base.norm()
         if not total:  # unknown, or A = 0
             return total

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from array_api_compat import is_torch_array
+
 from ._results import Unpackable
 from .backend import conj_transpose, namespace
 from .operators import Centered, as_operator
@@ -100,6 +102,8 @@ class PCAResult(Unpackable):
         product.
         """
         V = self._axes_for(X)
+        if is_torch_array(X) and not (X.is_floating_point() or X.is_complex()):
+            X = X.to(V.dtype)  # integers, promoted as in the fit: torch has no int @ float
         return X @ V - (self.mean[None, :] @ V)
 
     def inverse_transform(self, Z):
