@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -40,3 +41,9 @@ def jsonable(x):
     if isinstance(x, np.integer):
         return int(x)
     return x
+
+
+def write_results(folder: Path, stem: str, results: dict, markdown: str):
+    """``stem``.json (every raw number) and ``stem``.md (the report) in ``folder``, each atomically."""
+    write_atomic(folder / f"{stem}.json", json.dumps(jsonable(results), indent=1) + "\n")
+    write_atomic(folder / f"{stem}.md", markdown)

@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _environment  # noqa: E402
-from _output import jsonable, write_atomic  # noqa: E402
+from _output import jsonable, write_results  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
 import randla  # noqa: E402
@@ -690,8 +690,7 @@ def main(argv=None):
     if args.report_only:
         results = json.loads((args.out / "completion.json").read_text())
         results["targets"] = targets(results["cases"])
-        write_atomic(args.out / "completion.json", json.dumps(jsonable(results), indent=1) + "\n")
-        write_atomic(args.out / "completion.md", markdown(results))
+        write_results(args.out, "completion", results, markdown(results))
         return
     only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(only) - set(CASES))
@@ -722,8 +721,7 @@ def main(argv=None):
         for name, case in json.loads(previous.read_text()).get("cases", {}).items():
             cases.setdefault(name, case)
     results["targets"] = targets(cases)
-    write_atomic(args.out / "completion.json", json.dumps(jsonable(results), indent=1) + "\n")
-    write_atomic(args.out / "completion.md", markdown(results))
+    write_results(args.out, "completion", results, markdown(results))
     log(f"wrote {args.out / 'completion.md'} and {args.out / 'completion.json'}")
     for t in results["targets"]:
         log(f"{t['status']:>5}  {t['id']}: {t['detail']}")

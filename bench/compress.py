@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -48,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _environment  # noqa: E402
-from _output import jsonable, write_atomic  # noqa: E402
+from _output import write_results  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -304,8 +303,7 @@ def main():
     results["model"] = model_case(model, tokenizer)
     results["elapsed_s"] = time.perf_counter() - _T0
     results["targets"] = targets(results)
-    write_atomic(args.out / "compress.json", json.dumps(jsonable(results), indent=1) + "\n")
-    write_atomic(args.out / "compress.md", markdown(results))
+    write_results(args.out, "compress", results, markdown(results))
     for t in results["targets"]:
         log(f"{'PASS' if t['passed'] else 'FAIL':>5}  {t['id']}: {t['detail']}")
 

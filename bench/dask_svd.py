@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _environment  # noqa: E402
-from _output import jsonable, write_atomic  # noqa: E402
+from _output import write_results  # noqa: E402
 from _report import _f  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
@@ -171,8 +170,7 @@ def main(argv=None):
                              f"{theirs['accuracy']:.4f} (target: within {TARGET_ACCURACY - 1:.0%})"},
     }
     results["elapsed_s"] = time.perf_counter() - _T0
-    write_atomic(args.out / "dask.json", json.dumps(jsonable(results), indent=1) + "\n")
-    write_atomic(args.out / "dask.md", markdown(results))
+    write_results(args.out, "dask", results, markdown(results))
     log(f"{results['target']['status']}: {results['target']['detail']}")
     log(f"wrote {args.out / 'dask.md'}; total {results['elapsed_s']:.0f} s")
 

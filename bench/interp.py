@@ -54,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _environment  # noqa: E402
-from _output import jsonable, write_atomic  # noqa: E402
+from _output import write_results  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
 import randla  # noqa: E402
@@ -720,8 +720,7 @@ def main(argv=None):
     if args.report_only:
         results = json.loads((args.out / "interp.json").read_text())
         results["targets"] = targets(results["cases"])
-        write_atomic(args.out / "interp.json", json.dumps(jsonable(results), indent=1) + "\n")
-        write_atomic(args.out / "interp.md", markdown(results))
+        write_results(args.out, "interp", results, markdown(results))
         return
     only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(only) - set(CASES))
@@ -751,8 +750,7 @@ def main(argv=None):
     results["environment"]["other_processes_cores"] = whole_run.cores()
     results["elapsed_s"] = time.perf_counter() - _T0
     results["targets"] = targets(cases)
-    write_atomic(args.out / "interp.json", json.dumps(jsonable(results), indent=1) + "\n")
-    write_atomic(args.out / "interp.md", markdown(results))
+    write_results(args.out, "interp", results, markdown(results))
     log(f"wrote {args.out / 'interp.md'} and {args.out / 'interp.json'}")
     for t in results["targets"]:
         log(f"{t['status']:>5}  {t['id']}: {t['detail']}")

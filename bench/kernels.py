@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _environment  # noqa: E402
-from _output import jsonable, write_atomic  # noqa: E402
+from _output import write_results  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
 import randla  # noqa: E402
@@ -371,8 +371,7 @@ def main(argv=None):
     if args.report_only:
         results = _read_results(args.out / "kernels.json")
         results["targets"] = targets(results["cases"])
-        write_atomic(args.out / "kernels.json", json.dumps(jsonable(results), indent=1) + "\n")
-        write_atomic(args.out / "kernels.md", markdown(results))
+        write_results(args.out, "kernels", results, markdown(results))
         return
     only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(only) - set(CASES))
@@ -408,8 +407,7 @@ def main(argv=None):
                 cases[name] = case
                 results.setdefault("kept_from_earlier_runs", []).append(name)
     results["targets"] = targets(cases)
-    write_atomic(args.out / "kernels.json", json.dumps(jsonable(results), indent=1) + "\n")
-    write_atomic(args.out / "kernels.md", markdown(results))
+    write_results(args.out, "kernels", results, markdown(results))
     log(f"wrote {args.out / 'kernels.md'}")
     for t in results["targets"]:
         log(f"{t['status']:>5}  {t['id']}: {t['detail']}")

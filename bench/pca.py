@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -40,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _environment  # noqa: E402
-from _output import jsonable, write_atomic  # noqa: E402
+from _output import write_results  # noqa: E402
 from _report import _f  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
@@ -227,8 +226,7 @@ def main(argv=None):
         "target": target(cases),
     }
     results["elapsed_s"] = time.perf_counter() - _T0
-    write_atomic(args.out / "pca.json", json.dumps(jsonable(results), indent=1) + "\n")
-    write_atomic(args.out / "pca.md", markdown(results))
+    write_results(args.out, "pca", results, markdown(results))
     log(f"{results['target']['status']}: {results['target']['detail']}")
     log(f"wrote {args.out / 'pca.md'}; total {results['elapsed_s']:.0f} s")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ sys.path.insert(0, str(HERE))
 import _environment  # noqa: E402
 import _methods as M  # noqa: E402
 import _report  # noqa: E402
-from _output import jsonable, write_atomic  # noqa: E402
+from _output import write_results  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
 import randla  # noqa: E402
@@ -444,8 +443,7 @@ def main(argv=None):
     results["environment"]["other_processes_cores"] = whole_run.cores()
     results["elapsed_s"] = time.perf_counter() - _T0
     results["targets"] = _report.targets(results)
-    write_atomic(args.out / "svd.json", json.dumps(jsonable(results), indent=1) + "\n")
-    write_atomic(args.out / "svd.md", _report.markdown(results))
+    write_results(args.out, "svd", results, _report.markdown(results))
     log(f"wrote {args.out / 'svd.md'} and {args.out / 'svd.json'}")
     for t in results["targets"]:
         log(f"{t['status']:>7}  {t['id']}: {t['detail']}")

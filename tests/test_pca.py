@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import aslinearoperator
 from sklearn.decomposition import PCA as SklearnPCA
 
 import randla
