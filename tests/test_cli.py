@@ -1,4 +1,4 @@
-"""Tests of the ``randla`` command line: ``randla svd`` end to end, errors, the demo."""
+"""Tests of the ``randla`` command line: ``randla svd`` and ``randla pca`` end to end, errors, the demo."""
 
 import io
 import os
@@ -57,6 +57,58 @@ def test_svd_mtx_sparse_end_to_end(tmp_path, capsys):
     dense = A.toarray()
     _check_factors(dense, _load(out), 8, np.linalg.svd(dense, compute_uv=False))
     assert f"sparse with {A.nnz:,} nonzeros" in capsys.readouterr().out
+
+
+def test_pca_end_to_end(tmp_path, capsys):
+    """Against exact PCA: the SVD of the explicitly centred rows."""
+    X = randla.testing.planted(400, 60, "exponential", rate=0.6, rng=0).A + np.arange(60)
+    np.save(tmp_path / "X.npy", X)
+    out = tmp_path / "pca.npz"
+    assert main(["pca", str(tmp_path / "X.npy"), "--rank", "5", "--seed", "0", "-o", str(out)]) == 0
+    saved = _load(out)
+    mean = X.mean(axis=0)
+    _, s, vh = np.linalg.svd(X - mean, full_matrices=False)
+    np.testing.assert_allclose(saved["mean"], mean, rtol=1e-13)
+    np.testing.assert_allclose(saved["singular_values"], s[:5], rtol=1e-6)
+    np.testing.assert_allclose(saved["explained_variance"], s[:5] ** 2 / 399, rtol=1e-6)
+    np.testing.assert_allclose(saved["explained_variance_ratio"], s[:5] ** 2 / np.sum(s**2), rtol=1e-6)
+    np.testing.assert_allclose(np.abs(saved["components"] @ vh[:5].T), np.eye(5), atol=1e-5)
+    np.testing.assert_allclose(saved["scores"], (X - mean) @ saved["components"].T, atol=1e-10)
+    stdout = capsys.readouterr().out
+    assert "400 x 60 float64, dense" in stdout and "5 components (power_iters 4" in stdout
+    assert f"explained in all: {np.sum(s[:5] ** 2) / np.sum(s**2):.4f} of the total variance" in stdout
+
+
+def test_pca_variance_share_of_sparse_rows(tmp_path, capsys):
+    A = randla.testing.sparse_random(500, 80, 6000, rng=2)
+    scipy.io.mmwrite(tmp_path / "A.mtx", A)
+    out = tmp_path / "pca.npz"
+    assert main(["pca", str(tmp_path / "A.mtx"), "--variance", "0.5", "--seed", "0", "-o", str(out)]) == 0
+    dense = A.toarray()
+    s = np.linalg.svd(dense - dense.mean(axis=0), compute_uv=False)
+    fewest = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.5)) + 1
+    saved = _load(out)
+    assert saved["components"].shape == (fewest, 80)
+    assert saved["explained_variance_ratio"].sum() >= 0.5
+    stdout = capsys.readouterr().out
+    assert f"sparse with {A.nnz:,} nonzeros" in stdout and "(asked 0.5: reached)" in stdout
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-o", "{tmp}/o.npz"], "give --rank K (the number of components), --variance F, or both"),
+        (["--variance", "1", "-o", "{tmp}/o.npz"], "--variance must be a share of the variance in (0, 1); got 1"),
+        (["--rank", "9", "-o", "{tmp}/o.npz"], "`rank` must be an int in [1, 8]"),
+        (["--rank", "2", "-o", "{tmp}/o.txt"], "the output must be an .npz file"),
+    ],
+)
+def test_pca_bad_options(tmp_path, capsys, argv, message):
+    np.save(tmp_path / "A.npy", np.arange(80.0).reshape(10, 8) ** 2)
+    argv = ["pca", str(tmp_path / "A.npy")] + [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith("randla: error: ") and message in line
 
 
 @pytest.mark.parametrize("method", ["rsvd", "block_krylov"])

@@ -1,9 +1,14 @@
-"""The ``randla`` command line: decompose a matrix file, compress a model, or run the demo.
+"""The ``randla`` command line: decompose a matrix file or its PCA, compress a model, or run the demo.
 
 ``randla svd FILE --rank K -o OUT.npz`` reads a matrix (``.npy``, ``.npz``,
 Matrix Market ``.mtx``, ``.safetensors``; see :func:`randla.io.load_matrix`),
 computes its truncated SVD with :func:`randla.svd` and saves ``U``, ``S``,
 ``Vh`` and ``rank`` to an ``.npz`` file.
+
+``randla pca FILE --rank K -o OUT.npz`` (or ``--variance 0.95``) computes
+the principal components of the file's rows with :func:`randla.pca` and
+saves ``components``, ``explained_variance``, ``explained_variance_ratio``,
+``singular_values``, ``mean`` and ``scores``.
 
 ``randla demo [--quick]`` decomposes a pretrained model's word embeddings, a
 dense matrix with a slowly decaying spectrum and a large sparse matrix, and
@@ -90,6 +95,25 @@ def _parser() -> argparse.ArgumentParser:
     svd.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to save U, S, Vh and rank")
     svd.set_defaults(command=lambda args: _guarded(_svd, args))
 
+    pca = commands.add_parser(
+        "pca",
+        help="principal components of the rows of a matrix file",
+        description="PCA of the rows of a matrix read from a file (centred implicitly: sparse stays sparse), "
+        "saved to an .npz file.",
+    )
+    pca.add_argument("file", metavar="FILE", help="matrix file, one sample per row: .npy, .npz, .mtx[.gz|.bz2] or "
+                     ".safetensors")
+    pca.add_argument("--rank", type=int, metavar="K", help="number of components (with --variance: the cap)")
+    pca.add_argument("--variance", type=float, metavar="F", help="share of the variance to explain, in (0, 1)")
+    pca.add_argument("--key", metavar="NAME", help="array of an .npz or tensor of a .safetensors file")
+    pca.add_argument(
+        "--power-iters", type=_power_iters, default="auto", metavar="N", help="int or 'auto' (default)"
+    )
+    pca.add_argument("--oversample", type=int, default=10, metavar="P", help="extra sketch columns (default: 10)")
+    pca.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh randomness)")
+    pca.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to save the components")
+    pca.set_defaults(command=lambda args: _guarded(_pca, args))
+
     demo = commands.add_parser(
         "demo",
         help="compare randla with the optimum and scikit-learn on real-sized matrices",
@@ -132,18 +156,10 @@ def _guarded(body, args) -> int:
 def _svd(args) -> int:
     import randla
 
-    from .io import load_matrix, save_result
+    from .io import load_matrix
 
     # Check everything cheap before the expensive part.
-    output = Path(args.output)
-    if not output.name.lower().endswith(".npz"):
-        raise ValueError(f"the output must be an .npz file; got {args.output!r}.")
-    if not output.parent.is_dir():
-        raise ValueError(f"the output folder {str(output.parent)!r} does not exist.")
-    if output.is_dir():
-        raise ValueError(f"the output {args.output!r} is a folder; give a file name ending in .npz.")
-    if not os.access(output.parent, os.W_OK):
-        raise ValueError(f"the output folder {str(output.parent)!r} is not writable.")
+    output = _checked_output(args.output)
     if args.rank is None and args.tol is None:
         raise ValueError("give --rank K (the number of singular triplets), --tol T, or both.")
 
@@ -159,10 +175,7 @@ def _svd(args) -> int:
         rng=args.seed,
     )
     elapsed = time.perf_counter() - start
-    try:
-        save_result(output, U=result.U, S=result.S, Vh=result.Vh, rank=result.rank)
-    except OSError as exc:  # it names save_result's temporary file, unknown to the user
-        raise ValueError(f"cannot write {output}: {exc.strerror or exc}.") from None
+    _save(output, U=result.U, S=result.S, Vh=result.Vh, rank=result.rank)
 
     S = np.asarray(result.S, dtype=np.float64)
     top = " ".join(f"{s:.4g}" for s in S[:8]) + (" ..." if S.size > 8 else "")
@@ -182,6 +195,68 @@ def _svd(args) -> int:
         print(f"error estimate: ||A - U S Vh||_2 ~ {error:.4g} = {relative:.3g} sigma_1 (power iteration)")
     shapes = f"U {tuple(result.U.shape)}, S {tuple(result.S.shape)}, Vh {tuple(result.Vh.shape)}, rank"
     print(f"saved {shapes} to {output}")
+    return 0
+
+
+def _checked_output(name: str) -> Path:
+    """The .npz file to write, refused before any work if it cannot be written."""
+    output = Path(name)
+    if not output.name.lower().endswith(".npz"):
+        raise ValueError(f"the output must be an .npz file; got {name!r}.")
+    if not output.parent.is_dir():
+        raise ValueError(f"the output folder {str(output.parent)!r} does not exist.")
+    if output.is_dir():
+        raise ValueError(f"the output {name!r} is a folder; give a file name ending in .npz.")
+    if not os.access(output.parent, os.W_OK):
+        raise ValueError(f"the output folder {str(output.parent)!r} is not writable.")
+    return output
+
+
+def _save(output: Path, **arrays):
+    from .io import save_result
+
+    try:
+        save_result(output, **arrays)
+    except OSError as exc:  # it names save_result's temporary file, unknown to the user
+        raise ValueError(f"cannot write {output}: {exc.strerror or exc}.") from None
+
+
+# -- randla pca ---------------------------------------------------------------
+
+
+def _pca(args) -> int:
+    import randla
+
+    from .io import load_matrix
+
+    output = _checked_output(args.output)
+    if args.rank is None and args.variance is None:
+        raise ValueError("give --rank K (the number of components), --variance F, or both.")
+    if args.variance is not None and not 0.0 < args.variance < 1.0:
+        raise ValueError(f"--variance must be a share of the variance in (0, 1); got {args.variance:g}.")
+    tol = None if args.variance is None else float(np.sqrt(1.0 - args.variance))
+
+    X = load_matrix(args.file, key=args.key)
+    start = time.perf_counter()
+    result = randla.pca(X, args.rank, tol=tol, oversample=args.oversample, power_iters=args.power_iters,
+                        rng=args.seed)
+    elapsed = time.perf_counter() - start
+    _save(output, components=result.components, explained_variance=result.explained_variance,
+          explained_variance_ratio=result.explained_variance_ratio, singular_values=result.S, mean=result.mean,
+          scores=result.scores)
+
+    ratio = np.asarray(result.explained_variance_ratio, dtype=np.float64)
+    top = " ".join(f"{r:.4f}" for r in ratio[:8]) + (" ..." if ratio.size > 8 else "")
+    print(f"{args.file}: {_describe(X)}")
+    print(f"{result.rank} components (power_iters {result.power_iters}, oversample {args.oversample}) "
+          f"in {elapsed:.3g} s")
+    print(f"explained variance ratio: {top}")
+    verdict = ""
+    if args.variance is not None:
+        verdict = f" (asked {args.variance:g}: {'reached' if result.converged else 'not reached within --rank'})"
+    print(f"explained in all: {ratio.sum():.4f} of the total variance{verdict}")
+    print(f"saved components {tuple(result.components.shape)}, scores {tuple(result.scores.shape)} and the "
+          f"variances and mean to {output}")
     return 0
 
 
