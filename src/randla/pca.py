@@ -101,7 +101,10 @@ class PCAResult(Unpackable):
         torch, Dask) and is not densified: the mean is subtracted after the
         product.
         """
-        V = self._axes_for(X)
+        n = int(self.Vh.shape[1])
+        if len(X.shape) != 2 or X.shape[1] != n:
+            raise ValueError(f"`X` must have shape (p, {n}), rows in the fitted data's columns; got {tuple(X.shape)}.")
+        V = conj_transpose(namespace(self.Vh), self.Vh)
         if is_torch_array(X) and not (X.is_floating_point() or X.is_complex()):
             X = X.to(V.dtype)  # integers, promoted as in the fit: torch has no int @ float
         return X @ V - (self.mean[None, :] @ V)
@@ -115,12 +118,6 @@ class PCAResult(Unpackable):
     def reconstruct(self):
         """The dense approximation U diag(S) Vh + 1 mean^T (m x n: only for small X)."""
         return self.scores @ self.Vh + self.mean[None, :]
-
-    def _axes_for(self, X):
-        n = int(self.Vh.shape[1])
-        if len(X.shape) != 2 or X.shape[1] != n:
-            raise ValueError(f"`X` must have shape (p, {n}), rows in the fitted data's columns; got {tuple(X.shape)}.")
-        return conj_transpose(namespace(self.Vh), self.Vh)
 
 
 def pca(
