@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/compress.py
 	$(PY) bench/dask_svd.py
 	$(PY) bench/pca.py
+	$(PY) bench/spectral.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
