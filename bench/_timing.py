@@ -19,6 +19,7 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 
@@ -108,3 +109,10 @@ def round_robin(tasks: list[Task], *, pause: float, log: Callable[[str], None],
             log(f"  time budget of {budget:.0f} s used up: stopping after {r + 1} rounds")
             break
     return out
+
+
+def add_arguments(parser, results: Path, repeats: int = 5):
+    """--repeats, --pause and --out, as the round-robin benchmarks take them."""
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"timed runs of each method (default {repeats})")
+    parser.add_argument("--pause", type=float, default=0.15, help="idle seconds before each timed call")
+    parser.add_argument("--out", type=Path, default=results, help="output folder")

@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE))
 import _environment  # noqa: E402
 from _output import write_results  # noqa: E402
 from _report import _f  # noqa: E402
+import _timing  # noqa: E402
 from _timing import Task, round_robin  # noqa: E402
 
 import randla  # noqa: E402
@@ -106,9 +107,7 @@ def methods(D: da.Array, A: np.ndarray):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each method (default 5)")
-    parser.add_argument("--pause", type=float, default=0.15, help="idle seconds before each timed call")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="output folder")
+    _timing.add_arguments(parser, HERE / "results")
     args = parser.parse_args(argv)
 
     env = _environment.describe()

@@ -85,13 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     svd.add_argument("file", metavar="FILE", help="matrix file: .npy, .npz, .mtx[.gz|.bz2] or .safetensors")
     svd.add_argument("--rank", type=int, metavar="K", help="number of singular triplets (with --tol: the cap)")
     svd.add_argument("--tol", type=float, metavar="T", help="relative Frobenius error to reach, in (0, 1)")
-    svd.add_argument("--key", metavar="NAME", help="array of an .npz or tensor of a .safetensors file")
     svd.add_argument("--method", choices=("rsi", "rsvd", "block_krylov"), default="rsi", help="default: rsi")
-    svd.add_argument(
-        "--power-iters", type=_power_iters, default="auto", metavar="N", help="int or 'auto' (default)"
-    )
-    svd.add_argument("--oversample", type=int, default=10, metavar="P", help="extra sketch columns (default: 10)")
-    svd.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh randomness)")
+    _add_sketch_options(svd)
     svd.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to save U, S, Vh and rank")
     svd.set_defaults(command=lambda args: _guarded(_svd, args))
 
@@ -105,12 +100,7 @@ def _parser() -> argparse.ArgumentParser:
                      ".safetensors")
     pca.add_argument("--rank", type=int, metavar="K", help="number of components (with --variance: the cap)")
     pca.add_argument("--variance", type=float, metavar="F", help="share of the variance to explain, in (0, 1)")
-    pca.add_argument("--key", metavar="NAME", help="array of an .npz or tensor of a .safetensors file")
-    pca.add_argument(
-        "--power-iters", type=_power_iters, default="auto", metavar="N", help="int or 'auto' (default)"
-    )
-    pca.add_argument("--oversample", type=int, default=10, metavar="P", help="extra sketch columns (default: 10)")
-    pca.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh randomness)")
+    _add_sketch_options(pca)
     pca.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to save the components")
     pca.set_defaults(command=lambda args: _guarded(_pca, args))
 
@@ -126,6 +116,16 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(commands, _guarded)
     return parser
+
+
+def _add_sketch_options(command):
+    """The options ``svd`` and ``pca`` share: the array in the file, and the sketch."""
+    command.add_argument("--key", metavar="NAME", help="array of an .npz or tensor of a .safetensors file")
+    command.add_argument(
+        "--power-iters", type=_power_iters, default="auto", metavar="N", help="int or 'auto' (default)"
+    )
+    command.add_argument("--oversample", type=int, default=10, metavar="P", help="extra sketch columns (default: 10)")
+    command.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh randomness)")
 
 
 def _power_iters(text: str):
