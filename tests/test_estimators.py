@@ -17,6 +17,8 @@ import randla
         randla.PCA(random_state=0),
         randla.PCA(n_components=2, whiten=True, random_state=0),
         randla.PCA(n_components=0.9, random_state=0),
+        randla.TruncatedSVD(random_state=0),
+        randla.TruncatedSVD(n_components=0.9, random_state=0),
         randla.Nystroem(n_components=10, random_state=0),
         randla.KernelRidge(alpha=0.1, n_components=20, random_state=0),
         randla.KernelRidge(alpha=0.1, solver="pcg", n_components=None, random_state=0),

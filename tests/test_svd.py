@@ -782,3 +782,62 @@ def test_same_rng_same_factors_on_numpy_and_torch_cpu():
     np.testing.assert_allclose(r_torch.U.numpy(), r_np.U, atol=1e-12)
     np.testing.assert_allclose(r_torch.S.numpy(), r_np.S, rtol=1e-12)
     np.testing.assert_allclose(r_torch.Vh.numpy(), r_np.Vh, atol=1e-12)
+
+
+# The TruncatedSVD estimator (sklearn's conformance checks run in test_estimators.py).
+
+
+def _lsa_data(dtype=np.float64):
+    """Sparse data: a few rows of rank 6 over sparse noise, which leaves a tail of
+    singular values well below the sixth."""
+    rng = np.random.default_rng(3)
+    U, V = np.linalg.qr(rng.standard_normal((40, 6)))[0], np.linalg.qr(rng.standard_normal((120, 6)))[0]
+    signal = np.zeros((400, 120))
+    signal[:40] = (U * [60, 50, 40, 30, 25, 20]) @ V.T
+    return sp.csr_array(signal + sp.random(400, 120, density=0.05, random_state=3)).astype(dtype)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_truncated_svd_estimator_matches_sklearns_exact_one(sparse):
+    from sklearn.decomposition import TruncatedSVD as SklearnTruncatedSVD
+
+    X = _lsa_data()
+    data = X if sparse else X.toarray()
+    ours = randla.TruncatedSVD(n_components=6, power_iters=8, random_state=0)
+    exact = SklearnTruncatedSVD(n_components=6, algorithm="arpack", tol=1e-12).fit(X)
+    Z = ours.fit_transform(data)
+    for name in ["singular_values_", "explained_variance_", "explained_variance_ratio_"]:
+        np.testing.assert_allclose(getattr(ours, name), getattr(exact, name), rtol=1e-6)
+    signs = np.sign(np.sum(ours.components_ * exact.components_, axis=1))
+    np.testing.assert_allclose(ours.components_, exact.components_ * signs[:, None], atol=1e-6)
+    np.testing.assert_allclose(Z, exact.transform(X) * signs, atol=1e-6)
+    np.testing.assert_allclose(ours.transform(data), Z, atol=1e-6)
+    np.testing.assert_allclose(ours.inverse_transform(Z), Z @ ours.components_, atol=1e-12)
+    assert sp.issparse(X) and X.dtype == np.float64  # not densified or converted in place
+
+
+def test_truncated_svd_estimator_energy_share_gives_the_fewest_components():
+    X = _lsa_data()
+    s = np.linalg.svd(X.toarray(), compute_uv=False)
+    captured = np.cumsum(s**2) / np.sum(s**2)
+    for share in [0.5, 0.8, 0.95]:
+        est = randla.TruncatedSVD(n_components=share, random_state=0).fit(X)
+        fewest = int(np.searchsorted(captured, share) + 1)
+        # The adaptive rank may take a component or two more than the optimum,
+        # never fewer than it needs.
+        assert fewest <= est.n_components_ <= fewest + 2
+        assert np.sum(est.singular_values_**2) >= share * np.sum(s**2) * (1 - 1e-9)
+
+
+def test_truncated_svd_estimator_keeps_float32_and_names_its_features():
+    X = _lsa_data(np.float32)
+    est = randla.TruncatedSVD(n_components=3, random_state=0)
+    Z = est.fit_transform(X)
+    assert Z.dtype == np.float32 and est.components_.dtype == np.float32
+    assert list(est.get_feature_names_out()) == ["truncatedsvd0", "truncatedsvd1", "truncatedsvd2"]
+
+
+@pytest.mark.parametrize("bad", [0, 1.0, 1.5, -0.2, 121, "auto"])
+def test_truncated_svd_estimator_bad_n_components(bad):
+    with pytest.raises(ValueError, match="n_components"):
+        randla.TruncatedSVD(n_components=bad).fit(_lsa_data())

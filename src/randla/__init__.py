@@ -40,7 +40,7 @@ from .svd import SVDResult, svd
 
 __version__ = "0.1.0"
 
-_ESTIMATORS = ("PCA", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion")
+_ESTIMATORS = ("PCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion")
 
 
 def __getattr__(name):

@@ -2,8 +2,8 @@
 
 Thin shells: each validates with scikit-learn's conventions (``fit``,
 ``transform``/``predict``, ``random_state``, fitted attributes ending in
-``_``) and calls :func:`randla.pca`, a function of :mod:`randla.kernels`
-or :func:`randla.complete`. They take NumPy input (what scikit-learn pipelines
+``_``) and calls :func:`randla.pca`, :func:`randla.svd`, a function of
+:mod:`randla.kernels` or :func:`randla.complete`. They take NumPy input (what scikit-learn pipelines
 pass); the kernel functions they wrap also take torch.
 This module imports scikit-learn, so ``import randla`` loads it only when an
 estimator is first used.
@@ -30,12 +30,14 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._validate import check_int
 from .completion import complete
 from .kernels.clustering import spectral_clustering
+from .operators import Centered, as_operator
 from .kernels.krr import kernel_ridge, nystrom_kernel_ridge
 from .kernels.landmarks import landmarks as select_landmarks
 from .kernels.operator import DEFAULT_MEMORY_LIMIT, kernel_operator
 from .pca import pca
+from .svd import svd
 
-__all__ = ["PCA", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion"]
+__all__ = ["PCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion"]
 
 # Scores per block of users in ``MatrixCompletion.recommend``: temporaries near 32 MiB.
 _SCORE_ELEMENTS = 1 << 22
@@ -240,6 +242,108 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def score(self, X, y=None):
         """Mean log-likelihood of the samples under probabilistic PCA (see :meth:`score_samples`)."""
         return float(np.mean(self.score_samples(X)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Truncated SVD (latent semantic analysis) by randomized subspace iteration.
+
+    Like :class:`sklearn.decomposition.TruncatedSVD`, over :func:`randla.svd`:
+    the data are not centred, so sparse input (term counts, TF-IDF) is
+    decomposed as it is, never densified.
+
+    Parameters
+    ----------
+    n_components : int or float, default 2
+        An int k in [1, min(n_samples, n_features)]; or a float in (0, 1),
+        the share of the energy ||X||_F^2 to capture (the fewest components
+        that do, found adaptively).
+    oversample, power_iters, method
+        As in :func:`randla.svd`.
+    random_state : None, int or RandomState
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components_, n_features)
+        Right singular vectors, by decreasing singular value.
+    singular_values_ : ndarray (n_components_,)
+    explained_variance_ : ndarray (n_components_,)
+        Variance of the training data's projection on each component.
+    explained_variance_ratio_ : ndarray (n_components_,)
+        That variance as a share of the total variance of X's columns (as
+        scikit-learn, whose components are not centred: the shares need
+        not decrease).
+    n_components_ : int
+
+    Examples
+    --------
+    >>> import randla, scipy.sparse as sp
+    >>> X = sp.random(1000, 300, density=0.01, format="csr", random_state=0)
+    >>> lsa = randla.TruncatedSVD(n_components=10, random_state=0).fit(X)
+    >>> lsa.transform(X).shape
+    (1000, 10)
+    """
+
+    def __init__(self, n_components=2, *, oversample=10, power_iters="auto", method="rsi", random_state=None):
+        self.n_components = n_components
+        self.oversample = oversample
+        self.power_iters = power_iters
+        self.method = method
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
+        rank, tol = self._rank_and_tol(min(X.shape))
+        result = svd(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters, method=self.method,
+                     rng=_random_seed(self.random_state))
+        scores = result.U * result.S
+        self.components_ = result.Vh
+        self.singular_values_ = result.S
+        self.n_components_ = result.rank
+        # Variances in double, the total in one pass without densifying X.
+        self.explained_variance_ = np.var(scores.astype(np.float64), axis=0).astype(X.dtype)
+        total = Centered(as_operator(X), axis=0).norm() ** 2 / X.shape[0]
+        self.explained_variance_ratio_ = (self.explained_variance_ / total if total > 0 else 0 * self.explained_variance_)
+        return scores
+
+    def _rank_and_tol(self, limit: int):
+        """(rank, tol) for :func:`randla.svd` from ``n_components``."""
+        k = self.n_components
+        if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
+            return None, math.sqrt(1.0 - k)  # captured share 1 - tol^2
+        try:
+            return check_int("n_components", k, 1, limit), None
+        except ValueError:
+            raise ValueError(
+                f"`n_components` must be an int in [1, {limit}] (at most min(n_samples, n_features)) or a float "
+                f"in (0, 1) (the share of ||X||_F^2 to capture); got {k!r}."
+            ) from None
+
+    @property
+    def _n_features_out(self):  # names the output columns, truncatedsvd0, ...
+        return self.n_components_
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
+        return np.asarray(X @ self.components_.T.astype(X.dtype, copy=False))
+
+    def inverse_transform(self, X):
+        """Points in component coordinates (p, n_components_) back in the data space."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=[np.float64, np.float32])
+        if X.shape[1] != self.n_components_:
+            raise ValueError(f"`X` must have {self.n_components_} columns (n_components_); got {X.shape[1]}.")
+        return X @ self.components_.astype(X.dtype)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
