@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/dask_svd.py
 	$(PY) bench/pca.py
 	$(PY) bench/spectral.py
+	$(PY) bench/attention.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -12,6 +12,7 @@ small problem exactly, lift back [HMT2011].
 """
 
 from . import testing
+from .attention import AttentionOperator, attention_operator, nystrom_attention, performer_attention
 from .completion import CompletionResult, complete
 from .cur import CURResult, cur
 from .eigh import EighResult, NystromResult, eigh, nystrom
@@ -99,5 +100,9 @@ __all__ = [
     "spectral_clustering",
     "SpectralClusteringResult",
     *_ESTIMATORS,
+    "attention_operator",
+    "AttentionOperator",
+    "nystrom_attention",
+    "performer_attention",
     "testing",
 ]

@@ -1,0 +1,429 @@
+"""Softmax attention without its n x n matrix: an implicit operator, and Nystrom
+and random-feature approximations.
+
+Attention is P V with P = softmax(s Q K^T) row by row, s = 1/sqrt(d). P has
+a row per query and a column per key, so at n tokens it costs O(n^2 d) time
+and, formed, O(n^2) memory. :func:`attention_operator` makes P an
+:class:`~randla.Operator` whose products are computed a block of queries at a
+time, so :func:`randla.svd` and :func:`randla.spectral_norm` can study the
+attention matrices of long sequences (their numerical rank is what the
+approximations bet on), and ``op.matmat(V)`` is exact attention within a
+memory bound. :func:`nystrom_attention` (Nystromformer) and
+:func:`performer_attention` (FAVOR+) approximate P V in time linear in n.
+
+Q, K and V are NumPy arrays or torch tensors on any device, with any leading
+batch and head axes for the approximations: (..., n_queries, d),
+(..., n_keys, d) and (..., n_keys, d_v).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from array_api_compat import array_namespace, is_array_api_obj
+
+from ._validate import check_choice, check_int, check_rng
+from .backend import device_of
+from .operators import Operator, _work_dtype
+
+__all__ = ["AttentionOperator", "attention_operator", "nystrom_attention", "performer_attention"]
+
+DEFAULT_MEMORY_LIMIT = 256 * 2**20
+_TEMPORARIES = 3  # scores, their mask and the probabilities alive at once
+_CAUSAL_CHUNK = 256  # queries per step of causal random-feature attention
+
+
+def _check_inputs(Q, K, V=None, *, batched: bool = True):
+    """(xp, Q, K, V) validated and in one floating dtype, with clear errors."""
+    named = [("Q", Q), ("K", K)] + ([("V", V)] if V is not None else [])
+    for name, x in named:
+        if not is_array_api_obj(x) or isinstance(x, np.matrix):
+            raise TypeError(f"`{name}` must be a NumPy array or torch tensor; got {type(x).__name__}.")
+    try:
+        xp = array_namespace(*(x for _, x in named))
+    except TypeError:
+        raise TypeError("`Q`, `K` and `V` must come from one array library (all NumPy or all torch).") from None
+    for name, x in named:
+        if x.ndim < 2 or (not batched and x.ndim != 2):
+            want = "2-D (tokens, features)" if not batched else "at least 2-D (..., tokens, features)"
+            raise ValueError(f"`{name}` must be {want}; got shape {tuple(x.shape)}.")
+        if 0 in x.shape:
+            raise ValueError(f"`{name}` must not be empty; got shape {tuple(x.shape)}.")
+        if not xp.isdtype(x.dtype, ("real floating", "integral", "bool")):
+            raise TypeError(f"`{name}` must hold real numbers; got dtype {x.dtype}.")
+    if Q.shape[-1] != K.shape[-1]:
+        raise ValueError(f"queries and keys must have the same width d; got Q {tuple(Q.shape)}, K {tuple(K.shape)}.")
+    if V is not None and V.shape[-2] != K.shape[-2]:
+        raise ValueError(f"`V` must have a row per key ({K.shape[-2]}); got shape {tuple(V.shape)}.")
+    try:
+        np.broadcast_shapes(*(tuple(x.shape[:-2]) for _, x in named))
+    except ValueError:
+        leading = ", ".join(f"{name} {tuple(x.shape[:-2])}" for name, x in named)
+        raise ValueError(f"the leading (batch, head) axes of Q, K and V must broadcast; got {leading}.") from None
+    dtype = _work_dtype(xp, xp.result_type(*(x.dtype for _, x in named)))
+    out = [x if x.dtype == dtype else xp.astype(x, dtype) for _, x in named]
+    for (name, _), x in zip(named, out):
+        if not bool(xp.all(xp.isfinite(x))):
+            raise ValueError(f"`{name}` contains NaN or Inf.")
+    return xp, *out, *([None] if V is None else [])
+
+
+def _check_scale(scale, d: int) -> float:
+    if scale is None:
+        return 1.0 / math.sqrt(d)
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (0 < scale < math.inf):
+        raise ValueError(f"`scale` must be a positive finite number (default 1/sqrt(d)); got {scale!r}.")
+    return float(scale)
+
+
+def _softmax(xp, S):
+    """Row-wise softmax of a block of scores, shifted by the row maximum (no overflow)."""
+    E = xp.exp(S - xp.max(S, axis=-1, keepdims=True))
+    return E / xp.sum(E, axis=-1, keepdims=True)
+
+
+class AttentionOperator(Operator):
+    """The attention matrix P = softmax(s Q K^T), (n_queries, n_keys), implicit.
+
+    Create it with :func:`attention_operator`. ``matmat(V)`` is exact
+    attention P V; ``rmatmat(Y)`` is P^T Y; ``rows(start, stop)`` evaluates
+    a block of rows of P. Each is computed a block of queries at a time,
+    within ``memory_limit`` bytes of temporaries.
+    """
+
+    def __init__(self, xp, Q, K, scale: float, causal: bool, memory_limit: int, input_dtype):
+        self.xp, self.Q, self.K, self.scale, self.causal = xp, Q, K, scale, causal
+        self.device = device_of(Q)
+        self.dtype, self.input_dtype = Q.dtype, input_dtype
+        self.shape = (int(Q.shape[0]), int(K.shape[0]))
+        self.memory_limit = memory_limit
+        self._norm = None
+
+    def _rows_per_block(self) -> int:
+        itemsize = np.dtype(str(self.dtype).split(".")[-1]).itemsize
+        return max(1, self.memory_limit // (_TEMPORARIES * itemsize * self.shape[1]))
+
+    def _blocks(self):
+        step = self._rows_per_block()
+        for start in range(0, self.shape[0], step):
+            stop = min(start + step, self.shape[0])
+            yield start, stop, self.rows(start, stop)
+
+    def rows(self, start: int, stop: int):
+        """Rows start:stop of P, (stop - start, n_keys)."""
+        xp = self.xp
+        S = (self.Q[start:stop] @ self.K.T) * self.scale
+        if self.causal:  # query i sees keys j <= i + n_keys - n_queries (the newest query sees all)
+            offset = self.shape[1] - self.shape[0]
+            i = xp.arange(start, stop, device=self.device)[:, None]
+            j = xp.arange(self.shape[1], device=self.device)[None, :]
+            S = xp.where(j > i + offset, xp.asarray(-math.inf, dtype=self.dtype, device=self.device), S)
+        return _softmax(xp, S)
+
+    def matmat(self, X):
+        blocks = [P @ X for _, _, P in self._blocks()]
+        return blocks[0] if len(blocks) == 1 else self.xp.concat(blocks)
+
+    def rmatmat(self, Y):
+        out = None
+        for start, stop, P in self._blocks():
+            part = P.T @ Y[start:stop]
+            out = part if out is None else out + part
+        return out
+
+    def norm(self) -> float:
+        """||P||_F, from one pass over P's rows (cached)."""
+        if self._norm is None:
+            xp = self.xp
+            squares = sum(float(xp.sum(xp.astype(P, xp.float64) ** 2)) for _, _, P in self._blocks())
+            self._norm = math.sqrt(squares)
+        return self._norm
+
+
+def attention_operator(Q, K, *, scale=None, causal: bool = False,
+                       memory_limit: int = DEFAULT_MEMORY_LIMIT) -> AttentionOperator:
+    """The softmax attention matrix of one head, as an implicit operator.
+
+    Parameters
+    ----------
+    Q : array, shape (n_queries, d)
+    K : array, shape (n_keys, d)
+        One head's queries and keys: NumPy arrays or torch tensors on any
+        device. Integers become float64, half precisions are computed in
+        float32 (and the factors of a decomposition returned in them).
+    scale : float, default 1/sqrt(d)
+        Scores are scale * q^T k.
+    causal : bool, default False
+        Mask the future: query i sees keys j <= i + n_keys - n_queries, so
+        the last query sees every key (a decoder's step over a cache).
+        Needs n_keys >= n_queries.
+    memory_limit : int, default 256 MiB
+        Bytes of temporaries per block of queries.
+
+    Returns
+    -------
+    AttentionOperator
+        P = softmax(scale Q K^T), (n_queries, n_keys), for :func:`randla.svd`
+        and the other decompositions; ``matmat(V)`` is exact attention.
+
+    Notes
+    -----
+    Each product reads Q and K and costs O(n_queries n_keys (d + k)) for a
+    block of k vectors; memory is O(memory_limit) beyond the inputs and the
+    result. Rows are shifted by their maximum before exp, so any scale is
+    safe from overflow.
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> rng = np.random.default_rng(0)
+    >>> Q, K, V = rng.standard_normal((3, 500, 16))
+    >>> P = randla.attention_operator(Q, K)
+    >>> out = P.matmat(V)                       # exact attention, (500, 16)
+    >>> r = randla.svd(P, 20, rng=0)            # its leading singular values
+    >>> out.shape, r.S.shape
+    ((500, 16), (20,))
+    """
+    input_dtype = getattr(Q, "dtype", None)
+    xp, Q, K, _ = _check_inputs(Q, K, batched=False)
+    if causal and K.shape[0] < Q.shape[0]:
+        raise ValueError(
+            f"causal attention needs at least as many keys as queries (the first query would see none); "
+            f"got {Q.shape[0]} queries, {K.shape[0]} keys."
+        )
+    memory_limit = check_int("memory_limit", memory_limit, 1)
+    return AttentionOperator(xp, Q, K, _check_scale(scale, int(Q.shape[1])), bool(causal), memory_limit,
+                             input_dtype if _half(xp, input_dtype) else Q.dtype)
+
+
+def _segment_means(xp, X, m: int):
+    """Means of m contiguous, nearly equal segments of X's tokens, (..., m, d)."""
+    n = int(X.shape[-2])
+    bounds = np.linspace(0, n, m + 1).round().astype(int)
+    M = np.zeros((m, n))
+    for i in range(m):
+        M[i, bounds[i] : bounds[i + 1]] = 1.0 / (bounds[i + 1] - bounds[i])
+    return xp.asarray(M, dtype=X.dtype, device=device_of(X)) @ X
+
+
+def _uniform_landmarks(xp, X, m: int, rng):
+    idx = np.sort(rng.choice(int(X.shape[-2]), m, replace=False))
+    return xp.take(X, xp.asarray(idx, device=device_of(X)), axis=X.ndim - 2)
+
+
+def nystrom_attention(Q, K, V, landmarks: int = 64, *, scale=None, method: str = "segment_means",
+                      rcond: float = 1e-2, rng=None):
+    """Softmax attention P V approximated through m landmarks, in time linear in n.
+
+    With landmark queries Q~ and keys K~ (m of each),
+    P ~ softmax(s Q K~^T) softmax(s Q~ K~^T)^+ softmax(s Q~ K^T), a Nystrom
+    approximation of the attention matrix (Xiong et al. 2021, eq. 14), applied
+    to V right to left without forming any n x n matrix.
+
+    Parameters
+    ----------
+    Q : array, shape (..., n_queries, d)
+    K : array, shape (..., n_keys, d)
+    V : array, shape (..., n_keys, d_v)
+        Queries, keys and values with any leading batch and head axes, which
+        broadcast.
+    landmarks : int, default 64
+        m, at most min(n_queries, n_keys). At m = n (all tokens) the result
+        is exact attention up to rounding.
+    scale : float, default 1/sqrt(d)
+    method : {"segment_means", "uniform"}, default "segment_means"
+        "segment_means": means of m contiguous segments of the queries and
+        of the keys (Nystromformer's choice: deterministic, and smooth in
+        the tokens); "uniform": m tokens drawn without replacement.
+    rcond : float, default 1e-2
+        Singular values of the m x m landmark matrix below rcond times its
+        largest are dropped from its pseudo-inverse (formed in double). That
+        matrix is often nearly singular, and a cutoff near machine precision
+        amplifies its error: on MiniLM's attention (n = 512, m = 32 and
+        128) the median error was lowest near 1e-2, and up to 50 times
+        larger at 1e-4.
+    rng : None, int, SeedSequence, BitGenerator or Generator
+        For ``method="uniform"``.
+
+    Returns
+    -------
+    array, shape (..., n_queries, d_v)
+        In the inputs' library, device and dtype (half precisions computed
+        in float32).
+
+    Notes
+    -----
+    Cost O(n m (d + d_v) + m^3) per head instead of O(n^2 (d + d_v)); memory
+    O(n m). There is no causal form: the landmarks mix past and future. The
+    error follows how well m landmarks capture P's row and column spaces:
+    small where attention is smooth or concentrated on few directions,
+    large for sharp, token-specific attention (compare with the optimal
+    rank-m error, ``randla.svd(attention_operator(Q, K), m)``).
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> rng = np.random.default_rng(0)
+    >>> topics = rng.standard_normal((8, 16)) * 2      # a text of 8 topics in turn
+    >>> X = topics[np.repeat(np.arange(8), 250)] + 0.3 * rng.standard_normal((2000, 16))
+    >>> V = rng.standard_normal((2, 2000, 16))          # two heads over the same tokens
+    >>> out = randla.nystrom_attention(X, X, V, 64)
+    >>> exact = randla.attention_operator(X, X).matmat(V[0])
+    >>> out.shape, bool(np.linalg.norm(out[0] - exact) < 0.1 * np.linalg.norm(exact))
+    ((2, 2000, 16), True)
+    """
+    input_dtype = getattr(V, "dtype", None)
+    xp, Q, K, V = _check_inputs(Q, K, V)
+    m = check_int("landmarks", landmarks, 1, min(int(Q.shape[-2]), int(K.shape[-2])))
+    s = _check_scale(scale, int(Q.shape[-1]))
+    method = check_choice("method", method, ("segment_means", "uniform"))
+    if method == "uniform":
+        gen = check_rng(rng)
+        Ql, Kl = _uniform_landmarks(xp, Q, m, gen), _uniform_landmarks(xp, K, m, gen)
+    else:
+        Ql, Kl = _segment_means(xp, Q, m), _segment_means(xp, K, m)
+    F = _softmax(xp, (Q @ Kl.mT) * s)  # (..., n_q, m)
+    A = _softmax(xp, (Ql @ Kl.mT) * s)  # (..., m, m)
+    B = _softmax(xp, (Ql @ K.mT) * s)  # (..., m, n_k)
+    if isinstance(rcond, bool) or not isinstance(rcond, numbers.Real) or not 0 <= rcond < 1:
+        raise ValueError(f"`rcond` must be a number in [0, 1); got {rcond!r}.")
+    A_pinv = xp.astype(xp.linalg.pinv(xp.astype(A, xp.float64), rtol=float(rcond)), Q.dtype)
+    out = F @ (A_pinv @ (B @ V))
+    return xp.astype(out, input_dtype) if _half(xp, input_dtype) else out
+
+
+def _half(xp, dtype) -> bool:
+    return dtype is not None and xp.isdtype(dtype, "real floating") and xp.finfo(dtype).bits < 32
+
+
+def _orthogonal_gaussian(d: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """(d, m) with N(0, I_d) columns, orthogonal within each block of d (Yu et al. 2016)."""
+    blocks = []
+    for start in range(0, m, d):
+        G = rng.standard_normal((d, d))
+        Qg, R = np.linalg.qr(G)
+        Qg *= np.sign(np.diag(R))  # Haar-distributed directions
+        lengths = np.sqrt(rng.chisquare(d, size=d))  # the norms of Gaussian vectors
+        blocks.append((Qg * lengths)[:, : m - start])
+    return np.concatenate(blocks, axis=1)
+
+
+def _positive_features(xp, X, W, stabilizer: str):
+    """exp(W^T x - |x|^2 / 2) / sqrt(m) with a common factor taken out for range.
+
+    ``"rows"`` divides each row by its own maximum (queries: it cancels in
+    their normalisation); ``"all"`` by the maximum over the head's tokens
+    (keys: the same factor in numerator and denominator).
+    """
+    logits = X @ W - xp.sum(X * X, axis=-1, keepdims=True) / 2
+    if stabilizer == "rows":
+        top = xp.max(logits, axis=-1, keepdims=True)
+    else:
+        top = xp.max(xp.max(logits, axis=-1, keepdims=True), axis=-2, keepdims=True)
+    return xp.exp(logits - top) / math.sqrt(W.shape[1])
+
+
+def performer_attention(Q, K, V, n_features: int = 256, *, scale=None, causal: bool = False,
+                        orthogonal: bool = True, rng=None):
+    """Softmax attention P V approximated by positive random features (FAVOR+), linear in n.
+
+    exp(s q^T k) = E[phi(q)^T phi(k)] for phi(x) = exp(W^T x' - |x'|^2 / 2) /
+    sqrt(m), x' = sqrt(s) x and W's columns N(0, I) (Choromanski et al. 2021,
+    Lemma 1). Then P V ~ D^-1 phi(Q) (phi(K)^T V) with D = diag(phi(Q)
+    (phi(K)^T 1)): no n x n matrix, and every weight positive.
+
+    Parameters
+    ----------
+    Q : array, shape (..., n_queries, d)
+    K : array, shape (..., n_keys, d)
+    V : array, shape (..., n_keys, d_v)
+    n_features : int, default 256
+        m, the number of random features; the error falls like 1/sqrt(m).
+    scale : float, default 1/sqrt(d)
+    causal : bool, default False
+        Query i sees keys j <= i + n_keys - n_queries, by prefix sums over
+        blocks of queries (needs n_keys >= n_queries).
+    orthogonal : bool, default True
+        Orthogonal random features: W orthogonal in blocks of d, same
+        marginals, lower variance (Choromanski et al. 2021, Theorem 2).
+    rng : None, int, SeedSequence, BitGenerator or Generator
+        Source of W, drawn in float64 on the host (the same ``rng`` gives the
+        same W for NumPy and torch) and shared by all heads.
+
+    Returns
+    -------
+    array, shape (..., n_queries, d_v)
+
+    Notes
+    -----
+    Cost O(n m (d + d_v)), memory O(n m). The estimator is unbiased for each
+    kernel value, but its relative variance grows like exp(s |q|^2 + s |k|^2)
+    / m, so it suits attention with moderate scores; Nystrom is usually
+    more accurate for a given m where P is numerically low rank.
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> rng = np.random.default_rng(0)
+    >>> Q, K = rng.standard_normal((2, 2000, 16)) * 0.3   # small scores
+    >>> V = rng.standard_normal((2000, 16)) + 1.0
+    >>> out = randla.performer_attention(Q, K, V, 512, rng=0)
+    >>> exact = randla.attention_operator(Q, K).matmat(V)
+    >>> bool(np.linalg.norm(out - exact) < 0.05 * np.linalg.norm(exact))
+    True
+    """
+    input_dtype = getattr(V, "dtype", None)
+    xp, Q, K, V = _check_inputs(Q, K, V)
+    m = check_int("n_features", n_features, 1)
+    s = _check_scale(scale, int(Q.shape[-1]))
+    n_q, n_k = int(Q.shape[-2]), int(K.shape[-2])
+    if causal and n_k < n_q:
+        raise ValueError(
+            f"causal attention needs at least as many keys as queries; got {n_q} queries, {n_k} keys."
+        )
+    d = int(Q.shape[-1])
+    draw = _orthogonal_gaussian(d, m, check_rng(rng)) if orthogonal else check_rng(rng).standard_normal((d, m))
+    W = xp.asarray(draw, dtype=Q.dtype, device=device_of(Q))
+    root = math.sqrt(s)
+    phi_q = _positive_features(xp, Q * root, W, "rows")
+    phi_k = _positive_features(xp, K * root, W, "all")
+    if causal:
+        out = _causal_linear_attention(xp, phi_q, phi_k, V)
+    else:
+        numerator = phi_q @ (phi_k.mT @ V)
+        denominator = phi_q @ xp.sum(phi_k, axis=-2)[..., None]
+        out = numerator / denominator
+    return xp.astype(out, input_dtype) if _half(xp, input_dtype) else out
+
+
+def _causal_linear_attention(xp, phi_q, phi_k, V):
+    """D^-1 (mask o phi_q phi_k^T) V by blocks of queries: the keys every query of a
+    block sees enter a running sum, the rest a small masked block."""
+    n_q, n_k = int(phi_q.shape[-2]), int(phi_k.shape[-2])
+    offset = n_k - n_q
+    device = device_of(V)
+    batch = np.broadcast_shapes(tuple(phi_k.shape[:-2]), tuple(V.shape[:-2]))
+    state = xp.zeros((*batch, phi_k.shape[-1], V.shape[-1]), dtype=V.dtype, device=device)
+    total = xp.zeros((*batch, phi_k.shape[-1], 1), dtype=V.dtype, device=device)
+    seen, blocks = 0, []
+    for start in range(0, n_q, _CAUSAL_CHUNK):
+        stop = min(start + _CAUSAL_CHUNK, n_q)
+        shared = start + offset + 1  # keys j < shared are seen by every query of the block
+        if shared > seen:
+            keys = phi_k[..., seen:shared, :]
+            state = state + keys.mT @ V[..., seen:shared, :]
+            total = total + xp.sum(keys, axis=-2)[..., None]
+            seen = shared
+        block_q = phi_q[..., start:stop, :]
+        numerator, denominator = block_q @ state, block_q @ total
+        if stop + offset > shared:  # the block's own keys, under the causal mask
+            i = xp.arange(start, stop, device=device)[:, None]
+            j = xp.arange(shared, stop + offset, device=device)[None, :]
+            weights = (block_q @ phi_k[..., shared : stop + offset, :].mT) * xp.astype(j <= i + offset,
+                                                                                              V.dtype)
+            numerator = numerator + weights @ V[..., shared : stop + offset, :]
+            denominator = denominator + xp.sum(weights, axis=-1, keepdims=True)
+        blocks.append(numerator / denominator)
+    return xp.concat(blocks, axis=-2)

@@ -1,0 +1,205 @@
+"""randla.attention: the implicit attention operator against dense softmax, and the
+Nystrom and random-feature approximations against exact attention and the optimum."""
+
+from __future__ import annotations
+
+import math
+
+import array_api_compat.numpy as numpy_namespace
+import numpy as np
+import pytest
+import torch
+from scipy.special import softmax
+
+import randla
+from randla.attention import _causal_linear_attention
+
+
+def dense_attention(Q, K, scale=None, causal=False):
+    """softmax(s Q K^T) with the causal mask, in double."""
+    Q, K = np.asarray(Q, dtype=np.float64), np.asarray(K, dtype=np.float64)
+    S = (Q @ K.T) * (1 / math.sqrt(Q.shape[1]) if scale is None else scale)
+    if causal:
+        offset = K.shape[0] - Q.shape[0]
+        S[np.arange(K.shape[0])[None, :] > np.arange(Q.shape[0])[:, None] + offset] = -np.inf
+    return softmax(S, axis=1)
+
+
+def qkv(n_q=120, n_k=150, d=8, d_v=5, scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n_q, d)) * scale, rng.standard_normal((n_k, d)) * scale, rng.standard_normal((n_k, d_v))
+
+
+def topic_tokens(n=1200, topics=6, d=16, seed=0):
+    """Tokens of a text that treats a few topics in turn: attention of low numerical rank."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((topics, d)) * 2
+    X = centres[np.repeat(np.arange(topics), n // topics)] + 0.3 * rng.standard_normal((n, d))
+    return X, rng.standard_normal((n, 8))
+
+
+def relative(a, b):
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_operator_products_equal_dense_attention(backend, dtype, causal):
+    Q, K, V = qkv()
+    P = dense_attention(Q, K, causal=causal)
+    wrap = (lambda x: torch.from_numpy(x.astype(dtype))) if backend == "torch" else (lambda x: x.astype(dtype))
+    # A 20 KiB limit forces blocks of a few queries.
+    op = randla.attention_operator(wrap(Q), wrap(K), causal=causal, memory_limit=20_000)
+    assert op._rows_per_block() < Q.shape[0] and op.shape == P.shape
+    Y = np.random.default_rng(1).standard_normal((Q.shape[0], 3))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(np.asarray(op.matmat(wrap(V))), P @ V, atol=tol)
+    np.testing.assert_allclose(np.asarray(op.rmatmat(wrap(Y))), P.T @ Y, atol=tol)
+    assert op.norm() == pytest.approx(np.linalg.norm(P), rel=10 * tol)
+    if causal:  # the newest query sees every key, the first only the keys before the extra ones
+        assert np.all(P[-1] > 0) and np.all(P[0, K.shape[0] - Q.shape[0] + 1 :] == 0)
+
+
+def test_operator_takes_any_score_scale_without_overflow():
+    Q, K, V = qkv(scale=1.0)
+    for scale in [1e-8, 1e3, 1e300]:
+        out = randla.attention_operator(Q, K, scale=scale).matmat(V)
+        np.testing.assert_allclose(out, dense_attention(Q, K, scale=scale) @ V, atol=1e-10)
+
+
+def test_svd_of_the_attention_matrix_is_near_optimal():
+    X, _ = topic_tokens()
+    op = randla.attention_operator(X, X)
+    P = dense_attention(X, X)
+    s = np.linalg.svd(P, compute_uv=False)
+    for k in [6, 20]:
+        U, S, Vh = randla.svd(op, k, rng=0)
+        optimum = math.sqrt(np.sum(s[k:] ** 2))
+        assert np.linalg.norm(P - (U * S) @ Vh) <= 1.05 * optimum
+        np.testing.assert_allclose(S[:6], s[:6], rtol=1e-8)  # the topics' values, behind a wide gap
+    # Six topics: six singular values carry almost all of the matrix.
+    assert np.sum(s[6:] ** 2) < 0.01 * np.sum(s**2)
+
+
+def test_half_precision_attention_comes_back_in_it():
+    Q, K, _ = qkv(60, 60)
+    op = randla.attention_operator(torch.from_numpy(Q).bfloat16(), torch.from_numpy(K).bfloat16())
+    r = randla.svd(op, 5, rng=0)
+    assert op.dtype == torch.float32 and r.U.dtype == torch.bfloat16
+    exact = np.linalg.svd(dense_attention(torch.from_numpy(Q).bfloat16().float(), torch.from_numpy(K).bfloat16().float()),
+                          compute_uv=False)
+    np.testing.assert_allclose(r.S.float().numpy(), exact[:5], rtol=2e-2)
+
+
+@pytest.mark.parametrize("method", ["segment_means", "uniform"])
+def test_nystrom_attention_with_every_token_as_a_landmark_is_exact(method):
+    Q, K, V = qkv(80, 80, scale=0.7)
+    out = randla.nystrom_attention(Q, K, V, 80, method=method, rcond=1e-13, rng=0)
+    np.testing.assert_allclose(out, dense_attention(Q, K) @ V, atol=1e-8)
+
+
+def test_nystrom_attention_on_structured_text_is_near_the_optimum():
+    X, V = topic_tokens(topics=6)
+    P = dense_attention(X, X)
+    exact = P @ V
+    U, s, Vh = np.linalg.svd(P)
+    best_rank_6 = relative((U[:, :6] * s[:6]) @ (Vh[:6] @ V), exact)  # the best rank-6 P, applied to V
+    # Landmarks on every topic (contiguous segments do it with two per topic,
+    # uniform draws with eight) come within 25% of the best rank-6 error.
+    for m, method in [(12, "segment_means"), (48, "segment_means"), (48, "uniform")]:
+        error = relative(randla.nystrom_attention(X, X, V, m, method=method, rng=0), exact)
+        assert error <= 1.25 * best_rank_6, (m, method, error, best_rank_6)
+
+
+def test_batched_heads_broadcast_and_match_one_head_at_a_time():
+    rng = np.random.default_rng(0)
+    Q, K = rng.standard_normal((2, 3, 200, 8)) * 0.5, rng.standard_normal((1, 3, 200, 8)) * 0.5
+    V = rng.standard_normal((200, 4))
+    for approx in [lambda q, k, v: randla.nystrom_attention(q, k, v, 16),
+                   lambda q, k, v: randla.performer_attention(q, k, v, 64, rng=0),
+                   lambda q, k, v: randla.performer_attention(q, k, v, 64, causal=True, rng=0)]:
+        out = approx(Q, K, V)
+        assert out.shape == (2, 3, 200, 4)
+        for b in range(2):
+            for h in range(3):
+                np.testing.assert_allclose(out[b, h], approx(Q[b, h], K[0, h], V), atol=1e-12)
+        as_torch = approx(*(torch.from_numpy(x) for x in (Q, K, V)))
+        np.testing.assert_allclose(as_torch.numpy(), out, atol=1e-10)
+
+
+def test_performer_error_falls_like_one_over_root_features():
+    Q, K, V = qkv(300, 300, scale=0.3)
+    exact = dense_attention(Q, K) @ V
+    mean_error = {m: np.mean([relative(randla.performer_attention(Q, K, V, m, rng=seed), exact) for seed in range(8)])
+                  for m in [64, 4096]}
+    # 64 times the features: 1/8 of the error expected; allow 1/4.
+    assert mean_error[4096] <= mean_error[64] / 4 and mean_error[4096] < 0.01
+
+
+@pytest.mark.parametrize("n_q, n_k", [(600, 600), (530, 700), (1, 40)])
+def test_causal_prefix_sums_equal_the_masked_product(n_q, n_k):
+    rng = np.random.default_rng(0)
+    phi_q, phi_k = rng.random((n_q, 12)), rng.random((n_k, 12))
+    V = rng.standard_normal((n_k, 3))
+    mask = np.arange(n_k)[None, :] <= np.arange(n_q)[:, None] + (n_k - n_q)
+    weights = (phi_q @ phi_k.T) * mask
+    expected = (weights @ V) / weights.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(_causal_linear_attention(numpy_namespace, phi_q, phi_k, V), expected,
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_causal_performer_tends_to_causal_attention_and_agrees_on_the_last_query():
+    Q, K, V = qkv(300, 340, scale=0.3)
+    V = V + 1.0
+    exact = dense_attention(Q, K, causal=True) @ V
+    causal = randla.performer_attention(Q, K, V, 8192, causal=True, rng=0)
+    assert relative(causal, exact) < 0.02
+    full = randla.performer_attention(Q, K, V, 8192, rng=0)
+    np.testing.assert_allclose(causal[-1], full[-1], rtol=1e-10)  # the last query sees every key
+
+
+def test_inputs_are_not_modified():
+    Q, K, V = qkv()
+    copies = [x.copy() for x in (Q, K, V)]
+    randla.nystrom_attention(Q, K, V, 10)
+    randla.performer_attention(Q, K, V, 10, causal=True, rng=0)
+    randla.svd(randla.attention_operator(Q, K, causal=True), 3, rng=0)
+    for before, after in zip(copies, (Q, K, V)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_bad_input():
+    Q, K, V = qkv()
+    with pytest.raises(ValueError, match="same width d"):
+        randla.attention_operator(Q, K[:, :3])
+    with pytest.raises(ValueError, match="a row per key"):
+        randla.nystrom_attention(Q, K, V[:-1])
+    with pytest.raises(ValueError, match="must broadcast"):
+        randla.performer_attention(np.stack([Q, Q]), np.stack([K] * 3), V)
+    with pytest.raises(ValueError, match="2-D"):
+        randla.attention_operator(Q[None], K[None])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        randla.nystrom_attention(Q, K * np.nan, V)
+    with pytest.raises(TypeError, match="real numbers"):
+        randla.attention_operator(Q * 1j, K)
+    with pytest.raises(TypeError, match="NumPy array or torch tensor"):
+        randla.attention_operator(Q.tolist(), K)
+    with pytest.raises(TypeError, match="one array library"):
+        randla.nystrom_attention(Q, torch.from_numpy(K), V)
+    with pytest.raises(ValueError, match="at least as many keys"):
+        randla.attention_operator(K, Q, causal=True)
+    with pytest.raises(ValueError, match="at least as many keys"):
+        randla.performer_attention(K, Q, Q, causal=True)
+    with pytest.raises(ValueError, match="landmarks"):
+        randla.nystrom_attention(Q, K, V, Q.shape[0] + 1)
+    with pytest.raises(ValueError, match="scale"):
+        randla.attention_operator(Q, K, scale=-1.0)
+    with pytest.raises(ValueError, match="rcond"):
+        randla.nystrom_attention(Q, K, V, rcond=2.0)
+    with pytest.raises(ValueError, match="method"):
+        randla.nystrom_attention(Q, K, V, method="kmeans")
+    with pytest.raises(ValueError, match="n_features"):
+        randla.performer_attention(Q, K, V, 0)
+    with pytest.raises(ValueError, match="must not be empty"):
+        randla.attention_operator(Q[:0], K)
