@@ -80,6 +80,21 @@ def _capped_components(n_components, n_samples: int) -> int:
     return n_components
 
 
+def _rank_and_tol(n_components, limit: int, share: str, *, allow_none: bool = True):
+    """(rank, tol) for :func:`randla.pca` or :func:`randla.svd` from ``n_components``:
+    an int, a float ``share`` in (0, 1), or (where allowed) None for all ``limit``."""
+    k = n_components
+    if k is None and allow_none:
+        return limit, None
+    if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
+        return None, math.sqrt(1.0 - k)  # the share captured is 1 - tol^2
+    try:
+        return check_int("n_components", k, 1, limit), None
+    except ValueError:
+        allowed = f"an int in [1, {limit}] (at most min(n_samples, n_features)), a float in (0, 1) ({share})"
+        raise ValueError(f"`n_components` must be {allowed}{' or None' if allow_none else ''}; got {k!r}.") from None
+
+
 class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis by randomized SVD, of dense or sparse data.
 
@@ -145,7 +160,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _fit(self, X):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         m, n = X.shape
-        rank, tol = self._rank_and_tol(min(m, n))
+        rank, tol = _rank_and_tol(self.n_components, min(m, n), "the share of the variance to explain")
         result = pca(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters,
                      method=self.method, rng=_random_seed(self.random_state))
         k = result.rank
@@ -158,21 +173,6 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         left = result.total_variance - float(np.sum(self._variance()))
         self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
         return result
-
-    def _rank_and_tol(self, limit: int):
-        """(rank, tol) for :func:`randla.pca` from ``n_components``."""
-        k = self.n_components
-        if k is None:
-            return limit, None
-        if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
-            return None, math.sqrt(1.0 - k)  # explained share 1 - tol^2
-        try:
-            return check_int("n_components", k, 1, limit), None
-        except ValueError:
-            raise ValueError(
-                f"`n_components` must be an int in [1, {limit}] (at most min(n_samples, n_features)), "
-                f"a float in (0, 1) (the share of the variance to explain) or None; got {k!r}."
-            ) from None
 
     @property
     def _n_features_out(self):  # names the output columns, pca0, pca1, ...
@@ -302,7 +302,8 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def fit_transform(self, X, y=None):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
-        rank, tol = self._rank_and_tol(min(X.shape))
+        rank, tol = _rank_and_tol(self.n_components, min(X.shape), "the share of ||X||_F^2 to capture",
+                                  allow_none=False)
         result = svd(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters, method=self.method,
                      rng=_random_seed(self.random_state))
         scores = result.U * result.S
@@ -314,19 +315,6 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         total = Centered(as_operator(X), axis=0).norm() ** 2 / X.shape[0]
         self.explained_variance_ratio_ = (self.explained_variance_ / total if total > 0 else 0 * self.explained_variance_)
         return scores
-
-    def _rank_and_tol(self, limit: int):
-        """(rank, tol) for :func:`randla.svd` from ``n_components``."""
-        k = self.n_components
-        if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
-            return None, math.sqrt(1.0 - k)  # captured share 1 - tol^2
-        try:
-            return check_int("n_components", k, 1, limit), None
-        except ValueError:
-            raise ValueError(
-                f"`n_components` must be an int in [1, {limit}] (at most min(n_samples, n_features)) or a float "
-                f"in (0, 1) (the share of ||X||_F^2 to capture); got {k!r}."
-            ) from None
 
     @property
     def _n_features_out(self):  # names the output columns, truncatedsvd0, ...
