@@ -12,7 +12,9 @@ Three data sets, each decomposed to k = 50 components:
 
 scikit-learn's PCA centres dense data explicitly (a copy) and takes sparse
 data only with ARPACK or the covariance matrix (n x n); randla centres
-implicitly, so one code path serves both. Accuracy: the variance the k
+implicitly, so one code path serves both. On the first two, the one-pass
+methods too, fed 1000 rows at a time: ``randla.StreamingPCA`` (Frequent
+Directions) and scikit-learn's ``IncrementalPCA``. Accuracy: the variance the k
 returned axes capture, tr(V C V^T) for the exact covariance C, over the
 optimum (the sum of C's top k eigenvalues; for ``sparse``, ARPACK's, which
 is converged to machine precision). Time: median of the timed runs,
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, IncrementalPCA
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -56,6 +58,7 @@ TOKENS = 30_000
 PEER_PASSES = 7
 TARGET_TIME = 1.0  # randla's time over the peer's (randomized PCA for dense data, ARPACK for sparse)
 TARGET_ACCURACY = 1e-3  # captured variance over the optimum: at most this much below the peer's
+BATCH = 1000  # rows per batch of the one-pass (streaming) methods
 
 _T0 = time.perf_counter()
 
@@ -117,7 +120,11 @@ def captured_variance(X, V, mean) -> float:
     return float(np.sum(XV**2) / (X.shape[0] - 1))
 
 
-def methods(X, sparse: bool, with_covariance: bool):
+def batches(X):
+    return (X[i : i + BATCH] for i in range(0, X.shape[0], BATCH))
+
+
+def methods(X, sparse: bool, with_covariance: bool, streaming: bool):
     k = RANK
     calls = {
         "randla": ("randla.pca(X, k, rng=0)", lambda: randla.pca(X, k, rng=0)),
@@ -138,6 +145,11 @@ def methods(X, sparse: bool, with_covariance: bool):
         calls["sklearn_randomized_q2"] = (
             "PCA(k, svd_solver='randomized', iterated_power=2, random_state=0).fit(X)",
             lambda: PCA(k, svd_solver="randomized", iterated_power=2, random_state=0).fit(X))
+    if streaming:
+        calls["randla_streaming"] = (f"StreamingPCA(k).fit(batches of {BATCH} rows)",
+                                     lambda: randla.StreamingPCA(k).fit(batches(X)))
+        calls["sklearn_incremental"] = (f"IncrementalPCA(k, batch_size={BATCH}).fit(X)",
+                                        lambda: IncrementalPCA(k, batch_size=BATCH).fit(X))
     if with_covariance:
         calls["sklearn_covariance_eigh"] = ("PCA(k, svd_solver='covariance_eigh').fit(X)",
                                             lambda: PCA(k, svd_solver="covariance_eigh").fit(X))
@@ -146,14 +158,15 @@ def methods(X, sparse: bool, with_covariance: bool):
 
 def axes(result):
     """(components, mean) of a randla result or a fitted scikit-learn PCA."""
-    if isinstance(result, PCA):
-        return result.components_, result.mean_
+    if isinstance(result, (PCA, IncrementalPCA, randla.StreamingPCA)):
+        return result.components_, np.asarray(result.mean_, dtype=np.float64)
     return result.components, np.asarray(result.mean, dtype=np.float64)
 
 
-def run_case(name, X, description, args, *, sparse: bool, exact: bool, with_covariance: bool):
+def run_case(name, X, description, args, *, sparse: bool, exact: bool, with_covariance: bool,
+             streaming: bool = True):
     log(f"{name}: {X.shape[0]}x{X.shape[1]} {X.dtype}, {description}")
-    calls = methods(X, sparse, with_covariance)
+    calls = methods(X, sparse, with_covariance, streaming)
     _environment.wait_until_quiet()
     timings = round_robin([Task(n, run, repeats=args.repeats) for n, (_, run) in calls.items()],
                           pause=args.pause, log=log, budget=args.budget)
@@ -215,7 +228,7 @@ def main(argv=None):
                           "min_df=2)", args, sparse=True, exact=True, with_covariance=True))
     S = abs(sparse_random(200_000, 50_000, 1_000_000, rng=0))
     cases.append(run_case("sparse", S, "abs(randla.testing.sparse_random(200000, 50000, 10**6, rng=0))",
-                          args, sparse=True, exact=False, with_covariance=False))
+                          args, sparse=True, exact=False, with_covariance=False, streaming=False))
     results = {
         "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "environment": env,

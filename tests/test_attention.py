@@ -18,7 +18,8 @@ from randla.attention import _causal_linear_attention
 def dense_attention(Q, K, scale=None, causal=False):
     """softmax(s Q K^T) with the causal mask, in double."""
     Q, K = np.asarray(Q, dtype=np.float64), np.asarray(K, dtype=np.float64)
-    S = (Q @ K.T) * (1 / math.sqrt(Q.shape[1]) if scale is None else scale)
+    S = Q @ K.T
+    S = (S - S.max(axis=1, keepdims=True)) * (1 / math.sqrt(Q.shape[1]) if scale is None else scale)
     if causal:
         offset = K.shape[0] - Q.shape[0]
         S[np.arange(K.shape[0])[None, :] > np.arange(Q.shape[0])[:, None] + offset] = -np.inf

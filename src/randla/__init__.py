@@ -36,6 +36,7 @@ from .operators import Centered, Operator, PlusLowRank, Shifted, Transposed, as_
 from .pca import PCAResult, pca
 from .qb import QBResult, qb
 from .rangefinder import estimate_error, posterior_error_bound
+from .streaming import StreamingPCA
 from .spectral import SpectralNormResult, StableRankResult, spectral_norm, stable_rank
 from .svd import SVDResult, svd
 
@@ -82,6 +83,7 @@ __all__ = [
     "NystromResult",
     "QBResult",
     "PCAResult",
+    "StreamingPCA",
     "IDResult",
     "TwoSidedIDResult",
     "CURResult",

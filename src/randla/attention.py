@@ -78,9 +78,10 @@ def _check_scale(scale, d: int) -> float:
     return float(scale)
 
 
-def _softmax(xp, S):
-    """Row-wise softmax of a block of scores, shifted by the row maximum (no overflow)."""
-    E = xp.exp(S - xp.max(S, axis=-1, keepdims=True))
+def _softmax(xp, S, scale: float):
+    """Row-wise softmax of scale * S, shifted by the row maximum before scaling, so
+    that no scale overflows."""
+    E = xp.exp((S - xp.max(S, axis=-1, keepdims=True)) * scale)
     return E / xp.sum(E, axis=-1, keepdims=True)
 
 
@@ -114,13 +115,13 @@ class AttentionOperator(Operator):
     def rows(self, start: int, stop: int):
         """Rows start:stop of P, (stop - start, n_keys)."""
         xp = self.xp
-        S = (self.Q[start:stop] @ self.K.T) * self.scale
+        S = self.Q[start:stop] @ self.K.T
         if self.causal:  # query i sees keys j <= i + n_keys - n_queries (the newest query sees all)
             offset = self.shape[1] - self.shape[0]
             i = xp.arange(start, stop, device=self.device)[:, None]
             j = xp.arange(self.shape[1], device=self.device)[None, :]
             S = xp.where(j > i + offset, xp.asarray(-math.inf, dtype=self.dtype, device=self.device), S)
-        return _softmax(xp, S)
+        return _softmax(xp, S, self.scale)
 
     def matmat(self, X):
         blocks = [P @ X for _, _, P in self._blocks()]
@@ -172,8 +173,8 @@ def attention_operator(Q, K, *, scale=None, causal: bool = False,
     -----
     Each product reads Q and K and costs O(n_queries n_keys (d + k)) for a
     block of k vectors; memory is O(memory_limit) beyond the inputs and the
-    result. Rows are shifted by their maximum before exp, so any scale is
-    safe from overflow.
+    result. Scores are shifted by their row's maximum before they are
+    scaled and exponentiated, so exp never overflows, whatever the scale.
 
     Examples
     --------
@@ -284,9 +285,9 @@ def nystrom_attention(Q, K, V, landmarks: int = 64, *, scale=None, method: str =
         Ql, Kl = _uniform_landmarks(xp, Q, m, gen), _uniform_landmarks(xp, K, m, gen)
     else:
         Ql, Kl = _segment_means(xp, Q, m), _segment_means(xp, K, m)
-    F = _softmax(xp, (Q @ Kl.mT) * s)  # (..., n_q, m)
-    A = _softmax(xp, (Ql @ Kl.mT) * s)  # (..., m, m)
-    B = _softmax(xp, (Ql @ K.mT) * s)  # (..., m, n_k)
+    F = _softmax(xp, Q @ Kl.mT, s)  # (..., n_q, m)
+    A = _softmax(xp, Ql @ Kl.mT, s)  # (..., m, m)
+    B = _softmax(xp, Ql @ K.mT, s)  # (..., m, n_k)
     if isinstance(rcond, bool) or not isinstance(rcond, numbers.Real) or not 0 <= rcond < 1:
         raise ValueError(f"`rcond` must be a number in [0, 1); got {rcond!r}.")
     A_pinv = xp.astype(xp.linalg.pinv(xp.astype(A, xp.float64), rtol=float(rcond)), Q.dtype)

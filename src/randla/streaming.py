@@ -1,0 +1,254 @@
+"""PCA of data seen once, a batch at a time: Frequent Directions with exact means.
+
+Activations of a model over a corpus arrive batch by batch from forward
+passes; storing them, or running the model again for every pass of a
+randomized SVD, is what this avoids. :class:`StreamingPCA` keeps a sketch of
+2 l rows whose Gram matrix approximates the scatter matrix of everything
+seen, with a deterministic bound on the error, plus the exact mean and total
+variance. Memory O(l n), time O(l n) per row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
+
+from ._validate import check_int
+from .backend import conj_transpose, device_of, small_eigh, small_svd
+from .operators import _work_dtype
+
+__all__ = ["StreamingPCA"]
+
+
+class StreamingPCA:
+    """Principal components of rows that arrive in batches, in one pass.
+
+    Frequent Directions (Liberty 2013; Ghashami, Liberty, Phillips & Woodruff
+    2016, Alg. 3.1 with a buffer of 2 l rows) run on the centred rows: each
+    batch is centred on its own mean, and one extra row carries the shift
+    between the running mean and the batch's, so the sketch's Gram matrix
+    tracks the exact scatter matrix C = sum (x - mean)(x - mean)^T of all the
+    rows seen (as scikit-learn's IncrementalPCA, Ross et al. 2008). When the
+    buffer is full it is cut to l rows: its squared singular values beyond
+    the l-th are dropped, and those from the (l/2 + 1)-th to the l-th lose
+    the (l+1)-th, delta; the leading half is kept whole (alpha-FD, Desai,
+    Ghashami & Phillips 2016), which keeps the leading directions nearly
+    exact in practice. Every cut keeps 0 <= C - B^T B <= Delta I for the sum
+    Delta of the deltas, a bound the object reports, and removes at least
+    (s + 1) delta of mass for the s = l - floor(l/2) shrunk directions, so
+    Delta <= sum_{i>j} lambda_i(C) / (s + 1 - j) for every j <= s.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of principal axes k to report.
+    sketch_size : int, optional
+        Rows l kept after each cut, at least k (default 4 k, for which the
+        bound above holds at j = k: Delta <= sum_{i>k} lambda_i / (k + 1)).
+        Larger l: more accurate, more memory (2 l n numbers) and time.
+
+    Attributes
+    ----------
+    components_ : (k, n) array
+        Principal axes, orthonormal rows, by decreasing variance.
+    explained_variance_ : (k,) array
+        sigma_i(B)^2 / (N - 1). The i-th eigenvalue of the covariance
+        C / (N - 1) lies in [this, this + variance_error_bound_] (Weyl).
+    explained_variance_ratio_ : (k,) array
+        Over the exact total variance.
+    singular_values_ : (k,) array
+    mean_ : (n,) array
+        Exact column means, accumulated in double.
+    total_variance_ : float
+        Exact sum of the column variances (divisor N - 1).
+    variance_error_bound_ : float
+        Delta / (N - 1): ||C / (N - 1) - B^T B / (N - 1)||_2 is at most this.
+    n_samples_seen_ : int
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> X = randla.testing.low_rank(5000, 200, rank=5, noise=0.01, rng=0) + 3.0
+    >>> pca = randla.StreamingPCA(5)
+    >>> for batch in np.array_split(X, 10):
+    ...     _ = pca.partial_fit(batch)
+    >>> exact = randla.pca(X, 5, rng=0)                  # all rows at once, for comparison
+    >>> round(float(pca.explained_variance_ratio_.sum()), 4), round(float(exact.explained_variance_ratio.sum()), 4)
+    (0.9869, 0.9869)
+    >>> pca.components_.shape, pca.transform(X[:3]).shape
+    ((5, 200), (3, 5))
+    """
+
+    def __init__(self, n_components: int, *, sketch_size: int | None = None):
+        self.n_components = check_int("n_components", n_components, 1)
+        low = self.n_components
+        self.sketch_size = (4 * low if sketch_size is None
+                            else check_int("sketch_size", sketch_size, low))
+        self.n_samples_seen_ = 0
+        self._xp = self._dtype = self._device = None
+        self._sums = self._mean = None  # double
+        self._scatter = 0.0  # exact sum of squared deviations, double
+        self._shrinkage = 0.0  # Delta
+        self._buffer = None
+        self._axes = None  # cached SVD of the buffer
+
+    def fit(self, batches):
+        """partial_fit each batch of an iterable in turn (a generator of activations, say)."""
+        for batch in batches:
+            self.partial_fit(batch)
+        return self
+
+    def partial_fit(self, X):
+        """Add the rows of X, (b, n): NumPy, torch (any device), CuPy or SciPy sparse.
+
+        A sparse batch is densified one batch at a time (b x n). X is not modified.
+        """
+        X = self._check_batch(X)
+        xp, b = self._xp, int(X.shape[0])
+        sums = xp.sum(xp.astype(X, xp.float64), axis=0)
+        batch_mean = sums / b
+        rows = X - xp.astype(batch_mean, X.dtype)[None, :]
+        seen = self.n_samples_seen_
+        scatter = float(xp.sum(xp.astype(rows, xp.float64) ** 2))
+        if seen:
+            # The scatter of the union: both parts' scatters plus this rank-one term.
+            shift = (self._mean - batch_mean) * math.sqrt(seen * b / (seen + b))
+            scatter += float(xp.sum(shift**2))
+            rows = xp.concat([rows, xp.astype(shift, X.dtype)[None, :]])
+        self._sums = sums if self._sums is None else self._sums + sums
+        self.n_samples_seen_ = seen + b
+        self._mean = self._sums / self.n_samples_seen_
+        self._scatter += scatter
+        self._append(rows)
+        return self
+
+    def _check_batch(self, X):
+        if sp.issparse(X):
+            X = X.toarray()
+        if not is_array_api_obj(X) or isinstance(X, np.matrix):
+            raise TypeError(f"a batch must be a 2-D array (NumPy, torch, CuPy or SciPy sparse); got {type(X).__name__}.")
+        xp = array_namespace(X)
+        if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"a batch must be 2-D (rows, features) with at least one row; got shape {tuple(X.shape)}.")
+        if not xp.isdtype(X.dtype, ("real floating", "integral", "bool")):
+            raise TypeError(f"a batch must hold real numbers; got dtype {X.dtype}.")
+        if self._xp is None:
+            self._xp, self._device = xp, device_of(X)
+            self._dtype, self._output_dtype = _work_dtype(xp, X.dtype), X.dtype
+            self._features = int(X.shape[1])
+        elif xp is not self._xp or int(X.shape[1]) != self._features:
+            raise ValueError(
+                f"every batch must come from the first one's library with {self._features} features; "
+                f"got {type(X).__name__} of shape {tuple(X.shape)}."
+            )
+        if X.dtype != self._dtype:
+            X = xp.astype(X, self._dtype)
+        if not bool(xp.all(xp.isfinite(X))):
+            raise ValueError("the batch contains NaN or Inf; remove or impute those rows first.")
+        return X
+
+    def _append(self, rows):
+        """Rows into the buffer, shrinking it to l rows each time it holds 2 l."""
+        xp, full = self._xp, 2 * self.sketch_size
+        start = 0
+        while start < rows.shape[0]:
+            held = 0 if self._buffer is None else int(self._buffer.shape[0])
+            take = min(full - held, int(rows.shape[0]) - start)
+            part = rows[start : start + take]
+            self._buffer = part if self._buffer is None else xp.concat([self._buffer, part])
+            start += take
+            if self._buffer.shape[0] == full:
+                self._shrink()
+        self._axes = None
+
+    def _shrink(self):
+        """Buffer (2 l x n) to l rows, through its 2l x 2l Gram matrix in double: a
+        symmetric eigensolver on it is several times faster than an SVD of the
+        buffer, and the rows kept, diag(sqrt(1 - delta / sigma^2)) U^T buffer
+        (factor 1 for the leading half), are the well-resolved directions."""
+        xp, step = self._xp, self.sketch_size
+        buffer = xp.astype(self._buffer, xp.float64)
+        w, U = small_eigh(xp, buffer @ conj_transpose(xp, buffer))
+        w, U = xp.flip(w), xp.flip(U, axis=1)  # descending
+        delta = max(float(w[step]), 0.0)  # the (l+1)-th squared singular value
+        top = xp.clip(w[:step], min=delta)
+        scale = xp.where(top > 0, xp.sqrt((top - delta) / xp.where(top > 0, top, 1.0)), 0.0)
+        kept_whole = step // 2
+        scale = xp.concat([xp.ones(kept_whole, dtype=scale.dtype, device=self._device), scale[kept_whole:]])
+        kept = (scale[:, None] * conj_transpose(xp, U[:, :step])) @ buffer
+        self._buffer = xp.astype(kept, self._dtype)
+        self._shrinkage += delta
+
+    def _sketch_axes(self):
+        if self.n_samples_seen_ < 2:
+            raise ValueError(f"StreamingPCA needs at least 2 rows before it has components; "
+                             f"it has seen {self.n_samples_seen_}.")
+        if self._axes is None:
+            _, s, Vh = small_svd(self._xp, self._buffer)
+            k = min(self.n_components, int(s.shape[0]))
+            self._axes = (s[:k], Vh[:k])
+        return self._axes
+
+    def _out(self, x):
+        xp = self._xp
+        return x if x.dtype == self._output_dtype or not xp.isdtype(self._output_dtype, "real floating") \
+            else xp.astype(x, self._output_dtype)
+
+    @property
+    def components_(self):
+        return self._out(self._sketch_axes()[1])
+
+    @property
+    def singular_values_(self):
+        return self._out(self._sketch_axes()[0])
+
+    def _scatter_along_axes(self):
+        return self._xp.astype(self._sketch_axes()[0], self._xp.float64) ** 2
+
+    @property
+    def explained_variance_(self):
+        variance = self._scatter_along_axes() / (self.n_samples_seen_ - 1)
+        return self._out(self._xp.astype(variance, self._dtype))
+
+    @property
+    def explained_variance_ratio_(self):
+        scatter = self._scatter_along_axes()
+        share = scatter / self._scatter if self._scatter > 0 else scatter * 0
+        return self._out(self._xp.astype(share, self._dtype))
+
+    @property
+    def mean_(self):
+        self._sketch_axes()
+        return self._out(self._xp.astype(self._mean, self._dtype))
+
+    @property
+    def total_variance_(self) -> float:
+        self._sketch_axes()
+        return self._scatter / (self.n_samples_seen_ - 1)
+
+    @property
+    def variance_error_bound_(self) -> float:
+        self._sketch_axes()
+        return self._shrinkage / (self.n_samples_seen_ - 1)
+
+    def transform(self, X):
+        """Rows of X (p, n) in principal coordinates, (X - mean) V: the mean is
+        subtracted after the product, so sparse X is not densified."""
+        s, Vh = self._sketch_axes()
+        if len(X.shape) != 2 or X.shape[1] != self._features:
+            raise ValueError(f"`X` must have shape (p, {self._features}); got {tuple(X.shape)}.")
+        V = conj_transpose(self._xp, Vh)
+        if is_torch_array(X) and X.dtype != V.dtype:
+            X = X.to(V.dtype)
+        mean = self._xp.astype(self._mean, V.dtype)
+        return self._out(X @ V - (mean[None, :] @ V))
+
+    def inverse_transform(self, Z):
+        """Points (p, k) in principal coordinates back in the data space: Z Vh + mean."""
+        s, Vh = self._sketch_axes()
+        if len(Z.shape) != 2 or Z.shape[1] != Vh.shape[0]:
+            raise ValueError(f"`Z` must have shape (p, {Vh.shape[0]}); got {tuple(Z.shape)}.")
+        return self._out(Z @ Vh + self._xp.astype(self._mean, Vh.dtype)[None, :])

@@ -1,0 +1,146 @@
+"""randla.StreamingPCA: the Frequent Directions bounds against the exact covariance,
+exact means and totals whatever the batching, containers and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import randla
+from randla.testing import low_rank, planted
+
+
+def stream(X, k, batches=20, **kwargs):
+    pca = randla.StreamingPCA(k, **kwargs)
+    bounds = np.linspace(0, X.shape[0], batches + 1).round().astype(int)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        pca.partial_fit(X[start:stop])
+    return pca
+
+
+def slow_decay(m=6000, n=300, offset=5.0):
+    return planted(m, n, "polynomial", rate=0.8, rng=0).A + offset
+
+
+def covariance_eigen(X):
+    w, V = np.linalg.eigh(np.cov(X, rowvar=False))
+    return w[::-1], V[:, ::-1]
+
+
+@pytest.mark.parametrize("sketch_size", [10, 20, 60])
+def test_frequent_directions_bounds_hold(sketch_size):
+    X = slow_decay()
+    k = 10
+    pca = stream(X, k, sketch_size=sketch_size)
+    lam, _ = covariance_eigen(X)
+    bound = pca.variance_error_bound_
+    assert bound > 0
+    # The sketch's covariance is below the true one, and within the bound of it.
+    B = pca._buffer.astype(np.float64)
+    gap = np.linalg.eigvalsh(np.cov(X, rowvar=False) - B.T @ B / (X.shape[0] - 1))
+    assert gap[0] >= -1e-12 * lam[0] and gap[-1] <= bound * (1 + 1e-9)
+    # The a priori bound: Delta <= tail_j / (s + 1 - j) for the s = l - floor(l/2)
+    # directions a cut shrinks, every j <= s.
+    shrunk = sketch_size - sketch_size // 2
+    for j in range(0, shrunk + 1):
+        assert bound <= np.sum(lam[j:]) / (shrunk + 1 - j) * (1 + 1e-9)
+    ev = pca.explained_variance_  # the lower end of the bracket [sigma^2, sigma^2 + Delta] / (N - 1)
+    assert np.all(ev <= lam[:k] * (1 + 1e-12)) and np.all(ev >= lam[:k] - bound * (1 + 1e-9))
+
+
+def test_default_sketch_captures_near_optimal_variance():
+    X = slow_decay()
+    k = 10
+    pca = stream(X, k)
+    lam, _ = covariance_eigen(X)
+    V = pca.components_
+    captured = np.trace(V @ np.cov(X, rowvar=False) @ V.T) / np.sum(lam[:k])
+    assert captured >= 0.9999
+    # The leading half of the sketch is never shrunk, so the leading axes' variances
+    # come out within 1%, far inside the bracket.
+    np.testing.assert_allclose(pca.explained_variance_, lam[:k], rtol=1e-2)
+    np.testing.assert_allclose(V @ V.T, np.eye(k), atol=1e-12)
+
+
+def test_exact_when_the_data_fit_in_the_sketch():
+    X = low_rank(3000, 80, rank=6, rng=0) + 2.0
+    pca = stream(X, 6, batches=7, sketch_size=12)
+    lam, W = covariance_eigen(X)
+    assert pca.variance_error_bound_ < 1e-12 * lam[0]
+    np.testing.assert_allclose(pca.explained_variance_, lam[:6], rtol=1e-9)
+    signs = np.sign(np.sum(pca.components_ * W[:, :6].T, axis=1))
+    np.testing.assert_allclose(pca.components_ * signs[:, None], W[:, :6].T, atol=1e-8)
+
+
+def test_means_and_total_variance_are_exact_whatever_the_batches():
+    X = slow_decay(1000, 40, offset=1e4)  # means 10^4 times the spread
+    one = stream(X, 5, batches=1)
+    rows = stream(X, 5, batches=1000)
+    uneven = randla.StreamingPCA(5).fit(X[a:b] for a, b in [(0, 1), (1, 400), (400, 401), (401, 1000)])
+    for pca in (one, rows, uneven):
+        assert pca.n_samples_seen_ == 1000
+        np.testing.assert_allclose(pca.mean_, X.mean(axis=0), rtol=1e-14)
+        assert pca.total_variance_ == pytest.approx(np.var(X, axis=0, ddof=1).sum(), rel=1e-10)
+        lam, _ = covariance_eigen(X)
+        V = pca.components_
+        assert np.trace(V @ np.cov(X, rowvar=False) @ V.T) >= 0.999 * np.sum(lam[:5])
+
+
+def test_containers_and_precision():
+    X = slow_decay(2000, 60)
+    reference = stream(X, 5)
+    as_torch = stream(torch.from_numpy(X), 5)
+    np.testing.assert_allclose(np.abs(as_torch.components_.numpy()), np.abs(reference.components_), atol=1e-9)
+    as_sparse = stream(sp.csr_array(X), 5)
+    np.testing.assert_allclose(as_sparse.explained_variance_, reference.explained_variance_, rtol=1e-12)
+    single = stream(X.astype(np.float32), 5)
+    assert single.components_.dtype == np.float32 and single.mean_.dtype == np.float32
+    np.testing.assert_allclose(single.explained_variance_, reference.explained_variance_, rtol=1e-4)
+    half = stream(torch.from_numpy(X).bfloat16(), 5)
+    assert half.components_.dtype == torch.bfloat16
+    integers = stream(np.rint(X * 100).astype(np.int64), 5)
+    assert integers.components_.dtype == np.float64
+
+
+def test_transform_and_inverse_transform():
+    X = low_rank(500, 30, rank=3, rng=1) + 4.0
+    pca = stream(X, 3, batches=5)
+    Z = pca.transform(X)
+    np.testing.assert_allclose(Z, (X - X.mean(axis=0)) @ pca.components_.T, atol=1e-10)
+    np.testing.assert_allclose(pca.inverse_transform(Z), X, atol=1e-8)  # rank 3: nothing lost
+    np.testing.assert_allclose(pca.transform(sp.csr_array(X)), Z, atol=1e-10)
+
+
+def test_batches_are_not_modified():
+    X = slow_decay(300, 20)
+    before = X.copy()
+    stream(X, 3, batches=3)
+    np.testing.assert_array_equal(X, before)
+
+
+def test_bad_input():
+    X = slow_decay(100, 20)
+    with pytest.raises(ValueError, match="n_components"):
+        randla.StreamingPCA(0)
+    with pytest.raises(ValueError, match="sketch_size"):
+        randla.StreamingPCA(5, sketch_size=4)
+    pca = randla.StreamingPCA(3).partial_fit(X[:1])
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        pca.components_
+    with pytest.raises(ValueError, match="20 features"):
+        pca.partial_fit(X[:5, :10])
+    with pytest.raises(ValueError, match="first one's library"):
+        pca.partial_fit(torch.from_numpy(X[:5]))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        pca.partial_fit(X[:5] * np.nan)
+    with pytest.raises(ValueError, match="2-D"):
+        pca.partial_fit(X[0])
+    with pytest.raises(TypeError, match="real numbers"):
+        pca.partial_fit(X[:5] * 1j)
+    with pytest.raises(TypeError, match="2-D array"):
+        pca.partial_fit("rows")
+    assert pca.n_samples_seen_ == 1  # the refused batches changed nothing
+    with pytest.raises(ValueError, match=r"shape \(p, 20\)"):
+        stream(X, 3, batches=2).transform(X[:, :5])
