@@ -17,6 +17,8 @@ import randla
         randla.PCA(random_state=0),
         randla.PCA(n_components=2, whiten=True, random_state=0),
         randla.PCA(n_components=0.9, random_state=0),
+        randla.IncrementalPCA(),
+        randla.IncrementalPCA(n_components=2, whiten=True, batch_size=7),
         randla.TruncatedSVD(random_state=0),
         randla.TruncatedSVD(n_components=0.9, random_state=0),
         randla.Nystroem(n_components=10, random_state=0),

@@ -144,3 +144,41 @@ def test_bad_input():
     assert pca.n_samples_seen_ == 1  # the refused batches changed nothing
     with pytest.raises(ValueError, match=r"shape \(p, 20\)"):
         stream(X, 3, batches=2).transform(X[:, :5])
+
+
+# The IncrementalPCA estimator (sklearn's conformance checks run in test_estimators.py).
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_incremental_estimator_matches_exact_pca_when_the_data_fit_the_sketch(whiten, sparse):
+    from sklearn.decomposition import PCA
+
+    X = low_rank(1200, 40, rank=5, noise=1e-3, rng=2) + 1.5
+    ours = randla.IncrementalPCA(n_components=5, whiten=whiten, batch_size=100, sketch_size=40)
+    exact = PCA(n_components=5, whiten=whiten, svd_solver="full").fit(X)
+    Z = ours.fit_transform(sp.csr_array(X) if sparse else X)
+    for name in ["explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_"]:
+        np.testing.assert_allclose(getattr(ours, name), getattr(exact, name), rtol=1e-8)
+    assert ours.noise_variance_ == pytest.approx(exact.noise_variance_, rel=1e-6)
+    signs = np.sign(np.sum(ours.components_ * exact.components_, axis=1))
+    np.testing.assert_allclose(Z, exact.transform(X) * signs, atol=1e-8)
+    np.testing.assert_allclose(ours.inverse_transform(Z), exact.inverse_transform(exact.transform(X)), atol=1e-8)
+    if not whiten:  # scikit-learn's covariance multiplies whitened components by sqrt(explained_variance_)
+        np.testing.assert_allclose(ours.score_samples(X), exact.score_samples(X), rtol=1e-6)
+    assert ours.n_samples_seen_ == 1200 and ours.batch_size_ == 100
+
+
+def test_incremental_estimator_partial_fit_equals_fit_and_takes_small_batches():
+    X = slow_decay(900, 30)
+    whole = randla.IncrementalPCA(n_components=8, batch_size=3).fit(X)  # batches smaller than k
+    pieces = randla.IncrementalPCA(n_components=8)
+    for start in range(0, 900, 3):
+        pieces.partial_fit(X[start : start + 3])
+    np.testing.assert_array_equal(whole.components_, pieces.components_)
+    assert pieces.n_samples_seen_ == 900
+    lam, _ = covariance_eigen(X)
+    V = whole.components_
+    assert np.trace(V @ np.cov(X, rowvar=False) @ V.T) >= 0.999 * np.sum(lam[:8])
+    with pytest.raises(ValueError, match="features"):
+        pieces.partial_fit(X[:5, :10])

@@ -2,8 +2,9 @@
 
 Thin shells: each validates with scikit-learn's conventions (``fit``,
 ``transform``/``predict``, ``random_state``, fitted attributes ending in
-``_``) and calls :func:`randla.pca`, :func:`randla.svd`, a function of
-:mod:`randla.kernels` or :func:`randla.complete`. They take NumPy input (what scikit-learn pipelines
+``_``) and calls :func:`randla.pca`, :class:`randla.StreamingPCA`,
+:func:`randla.svd`, a function of :mod:`randla.kernels` or
+:func:`randla.complete`. They take NumPy input (what scikit-learn pipelines
 pass); the kernel functions they wrap also take torch.
 This module imports scikit-learn, so ``import randla`` loads it only when an
 estimator is first used.
@@ -35,9 +36,10 @@ from .kernels.krr import kernel_ridge, nystrom_kernel_ridge
 from .kernels.landmarks import landmarks as select_landmarks
 from .kernels.operator import DEFAULT_MEMORY_LIMIT, kernel_operator
 from .pca import pca
+from .streaming import StreamingPCA
 from .svd import svd
 
-__all__ = ["PCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion"]
+__all__ = ["PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion"]
 
 # Scores per block of users in ``MatrixCompletion.recommend``: temporaries near 32 MiB.
 _SCORE_ELEMENTS = 1 << 22
@@ -248,6 +250,93 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+class IncrementalPCA(PCA):
+    """PCA in one pass over batches, like :class:`sklearn.decomposition.IncrementalPCA`.
+
+    A shell over :class:`randla.StreamingPCA` (Frequent Directions with exact
+    means): ``partial_fit`` takes one batch at a time, ``fit`` splits X into
+    batches of ``batch_size`` rows. Sparse batches are densified one at a
+    time. Unlike scikit-learn's, a batch may have fewer rows than
+    ``n_components``, and the sketch's error has a certified bound,
+    ``variance_error_bound_``.
+
+    Parameters
+    ----------
+    n_components : int or None, default None
+        None: min(n_features, rows of the first batch).
+    whiten : bool, default False
+    batch_size : int or None, default None
+        Rows per batch in ``fit`` (default 5 n_features, as scikit-learn).
+    sketch_size : int or None, default None
+        As in :class:`randla.StreamingPCA` (default 4 n_components).
+
+    Attributes
+    ----------
+    components_, explained_variance_, explained_variance_ratio_,
+    singular_values_, mean_, noise_variance_, n_components_
+        As in :class:`randla.PCA`; the variances are the sketch's, each at
+        most ``variance_error_bound_`` below the exact one.
+    n_samples_seen_ : int
+    batch_size_ : int
+    variance_error_bound_ : float
+        Bound on the spectral-norm error of the sketched covariance matrix.
+
+    Examples
+    --------
+    >>> import randla
+    >>> X = randla.testing.low_rank(2000, 60, rank=4, noise=0.01, rng=0)
+    >>> ipca = randla.IncrementalPCA(n_components=4, batch_size=500).fit(X)
+    >>> ipca.transform(X).shape, ipca.n_samples_seen_
+    ((2000, 4), 2000)
+    """
+
+    def __init__(self, n_components=None, *, whiten=False, batch_size=None, sketch_size=None):
+        self.n_components = n_components
+        self.whiten = whiten
+        self.batch_size = batch_size
+        self.sketch_size = sketch_size
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
+        self._stream = None
+        self.batch_size_ = (5 * X.shape[1] if self.batch_size is None
+                            else check_int("batch_size", self.batch_size, 1))
+        for start in range(0, X.shape[0], self.batch_size_):
+            self._add(X[start : start + self.batch_size_])
+        return self
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+    def partial_fit(self, X, y=None):
+        first = getattr(self, "_stream", None) is None
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=first)
+        if first:
+            self.batch_size_ = X.shape[0]
+        self._add(X)
+        return self
+
+    def _add(self, X):
+        if getattr(self, "_stream", None) is None:
+            n_components = min(X.shape) if self.n_components is None else self.n_components
+            self._stream = StreamingPCA(check_int("n_components", n_components, 1, X.shape[1]),
+                                        sketch_size=self.sketch_size)
+        stream = self._stream.partial_fit(X)
+        self.n_samples_seen_ = self.n_samples_ = stream.n_samples_seen_
+        if stream.n_samples_seen_ < 2:
+            return
+        self.components_ = stream.components_
+        self.singular_values_ = stream.singular_values_
+        self.explained_variance_ = stream.explained_variance_
+        self.explained_variance_ratio_ = stream.explained_variance_ratio_
+        self.mean_ = stream.mean_
+        self.variance_error_bound_ = stream.variance_error_bound_
+        k, rest = self.components_.shape[0], min(stream.n_samples_seen_, X.shape[1])
+        self.n_components_ = k
+        left = stream.total_variance_ - float(np.sum(self._variance()))
+        self.noise_variance_ = max(left, 0.0) / (rest - k) if k < rest else 0.0
 
 
 class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):

@@ -48,7 +48,8 @@ class StreamingPCA:
     sketch_size : int, optional
         Rows l kept after each cut, at least k (default 4 k, for which the
         bound above holds at j = k: Delta <= sum_{i>k} lambda_i / (k + 1)).
-        Larger l: more accurate, more memory (2 l n numbers) and time.
+        Larger l: more accurate, more memory (2 l n numbers) and time. At
+        most n is used: n rows hold the n x n scatter matrix exactly.
 
     Attributes
     ----------
@@ -95,6 +96,14 @@ class StreamingPCA:
         self._buffer = None
         self._axes = None  # cached SVD of the buffer
 
+    def __getstate__(self):  # picklable: the array namespace is found again from the sketch
+        return {**self.__dict__, "_xp": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._buffer is not None:
+            self._xp = array_namespace(self._buffer)
+
     def fit(self, batches):
         """partial_fit each batch of an iterable in turn (a generator of activations, say)."""
         for batch in batches:
@@ -136,9 +145,13 @@ class StreamingPCA:
         if not xp.isdtype(X.dtype, ("real floating", "integral", "bool")):
             raise TypeError(f"a batch must hold real numbers; got dtype {X.dtype}.")
         if self._xp is None:
+            if self.n_components > X.shape[1]:
+                raise ValueError(f"n_components={self.n_components} is more than the data's {X.shape[1]} features.")
             self._xp, self._device = xp, device_of(X)
             self._dtype, self._output_dtype = _work_dtype(xp, X.dtype), X.dtype
             self._features = int(X.shape[1])
+            # A sketch of n rows holds the n x n scatter matrix exactly: never more.
+            self._kept = min(self.sketch_size, self._features)
         elif xp is not self._xp or int(X.shape[1]) != self._features:
             raise ValueError(
                 f"every batch must come from the first one's library with {self._features} features; "
@@ -152,7 +165,7 @@ class StreamingPCA:
 
     def _append(self, rows):
         """Rows into the buffer, shrinking it to l rows each time it holds 2 l."""
-        xp, full = self._xp, 2 * self.sketch_size
+        xp, full = self._xp, 2 * self._kept
         start = 0
         while start < rows.shape[0]:
             held = 0 if self._buffer is None else int(self._buffer.shape[0])
@@ -169,7 +182,7 @@ class StreamingPCA:
         symmetric eigensolver on it is several times faster than an SVD of the
         buffer, and the rows kept, diag(sqrt(1 - delta / sigma^2)) U^T buffer
         (factor 1 for the leading half), are the well-resolved directions."""
-        xp, step = self._xp, self.sketch_size
+        xp, step = self._xp, self._kept
         buffer = xp.astype(self._buffer, xp.float64)
         w, U = small_eigh(xp, buffer @ conj_transpose(xp, buffer))
         w, U = xp.flip(w), xp.flip(U, axis=1)  # descending
