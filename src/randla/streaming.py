@@ -250,7 +250,7 @@ class StreamingPCA:
     def transform(self, X):
         """Rows of X (p, n) in principal coordinates, (X - mean) V: the mean is
         subtracted after the product, so sparse X is not densified."""
-        s, Vh = self._sketch_axes()
+        _, Vh = self._sketch_axes()
         if len(X.shape) != 2 or X.shape[1] != self._features:
             raise ValueError(f"`X` must have shape (p, {self._features}); got {tuple(X.shape)}.")
         V = conj_transpose(self._xp, Vh)
@@ -261,7 +261,7 @@ class StreamingPCA:
 
     def inverse_transform(self, Z):
         """Points (p, k) in principal coordinates back in the data space: Z Vh + mean."""
-        s, Vh = self._sketch_axes()
+        _, Vh = self._sketch_axes()
         if len(Z.shape) != 2 or Z.shape[1] != Vh.shape[0]:
             raise ValueError(f"`Z` must have shape (p, {Vh.shape[0]}); got {tuple(Z.shape)}.")
         return self._out(Z @ Vh + self._xp.astype(self._mean, Vh.dtype)[None, :])
