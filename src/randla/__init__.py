@@ -42,7 +42,8 @@ from .svd import SVDResult, svd
 
 __version__ = "0.1.0"
 
-_ESTIMATORS = ("PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion")
+_ESTIMATORS = ("PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering",
+               "MatrixCompletion")
 
 
 def __getattr__(name):

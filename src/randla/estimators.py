@@ -31,15 +31,16 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._validate import check_int
 from .completion import complete
 from .kernels.clustering import spectral_clustering
-from .operators import Centered, as_operator
 from .kernels.krr import kernel_ridge, nystrom_kernel_ridge
 from .kernels.landmarks import landmarks as select_landmarks
 from .kernels.operator import DEFAULT_MEMORY_LIMIT, kernel_operator
+from .operators import Centered, as_operator
 from .pca import pca
 from .streaming import StreamingPCA
 from .svd import svd
 
-__all__ = ["PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering", "MatrixCompletion"]
+__all__ = ["PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering",
+           "MatrixCompletion"]
 
 # Scores per block of users in ``MatrixCompletion.recommend``: temporaries near 32 MiB.
 _SCORE_ELEMENTS = 1 << 22
@@ -402,7 +403,7 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         # Variances in double, the total in one pass without densifying X.
         self.explained_variance_ = np.var(scores.astype(np.float64), axis=0).astype(X.dtype)
         total = Centered(as_operator(X), axis=0).norm() ** 2 / X.shape[0]
-        self.explained_variance_ratio_ = (self.explained_variance_ / total if total > 0 else 0 * self.explained_variance_)
+        self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else 0 * self.explained_variance_
         return scores
 
     @property

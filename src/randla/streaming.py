@@ -138,7 +138,8 @@ class StreamingPCA:
         if sp.issparse(X):
             X = X.toarray()
         if not is_array_api_obj(X) or isinstance(X, np.matrix):
-            raise TypeError(f"a batch must be a 2-D array (NumPy, torch, CuPy or SciPy sparse); got {type(X).__name__}.")
+            raise TypeError(f"a batch must be a 2-D array (NumPy, torch, CuPy or SciPy sparse); "
+                            f"got {type(X).__name__}.")
         xp = array_namespace(X)
         if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"a batch must be 2-D (rows, features) with at least one row; got shape {tuple(X.shape)}.")
