@@ -94,9 +94,31 @@ def test_pca_variance_share_of_sparse_rows(tmp_path, capsys):
     assert f"sparse with {A.nnz:,} nonzeros" in stdout and "(asked 0.5: reached)" in stdout
 
 
+def test_pca_one_pass_reads_the_rows_once_in_blocks(tmp_path, capsys):
+    X = randla.testing.planted(3000, 50, "exponential", rate=0.7, rng=0).A + 2.0
+    np.save(tmp_path / "X.npy", X)
+    out = tmp_path / "pca.npz"
+    argv = ["pca", str(tmp_path / "X.npy"), "--rank", "4", "--one-pass", "--block-rows", "128", "-o", str(out)]
+    assert main(argv) == 0
+    saved = _load(out)
+    w, V = np.linalg.eigh(np.cov(X, rowvar=False))
+    w, V = w[::-1], V[:, ::-1]
+    bound = float(saved["variance_error_bound"])
+    assert np.all(saved["explained_variance"] <= w[:4] * (1 + 1e-12))
+    assert np.all(saved["explained_variance"] >= w[:4] - bound * (1 + 1e-9))
+    np.testing.assert_allclose(np.abs(saved["components"] @ V[:, :4]), np.eye(4), atol=1e-6)
+    np.testing.assert_allclose(saved["mean"], X.mean(axis=0), rtol=1e-13)
+    assert "scores" not in saved
+    stdout = capsys.readouterr().out
+    assert "4 components in one pass over blocks of 128 rows (sketch of 16 rows)" in stdout
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (["--variance", "0.5", "--one-pass", "-o", "{tmp}/o.npz"], "--one-pass needs --rank K"),
+        (["--rank", "2", "--one-pass", "--block-rows", "0", "-o", "{tmp}/o.npz"], "--block-rows must be at least 1"),
+        (["--rank", "9", "--one-pass", "-o", "{tmp}/o.npz"], "--rank must be at most min(rows, columns) = 8"),
         (["-o", "{tmp}/o.npz"], "give --rank K (the number of components), --variance F, or both"),
         (["--variance", "1", "-o", "{tmp}/o.npz"], "--variance must be a share of the variance in (0, 1); got 1"),
         (["--rank", "9", "-o", "{tmp}/o.npz"], "`rank` must be an int in [1, 8]"),

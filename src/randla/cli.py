@@ -8,7 +8,10 @@ computes its truncated SVD with :func:`randla.svd` and saves ``U``, ``S``,
 ``randla pca FILE --rank K -o OUT.npz`` (or ``--variance 0.95``) computes
 the principal components of the file's rows with :func:`randla.pca` and
 saves ``components``, ``explained_variance``, ``explained_variance_ratio``,
-``singular_values``, ``mean`` and ``scores``.
+``singular_values``, ``mean`` and ``scores``. With ``--one-pass`` it reads
+the rows once, a block at a time (a ``.npy`` file is memory-mapped, so it
+may be larger than memory), with :class:`randla.StreamingPCA`, and saves
+the same but the scores, with ``variance_error_bound``.
 
 ``randla demo [--quick]`` decomposes a pretrained model's word embeddings, a
 dense matrix with a slowly decaying spectrum and a large sparse matrix, and
@@ -101,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     pca.add_argument("--rank", type=int, metavar="K", help="number of components (with --variance: the cap)")
     pca.add_argument("--variance", type=float, metavar="F", help="share of the variance to explain, in (0, 1)")
     _add_sketch_options(pca)
+    pca.add_argument("--one-pass", action="store_true",
+                     help="read the rows once, in blocks (StreamingPCA; .npy files are memory-mapped)")
+    pca.add_argument("--block-rows", type=int, default=4096, metavar="B",
+                     help="rows per block with --one-pass (default: 4096)")
     pca.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to save the components")
     pca.set_defaults(command=lambda args: _guarded(_pca, args))
 
@@ -236,6 +243,8 @@ def _pca(args) -> int:
         raise ValueError(f"--variance must be a share of the variance in (0, 1); got {args.variance:g}.")
     tol = None if args.variance is None else float(np.sqrt(1.0 - args.variance))
 
+    if args.one_pass:
+        return _pca_one_pass(args, output)
     X = load_matrix(args.file, key=args.key)
     start = time.perf_counter()
     result = randla.pca(X, args.rank, tol=tol, oversample=args.oversample, power_iters=args.power_iters,
@@ -246,18 +255,50 @@ def _pca(args) -> int:
           scores=result.scores)
 
     ratio = np.asarray(result.explained_variance_ratio, dtype=np.float64)
-    top = " ".join(f"{r:.4f}" for r in ratio[:8]) + (" ..." if ratio.size > 8 else "")
     print(f"{args.file}: {_describe(X)}")
     print(f"{result.rank} components (power_iters {result.power_iters}, oversample {args.oversample}) "
           f"in {elapsed:.3g} s")
-    print(f"explained variance ratio: {top}")
     verdict = ""
     if args.variance is not None:
         verdict = f" (asked {args.variance:g}: {'reached' if result.converged else 'not reached within --rank'})"
-    print(f"explained in all: {ratio.sum():.4f} of the total variance{verdict}")
+    _print_shares(ratio, verdict)
     print(f"saved components {tuple(result.components.shape)}, scores {tuple(result.scores.shape)} and the "
           f"variances and mean to {output}")
     return 0
+
+
+def _pca_one_pass(args, output) -> int:
+    import randla
+
+    from .io import load_matrix
+
+    if args.rank is None or args.variance is not None:
+        raise ValueError("--one-pass needs --rank K, and takes no --variance: the sketch's size is set by K.")
+    block = args.block_rows
+    if block < 1:
+        raise ValueError(f"--block-rows must be at least 1; got {block}.")
+    X = load_matrix(args.file, key=args.key, mmap=True)
+    if args.rank > min(X.shape):
+        raise ValueError(f"--rank must be at most min(rows, columns) = {min(X.shape)}; got {args.rank}.")
+    start = time.perf_counter()
+    pca = randla.StreamingPCA(args.rank).fit(X[i : i + block] for i in range(0, X.shape[0], block))
+    elapsed = time.perf_counter() - start
+    _save(output, components=pca.components_, explained_variance=pca.explained_variance_,
+          explained_variance_ratio=pca.explained_variance_ratio_, singular_values=pca.singular_values_,
+          mean=pca.mean_, variance_error_bound=pca.variance_error_bound_)
+    print(f"{args.file}: {_describe(X)}")
+    print(f"{args.rank} components in one pass over blocks of {block} rows (sketch of {pca.sketch_size} rows) "
+          f"in {elapsed:.3g} s; each explained variance is at most {pca.variance_error_bound_:.3g} below the exact")
+    _print_shares(np.asarray(pca.explained_variance_ratio_, dtype=np.float64), "")
+    print(f"saved components {tuple(pca.components_.shape)}, the variances, mean and error bound to {output} "
+          "(no scores: they need a second pass, pca.transform)")
+    return 0
+
+
+def _print_shares(ratio, verdict: str):
+    top = " ".join(f"{r:.4f}" for r in ratio[:8]) + (" ..." if ratio.size > 8 else "")
+    print(f"explained variance ratio: {top}")
+    print(f"explained in all: {ratio.sum():.4f} of the total variance{verdict}")
 
 
 def _describe(A) -> str:

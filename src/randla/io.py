@@ -51,7 +51,7 @@ _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty
 _MAX_LISTED = 20
 
 
-def load_matrix(path, key: str | None = None):
+def load_matrix(path, key: str | None = None, *, mmap: bool = False):
     """Read one 2-D matrix from a file, chosen by the file's extension.
 
     Parameters
@@ -64,6 +64,10 @@ def load_matrix(path, key: str | None = None):
         Which array of an ``.npz`` or tensor of a ``.safetensors`` file to
         read. Without it, an ``.npz`` must hold exactly one array and a
         ``.safetensors`` file exactly one 2-D tensor.
+    mmap : bool, default False
+        Map a ``.npy`` file's array read-only instead of reading it, so a
+        matrix larger than memory can be read a block of rows at a time
+        (other formats are read whole).
 
     Returns
     -------
@@ -101,7 +105,7 @@ def load_matrix(path, key: str | None = None):
         # A file of one matrix has no names: a key given for it is a mistake, not a choice.
         raise ValueError(f"{path}: a key ({key!r}) applies only to .npz and .safetensors files, which hold named arrays.")
     if suffix == ".npy":
-        matrix = _load_npy(path)
+        matrix = _load_npy(path, mmap)
     elif suffix == ".npz":
         key, matrix = _load_npz(path, key)
     elif suffix == ".safetensors":
@@ -151,10 +155,10 @@ def _numpy_error(path: Path, exc: ValueError) -> ValueError:
     )
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     _check_signature(path, (_NPY_SIGNATURE,), "a NumPy .npy", "write one with numpy.save(path, A).")
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
         raise _numpy_error(path, exc) from exc
 
