@@ -285,3 +285,14 @@ def test_estimator_singular_covariance_cannot_score():
     est = randla.PCA(random_state=0).fit(X)
     with pytest.raises(ValueError, match="singular.*fewer components"):
         est.score(X)
+
+
+@pytest.mark.parametrize("estimator", [randla.PCA(n_components=6, random_state=0),
+                                       randla.IncrementalPCA(n_components=6, sketch_size=N)])  # N rows: exact
+def test_estimator_covariance_and_precision_match_sklearn(estimator):
+    X = data()
+    ours = estimator.fit(X)
+    exact = SklearnPCA(n_components=6, svd_solver="full").fit(X)
+    np.testing.assert_allclose(ours.get_covariance(), exact.get_covariance(), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(ours.get_precision(), exact.get_precision(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.get_precision() @ ours.get_covariance(), np.eye(X.shape[1]), atol=1e-8)

@@ -246,6 +246,29 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Mean log-likelihood of the samples under probabilistic PCA (see :meth:`score_samples`)."""
         return float(np.mean(self.score_samples(X)))
 
+    def get_covariance(self):
+        """The model's covariance C of :meth:`score_samples`, (n_features, n_features), dense."""
+        V, variance, noise = self._model()
+        C = (V.T * (variance - noise)) @ V
+        C[np.diag_indices_from(C)] += noise
+        return C
+
+    def get_precision(self):
+        """C^-1 = V^T diag(1 / variance) V + (I - V^T V) / noise_variance_, through the k axes."""
+        V, variance, noise = self._model()
+        if (V.shape[0] < V.shape[1] and noise <= 0) or np.any(variance <= 0):
+            raise ValueError("the fitted covariance is singular: fit fewer components to invert it.")
+        rest = 1.0 / noise if V.shape[0] < V.shape[1] else 0.0
+        P = (V.T * (1.0 / variance - rest)) @ V
+        P[np.diag_indices_from(P)] += rest
+        return P
+
+    def _model(self):
+        """(axes, variances along them, noise variance) of probabilistic PCA, in double."""
+        check_is_fitted(self)
+        noise = float(self.noise_variance_)
+        return self.components_.astype(np.float64), np.maximum(self._variance(), noise), noise
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
