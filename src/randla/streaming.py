@@ -192,8 +192,8 @@ class StreamingPCA:
         scale = xp.where(top > 0, xp.sqrt((top - delta) / xp.where(top > 0, top, 1.0)), 0.0)
         kept_whole = step // 2
         scale = xp.concat([xp.ones(kept_whole, dtype=scale.dtype, device=self._device), scale[kept_whole:]])
-        kept = (scale[:, None] * conj_transpose(xp, U[:, :step])) @ buffer
-        self._buffer = xp.astype(kept, self._dtype)
+        # The rows kept need no more precision than the buffer's own.
+        self._buffer = xp.astype(scale[:, None] * conj_transpose(xp, U[:, :step]), self._dtype) @ self._buffer
         self._shrinkage += delta
 
     def _sketch_axes(self):
