@@ -1,0 +1,390 @@
+"""PCA, one-pass PCA and truncated SVD as scikit-learn estimators."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from .._validate import check_int
+from ..operators import Centered, as_operator
+from ..pca import pca
+from ..streaming import StreamingPCA
+from ..svd import svd
+from ._common import _random_seed
+
+__all__ = ["PCA", "IncrementalPCA", "TruncatedSVD"]
+
+
+def _rank_and_tol(n_components, limit: int, share: str, *, allow_none: bool = True):
+    """(rank, tol) for :func:`randla.pca` or :func:`randla.svd` from ``n_components``:
+    an int, a float ``share`` in (0, 1), or (where allowed) None for all ``limit``."""
+    k = n_components
+    if k is None and allow_none:
+        return limit, None
+    if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
+        return None, math.sqrt(1.0 - k)  # the share captured is 1 - tol^2
+    try:
+        return check_int("n_components", k, 1, limit), None
+    except ValueError:
+        allowed = f"an int in [1, {limit}] (at most min(n_samples, n_features)), a float in (0, 1) ({share})"
+        raise ValueError(f"`n_components` must be {allowed}{' or None' if allow_none else ''}; got {k!r}.") from None
+
+
+class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Principal component analysis by randomized SVD, of dense or sparse data.
+
+    Like :class:`sklearn.decomposition.PCA` with ``svd_solver="randomized"``,
+    over :func:`randla.pca`: sparse input is centred implicitly, never
+    densified, and a variance share picks the number of components without
+    a full SVD.
+
+    Parameters
+    ----------
+    n_components : int, float or None, default None
+        An int k in [1, min(n_samples, n_features)]; a float in (0, 1), the
+        share of the variance to explain (the fewest components that do,
+        found adaptively); None keeps min(n_samples, n_features).
+    whiten : bool, default False
+        Scale the transformed columns to unit variance.
+    oversample, power_iters, method
+        As in :func:`randla.svd`.
+    random_state : None, int or RandomState
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components_, n_features)
+        Principal axes, by decreasing explained variance.
+    explained_variance_ : ndarray (n_components_,)
+        Variance along each axis (divisor n_samples - 1).
+    explained_variance_ratio_ : ndarray (n_components_,)
+        Share of the total variance along each axis (exact total).
+    singular_values_ : ndarray (n_components_,)
+    mean_ : ndarray (n_features,)
+    n_components_ : int
+    n_samples_ : int
+    noise_variance_ : float
+        The mean variance left along the other min(n_samples, n_features) -
+        n_components_ directions (0 when none are left).
+
+    Examples
+    --------
+    >>> import randla
+    >>> X = randla.testing.low_rank(300, 50, rank=4, noise=0.01, rng=0)
+    >>> pca = randla.PCA(n_components=0.99, random_state=0).fit(X)
+    >>> pca.n_components_, pca.transform(X).shape
+    (4, (300, 4))
+    """
+
+    def __init__(self, n_components=None, *, whiten=False, oversample=10, power_iters="auto", method="rsi",
+                 random_state=None):
+        self.n_components = n_components
+        self.whiten = whiten
+        self.oversample = oversample
+        self.power_iters = power_iters
+        self.method = method
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        result = self._fit(X)
+        return self._scaled(np.asarray(result.scores))
+
+    def _fit(self, X):
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
+        m, n = X.shape
+        rank, tol = _rank_and_tol(self.n_components, min(m, n), "the share of the variance to explain")
+        result = pca(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters,
+                     method=self.method, rng=_random_seed(self.random_state))
+        k = result.rank
+        self.components_ = result.Vh
+        self.explained_variance_ = result.explained_variance
+        self.explained_variance_ratio_ = result.explained_variance_ratio
+        self.singular_values_ = result.S
+        self.mean_ = result.mean
+        self.n_components_, self.n_samples_ = k, m
+        left = result.total_variance - float(np.sum(self._variance()))
+        self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
+        return result
+
+    @property
+    def _n_features_out(self):  # names the output columns, pca0, pca1, ...
+        return self.n_components_
+
+    def _variance(self):
+        """explained_variance_ in double: in float32 it squares the data's scale out of
+        range (inf for data near 1e20, 0 near 1e-23), which would zero the whitened
+        output and make the covariance singular."""
+        return self.singular_values_.astype(np.float64) ** 2 / (self.n_samples_ - 1)
+
+    def _scaled(self, Z):
+        if not self.whiten:
+            return Z
+        variance = self._variance()
+        scale = np.divide(1.0, np.sqrt(variance), out=np.zeros_like(variance), where=variance > 0)
+        return Z * scale.astype(Z.dtype)
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
+        V = self.components_.T.astype(X.dtype, copy=False)
+        return self._scaled(np.asarray(X @ V) - self.mean_.astype(X.dtype) @ V)
+
+    def inverse_transform(self, X):
+        """Points in principal coordinates (p, n_components_) back in the data space."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=[np.float64, np.float32])
+        if X.shape[1] != self.n_components_:
+            raise ValueError(f"`X` must have {self.n_components_} columns (n_components_); got {X.shape[1]}.")
+        if self.whiten:
+            X = X * np.sqrt(self._variance()).astype(X.dtype)
+        return X @ self.components_.astype(X.dtype) + self.mean_.astype(X.dtype)
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample under probabilistic PCA, (p,).
+
+        The model is N(mean_, C), C = components_^T diag(explained_variance_)
+        components_ + noise_variance_ (I - components_^T components_)
+        (Tipping & Bishop 1999), as scikit-learn's PCA; it is evaluated
+        through the k axes, without forming the n x n matrix C.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
+        n, k = X.shape[1], self.n_components_
+        noise = float(self.noise_variance_)
+        variance = np.maximum(self._variance(), noise)
+        if (k < n and noise <= 0) or np.any(variance <= 0):
+            raise ValueError(
+                "the fitted covariance is singular (no variance left outside the components, or none along one): "
+                "fit fewer components to score samples."
+            )
+        V, mean = self.components_.astype(np.float64), self.mean_.astype(np.float64)
+        Z = np.asarray(X @ V.T) - mean @ V.T  # centred samples in the axes, in double
+        if sp.issparse(X):  # ||x - mean||^2 without densifying x
+            X = X.astype(np.float64)
+            squares = np.asarray(X.multiply(X).sum(axis=1)).ravel() - 2 * np.asarray(X @ mean).ravel() + mean @ mean
+        else:
+            squares = np.sum((X.astype(np.float64) - mean) ** 2, axis=1)
+        mahalanobis = np.sum(Z**2 / variance, axis=1)
+        log_det = np.sum(np.log(variance))
+        if k < n:  # the other n - k directions have the noise variance
+            mahalanobis += np.maximum(squares - np.sum(Z**2, axis=1), 0.0) / noise
+            log_det += (n - k) * math.log(noise)
+        return -0.5 * (n * math.log(2 * math.pi) + log_det + mahalanobis)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood of the samples under probabilistic PCA (see :meth:`score_samples`)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def get_covariance(self):
+        """The model's covariance C of :meth:`score_samples`, (n_features, n_features), dense."""
+        V, variance, noise = self._model()
+        C = (V.T * (variance - noise)) @ V
+        C[np.diag_indices_from(C)] += noise
+        return C
+
+    def get_precision(self):
+        """C^-1 = V^T diag(1 / variance) V + (I - V^T V) / noise_variance_, through the k axes."""
+        V, variance, noise = self._model()
+        if (V.shape[0] < V.shape[1] and noise <= 0) or np.any(variance <= 0):
+            raise ValueError("the fitted covariance is singular: fit fewer components to invert it.")
+        rest = 1.0 / noise if V.shape[0] < V.shape[1] else 0.0
+        P = (V.T * (1.0 / variance - rest)) @ V
+        P[np.diag_indices_from(P)] += rest
+        return P
+
+    def _model(self):
+        """(axes, variances along them, noise variance) of probabilistic PCA, in double."""
+        check_is_fitted(self)
+        noise = float(self.noise_variance_)
+        return self.components_.astype(np.float64), np.maximum(self._variance(), noise), noise
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class IncrementalPCA(PCA):
+    """PCA in one pass over batches, like :class:`sklearn.decomposition.IncrementalPCA`.
+
+    A shell over :class:`randla.StreamingPCA` (Frequent Directions with exact
+    means): ``partial_fit`` takes one batch at a time, ``fit`` splits X into
+    batches of ``batch_size`` rows. Sparse batches are densified one at a
+    time. Unlike scikit-learn's, a batch may have fewer rows than
+    ``n_components``, and the sketch's error has a certified bound,
+    ``variance_error_bound_``.
+
+    Parameters
+    ----------
+    n_components : int or None, default None
+        None: min(n_features, rows of the first batch).
+    whiten : bool, default False
+    batch_size : int or None, default None
+        Rows per batch in ``fit`` (default 5 n_features, as scikit-learn).
+    sketch_size : int or None, default None
+        As in :class:`randla.StreamingPCA` (default 4 n_components).
+
+    Attributes
+    ----------
+    components_, explained_variance_, explained_variance_ratio_,
+    singular_values_, mean_, noise_variance_, n_components_
+        As in :class:`randla.PCA`; the variances are the sketch's, each at
+        most ``variance_error_bound_`` below the exact one.
+    n_samples_seen_ : int
+    batch_size_ : int
+    variance_error_bound_ : float
+        Bound on the spectral-norm error of the sketched covariance matrix.
+
+    Examples
+    --------
+    >>> import randla
+    >>> X = randla.testing.low_rank(2000, 60, rank=4, noise=0.01, rng=0)
+    >>> ipca = randla.IncrementalPCA(n_components=4, batch_size=500).fit(X)
+    >>> ipca.transform(X).shape, ipca.n_samples_seen_
+    ((2000, 4), 2000)
+    """
+
+    def __init__(self, n_components=None, *, whiten=False, batch_size=None, sketch_size=None):
+        self.n_components = n_components
+        self.whiten = whiten
+        self.batch_size = batch_size
+        self.sketch_size = sketch_size
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
+        self._stream = None
+        self.batch_size_ = (5 * X.shape[1] if self.batch_size is None
+                            else check_int("batch_size", self.batch_size, 1))
+        for start in range(0, X.shape[0], self.batch_size_):
+            self._add(X[start : start + self.batch_size_])
+        return self
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+    def partial_fit(self, X, y=None):
+        first = getattr(self, "_stream", None) is None
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=first)
+        if first:
+            self.batch_size_ = X.shape[0]
+        self._add(X)
+        return self
+
+    def _add(self, X):
+        if getattr(self, "_stream", None) is None:
+            n_components = min(X.shape) if self.n_components is None else self.n_components
+            self._stream = StreamingPCA(check_int("n_components", n_components, 1, X.shape[1]),
+                                        sketch_size=self.sketch_size)
+        stream = self._stream.partial_fit(X)
+        self.n_samples_seen_ = self.n_samples_ = stream.n_samples_seen_
+        if stream.n_samples_seen_ < 2:
+            return
+        self.components_ = stream.components_
+        self.singular_values_ = stream.singular_values_
+        self.explained_variance_ = stream.explained_variance_
+        self.explained_variance_ratio_ = stream.explained_variance_ratio_
+        self.mean_ = stream.mean_
+        self.variance_error_bound_ = stream.variance_error_bound_
+        k, rest = self.components_.shape[0], min(stream.n_samples_seen_, X.shape[1])
+        self.n_components_ = k
+        left = stream.total_variance_ - float(np.sum(self._variance()))
+        self.noise_variance_ = max(left, 0.0) / (rest - k) if k < rest else 0.0
+
+
+class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Truncated SVD (latent semantic analysis) by randomized subspace iteration.
+
+    Like :class:`sklearn.decomposition.TruncatedSVD`, over :func:`randla.svd`:
+    the data are not centred, so sparse input (term counts, TF-IDF) is
+    decomposed as it is, never densified.
+
+    Parameters
+    ----------
+    n_components : int or float, default 2
+        An int k in [1, min(n_samples, n_features)]; or a float in (0, 1),
+        the share of the energy ||X||_F^2 to capture (the fewest components
+        that do, found adaptively).
+    oversample, power_iters, method
+        As in :func:`randla.svd`.
+    random_state : None, int or RandomState
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components_, n_features)
+        Right singular vectors, by decreasing singular value.
+    singular_values_ : ndarray (n_components_,)
+    explained_variance_ : ndarray (n_components_,)
+        Variance of the training data's projection on each component.
+    explained_variance_ratio_ : ndarray (n_components_,)
+        That variance as a share of the total variance of X's columns (as
+        scikit-learn, whose components are not centred: the shares need
+        not decrease).
+    n_components_ : int
+
+    Examples
+    --------
+    >>> import randla, scipy.sparse as sp
+    >>> X = sp.random(1000, 300, density=0.01, format="csr", random_state=0)
+    >>> lsa = randla.TruncatedSVD(n_components=10, random_state=0).fit(X)
+    >>> lsa.transform(X).shape
+    (1000, 10)
+    """
+
+    def __init__(self, n_components=2, *, oversample=10, power_iters="auto", method="rsi", random_state=None):
+        self.n_components = n_components
+        self.oversample = oversample
+        self.power_iters = power_iters
+        self.method = method
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
+        rank, tol = _rank_and_tol(self.n_components, min(X.shape), "the share of ||X||_F^2 to capture",
+                                  allow_none=False)
+        result = svd(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters, method=self.method,
+                     rng=_random_seed(self.random_state))
+        scores = result.U * result.S
+        self.components_ = result.Vh
+        self.singular_values_ = result.S
+        self.n_components_ = result.rank
+        # Variances in double, the total in one pass without densifying X.
+        self.explained_variance_ = np.var(scores.astype(np.float64), axis=0).astype(X.dtype)
+        total = Centered(as_operator(X), axis=0).norm() ** 2 / X.shape[0]
+        self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else 0 * self.explained_variance_
+        return scores
+
+    @property
+    def _n_features_out(self):  # names the output columns, truncatedsvd0, ...
+        return self.n_components_
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
+        return np.asarray(X @ self.components_.T.astype(X.dtype, copy=False))
+
+    def inverse_transform(self, X):
+        """Points in component coordinates (p, n_components_) back in the data space."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=[np.float64, np.float32])
+        if X.shape[1] != self.n_components_:
+            raise ValueError(f"`X` must have {self.n_components_} columns (n_components_); got {X.shape[1]}.")
+        return X @ self.components_.astype(X.dtype)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

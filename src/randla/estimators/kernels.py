@@ -1,0 +1,321 @@
+"""Nystroem features, kernel ridge regression and spectral clustering as scikit-learn estimators."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from sklearn.base import BaseEstimator, ClusterMixin, RegressorMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._validate import check_int
+from ..kernels.clustering import spectral_clustering
+from ..kernels.krr import kernel_ridge, nystrom_kernel_ridge
+from ..kernels.landmarks import landmarks as select_landmarks
+from ..kernels.operator import DEFAULT_MEMORY_LIMIT, kernel_operator
+from ._common import _random_seed
+
+__all__ = ["Nystroem", "KernelRidge", "SpectralClustering"]
+
+
+def _kernel_params(est) -> dict:
+    """Kernel parameters from the estimator's sklearn-style arguments.
+
+    ``gamma``, ``degree`` and ``coef0`` are passed only where the kernel
+    takes them (as scikit-learn's Nystroem does); ``kernel_params`` wins.
+    """
+    params = {}
+    takes = {"rbf": ("gamma",), "gaussian": ("gamma",), "laplacian": ("gamma",),
+             "polynomial": ("gamma", "degree", "coef0")}
+    for name in takes.get(est.kernel, ()) if isinstance(est.kernel, str) else ():
+        value = getattr(est, name)
+        if value is not None:
+            params[name] = value
+    params.update(est.kernel_params or {})
+    return params
+
+
+def _capped_components(n_components, n_samples: int) -> int:
+    n_components = check_int("n_components", n_components, 1)
+    if n_components > n_samples:
+        warnings.warn(
+            f"n_components={n_components} > n_samples={n_samples}: using all {n_samples} "
+            "samples as landmarks.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return n_samples
+    return n_components
+
+
+class Nystroem(TransformerMixin, BaseEstimator):
+    """Kernel feature map from landmark columns: z(x)^T z(y) ~ k(x, y).
+
+    Like :class:`sklearn.kernel_approximation.Nystroem`, with the landmarks
+    chosen by any method of :func:`randla.landmarks` (randomly pivoted
+    Cholesky by default) instead of uniformly.
+
+    Parameters
+    ----------
+    kernel : str or callable, default "rbf"
+        As in :func:`randla.kernel_operator`.
+    gamma, degree, coef0 : float, optional
+        Kernel parameters, passed where the kernel takes them.
+    kernel_params : dict, optional
+        Further kernel parameters (``bandwidth``, ``nu``, ``length_scale``,
+        a callable's own).
+    n_components : int, default 100
+        Number of landmarks m (at most n_samples; a warning says when capped).
+        Fewer are kept when the kernel matrix has a lower numerical rank on
+        the training data: a further landmark would add no feature, only
+        rounding (none at all for a kernel that is zero on the data).
+    landmarks : str, default "rpcholesky"
+        ``"rpcholesky"``, ``"uniform"``, ``"greedy"``, ``"kmeans++"`` or
+        ``"leverage"``.
+    random_state : None, int or RandomState
+
+    Attributes
+    ----------
+    components_ : ndarray (m, d)
+        The landmark points.
+    component_indices_ : ndarray (m,)
+        Their rows in the training data.
+    normalization_ : ndarray (m, m)
+        T with z(x) = k(x, components_) @ T.
+    trace_error_ : float
+        tr(K - Z Z^T) on the training data (exact).
+
+    Notes
+    -----
+    The landmark factor F (n, m) with K ~ F F^T has F[S] lower triangular
+    and F = K[:, S] F[S]^{-T}, so new points map to k(x, S) F[S]^{-T}: the
+    same features the training points get.
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> X = np.random.default_rng(0).standard_normal((500, 4))
+    >>> Z = randla.Nystroem(n_components=50, random_state=0).fit_transform(X)
+    >>> Z.shape
+    (500, 50)
+    """
+
+    def __init__(self, kernel="rbf", *, gamma=None, degree=None, coef0=None, kernel_params=None,
+                 n_components=100, landmarks="rpcholesky", random_state=None):
+        self.kernel = kernel
+        self.gamma = gamma
+        self.degree = degree
+        self.coef0 = coef0
+        self.kernel_params = kernel_params
+        self.n_components = n_components
+        self.landmarks = landmarks
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        K = kernel_operator(X, kernel=self.kernel, **_kernel_params(self))
+        m = _capped_components(self.n_components, X.shape[0])
+        chosen = select_landmarks(K, m, method=self.landmarks, rng=_random_seed(self.random_state))
+        idx = np.asarray(chosen.indices)
+        head = np.asarray(chosen.factor)[idx]  # lower triangular, positive diagonal
+        self.components_ = X[idx]
+        self.component_indices_ = idx
+        self.normalization_ = solve_triangular(head, np.eye(len(idx), dtype=head.dtype), lower=True).T
+        self.trace_error_ = chosen.trace_error
+        self._kernel = K.kernel
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        if len(self.component_indices_) == 0:  # the kernel was zero on the training data
+            return np.zeros((X.shape[0], 0), dtype=X.dtype)
+        C = kernel_operator(X, self.components_.astype(X.dtype), kernel=self.kernel, **_kernel_params(self)).block()
+        return C @ self.normalization_.astype(X.dtype)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class KernelRidge(RegressorMixin, BaseEstimator):
+    """Kernel ridge regression that never forms the kernel matrix.
+
+    Minimises ||y - f(X)||^2 + alpha ||f||_H^2 (scikit-learn's KernelRidge
+    objective, no intercept).
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        Ridge penalty, > 0.
+    kernel, gamma, degree, coef0, kernel_params
+        As in :class:`Nystroem`.
+    n_components : int, "auto" or None, default "auto"
+        Landmarks m of the Nyström model. ``"auto"``: min(n, max(100,
+        ceil(sqrt(n)))). None with ``solver="pcg"``: the full, exact KRR
+        system, solved by CG with a randomized Nyström preconditioner.
+    solver : {"nystrom", "pcg"}, default "nystrom"
+        ``"nystrom"``: Nyström KRR solved directly (:func:`randla.nystrom_kernel_ridge`).
+        ``"pcg"``: conjugate gradients, on the Nyström system (Falkon) when
+        ``n_components`` is set, else on the full system (:func:`randla.kernel_ridge`).
+    landmarks : str, default "rpcholesky"
+        Landmark selection for the Nyström model.
+    tol : float, optional
+        Relative residual for ``"pcg"`` (default 1e-6).
+    max_iter : int, optional
+        CG iteration cap for ``"pcg"`` (default 200).
+    memory_limit : int, default 256 MiB
+        Bytes of kernel blocks held at a time.
+    random_state : None, int or RandomState
+
+    Attributes
+    ----------
+    dual_coef_ : ndarray (m,) or (m, t)
+    centers_ : ndarray (m, d)
+    converged_ : bool
+    n_iter_ : int
+        CG iterations; 1 for the direct solver (one factorisation).
+    residuals_ : ndarray
+        Relative residual norms of the solver (see :class:`randla.KRRResult`).
+
+    Examples
+    --------
+    >>> import randla
+    >>> X, y = randla.testing.kernel_regression(2000, d=5, rng=0)
+    >>> model = randla.KernelRidge(alpha=0.1, gamma=0.1, n_components=300, random_state=0).fit(X, y)
+    >>> bool(model.score(X, y) > 0.9)
+    True
+    """
+
+    def __init__(self, alpha=1.0, *, kernel="rbf", gamma=None, degree=None, coef0=None, kernel_params=None,
+                 n_components="auto", solver="nystrom", landmarks="rpcholesky", tol=None, max_iter=None,
+                 memory_limit=DEFAULT_MEMORY_LIMIT, random_state=None):
+        self.alpha = alpha
+        self.kernel = kernel
+        self.gamma = gamma
+        self.degree = degree
+        self.coef0 = coef0
+        self.kernel_params = kernel_params
+        self.n_components = n_components
+        self.solver = solver
+        self.landmarks = landmarks
+        self.tol = tol
+        self.max_iter = max_iter
+        self.memory_limit = memory_limit
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
+        y = y.astype(X.dtype, copy=False)
+        if self.solver not in ("nystrom", "pcg"):
+            raise ValueError(f"`solver` must be 'nystrom' or 'pcg'; got {self.solver!r}.")
+        common = dict(kernel=self.kernel, alpha=self.alpha, memory_limit=self.memory_limit,
+                      rng=_random_seed(self.random_state), **_kernel_params(self))
+        iterative = {} if self.solver == "nystrom" else {
+            "tol": 1e-6 if self.tol is None else self.tol,
+            "max_iter": 200 if self.max_iter is None else self.max_iter,
+        }
+        if self.solver == "pcg" and self.n_components is None:
+            result = kernel_ridge(X, y, **iterative, **common)
+        else:
+            m = self.n_components
+            if m is None:
+                raise ValueError("`n_components=None` (the full system) needs solver='pcg'.")
+            if not (isinstance(m, str) and m == "auto"):
+                try:
+                    m = _capped_components(m, X.shape[0])
+                except ValueError:
+                    msg = f"`n_components` must be an int >= 1, 'auto' or None; got {m!r}."
+                    raise ValueError(msg) from None
+            solver = "direct" if self.solver == "nystrom" else "pcg"
+            result = nystrom_kernel_ridge(X, y, n_components=m, landmarks=self.landmarks, solver=solver,
+                                          **iterative, **common)
+        self.result_ = result
+        self.dual_coef_ = result.dual_coef
+        self.centers_ = result.centers
+        self.converged_ = result.converged
+        self.n_iter_ = max(result.n_iter, 1)
+        self.residuals_ = result.residuals
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self.result_.predict(X.astype(self.centers_.dtype, copy=False))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class SpectralClustering(ClusterMixin, BaseEstimator):
+    """Spectral clustering on a Nyström approximation of the affinity matrix.
+
+    A shell over :func:`randla.spectral_clustering`: n m kernel evaluations
+    and O(n m^2) work instead of an n x n affinity matrix.
+
+    Parameters
+    ----------
+    n_clusters : int, default 8
+    kernel, gamma, kernel_params
+        The affinity (non-negative kernel), as in :class:`Nystroem`.
+    n_components : int, default 200
+        Landmarks m (capped at n_samples; raised to n_clusters, with a
+        warning, as the embedding takes one eigenvector per cluster).
+    landmarks : str, default "rpcholesky"
+    n_init : int, default 10
+        k-means restarts.
+    random_state : None, int or RandomState
+
+    Attributes
+    ----------
+    labels_ : ndarray (n,)
+    embedding_ : ndarray (n, n_clusters)
+    landmark_indices_ : ndarray (m,)
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(0, 0.3, (150, 2)), rng.normal(4, 0.3, (50, 2))])
+    >>> labels = randla.SpectralClustering(2, n_components=40, random_state=0).fit_predict(X)
+    >>> sorted(np.bincount(labels).tolist())
+    [50, 150]
+    """
+
+    def __init__(self, n_clusters=8, *, kernel="rbf", gamma=None, kernel_params=None, n_components=200,
+                 landmarks="rpcholesky", n_init=10, random_state=None):
+        self.n_clusters = n_clusters
+        self.kernel = kernel
+        self.gamma = gamma
+        self.kernel_params = kernel_params
+        self.n_components = n_components
+        self.landmarks = landmarks
+        self.n_init = n_init
+        self.random_state = random_state
+
+    degree = coef0 = None  # not parameters: the affinity must be non-negative
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        k = check_int("n_clusters", self.n_clusters, 1)
+        m = min(check_int("n_components", self.n_components, 1), X.shape[0])
+        if m < min(k, X.shape[0]):
+            warnings.warn(
+                f"n_components={m} < n_clusters={k}: using {k} landmarks, as the embedding takes "
+                "one eigenvector per cluster.",
+                UserWarning,
+                stacklevel=2,
+            )
+            m = k
+        result = spectral_clustering(
+            X, self.n_clusters, kernel=self.kernel, n_components=m, landmarks=self.landmarks,
+            n_init=self.n_init, rng=_random_seed(self.random_state), **_kernel_params(self),
+        )
+        self.labels_ = result.labels
+        self.embedding_ = result.embedding
+        self.landmark_indices_ = result.landmarks
+        return self
