@@ -182,3 +182,27 @@ def test_incremental_estimator_partial_fit_equals_fit_and_takes_small_batches():
     assert np.trace(V @ np.cov(X, rowvar=False) @ V.T) >= 0.999 * np.sum(lam[:8])
     with pytest.raises(ValueError, match="features"):
         pieces.partial_fit(X[:5, :10])
+
+
+def test_a_dask_array_is_read_once():
+    import collections
+    import threading
+
+    import dask.array as da
+
+    X = slow_decay(1000, 40)
+    reads, lock = collections.Counter(), threading.Lock()
+
+    def load(block, block_info=None):
+        with lock:
+            reads[tuple(block_info[0]["chunk-location"])] += 1
+        return block
+
+    D = da.from_array(X, chunks=(150, 20)).map_blocks(load, dtype=X.dtype)
+    pca = randla.StreamingPCA(5).fit(D)
+    assert len(reads) == 7 * 2 and set(reads.values()) == {1}
+    same_blocks = randla.StreamingPCA(5).fit(X[i : i + 150] for i in range(0, 1000, 150))
+    np.testing.assert_allclose(pca.mean_, X.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(pca.explained_variance_, same_blocks.explained_variance_, rtol=1e-12)
+    with pytest.raises(ValueError, match="2-D"):
+        randla.StreamingPCA(2).fit(da.zeros((4, 3, 2)))

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
-from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
+from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, is_torch_array
 
 from ._validate import check_int
 from .backend import conj_transpose, device_of, small_eigh, small_svd
@@ -105,7 +105,16 @@ class StreamingPCA:
             self._xp = array_namespace(self._buffer)
 
     def fit(self, batches):
-        """partial_fit each batch of an iterable in turn (a generator of activations, say)."""
+        """partial_fit each batch of an iterable in turn (a generator of activations, say).
+
+        A Dask array is read once, a block of rows at a time: one pass over
+        data that stay on disk, where :func:`randla.pca` makes 2q + 3.
+        """
+        if is_dask_array(batches):
+            if batches.ndim != 2:
+                raise ValueError(f"a Dask array of rows must be 2-D; got shape {tuple(batches.shape)}.")
+            array = batches
+            batches = (array.blocks[i].compute() for i in range(array.numblocks[0]))
         for batch in batches:
             self.partial_fit(batch)
         return self
