@@ -205,10 +205,13 @@ class StreamingPCA:
         self._buffer = xp.astype(scale[:, None] * conj_transpose(xp, U[:, :step]), self._dtype) @ self._buffer
         self._shrinkage += delta
 
-    def _sketch_axes(self):
+    def _require_rows(self):
         if self.n_samples_seen_ < 2:
             raise ValueError(f"StreamingPCA needs at least 2 rows before it has components; "
                              f"it has seen {self.n_samples_seen_}.")
+
+    def _sketch_axes(self):
+        self._require_rows()
         if self._axes is None:
             _, s, Vh = small_svd(self._xp, self._buffer)
             k = min(self.n_components, int(s.shape[0]))
@@ -244,17 +247,17 @@ class StreamingPCA:
 
     @property
     def mean_(self):
-        self._sketch_axes()
+        self._require_rows()
         return self._out(self._xp.astype(self._mean, self._dtype))
 
     @property
     def total_variance_(self) -> float:
-        self._sketch_axes()
+        self._require_rows()
         return self._scatter / (self.n_samples_seen_ - 1)
 
     @property
     def variance_error_bound_(self) -> float:
-        self._sketch_axes()
+        self._require_rows()
         return self._shrinkage / (self.n_samples_seen_ - 1)
 
     def transform(self, X):

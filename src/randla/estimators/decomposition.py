@@ -266,6 +266,7 @@ class IncrementalPCA(PCA):
                             else check_int("batch_size", self.batch_size, 1))
         for start in range(0, X.shape[0], self.batch_size_):
             self._add(X[start : start + self.batch_size_])
+        self._publish()  # once: each read of the axes is an SVD of the sketch
         return self
 
     def fit_transform(self, X, y=None):
@@ -277,6 +278,7 @@ class IncrementalPCA(PCA):
         if first:
             self.batch_size_ = X.shape[0]
         self._add(X)
+        self._publish()
         return self
 
     def _add(self, X):
@@ -284,7 +286,11 @@ class IncrementalPCA(PCA):
             n_components = min(X.shape) if self.n_components is None else self.n_components
             self._stream = StreamingPCA(check_int("n_components", n_components, 1, X.shape[1]),
                                         sketch_size=self.sketch_size)
-        stream = self._stream.partial_fit(X)
+        self._stream.partial_fit(X)
+
+    def _publish(self):
+        """The fitted attributes, from the sketch (none before it has seen 2 rows)."""
+        stream = self._stream
         self.n_samples_seen_ = self.n_samples_ = stream.n_samples_seen_
         if stream.n_samples_seen_ < 2:
             return
@@ -294,7 +300,7 @@ class IncrementalPCA(PCA):
         self.explained_variance_ratio_ = stream.explained_variance_ratio_
         self.mean_ = stream.mean_
         self.variance_error_bound_ = stream.variance_error_bound_
-        k, rest = self.components_.shape[0], min(stream.n_samples_seen_, X.shape[1])
+        k, rest = self.components_.shape[0], min(stream.n_samples_seen_, self.components_.shape[1])
         self.n_components_ = k
         left = stream.total_variance_ - float(np.sum(self._variance()))
         self.noise_variance_ = max(left, 0.0) / (rest - k) if k < rest else 0.0
