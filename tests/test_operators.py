@@ -394,16 +394,30 @@ def test_centered_norm_of_single_precision_data_far_from_zero(axis, container):
 
 
 @pytest.mark.parametrize("axis", [0, 1])
-@pytest.mark.parametrize("library", ["numpy", "torch"])
-def test_centered_norm_of_dense_data_far_from_zero(axis, library):
+@pytest.mark.parametrize("container", ["numpy", "torch", "csr", "torch_coo", "torch_csr"])
+def test_centered_norm_of_data_far_from_zero(axis, container):
     """Means 10^8 times the spread in float64: ||A||^2 - m ||mu||^2 cancels
-    to rounding even with exact means, so the entries of a dense A are
-    centred before they are squared."""
+    to rounding even with exact means, so the entries of A are centred
+    before they are squared (sparse containers hold every entry here: an
+    implicit zero would itself be a spread as large as the means)."""
     rng = np.random.default_rng(0)
     spread = rng.standard_normal((M, N))
     A = spread + 1e8 * (1 + rng.random(N if axis == 0 else M)).reshape((1, -1) if axis == 0 else (-1, 1))
-    op = randla.Centered(torch.as_tensor(A) if library == "torch" else A, axis=axis)
-    assert op.norm() == pytest.approx(np.linalg.norm(A - A.mean(axis=axis, keepdims=True)), rel=1e-9)
+    op = randla.Centered(in_container(sp.csr_array(A), container), axis=axis)
+    assert op.norm() == pytest.approx(np.linalg.norm(A - A.mean(axis=axis, keepdims=True)), rel=1e-12)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_centered_norm_of_sparse_data_with_duplicates_and_explicit_zeros(axis):
+    """Duplicated entries are one entry, centred once; stored zeros are zeros;
+    the user's COO matrix keeps its duplicates."""
+    rows, cols = np.array([0, 0, 1, 2, 2, 3]), np.array([1, 1, 0, 2, 2, 3])
+    data = np.array([1e8, 2.0, 0.0, 3e8, -1e8, 7.0])
+    S = sp.coo_array((data, (rows, cols)), shape=(4, 5))
+    A = S.toarray()
+    op = randla.Centered(S, axis=axis)
+    assert op.norm() == pytest.approx(np.linalg.norm(A - A.mean(axis=axis, keepdims=True)), rel=1e-14)
+    assert S.nnz == 6 and np.array_equal(S.data, data)
 
 
 def test_sums_are_accumulated_in_double():

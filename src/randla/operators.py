@@ -143,8 +143,9 @@ class Operator(abc.ABC):
         """||A - 1 mean^T||_F (``axis=0``, mean of length n) or ||A - mean 1^T||_F
         (``axis=1``, length m), with the means subtracted from the entries.
 
-        None where that would take more than a pass over the entries (or
-        densify them): :class:`Centered` then falls back to the difference of
+        None where that would take more than a pass over the entries (Dask,
+        whose means come from a pass of their own) or products alone reach
+        them: :class:`Centered` then falls back to the difference of
         squares ||A||^2 - m ||mean||^2, whose relative error is about
         eps (|mean| / spread)^2 even with exact means.
         """
@@ -302,6 +303,11 @@ class _ScipySparse(Operator):
         # Integer data would overflow its own dtype when squared.
         return frobenius_norm(self.xp, self.xp.astype(A.data, self.dtype, copy=False))
 
+    def centered_norm(self, mean, axis: int) -> float:
+        A = self._A.tocoo(copy=True)
+        A.sum_duplicates()  # the parts of a duplicated entry are one entry, centred once
+        return _sparse_centered_norm(self.xp, A.col if axis == 0 else A.row, A.data, mean, self.shape[axis])
+
     def sums(self, axis: int):
         # SciPy's own sum(dtype=float64) adds in the matrix's dtype first.
         A = self._A.tocoo()
@@ -309,6 +315,17 @@ class _ScipySparse(Operator):
         data, xp = A.data.astype(_double(self.xp, self.dtype)), self.xp  # xp: CuPy's sparse comes here too
         total = xp.bincount(index, weights=data.real, minlength=size)
         return total + 1j * xp.bincount(index, weights=data.imag, minlength=size) if np.iscomplexobj(data) else total
+
+
+def _sparse_centered_norm(xp, index, values, mean, count: int) -> float:
+    """||A - centre||_F from A's stored entries alone: each contributes |a - mean|^2
+    and each implicit zero |mean|^2 (the means indexed along ``index``; ``count``
+    entries per mean). One pass over the nonzeros, with no cancellation."""
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf: NaN, which the products refuse
+        centred = xp.astype(values, mean.dtype) - mean[index]
+    magnitude = xp.abs(mean)
+    zeros = count - xp.bincount(index, minlength=mean.shape[0])
+    return math.hypot(frobenius_norm(xp, centred), frobenius_norm(xp, xp.sqrt(xp.astype(zeros, magnitude.dtype)) * magnitude))
 
 
 class _TorchSparse(Operator):
@@ -340,6 +357,10 @@ class _TorchSparse(Operator):
 
         values = A.coalesce().values() if A.layout == torch.sparse_coo else A.values()
         return frobenius_norm(self.xp, values)
+
+    def centered_norm(self, mean, axis: int) -> float:
+        A = self._A.to_sparse_coo().coalesce()  # duplicates summed; a copy of the nonzeros only
+        return _sparse_centered_norm(self.xp, A.indices()[1 - axis], A.values(), mean, self.shape[axis])
 
     def sums(self, axis: int):
         xp = self.xp
