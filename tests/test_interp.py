@@ -340,8 +340,9 @@ def test_tol_float32_down_to_its_documented_floor(axis, tol):
     A = planted(1500, 700, "exponential", rate=0.97, rng=1).A
     r = randla.interpolative(A.astype(np.float32), tol=tol, axis=axis, rng=0)
     true = scaled_id_error(A.astype(np.float32).astype(np.float64), r, 1.0)
-    assert r.converged and true <= tol
     assert abs(r.error_estimate**2 - true**2) <= 0.05 * tol**2
+    # Converged means estimate <= tol, so the true error is within the estimate's accuracy of it.
+    assert r.converged and true <= np.sqrt(1.05) * tol
 
 
 @pytest.mark.parametrize("scale", [1e-200, 1e200])

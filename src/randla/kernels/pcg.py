@@ -40,7 +40,8 @@ class PCGResult(Unpackable):
 
     ``residuals[j]`` is the largest relative residual ||b - A x||_2 / ||b||_2
     over the columns after j iterations (``residuals[0] = 1``: x starts at 0),
-    so ``len(residuals) == n_iter + 1``.
+    so ``len(residuals) == n_iter + 1``: as CG's recurrence updates it, and
+    the last one computed afresh from b - A x.
     """
 
     x: object
@@ -134,6 +135,10 @@ def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int 
         beta = xp.where(keep, rz_new / xp.where(keep, rz, xp.ones_like(rz)), xp.zeros_like(rz))
         P = Z + beta[None, :] * P
         rz = rz_new
+    if history[-1] > tol and n_iter:
+        # Stopped short (max_iter or a breakdown) on the recurrence's residual:
+        # report b - A x itself, which the recurrence can be far from by now.
+        history[-1] = float(xp.max(xp.linalg.vector_norm(B - matmat(X), axis=0) / scale))
     return PCGResult(X, history[-1] <= tol, n_iter, np.asarray(history))
 
 
