@@ -15,6 +15,7 @@ from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import randla
 from randla.testing import planted, psd, sparse_random
+from randla.sketch import SKETCHES
 from conftest import (
     assert_orthonormal_columns,
     assert_sorted_nonnegative,
@@ -213,6 +214,20 @@ def test_non_hermitian_refused(make):
         randla.eigh(A, 5, rng=0)
     with pytest.raises(ValueError, match="Hermitian"):
         randla.nystrom(A, 5, rng=0)
+
+
+@pytest.mark.parametrize("sketch", SKETCHES)
+def test_non_hermitian_refused_with_every_sketch(sketch):
+    """The check mixes all the sketch's columns: a single column of a
+    CountSketch is often zero, and at l = n (the identity) a coordinate vector
+    that sees one row and one column of A."""
+    A = planted(200, 200, rng=0).A
+    for seed in range(10):
+        for rank in (90, 190, 200):
+            with pytest.raises(ValueError, match="Hermitian"):
+                randla.eigh(A, rank, sketch=sketch, rng=seed)
+            with pytest.raises(ValueError, match="Hermitian"):
+                randla.nystrom(A, rank, sketch=sketch, rng=seed)
 
 
 @pytest.mark.parametrize("scale", [1e-170, 1e160])

@@ -121,6 +121,20 @@ def test_sparse_nonzeros_per_row(kind, nnz_per_row, l, expected):
     assert set(np.unique(np.sign(D[D != 0]))) == {-1.0, 1.0}
 
 
+@pytest.mark.parametrize("n, l", [(60, 50), (500, 60), (30, 45)])
+def test_countsketch_has_full_rank(n, l):
+    """No bucket left empty (n >= l), no two rows sharing one (n < l): hashed
+    independently, about e^(-n/l) of the columns would be zero."""
+    for seed in range(20):
+        D = draw_sketch("countsketch", n, l, rng=seed).dense()
+        counts = (D != 0).sum(axis=0)
+        if n >= l:
+            assert counts.min() >= n // l and counts.max() <= -(-n // l)
+        else:
+            assert counts.max() == 1
+        assert np.linalg.matrix_rank(D) == min(n, l)
+
+
 def test_sparse_sign_default_is_eight():
     assert draw_sketch("sparse_sign", 100, 20, rng=0).nnz_per_row == 8
 
@@ -214,6 +228,23 @@ def test_every_sketch_in_svd(kind, container):
     M = {"numpy": A, "csr": sp.csr_array(A), "torch": torch.as_tensor(A), "dask": dask_array(A)}[container]
     r = randla.svd(M, 15, sketch=kind, rng=0)
     assert spectral_error_ratio(A, r, 15) <= 1.1
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+@pytest.mark.parametrize("method", ["rsvd", "block_krylov"])
+def test_every_sketch_near_the_short_side(kind, method):
+    """A sketch nearly as wide as A (l = 50 of n = 60) and one exactly as wide
+    (l = n, the identity: a square +-1 matrix of size 10 is often singular)
+    lose no direction of A: near Eckart-Young, and exact at full rank."""
+    A = np.random.default_rng(0).standard_normal((300, 60))
+    s = np.linalg.svd(A, compute_uv=False)
+    for seed in range(5):
+        r = randla.svd(A, 40, method=method, sketch=kind, rng=seed)
+        assert np.linalg.norm(A - r.reconstruct()) <= 1.2 * np.linalg.norm(s[40:])
+    C = A[:, :10]
+    for seed in range(20):
+        r = randla.svd(C, 10, method=method, sketch=kind, rng=seed)
+        assert np.linalg.norm(C - r.reconstruct()) <= 1e-12 * np.linalg.norm(C)
 
 
 @pytest.mark.parametrize("kind", SKETCHES)

@@ -25,6 +25,7 @@ from .backend import (
     random_signs,
     small_eigh,
     small_svd,
+    standard_normal,
     triangular_inverse,
 )
 from .operators import Operator, as_operator
@@ -94,13 +95,16 @@ def _square(op: Operator, name: str) -> Operator:
     return op
 
 
-def _check_hermitian(op: Operator, omega, Y):
-    """Refuse a non-Hermitian A, judged on one sketch column: A w vs A^H w."""
+def _check_hermitian(op: Operator, omega, Y, rng):
+    """Refuse a non-Hermitian A, judged on a random mix w = Omega g of the
+    sketch's columns: A w = Y g comes free, A^H w takes one product. (A single
+    column of a sparse sketch can be zero, or a coordinate vector.)"""
     if op.hermitian:
         return
     xp = op.xp
-    w = omega[:, :1]
-    Aw, AHw = Y[:, :1], op.rmatmat(w)
+    g = standard_normal(xp, (omega.shape[1], 1), op.dtype, op.device, rng)
+    w = omega @ g
+    Aw, AHw = Y @ g, op.rmatmat(w)
     gap, scale = frobenius_norm(xp, Aw - AHw), frobenius_norm(xp, Aw)
     if gap > 10 * finfo_eps(xp, op.dtype) ** 0.5 * max(scale, 1e-300):
         raise ValueError(
@@ -156,10 +160,11 @@ def eigh(
     if power_iters == "auto":
         power_iters = auto_power_iters(rank, op.shape)
     normalizer = check_normalizer(normalizer)
-    omega = draw_for(op, check_sketch(sketch), min(rank + oversample, op.shape[0]), check_rng(rng))
+    rng = check_rng(rng)
+    omega = draw_for(op, check_sketch(sketch), min(rank + oversample, op.shape[0]), rng)
     xp = op.xp
     Y = checked_product(omega.apply, op)
-    _check_hermitian(op, omega.dense(), Y)
+    _check_hermitian(op, omega.dense(), Y, rng)
     for _ in range(2 * power_iters):
         Y = op.matmat(normalize(xp, Y, normalizer))
     Q = orthonormalize(xp, Y)
@@ -280,7 +285,7 @@ def _nystrom_sketch(op, rank, oversample, power_iters, sketch, rng, check=True):
     Omega = orthonormalize(xp, omega.dense())
     Y = checked_product(op.matmat, Omega)
     if check:
-        _check_hermitian(op, Omega, Y)
+        _check_hermitian(op, Omega, Y, rng)
     for _ in range(power_iters):
         Omega = orthonormalize(xp, Y)
         Y = op.matmat(Omega)

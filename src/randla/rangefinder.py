@@ -35,7 +35,7 @@ from .backend import (
     standard_normal,
 )
 from .operators import Operator, as_operator, residual
-from .sketch import SKETCHES, Sketch, draw_sketch
+from .sketch import SKETCHES, Sketch, draw_sketch, identity_sketch
 
 __all__ = [
     "auto_power_iters",
@@ -70,8 +70,16 @@ def auto_power_iters(rank: int, shape, method: str = "rsi") -> int:
 
 
 def draw_for(op: Operator, sketch: str, l: int, rng: np.random.Generator) -> Sketch:
-    """A test matrix for the columns of ``op``, on its device and in its dtype."""
-    return draw_sketch(sketch, op.shape[1], l, xp=op.xp, dtype=op.dtype, device=op.device, rng=rng)
+    """A test matrix for the columns of ``op``, on its device and in its dtype.
+
+    With as many columns as A (l = n), the identity: A's own columns span
+    its range exactly, which a square random matrix need not (a +-1 matrix
+    of size 10 is singular about one time in three).
+    """
+    n = op.shape[1]
+    if l == n:
+        return identity_sketch(n, xp=op.xp, dtype=op.dtype, device=op.device)
+    return draw_sketch(sketch, n, l, xp=op.xp, dtype=op.dtype, device=op.device, rng=rng)
 
 
 def check_finite(xp, Y):

@@ -43,7 +43,7 @@ from ._validate import check_choice, check_int, check_rng
 from .backend import conj_transpose, random_signs, standard_normal
 from .operators import Operator
 
-__all__ = ["SKETCHES", "Sketch", "draw_sketch"]
+__all__ = ["SKETCHES", "Sketch", "draw_sketch", "identity_sketch"]
 
 SKETCHES = ("gaussian", "rademacher", "sparse_sign", "countsketch", "srht")
 
@@ -95,11 +95,20 @@ class _SparseSketch(Sketch):
         return op.matmat_sparse(self._omega)
 
 
+def identity_sketch(n: int, *, xp, dtype, device) -> Sketch:
+    """The n x n identity as a sketch, for a "sketch" as wide as A itself."""
+    return _SparseSketch("identity", sp.eye_array(n, format="csr"), xp, dtype, device, 1)
+
+
 def _sparse_sign(n, l, zeta, rng) -> sp.csr_array:
     """n x l with zeta nonzeros +-1/sqrt(zeta) per row, at distinct columns."""
     # argpartition of uniform keys gives zeta distinct columns per row at once.
     if zeta == 1:
-        cols = rng.integers(0, l, size=(n, 1))
+        # CountSketch hashes the n rows into l buckets. Hashed independently,
+        # e^(-n/l) of the buckets stay empty, and an empty column of Omega is
+        # a lost direction of A Omega; a random balanced assignment (n >= l)
+        # or one bucket per row (n < l) keeps Omega of full rank.
+        cols = (rng.permutation(max(n, l))[:n] % l)[:, None]
     else:
         cols = np.argpartition(rng.random((n, l)), zeta - 1, axis=1)[:, :zeta]
     signs = 2.0 * rng.integers(0, 2, size=(n, zeta)) - 1.0
