@@ -160,11 +160,16 @@ class Basis:
     norm: float | None = None
 
 
-def build_basis(op: Operator, o: Options) -> Basis:
-    """Run the range finder the options ask for: fixed size or adaptive."""
+def build_basis(op: Operator, o: Options, *, oversample_cap: bool = False) -> Basis:
+    """Run the range finder the options ask for: fixed size or adaptive.
+
+    ``oversample_cap``: in ``tol`` mode, let the basis grow ``oversample``
+    columns past the rank cap, for a decomposition truncated to the cap
+    afterwards (a basis of exactly k columns gives poor top-k factors).
+    """
     if o.tol is not None:
         power_iters = 0 if o.method == "rsvd" else (2 if o.power_iters == "auto" else o.power_iters)
-        cap = o.rank if o.rank is not None else min(op.shape)
+        cap = min(op.shape) if o.rank is None else min(o.rank + o.oversample * oversample_cap, min(op.shape))
         found = adaptive_qb(
             op,
             o.tol,

@@ -91,8 +91,9 @@ def svd_from_basis(xp, Q, W, rank: int | None = None):
     return _lift(xp, Q, Qw, u, s, vh, s.shape[0] if rank is None else rank)
 
 
-def _tolerance_rank(s, norm: float, error: float, tol: float, cap: int) -> tuple[int, float]:
-    """Smallest k whose truncation keeps the total error within tol, and that error.
+def _tolerance_rank(s, norm: float, error: float, tol: float, cap: int) -> tuple[int, float, bool]:
+    """Smallest k whose truncation keeps the total error within tol, or the
+    cap if that is smaller; the error of that truncation; whether the cap left tol met.
 
     ||A - U_k S_k Vh_k||_F^2 = ||A - Q Q^H A||_F^2 + sum_{i>k} s_i^2 (the two
     parts are orthogonal), so the tail of s can be spent down to the budget.
@@ -104,8 +105,7 @@ def _tolerance_rank(s, norm: float, error: float, tol: float, cap: int) -> tuple
     while k > 1 and tail + s2[k - 1] <= tol**2:
         tail += s2[k - 1]
         k -= 1
-    k = min(k, cap)
-    return k, math.sqrt(error**2 + sum(s2[k:]))
+    return min(k, cap), math.sqrt(error**2 + sum(s2[min(k, cap):])), k <= cap
 
 
 def svd(
@@ -134,7 +134,8 @@ def svd(
     rank : int, optional
         Target rank k in [1, min(m, n)]. With ``tol``, the cap on the rank.
     oversample : int, default 10
-        Extra sketch columns, l = k + oversample (capped at min(m, n)).
+        Extra sketch columns, l = k + oversample (capped at min(m, n)). With
+        ``tol`` and ``rank``, the basis may grow this far past the cap.
     power_iters : int or "auto", default "auto"
         Passes of A A^H. "auto" is :func:`randla.rangefinder.auto_power_iters`
         for ``"rsi"`` and ``"block_krylov"``, 0 for ``"rsvd"``, and 2 per
@@ -204,12 +205,13 @@ def svd(
     if transposed:  # work on the short side: sketch A^H
         op = op.H
     xp = op.xp
-    basis = build_basis(op, options)
+    basis = build_basis(op, options, oversample_cap=True)
     Qw, u, s, vh = _core_svd(xp, basis.W)
-    k, error = options.rank, basis.error
+    k, error, converged = options.rank, basis.error, basis.converged
     if options.tol is not None:
-        k, error = _tolerance_rank(s, basis.norm, basis.error, options.tol, k or s.shape[0])
+        k, error, within_cap = _tolerance_rank(s, basis.norm, basis.error, options.tol, k or s.shape[0])
+        converged = converged and within_cap
     U, S, Vh = (op.as_output(x) for x in _lift(xp, basis.Q, Qw, u, s, vh, k))
     if transposed:
         U, Vh = conj_transpose(xp, Vh), conj_transpose(xp, U)
-    return SVDResult(U, S, Vh, basis.power_iters, error, basis.converged)
+    return SVDResult(U, S, Vh, basis.power_iters, error, converged)
