@@ -307,8 +307,30 @@ def test_torch_dtype_kept(dtype, out):
     A = torch.round(100 * A).to(dtype) if dtype == torch.int64 else A.to(dtype)
     U, S, Vh = randla.svd(A, 5, rng=0)
     assert isinstance(U, torch.Tensor) and isinstance(S, torch.Tensor)
-    assert U.dtype == out and Vh.dtype == out
+    assert U.dtype == out and Vh.dtype == out and S.dtype == out.to_real()
     assert U.shape == (90, 5) and S.shape == (5,) and Vh.shape == (5, 60)
+
+
+@pytest.mark.parametrize("dtype", [np.longdouble, np.clongdouble])
+def test_extended_precision_comes_back_in_it(dtype):
+    """Computed in float64 / complex128; U and Vh return in A's dtype, S in its real counterpart."""
+    A = matrix((90, 60), np.complex128 if dtype == np.clongdouble else np.float64, decay="exponential", rate=0.7)
+    r = randla.svd(A.astype(dtype), 5, rng=0)
+    assert r.U.dtype == dtype and r.Vh.dtype == dtype and r.S.dtype == np.longdouble
+    np.testing.assert_allclose(r.S.astype(np.float64), singular_values(A)[:5], rtol=1e-10)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_float16_result_beyond_its_range_refused(library):
+    """Every entry is a plain float16 (201), sigma_1 is 7.3e4 > 65504: an inf
+    in S would be a wrong answer, so the error says what to pass instead."""
+    A = np.full((400, 330), 201.0, dtype=np.float16)
+    A = torch.from_numpy(A) if library == "torch" else A
+    with pytest.raises(ValueError, match="beyond the largest (torch.)?float16.*float32 or bfloat16"):
+        randla.svd(A, 2, rng=0)
+    with pytest.raises(ValueError, match="beyond the largest (torch.)?float16"):
+        randla.eigh(A[:330], 2, rng=0)  # lambda_1 = 201 * 330
+    assert bool(np.isfinite(to_np(randla.svd(A / 4, 2, rng=0).S)).all())
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

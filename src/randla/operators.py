@@ -164,11 +164,21 @@ class Operator(abc.ABC):
         """A small result in the dtype factors are returned in.
 
         That is the input's dtype, except that integers come back as float64;
-        half precisions (computed in float32) go back to the input's.
+        half and extended precisions (computed in float32 and float64) go back
+        to the input's, real parts (S, eigenvalues) to its real counterpart.
+        A result beyond float16's range is refused, not returned as inf.
         """
         xp, dtype = self.xp, self.input_dtype
-        if dtype is None or dtype == self.dtype or not xp.isdtype(dtype, "real floating"):
+        if dtype is None or dtype == self.dtype or not xp.isdtype(dtype, ("real floating", "complex floating")):
             return x
+        if xp.isdtype(x.dtype, "real floating"):
+            dtype = _real_dtype(dtype)
+        largest = float(xp.finfo(dtype).max)
+        if not is_dask_array(x) and math.prod(x.shape) and float(xp.max(xp.abs(x))) > largest:
+            raise ValueError(
+                f"the result reaches {float(xp.max(xp.abs(x))):.4g}, beyond the largest {dtype} "
+                f"({largest:.6g}) that it would be returned in; pass A in float32 or bfloat16, or scale it down."
+            )
         return xp.astype(x, dtype)
 
     def as_block(self, x):
@@ -621,6 +631,11 @@ def _torch_strided():
     import torch
 
     return torch.strided
+
+
+def _real_dtype(dtype):
+    """The real dtype of a complex one (complex32 -> float16); a real one as it is."""
+    return dtype.to_real() if hasattr(dtype, "to_real") else np.finfo(dtype).dtype
 
 
 def _torch_bool():
