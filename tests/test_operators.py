@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.sparse.linalg import aslinearoperator
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import randla
 from randla.operators import Operator
@@ -903,3 +903,27 @@ def test_plus_low_rank_refuses_complex_factors_on_a_real_matrix(container):
         randla.PlusLowRank(A, L, R)
     with pytest.raises(TypeError, match="imaginary parts"):
         randla.residual(A, L, R)
+
+
+def test_linear_operator_without_adjoint_gets_a_clear_error():
+    """LinearOperator(shape, matvec) and a subclass with _matvec alone have no
+    A^H; the products with it say so, not SciPy's 'NoneType' is not callable.
+    eigh and nystrom need none but the check, and take A as Hermitian, as eigsh does."""
+    A = planted(80, 50, rng=0).A
+    S = A.T @ A
+
+    class MatvecOnly(LinearOperator):
+        def __init__(self, M):
+            super().__init__(M.dtype, M.shape)
+            self.M = M
+
+        def _matvec(self, x):
+            return self.M @ x
+
+    for L in (LinearOperator(A.shape, matvec=lambda x: A @ x, dtype=A.dtype), MatvecOnly(A)):
+        with pytest.raises(TypeError, match="without products with its adjoint.*rmatvec="):
+            randla.svd(L, 3, rng=0)
+    for L in (LinearOperator(S.shape, matvec=lambda x: S @ x, dtype=S.dtype), MatvecOnly(S)):
+        w, _ = randla.eigh(L, 3, rng=0)
+        np.testing.assert_allclose(w, np.linalg.eigvalsh(S)[::-1][:3], rtol=1e-8)
+        assert randla.nystrom(L, 3, rng=0).S.shape == (3,)

@@ -478,6 +478,10 @@ def _chunk_norm(block, work_dtype):
     return np.full((1, 1), frobenius_norm(np, np.asarray(block, dtype=work_dtype)))
 
 
+class MissingAdjointError(TypeError):
+    """A LinearOperator was given no product with A^H (no rmatvec)."""
+
+
 class _Linear(Operator):
     """A ``scipy.sparse.linalg.LinearOperator``."""
 
@@ -497,7 +501,19 @@ class _Linear(Operator):
         return np.asarray(self._A.matmat(X), dtype=np.result_type(self.dtype, X.dtype))
 
     def rmatmat(self, Y):
-        return np.asarray(self._A.rmatmat(Y), dtype=np.result_type(self.dtype, Y.dtype))
+        try:
+            AY = self._A.rmatmat(Y)
+        except (NotImplementedError, TypeError) as err:
+            # SciPy's own signs of a missing adjoint: NotImplementedError from a
+            # subclass, or calling the rmatvec=None of LinearOperator(shape, matvec).
+            if isinstance(err, TypeError) and "'NoneType' object is not callable" not in str(err):
+                raise
+            raise MissingAdjointError(
+                "A is a LinearOperator without products with its adjoint A^H, which randla's "
+                "algorithms need. Give it rmatvec= (and rmatmat= for speed), or define _rmatmat "
+                "or _adjoint in its class."
+            ) from err
+        return np.asarray(AY, dtype=np.result_type(self.dtype, Y.dtype))
 
 
 def _check_dtype(dtype, what: str):
