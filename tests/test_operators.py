@@ -927,3 +927,37 @@ def test_linear_operator_without_adjoint_gets_a_clear_error():
         w, _ = randla.eigh(L, 3, rng=0)
         np.testing.assert_allclose(w, np.linalg.eigvalsh(S)[::-1][:3], rtol=1e-8)
         assert randla.nystrom(L, 3, rng=0).S.shape == (3,)
+
+
+def test_composite_arguments_get_clear_errors():
+    A = planted(60, 40, rng=0).A
+    L, R = randla.svd(A, 5, rng=0).factors()
+    with pytest.raises(TypeError, match="L must be an array of A's library \\(numpy\\); got torch.Tensor"):
+        randla.residual(A, torch.as_tensor(L), torch.as_tensor(R))
+    with pytest.raises(TypeError, match="L must be an array of A's library \\(torch\\)"):
+        randla.residual(torch.as_tensor(A), L, R)
+    with pytest.raises(TypeError, match="got builtins.list"):
+        randla.PlusLowRank(A, L.tolist(), R)
+    with pytest.raises(ValueError, match="L must be 2-D; got shape \\(60,\\)"):
+        randla.PlusLowRank(A, np.ones(60), np.ones(40))
+    with pytest.raises(TypeError, match="shift must be a real or complex number; got 'abc'"):
+        randla.Shifted(A[:40], "abc")
+    with pytest.raises(ValueError, match="shift must be finite"):
+        randla.Shifted(A[:40], np.nan)
+    before = L.copy()
+    op = randla.residual(A, L, R)
+    np.testing.assert_allclose(op.matmat(np.eye(40)), A - L @ R, atol=1e-12)
+    assert np.array_equal(L, before)  # never modified
+
+
+def test_error_helpers_check_their_arguments():
+    A = planted(60, 40, rng=0).A
+    r = randla.svd(A, 5, rng=0)
+    with pytest.raises(TypeError, match="approx must be a result of randla.svd.*got ndarray"):
+        randla.estimate_error(A, r.reconstruct())
+    q = randla.qb(A, 5, rng=0)
+    assert randla.posterior_error_bound(A, q, rng=0) == randla.posterior_error_bound(A, q.Q, rng=0)
+    with pytest.raises(ValueError, match="Q must have A's 60 rows"):
+        randla.posterior_error_bound(A, q.Q.T)
+    with pytest.raises(TypeError, match="Q must be an array of A's library"):
+        randla.posterior_error_bound(A, q.Q.tolist())

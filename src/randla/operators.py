@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import functools
 import math
+import numbers
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, is_torch_array
@@ -789,6 +790,10 @@ class Shifted(_Composite):
         base = as_operator(A)
         if base.shape[0] != base.shape[1]:
             raise ValueError(f"Shifted needs a square operator; got shape {base.shape}.")
+        if not isinstance(shift, numbers.Number):
+            raise TypeError(f"shift must be a real or complex number; got {shift!r}.")
+        if not np.isfinite(shift):
+            raise ValueError(f"shift must be finite; got {shift!r}.")
         self._inherit(base, base.shape)
         self.shift = shift
         # NumPy complex scalars are not all instances of complex.
@@ -819,6 +824,8 @@ class PlusLowRank(_Composite):
     def __init__(self, A, L, R):
         base = as_operator(A)
         m, n = base.shape
+        # As blocks of the engine: the factors of a Dask result are Dask arrays.
+        L, R = (check_block(base, F, name) for F, name in ((L, "L"), (R, "R")))
         if L.shape[0] != m or R.shape[1] != n or L.shape[1] != R.shape[0]:
             raise ValueError(
                 f"PlusLowRank needs L of shape ({m}, k) and R of shape (k, {n}); "
@@ -826,8 +833,6 @@ class PlusLowRank(_Composite):
             )
         self._inherit(base, base.shape)
         xp = self.xp
-        # As blocks of the engine: the factors of a Dask result are Dask arrays.
-        L, R = base.as_block(L), base.as_block(R)
         if base._is_real() and any(_is_complex(xp, F.dtype) for F in (L, R)):
             raise TypeError(
                 f"A + L R is computed in A's dtype {base.dtype}, which would drop the imaginary "
@@ -864,6 +869,21 @@ class PlusLowRank(_Composite):
         return scale * math.sqrt(max(unit, 0.0))
 
 
+def check_block(base: Operator, F, name: str):
+    """F as a 2-D block of base's library (a Dask F computed), or a clear error."""
+    F = base.as_block(F) if is_array_api_obj(F) else F
+    if not is_array_api_obj(F) or array_namespace(F) is not base.xp:
+        raise TypeError(
+            f"{name} must be an array of A's library ({base.xp.__name__.split('.')[-1]}); got "
+            f"{type(F).__module__}.{type(F).__name__}. Convert it first, e.g. with numpy.asarray or torch.as_tensor."
+        )
+    if F.ndim != 2:
+        raise ValueError(f"{name} must be 2-D; got shape {tuple(F.shape)}. A single factor vector v is v[:, None] or v[None, :].")
+    return F
+
+
 def residual(A, L, R) -> PlusLowRank:
     """The residual A - L @ R as an operator (never formed)."""
-    return PlusLowRank(A, -L, R)
+    op = PlusLowRank(A, L, R)
+    op.L = -op.L  # a new array: the caller's L is left as it was
+    return op

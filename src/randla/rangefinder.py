@@ -34,7 +34,7 @@ from .backend import (
     orthonormalize,
     standard_normal,
 )
-from .operators import Operator, as_operator, residual
+from .operators import Operator, as_operator, check_block, residual
 from .sketch import SKETCHES, Sketch, draw_sketch, identity_sketch
 
 __all__ = [
@@ -359,7 +359,16 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
     if block_size is None:
         block_size = min(4, op.shape[1])
     block_size = check_int("block_size", block_size, 1, op.shape[1])
-    L, R = approx.factors() if hasattr(approx, "factors") else approx
+    if hasattr(approx, "factors"):
+        L, R = approx.factors()
+    elif isinstance(approx, (tuple, list)) and len(approx) == 2:
+        L, R = approx
+    else:
+        raise TypeError(
+            "approx must be a result of randla.svd, qb, eigh or nystrom, or a pair (L, R) with "
+            f"A_hat = L @ R; got {type(approx).__name__}. For a dense A_hat, pass (A_hat, I) or "
+            "compare the arrays directly."
+        )
     res = residual(op, L, R)
     xp = res.xp
     X = standard_normal(xp, (op.shape[1], block_size), res.dtype, res.device, check_rng(rng))
@@ -383,10 +392,18 @@ def posterior_error_bound(A, Q, *, probes: int = 10, rng=None) -> float:
     With r Gaussian probes w_i, ||(I - Q Q^H) A||_2 <= 10 sqrt(2/pi)
     max_i ||(I - Q Q^H) A w_i|| with probability at least 1 - 10^-r
     [HMT2011, Sec. 4.3, Eq. (4.3)]. Costs ``probes`` columns of one product.
+    ``Q`` is an orthonormal basis (m, l) in A's library, or a result of
+    :func:`randla.qb`.
     """
     op = as_operator(A)
     probes = check_int("probes", probes, 1)
-    xp, Q = op.xp, op.as_block(Q)
+    Q = check_block(op, Q.Q if hasattr(Q, "Q") else Q, "Q")
+    if Q.shape[0] != op.shape[0]:
+        raise ValueError(
+            f"Q must have A's {op.shape[0]} rows (a basis of A's range, as randla.qb returns); "
+            f"got shape {tuple(Q.shape)}."
+        )
+    xp = op.xp
     omega = standard_normal(xp, (op.shape[1], probes), op.dtype, op.device, check_rng(rng))
     # One dtype for both sides: a half-precision Q meets A's float32 products.
     dtype = xp.result_type(op.dtype, Q.dtype)
