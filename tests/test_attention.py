@@ -91,6 +91,13 @@ def test_half_precision_attention_comes_back_in_it():
     exact = np.linalg.svd(dense_attention(torch.from_numpy(Q).bfloat16().float(), torch.from_numpy(K).bfloat16().float()),
                           compute_uv=False)
     np.testing.assert_allclose(r.S.float().numpy(), exact[:5], rtol=2e-2)
+    # V of the model's own precision, or any other, multiplies in P's float32.
+    P = dense_attention(torch.from_numpy(Q).bfloat16().float(), torch.from_numpy(K).bfloat16().float())
+    for V in (torch.from_numpy(Q).bfloat16(), torch.from_numpy(Q)):
+        for product, M in ((op.matmat, P), (op.rmatmat, P.T)):
+            out = product(V)
+            assert out.dtype == torch.float32
+            np.testing.assert_allclose(out.numpy(), M @ V.float().numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["segment_means", "uniform"])

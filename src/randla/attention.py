@@ -89,7 +89,8 @@ class AttentionOperator(Operator):
     """The attention matrix P = softmax(s Q K^T), (n_queries, n_keys), implicit.
 
     Create it with :func:`attention_operator`. ``matmat(V)`` is exact
-    attention P V; ``rmatmat(Y)`` is P^T Y; ``rows(start, stop)`` evaluates
+    attention P V, in P's dtype (float32 for half-precision Q and K, whatever
+    V's); ``rmatmat(Y)`` is P^T Y; ``rows(start, stop)`` evaluates
     a block of rows of P. Each is computed a block of queries at a time,
     within ``memory_limit`` bytes of temporaries.
     """
@@ -124,10 +125,12 @@ class AttentionOperator(Operator):
         return _softmax(xp, S, self.scale)
 
     def matmat(self, X):
+        X = self.xp.astype(X, self.dtype, copy=False)  # V of the model's own (half) precision
         blocks = [P @ X for _, _, P in self._blocks()]
         return blocks[0] if len(blocks) == 1 else self.xp.concat(blocks)
 
     def rmatmat(self, Y):
+        Y = self.xp.astype(Y, self.dtype, copy=False)
         out = None
         for start, stop, P in self._blocks():
             part = P.T @ Y[start:stop]
