@@ -128,6 +128,8 @@ def test_bad_input():
         randla.StreamingPCA(5, sketch_size=4)
     pca = randla.StreamingPCA(3).partial_fit(X[:1])
     with pytest.raises(ValueError, match="at least 2 rows"):
+        pca.mean_
+    with pytest.raises(ValueError, match="at least 3 rows"):
         pca.components_
     with pytest.raises(ValueError, match="20 features"):
         pca.partial_fit(X[:5, :10])
@@ -142,8 +144,22 @@ def test_bad_input():
     with pytest.raises(TypeError, match="2-D array"):
         pca.partial_fit("rows")
     assert pca.n_samples_seen_ == 1  # the refused batches changed nothing
+    pca.partial_fit(X[1:2])
+    assert pca.mean_.shape == (20,)
+    with pytest.raises(ValueError, match=r"StreamingPCA\(n_components=3\) needs at least 3 rows.*seen 2"):
+        pca.singular_values_  # fewer rows than axes: the third would be undefined
+    fitted = stream(X, 3, batches=2)
     with pytest.raises(ValueError, match=r"shape \(p, 20\)"):
-        stream(X, 3, batches=2).transform(X[:, :5])
+        fitted.transform(X[:, :5])
+    with pytest.raises(TypeError, match=r"fitted on \(numpy\); got torch.Tensor"):
+        fitted.transform(torch.from_numpy(X))
+    with pytest.raises(TypeError, match=r"fitted on \(numpy\); got builtins.list"):
+        fitted.inverse_transform([[1.0, 2.0, 3.0]])
+    on_torch = stream(torch.from_numpy(X), 3, batches=2)
+    with pytest.raises(TypeError, match=r"fitted on \(torch\); got numpy.ndarray"):
+        on_torch.transform(X)
+    with pytest.raises(TypeError, match=r"fitted on \(torch\); got scipy"):
+        on_torch.transform(sp.csr_array(X))
 
 
 # The IncrementalPCA estimator (sklearn's conformance checks run in test_estimators.py).
@@ -182,6 +198,22 @@ def test_incremental_estimator_partial_fit_equals_fit_and_takes_small_batches():
     assert np.trace(V @ np.cov(X, rowvar=False) @ V.T) >= 0.999 * np.sum(lam[:8])
     with pytest.raises(ValueError, match="features"):
         pieces.partial_fit(X[:5, :10])
+
+
+def test_incremental_estimator_is_fitted_once_it_has_n_components_rows():
+    from sklearn.exceptions import NotFittedError
+
+    X = slow_decay(50, 20)
+    ipca = randla.IncrementalPCA(n_components=5).partial_fit(X[:1])
+    with pytest.raises(NotFittedError):
+        ipca.transform(X)
+    ipca.partial_fit(X[1:4])  # 4 rows: a fifth axis would be undefined
+    with pytest.raises(NotFittedError):
+        ipca.transform(X)
+    ipca.partial_fit(X[4:6])
+    assert ipca.n_components_ == 5 and ipca.transform(X).shape == (50, 5)
+    with pytest.raises(ValueError, match="n_components=5 needs at least as many rows; X has 4"):
+        randla.IncrementalPCA(n_components=5).fit(X[:4])
 
 
 def test_a_dask_array_is_read_once():

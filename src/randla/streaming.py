@@ -205,18 +205,28 @@ class StreamingPCA:
         self._buffer = xp.astype(scale[:, None] * conj_transpose(xp, U[:, :step]), self._dtype) @ self._buffer
         self._shrinkage += delta
 
-    def _require_rows(self):
-        if self.n_samples_seen_ < 2:
-            raise ValueError(f"StreamingPCA needs at least 2 rows before it has components; "
-                             f"it has seen {self.n_samples_seen_}.")
+    def _require_rows(self, rows: int = 2):
+        if self.n_samples_seen_ < rows:
+            raise ValueError(f"StreamingPCA(n_components={self.n_components}) needs at least {rows} rows "
+                             f"for this; it has seen {self.n_samples_seen_}.")
 
     def _sketch_axes(self):
-        self._require_rows()
+        # Fewer rows than k leave the trailing axes undefined (the centred rows span fewer).
+        self._require_rows(max(2, self.n_components))
         if self._axes is None:
             _, s, Vh = small_svd(self._xp, self._buffer)
-            k = min(self.n_components, int(s.shape[0]))
-            self._axes = (s[:k], Vh[:k])
+            self._axes = (s[: self.n_components], Vh[: self.n_components])
         return self._axes
+
+    def _check_library(self, X, name: str):
+        """X must come from the library the model was fitted in (SciPy sparse for NumPy)."""
+        if sp.issparse(X):
+            same = self._xp is array_namespace(np.empty(0))
+        else:
+            same = is_array_api_obj(X) and array_namespace(X) is self._xp
+        if not same:
+            raise TypeError(f"`{name}` must be an array of the library the model was fitted on "
+                            f"({self._xp.__name__.split('.')[-1]}); got {type(X).__module__}.{type(X).__name__}.")
 
     def _out(self, x):
         xp = self._xp
@@ -264,6 +274,7 @@ class StreamingPCA:
         """Rows of X (p, n) in principal coordinates, (X - mean) V: the mean is
         subtracted after the product, so sparse X is not densified."""
         _, Vh = self._sketch_axes()
+        self._check_library(X, "X")
         if len(X.shape) != 2 or X.shape[1] != self._features:
             raise ValueError(f"`X` must have shape (p, {self._features}); got {tuple(X.shape)}.")
         V = conj_transpose(self._xp, Vh)
@@ -275,6 +286,7 @@ class StreamingPCA:
     def inverse_transform(self, Z):
         """Points (p, k) in principal coordinates back in the data space: Z Vh + mean."""
         _, Vh = self._sketch_axes()
+        self._check_library(Z, "Z")
         if len(Z.shape) != 2 or Z.shape[1] != Vh.shape[0]:
             raise ValueError(f"`Z` must have shape (p, {Vh.shape[0]}); got {tuple(Z.shape)}.")
         return self._out(Z @ Vh + self._xp.astype(self._mean, Vh.dtype)[None, :])

@@ -264,6 +264,8 @@ class IncrementalPCA(PCA):
         self._stream = None
         self.batch_size_ = (5 * X.shape[1] if self.batch_size is None
                             else check_int("batch_size", self.batch_size, 1))
+        if self.n_components is not None and check_int("n_components", self.n_components, 1) > X.shape[0]:
+            raise ValueError(f"n_components={self.n_components} needs at least as many rows; X has {X.shape[0]}.")
         for start in range(0, X.shape[0], self.batch_size_):
             self._add(X[start : start + self.batch_size_])
         self._publish()  # once: each read of the axes is an SVD of the sketch
@@ -288,11 +290,15 @@ class IncrementalPCA(PCA):
                                         sketch_size=self.sketch_size)
         self._stream.partial_fit(X)
 
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "components_")
+
     def _publish(self):
-        """The fitted attributes, from the sketch (none before it has seen 2 rows)."""
+        """The fitted attributes, from the sketch (none before it has seen
+        max(2, n_components) rows: fewer leave axes undefined)."""
         stream = self._stream
         self.n_samples_seen_ = self.n_samples_ = stream.n_samples_seen_
-        if stream.n_samples_seen_ < 2:
+        if stream.n_samples_seen_ < max(2, stream.n_components):
             return
         self.components_ = stream.components_
         self.singular_values_ = stream.singular_values_
