@@ -305,6 +305,25 @@ def test_predict_checks_indices_as_complete_does():
         res.predict([0], [100])
     with pytest.raises(ValueError, match="same length"):
         res.predict([0, 1], [2])
+    Z = res.reconstruct()
+    np.testing.assert_allclose(res.scores([4, 7]), Z[[4, 7]], atol=1e-12)
+    np.testing.assert_allclose(res.scores(4), Z[4], atol=1e-12)
+    for bad in ([-1], [150]):  # no wrapping around to the last rows
+        with pytest.raises(ValueError, match="outside"):
+            res.scores(bad)
+
+
+@pytest.mark.parametrize("method", ["softimpute", "softimpute_als"])
+def test_a_model_shrunk_to_zero_has_rank_zero(method):
+    """A reg above every singular value leaves nothing (soft-thresholding is
+    exact; altmin's ridge steps only shrink toward it): rank 0 on the result
+    and on the path, and predictions of the mean alone."""
+    data = uniform(60, 40, 1200, 2, noise=0.0, rng=3)
+    res = randla.complete(*data, shape=data.shape, rank=3, reg=1e6, method=method, rng=0)
+    assert res.rank == 0 and res.U.shape == (60, 0) and res.Vh.shape == (0, 40)
+    np.testing.assert_allclose(res.predict([0, 5], [1, 2]), [res.mean, res.mean])
+    path = randla.complete(*data, shape=data.shape, rank=3, reg=[1e6, 1e5], validation=0.2, method=method, rng=0).path
+    assert [p.rank for p in path] == [0, 0]
 
 
 def test_validation_entries_are_recorded_per_iteration():

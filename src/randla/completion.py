@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._entries import Entries, as_entries, as_indices
+from ._entries import Entries, _as_integers, _in_range, as_entries, as_indices
 from ._results import Unpackable
 from ._validate import check_choice, check_int, check_rng
 from .backend import qr
@@ -127,11 +127,14 @@ class CompletionResult(Unpackable):
         return out
 
     def scores(self, rows) -> np.ndarray:
-        """Z[rows, :], the predicted values of every column for the given rows."""
+        """Z[rows, :], the predicted values of every column for the given rows
+        (a single row index gives one row, 1-D). Checked as :meth:`predict` checks them."""
+        single = np.ndim(rows) == 0
+        rows = _in_range("rows", _as_integers("rows", np.atleast_1d(rows)), self.shape[0])
         out = (self.U[rows] * self.S) @ self.Vh + self.mean
         if self.row_bias is not None:
-            out += np.asarray(self.row_bias[rows])[..., None] + self.col_bias
-        return out
+            out += self.row_bias[rows][:, None] + self.col_bias
+        return out[0] if single else out
 
     def reconstruct(self) -> np.ndarray:
         """The dense m x n matrix Z (only for matrices that fit in memory)."""
@@ -431,13 +434,14 @@ def _spectral_start(entries: Entries, rank: int, mean: float, rng) -> tuple[_Mod
 
 
 def _svd_form(model: _Model, drop_zero: bool = True):
-    """U, s, Vh with U diag(s) Vh = L R^T; zero singular values dropped (one kept)."""
+    """U, s, Vh with U diag(s) Vh = L R^T; zero singular values dropped (all
+    of them for a model shrunk to zero: rank 0)."""
     QL, TL = _scaled_qr(model.L)
     QR, TR = _scaled_qr(model.R)
     u, s, vh = np.linalg.svd(TL @ TR.T)
     keep = s.size
     if drop_zero:
-        keep = max(int(np.count_nonzero(s > s[0] * np.finfo(s.dtype).eps * max(TL.shape))), 1)
+        keep = int(np.count_nonzero(s > s[0] * np.finfo(s.dtype).eps * max(TL.shape))) if s[0] > 0 else 0
     return QL @ u[:, :keep], s[:keep], vh[:keep] @ QR.T
 
 
