@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import sys
 
 import pytest
 
@@ -59,6 +60,7 @@ def test_compress_then_evaluate_reproduces_the_fidelity(texts, tmp_path, capsys)
         (["compress", "{model}", "--reduction", "0.4", "--method", "whitened", "--out", "{tmp}/o"], "calibration"),
         (["compress", "no-such-dir", "--reduction", "0.4", "--share-inputs", "0.1", "--out", "x"], "--calib"),
         (["evaluate", "{model}", "{tmp}", "--eval", "{tmp}/none.txt"], "No such file"),
+        (["compress", "{tmp}", "--reduction", "0.4", "--out", "{tmp}/o"], "not a Hugging Face model directory"),
     ],
 )
 def test_bad_input_is_one_line(arguments, message, tmp_path, capsys):
@@ -77,3 +79,48 @@ def test_evaluation_needs_two_sentences(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("randla: error:") and "at least 2 sentence" in err
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_a_rerun_removes_the_earlier_runs_plot_and_evaluation(texts, tmp_path, capsys, monkeypatch):
+    _, evaluation = texts
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file\n")
+    model = str(gt.get_model_path())
+    first = ["compress", model, "--rank", "8", "--include", "encoder.layer.0.*", "--eval", str(evaluation), "--out", str(out)]
+    assert main(first) == 0, capsys.readouterr().err
+    assert {"spectra.png", "evaluation.json"} <= {p.name for p in out.iterdir()}
+    capsys.readouterr()
+
+    # Without --eval, and without matplotlib: neither file would be rewritten.
+    monkeypatch.setitem(sys.modules, "randla.plot", None)
+    second = ["compress", model, "--rank", "4", "--include", "encoder.layer.1.*", "--out", str(out)]
+    assert main(second) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["compression.json", "factors.safetensors", "notes.txt"]
+    layers = json.loads((out / "compression.json").read_text())["layers"]
+    assert {entry["rank"] for entry in layers.values()} == {4} and all(".layer.1." in name for name in layers)
+
+
+def test_files_of_those_names_in_a_folder_randla_did_not_write_are_kept(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "evaluation.json").write_text('{"mine": true}')
+    (out / "compression.json").write_text('{"format": "something else"}')
+    monkeypatch.setitem(sys.modules, "randla.plot", None)
+    arguments = ["compress", str(gt.get_model_path()), "--rank", "4", "--include", "encoder.layer.0.output.dense",
+                 "--out", str(out)]
+    assert main(arguments) == 0, capsys.readouterr().err
+    assert json.loads((out / "evaluation.json").read_text()) == {"mine": True}
+
+
+def test_the_neighbour_agreement_names_the_k_it_used(tmp_path, capsys):
+    out = tmp_path / "out"
+    three = tmp_path / "three.txt"
+    three.write_text("The first sentence.\nA second one here.\nAnd a third to end.\n")
+    arguments = ["compress", str(gt.get_model_path()), "--rank", "4", "--include", "encoder.layer.0.output.dense",
+                 "--eval", str(three), "--out", str(out)]
+    assert main(arguments) == 0, capsys.readouterr().err
+    assert "top-2 neighbour agreement" in capsys.readouterr().out  # 10 is more than the 2 other sentences
+    assert json.loads((out / "evaluation.json").read_text())["k"] == 2
+    assert main(["evaluate", str(gt.get_model_path()), str(out), "--eval", str(three)]) == 0
+    assert "top-2 neighbour agreement" in capsys.readouterr().out

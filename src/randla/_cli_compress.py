@@ -8,6 +8,9 @@ and ``compression.json``, :func:`randla.nn.save_compressed`) and
 ``spectra.png`` (singular values and error against rank per layer; needs
 matplotlib). With ``--eval TEXT_FILE`` it also reports how faithful the
 sentence embeddings stay on those sentences and writes ``evaluation.json``.
+Into an OUT_DIR of an earlier run, it first removes that run's
+``spectra.png`` and ``evaluation.json``: what OUT_DIR holds describes one
+compression.
 
 ``randla evaluate MODEL_DIR OUT_DIR --eval TEXT_FILE`` reloads a saved
 compression onto the original model and reports the same fidelity.
@@ -98,7 +101,7 @@ def _fidelity(model, compressed, tokenizer, sentences) -> dict:
 def _print_fidelity(result: dict, path):
     print(
         f"fidelity on {result['sentences']} sentences of {path}: mean cosine {result['cosine']:.4f}, "
-        f"top-10 neighbour agreement {result['neighbours']:.4f}"
+        f"top-{result['k']} neighbour agreement {result['neighbours']:.4f}"
     )
 
 
@@ -106,6 +109,30 @@ def _write_json(path: Path, content: dict):
     from .nn.storage import write_atomically
 
     write_atomically(path, json.dumps(content, indent=1).encode())
+
+
+# What `randla compress` writes beside the factors; each describes one compression.
+_RUN_OUTPUTS = ("spectra.png", "evaluation.json")
+
+
+def _remove_earlier_outputs(out: Path):
+    """Delete the plot and evaluation an earlier run wrote to ``out``, before its factors are replaced.
+
+    Removed before the new factors are written (not after), so that no reader
+    ever finds them beside factors they do not describe, even if this run
+    stops before writing its own. Only where ``out`` holds randla's
+    ``compression.json``: files of these names in any other folder are the
+    user's own.
+    """
+    from .nn.storage import DESCRIPTION, FORMAT
+
+    try:
+        description = json.loads((out / DESCRIPTION).read_text())
+    except (OSError, ValueError):  # absent, unreadable or not JSON: not an earlier run's output
+        return
+    if isinstance(description, dict) and description.get("format") == FORMAT:
+        for name in _RUN_OUTPUTS:
+            (out / name).unlink(missing_ok=True)
 
 
 def _compress(args) -> int:
@@ -148,6 +175,7 @@ def _compress(args) -> int:
         f"{report.params_before:,} -> {report.params_after:,} weight parameters "
         f"({100 * report.reduction:.1f}% removed) in {report.seconds:.1f} s"
     )
+    _remove_earlier_outputs(out)
     save_compressed(compressed, out, report=report)
     print(f"saved the factors to {out}")
     try:

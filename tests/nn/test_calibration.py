@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from randla.nn import compress
 from randla.nn.calibration import collect
 
 
@@ -62,11 +63,78 @@ class SideBranch(nn.Module):
 
 
 def test_gradients_of_layers_off_the_output_path_are_zero():
-    # As a BERT pooler is off the path of last_hidden_state: selected alone,
-    # the loss does not depend on any selected weight.
+    # As a BERT pooler is off the path of last_hidden_state.
     torch.manual_seed(0)
     model = SideBranch()
-    stats = collect(model, {"side": model.side}, [torch.randn(3, 4)], gradients=True)
+    stats = collect(model, dict(model.named_children()), [torch.randn(3, 4)], gradients=True)
     assert torch.equal(stats["side"].row_importance, torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(stats["side"].output_sensitivity, torch.zeros(4, dtype=torch.float64))
+    assert stats["head"].row_importance.gt(0).all() and stats["head"].output_sensitivity.gt(0).all()
     assert stats["side"].rows == 3
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_no_gradient_at_any_selected_layer_is_refused():
+    # Selected alone, the off-path layer gives the loss nothing to depend on:
+    # all-zero sensitivities would make any rank allocation look free.
+    torch.manual_seed(0)
+    model = SideBranch()
+    with pytest.raises(ValueError, match="zero at every one of the 1 selected layer"):
+        collect(model, {"side": model.side}, [torch.randn(3, 4)], gradients=True)
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="gradient of the loss is zero"):
+        collect(model, {"head": model.head}, [torch.randn(3, 4)], gradients=True, loss=lambda out, batch: out.sum() * 0)
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 4))
+
+
+def _batches():
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(8, 16, generator=g) for _ in range(3)]
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_gradients_do_not_depend_on_the_callers_grad_mode(mode):
+    model = _mlp()
+    layers = {name: m for name, m in model.named_children() if isinstance(m, nn.Linear)}
+    expected = collect(model, layers, _batches(), gradients=True)
+    with mode():
+        # Batches made under inference mode are inference tensors too.
+        got = collect(model, layers, _batches(), gradients=True)
+    for name in layers:
+        assert expected[name].row_importance.gt(0).any()
+        torch.testing.assert_close(got[name].row_importance, expected[name].row_importance)
+        torch.testing.assert_close(got[name].output_sensitivity, expected[name].output_sensitivity)
+        torch.testing.assert_close(got[name].gram, expected[name].gram)
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+@pytest.mark.parametrize("method", ["rsi", "fisher"])
+def test_compress_with_calibration_does_not_depend_on_the_callers_grad_mode(mode, method):
+    # Run in the caller's mode, every sensitivity was zero: every layer at rank 1, objective 0.
+    model = _mlp()
+    kwargs = dict(reduction=0.5, method=method, calibration=_batches(), rng=0)
+    _, expected = compress(model, **kwargs)
+    with mode():
+        small, got = compress(model, **kwargs)
+    # Its factors are ordinary, trainable parameters, even made inside inference mode.
+    assert all(p.requires_grad and not p.is_inference() for p in small.parameters())
+    assert expected.objective > 0
+    assert [layer.rank for layer in got.layers] == [layer.rank for layer in expected.layers]
+    assert got.objective == pytest.approx(expected.objective)
+    assert got.reduction == pytest.approx(expected.reduction)
+
+
+def test_weights_made_under_inference_mode_get_a_clear_error():
+    with torch.inference_mode():
+        model = _mlp()
+    layers = {name: m for name, m in model.named_children() if isinstance(m, nn.Linear)}
+    with pytest.raises(ValueError, match="made under torch.inference_mode"):
+        collect(model, layers, _batches(), gradients=True)
+    assert collect(model, layers, _batches())  # activations alone need no gradient
+    _, report = compress(model, reduction=0.5, calibration=_batches(), rng=0)  # on a copy made outside it
+    assert report.objective > 0

@@ -132,3 +132,13 @@ def test_loaded_factors_are_as_trainable_as_the_weights(saved):
     net[0].weight.requires_grad_(False)
     loaded = load_compressed(net, path)
     assert not loaded[0].up.requires_grad and not loaded[0].down.requires_grad and loaded[0].bias.requires_grad
+
+
+@pytest.mark.parametrize("model", [None, {"0": 1}, torch.zeros(3, 3)])
+def test_a_model_that_is_not_a_module_is_a_type_error(saved, tmp_path, model):
+    _, _, path = saved
+    with pytest.raises(TypeError, match=r"`model` must be a torch.nn.Module; got "):
+        save_compressed(model, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(TypeError, match=r"`model` must be a torch.nn.Module; got "):
+        load_compressed(model, path)

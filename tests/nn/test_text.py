@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from randla.nn.text import fidelity, read_sentences
+from randla.nn.text import fidelity, load_encoder, read_sentences
 
 
 def test_fidelity_of_identical_embeddings_is_perfect():
     embeddings = torch.randn(12, 8, generator=torch.Generator().manual_seed(0))
-    assert fidelity(embeddings, embeddings.clone()) == pytest.approx({"cosine": 1.0, "neighbours": 1.0})
+    assert fidelity(embeddings, embeddings.clone()) == pytest.approx({"cosine": 1.0, "neighbours": 1.0, "k": 10})
     pair = fidelity(embeddings[:2], embeddings[:2].clone())
-    assert pair["neighbours"] == 1.0  # k is cut to the one other sentence
+    assert pair["neighbours"] == 1.0 and pair["k"] == 1  # k is cut to the one other sentence
 
 
 def test_fidelity_needs_two_sentences():
@@ -45,3 +45,12 @@ def test_fidelity_needs_a_positive_int_k(k):
     embeddings = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="`k` must be an int >= 1"):
         fidelity(embeddings, embeddings, k=k)
+
+
+def test_load_encoder_names_a_folder_that_is_not_a_hugging_face_model(tmp_path):
+    # transformers itself blamed a missing tokenizer library (sentencepiece) here.
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    with pytest.raises(FileNotFoundError, match="has no config.json, so it is not a Hugging Face model directory"):
+        load_encoder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        load_encoder(tmp_path / "notes.txt")

@@ -63,6 +63,23 @@ def _random_projection_loss(output, batch, generator):
     return (g * y).sum()
 
 
+def _without_inference_tensors(batch):
+    """``batch`` with clones of its inference tensors, which autograd cannot save; itself if it has none.
+
+    Call outside inference mode, where a clone is a normal tensor.
+    """
+    if isinstance(batch, torch.Tensor):
+        return batch.clone() if batch.is_inference() else batch
+    if isinstance(batch, Mapping):
+        values = {key: _without_inference_tensors(value) for key, value in batch.items()}
+        return values if any(values[key] is not batch[key] for key in values) else batch
+    if isinstance(batch, (tuple, list)):
+        values = [_without_inference_tensors(value) for value in batch]
+        changed = any(a is not b for a, b in zip(values, batch))
+        return batch if not changed else tuple(values) if isinstance(batch, tuple) else values
+    return batch
+
+
 def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=None, seed: int = 0) -> dict:
     """Run ``model`` over every batch of ``calibration`` and gather :class:`LayerStatistics` per module name.
 
@@ -77,7 +94,19 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
 
     Layers that receive the very same input tensor in the first batch get the
     same ``input_key``: they read one input (attention's query, key, value).
+
+    The gradient pass turns gradients on, whatever the caller's grad mode
+    (``torch.no_grad()`` or ``torch.inference_mode()`` around it). Weights
+    made under ``torch.inference_mode()`` cannot take part in it (a copy made
+    outside it can: :func:`randla.nn.compress` makes one). If every selected
+    layer's gradient is zero, no sensitivity can be measured and a
+    ``ValueError`` says so.
     """
+    if gradients and any(m.weight.is_inference() for m in modules.values()):
+        raise ValueError(
+            "the selected layers' weights were made under torch.inference_mode(), so no gradient can reach "
+            "them; build the model outside it, or let randla.nn.compress copy it (inplace=False)."
+        )
     stats = {name: None for name in modules}
     current = {}
     first_inputs = []  # held through the first batch, so that no address is reused
@@ -134,13 +163,16 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
                 with torch.no_grad():
                     call_model(model, batch)
                 continue
-            output = call_model(model, batch)
-            value = loss(output, batch) if loss is not None else _random_projection_loss(output, batch, generator)
-            weights = [m.weight for m in modules.values()]
-            # A loss that no selected weight reaches (layers off the output's path) has no graph.
-            grads = [None] * len(weights)
-            if value.requires_grad:
-                grads = torch.autograd.grad(value, weights, allow_unused=True)
+            # The caller's no_grad or inference_mode would leave no graph, and every gradient zero.
+            with torch.inference_mode(False), torch.enable_grad():
+                batch = current["batch"] = _without_inference_tensors(batch)
+                output = call_model(model, batch)
+                value = loss(output, batch) if loss is not None else _random_projection_loss(output, batch, generator)
+                weights = [m.weight for m in modules.values()]
+                # A loss that no selected weight reaches (layers off the output's path) has no graph.
+                grads = [None] * len(weights)
+                if value.requires_grad:
+                    grads = torch.autograd.grad(value, weights, allow_unused=True)
             for name, grad in zip(modules, grads):
                 if grad is not None:
                     _add(importance, name, grad.double().square().sum(dim=1))
@@ -150,7 +182,8 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
         for handle in handles:
             handle.remove()
         for p, flag in grad_flags.items():
-            p.requires_grad_(flag)
+            if p.requires_grad != flag:  # an inference tensor refuses even a setting it has
+                p.requires_grad_(flag)
         model.train(was_training)
     unused = [name for name, s in stats.items() if s is None]
     if unused:
@@ -163,6 +196,14 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
             zeros = torch.zeros(module.weight.shape[0], dtype=torch.float64, device=module.weight.device)
             stats[name].row_importance = importance.get(name, zeros)
             stats[name].output_sensitivity = sensitivity.get(name, zeros) / max(stats[name].rows, 1)
+        if not any(bool(s.row_importance.any() or s.output_sensitivity.any()) for s in stats.values()):
+            # All-zero weights would make every rank allocation look free, silently.
+            raise ValueError(
+                f"the gradient of the {'loss' if loss is not None else 'model output'} is zero at every one of the "
+                f"{len(stats)} selected layer(s) on the calibration data, so their sensitivities cannot be measured. "
+                "Select layers that the output depends on (a BERT pooler is off the path of last_hidden_state), "
+                "pass a `loss` that depends on them, and do not disable gradients inside the model's forward."
+            )
     return stats
 
 

@@ -232,6 +232,9 @@ def _errors(W, up, down, gram):
     return weight_error, float(np.sqrt(max(lost, 0.0) / max(whole, np.finfo(float).tiny)))
 
 
+# Tensors made under the caller's torch.inference_mode could never be trained, nor
+# take part in the calibration's gradient pass.
+@torch.inference_mode(False)
 def compress(
     model: nn.Module,
     *,

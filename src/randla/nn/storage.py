@@ -46,6 +46,7 @@ def save_compressed(model: nn.Module, path, *, report=None) -> Path:
     """
     from safetensors.torch import save
 
+    _check_model(model)
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LowRankLinear)}
     if not layers:
         raise ValueError("the model has no LowRankLinear layer to save; compress it first (randla.nn.compress).")
@@ -85,6 +86,11 @@ def _report_dict(report) -> dict:
             for layer in report.layers
         ],
     }
+
+
+def _check_model(model):
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
 
 
 def _fail(path, why: str):
@@ -130,6 +136,7 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
     everywhere, as :func:`compress` does, and the factors are trainable
     where the weight was. Returns a copy unless ``inplace``.
     """
+    _check_model(model)
     path = Path(path)
     description, tensors = _read(path)
     layers = description.get("layers")

@@ -13,6 +13,14 @@ __all__ = ["load_encoder", "token_batches", "embed", "fidelity", "read_sentences
 
 def load_encoder(model_dir):
     """(model, tokenizer) of a local Hugging Face model directory, with no network access."""
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"{model_dir} is not a directory; pass a local Hugging Face model directory.")
+    # Without it transformers blames a missing tokenizer library instead (sentencepiece, tiktoken).
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise FileNotFoundError(
+            f"{model_dir} has no config.json, so it is not a Hugging Face model directory; "
+            "pass the folder that holds the model's config.json, weights and tokenizer files."
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from transformers import AutoModel, AutoTokenizer
@@ -20,8 +28,6 @@ def load_encoder(model_dir):
     except ImportError as exc:
         raise ImportError("loading Hugging Face models needs transformers: pip install 'randla[nn]'") from exc
     hf_logging.disable_progress_bar()  # randla reports its own progress
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"{model_dir} is not a directory; pass a local Hugging Face model directory.")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModel.from_pretrained(model_dir, local_files_only=True)
     return model.eval(), tokenizer
@@ -75,10 +81,10 @@ def fidelity(reference: torch.Tensor, embeddings: torch.Tensor, *, k: int = 10) 
     """How close compressed embeddings stay to the original ones.
 
     Returns ``cosine``, the mean cosine similarity of each sentence's two
-    embeddings, and ``neighbours``, the mean fraction of each sentence's k
+    embeddings, ``neighbours``, the mean fraction of each sentence's k
     nearest neighbours (by cosine, among the same sentences) that both models
-    agree on; k is at most the number of other sentences, so at least two
-    sentences are needed.
+    agree on, and ``k``, the number of neighbours compared: at most the
+    number of other sentences, so at least two sentences are needed.
     """
     if reference.shape != embeddings.shape:
         raise ValueError(f"embeddings of shape {tuple(embeddings.shape)} do not match the reference {tuple(reference.shape)}.")
@@ -99,4 +105,4 @@ def fidelity(reference: torch.Tensor, embeddings: torch.Tensor, *, k: int = 10) 
 
     a, b = neighbours(ref), neighbours(new)
     shared = (a.unsqueeze(2) == b.unsqueeze(1)).any(dim=2).sum(dim=1).double() / k
-    return {"cosine": cosine, "neighbours": float(shared.mean())}
+    return {"cosine": cosine, "neighbours": float(shared.mean()), "k": k}
