@@ -103,6 +103,15 @@ def test_dtypes_kept_and_integers_promoted():
     assert fourier_features(np.round(10 * X).astype(np.int64), 16, rng=0).Z.dtype == np.float64
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_numpy_matrix_is_a_plain_array():
+    X = points(20)
+    res = fourier_features(np.asmatrix(X), 16, rng=0)
+    assert type(res.Z) is np.ndarray
+    np.testing.assert_array_equal(res.Z, fourier_features(X, 16, rng=0).Z)
+    np.testing.assert_array_equal(res.feature_map.transform(np.asmatrix(X[:5])), res.Z[:5])
+
+
 def test_bandwidth_is_gamma_and_input_untouched():
     X = points(40)
     before = X.copy()

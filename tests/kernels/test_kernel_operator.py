@@ -12,6 +12,7 @@ from sklearn.metrics.pairwise import pairwise_kernels
 
 import randla
 from randla.kernels import kernel_operator
+from randla.kernels.operator import DEFAULT_MEMORY_LIMIT
 
 KERNELS = [
     ("rbf", {"gamma": 0.3}),
@@ -264,3 +265,83 @@ def test_callable_kernel_block_is_not_written_to():
     K = kernel_operator(X, kernel=kernel)
     K.matmat(np.ones((300, 2)))
     assert np.array_equal(full, saved)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_boolean_masks_select_like_numpy(backend):
+    X = points(30)
+    K = kernel_operator(as_backend(X, backend, np.float64), kernel="rbf", gamma=0.3)
+    dense = dense_kernel(X, X, "rbf", {"gamma": 0.3})
+    mask = np.zeros(30, dtype=bool)
+    mask[[2, 11, 29]] = True
+    for m in (mask, torch.from_numpy(mask), mask.tolist()):
+        assert np.allclose(host(K.columns(m)), dense[:, mask], atol=1e-12)
+        assert np.allclose(host(K.rows(m)), dense[mask], atol=1e-12)
+        assert np.allclose(host(K.block(m, m)), dense[np.ix_(mask, mask)], atol=1e-12)
+    assert tuple(K.columns(np.zeros(30, dtype=bool)).shape) == (30, 0)
+    with pytest.raises(ValueError, match="length 30.*got length 6"):
+        K.columns(mask[:6])
+    with pytest.raises(ValueError, match="length 30.*got length 31"):
+        K.block(rows=np.ones(31, dtype=bool))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_indices_of_other_types_and_libraries(backend):
+    X = points(30)
+    K = kernel_operator(as_backend(X, backend, np.float64), kernel="rbf", gamma=0.3)
+    expected = dense_kernel(X, X, "rbf", {"gamma": 0.3})[:, [4, 0, 29]]
+    for idx in ([4, 0, -1], (4, 0, 29), np.array([4, 0, 29], dtype=np.int32), np.array([4, 0, 29], dtype=np.uint8),
+                torch.tensor([4, 0, 29], dtype=torch.int32), torch.tensor([4, 0, -1])):
+        assert np.allclose(host(K.columns(idx)), expected, atol=1e-12)
+    assert np.allclose(host(K.rows(range(4, 6))), dense_kernel(X[4:6], X, "rbf", {"gamma": 0.3}), atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_bad_indices_are_refused_not_misread(backend):
+    # Fractional indices were truncated (2.7 -> column 2) and 2-D ones failed
+    # with a broadcast error deep inside.
+    K = kernel_operator(as_backend(points(30), backend, np.float64), kernel="rbf")
+    for bad in ([2.7], [2.0], np.array([1.0, 3.0]), torch.tensor([1.0, 3.0]), ["a"]):
+        with pytest.raises(TypeError, match="integers or a boolean mask; got dtype"):
+            K.columns(bad)
+        with pytest.raises(TypeError, match="row indices must be integers"):
+            K.rows(bad)
+    for bad in ([[1, 2]], np.ones((2, 2), dtype=int), torch.tensor([[1, 2]]), 3):
+        with pytest.raises(ValueError, match="1-D.*got shape"):
+            K.columns(bad)
+        with pytest.raises(ValueError, match="1-D.*got shape"):
+            K.block(bad, [0])
+    with pytest.raises(IndexError, match=r"column indices must be in \[-30, 30\); got values from 0 to 30"):
+        K.columns(torch.tensor([0, 30]))
+
+
+@pytest.mark.parametrize("name,params", [("rbf", {"gamma": 0.3}), ("polynomial", {"degree": 3, "coef0": 1.0})])
+@pytest.mark.parametrize("memory_limit", [DEFAULT_MEMORY_LIMIT, 4_000])
+def test_products_carry_gradients(name, params, memory_limit):
+    # K @ v used to write the exact diagonal in place into the kernel's output,
+    # which autograd keeps for the backward pass. The polynomial diagonal
+    # depends on x, so its gradient checks that the diagonal is placed right.
+    X0 = torch.from_numpy(points(40, d=3))
+    V = torch.from_numpy(np.random.default_rng(1).standard_normal((40, 2)))
+    weights = torch.from_numpy(np.random.default_rng(2).standard_normal((40, 2)))
+    grads = {}
+    for how in ("matmat", "rmatmat", "block"):
+        X = X0.clone().requires_grad_(True)
+        K = kernel_operator(X, kernel=name, memory_limit=memory_limit, **params)
+        out = K.block() @ V if how == "block" else getattr(K, how)(V)
+        (out * weights).sum().backward()
+        grads[how] = X.grad
+    assert float(grads["block"].norm()) > 0
+    for how in ("matmat", "rmatmat"):
+        assert torch.allclose(grads[how], grads["block"], rtol=1e-10, atol=1e-10)
+    with torch.no_grad():  # the in-place path, for products without autograd
+        K = kernel_operator(X0, kernel=name, memory_limit=memory_limit, **params)
+        assert torch.allclose(K.matmat(V), K.block() @ V, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_numpy_matrix_points_are_plain_arrays():
+    X = points(20, d=3)
+    K = kernel_operator(np.asmatrix(X), np.asmatrix(X[:5]), kernel="rbf")
+    assert type(K.X) is np.ndarray and type(K.Y) is np.ndarray
+    assert np.allclose(K.block(), dense_kernel(X, X[:5], "rbf", {"gamma": 1 / 3}), atol=1e-12)

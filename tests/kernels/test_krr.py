@@ -118,6 +118,16 @@ def test_kernel_ridge_matches_sklearn(problem, test_points):
     assert rel(model.predict(test_points), exact) <= 1e-5
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_numpy_matrix_points_and_targets_are_plain_arrays(small):
+    X, y = small
+    plain = kernel_ridge(X, y, alpha=0.1, gamma=0.05, tol=1e-8, rng=0)
+    model = kernel_ridge(np.asmatrix(X), np.asmatrix(y).T, alpha=0.1, gamma=0.05, tol=1e-8, rng=0)
+    assert type(model.dual_coef) is np.ndarray and model.dual_coef.shape == (600, 1)
+    np.testing.assert_allclose(model.dual_coef[:, 0], plain.dual_coef, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.predict(np.asmatrix(X[:5]))[:, 0], plain.predict(X[:5]), rtol=1e-12, atol=1e-12)
+
+
 def test_residual_history(small):
     X, y = small
     model = kernel_ridge(X, y, alpha=1e-2, gamma=0.05, tol=1e-9, rng=0)

@@ -6,7 +6,13 @@ import warnings
 
 import numpy as np
 from scipy.linalg import solve_triangular
-from sklearn.base import BaseEstimator, ClusterMixin, RegressorMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    RegressorMixin,
+    TransformerMixin,
+)
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validate import check_int
@@ -49,12 +55,14 @@ def _capped_components(n_components, n_samples: int) -> int:
     return n_components
 
 
-class Nystroem(TransformerMixin, BaseEstimator):
+class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Kernel feature map from landmark columns: z(x)^T z(y) ~ k(x, y).
 
     Like :class:`sklearn.kernel_approximation.Nystroem`, with the landmarks
     chosen by any method of :func:`randla.landmarks` (randomly pivoted
-    Cholesky by default) instead of uniformly.
+    Cholesky by default) instead of uniformly. Its output columns are named
+    ``nystroem0``, ``nystroem1``, ... (``get_feature_names_out``,
+    ``set_output``), as scikit-learn's.
 
     Parameters
     ----------
@@ -133,6 +141,10 @@ class Nystroem(TransformerMixin, BaseEstimator):
             return np.zeros((X.shape[0], 0), dtype=X.dtype)
         C = kernel_operator(X, self.components_.astype(X.dtype), kernel=self.kernel, **_kernel_params(self)).block()
         return C @ self.normalization_.astype(X.dtype)
+
+    @property
+    def _n_features_out(self):  # names the output columns nystroem0, nystroem1, ... as sklearn's Nystroem
+        return len(self.component_indices_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

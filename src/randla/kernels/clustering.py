@@ -89,6 +89,13 @@ def spectral_clustering(
     SpectralClusteringResult
         Unpacks as ``labels, embedding``.
 
+    Raises
+    ------
+    ValueError
+        When some approximate degrees are <= 0 even with the exact residual
+        diagonal added back (see Notes): a kernel with negative values, or
+        too few landmarks for the bandwidth.
+
     Warns
     -----
     UserWarning
@@ -96,6 +103,10 @@ def spectral_clustering(
         (duplicate points, or a bandwidth too wide for the data): the
         embedding's last columns are then 0 and fewer than ``n_clusters``
         clusters can be told apart; some labels may go unused.
+    UserWarning
+        When some points have no affinity to any landmark (a bandwidth too
+        narrow for ``n_components``): their embedding rows are 0 and their
+        labels arbitrary.
 
     Notes
     -----
@@ -103,7 +114,11 @@ def spectral_clustering(
     ``n_clusters`` eigenvectors of D^{-1/2} K D^{-1/2}, rows scaled to unit
     length, then k-means (Lloyd's iterations from k-means++ seeding). With
     the Nyström factor of Fowlkes et al. (2004) this costs n m kernel
-    evaluations and O(n m^2) arithmetic.
+    evaluations and O(n m^2) arithmetic. The degrees are those of the
+    approximation, F (F^T 1); where the factor leaves a point a degree <= 0
+    (no affinity to any landmark, as at a narrow bandwidth), the exact
+    residual diagonal k(x, x) - ||F_i||^2 is added back, as the point's exact
+    degree is at least k(x, x) > 0 for a non-negative kernel.
 
     Examples
     --------
@@ -129,11 +144,30 @@ def spectral_clustering(
     gen = check_rng(rng)
     chosen = select_landmarks(K, m, method=landmarks, rng=gen)
     F = np.asarray(to_numpy(chosen.factor), dtype=np.float64)
-    degrees = F @ (F.T @ np.ones(n))
+    degrees = _degrees(K, F)
     if not np.all(degrees > 0):
+        count = int(np.sum(~(degrees > 0)))
+        if K.kernel.stationary:  # rbf, laplacian, matern: non-negative, so the approximation is at fault
+            raise ValueError(
+                f"spectral clustering needs positive degrees (row sums of the kernel); the Nystrom "
+                f"approximation with {F.shape[1]} landmarks gives {count} of the {n} points a degree <= 0, "
+                f"although the {K.kernel.name!r} kernel is non-negative. Use more landmarks "
+                "(`n_components`) or a wider bandwidth (a smaller `gamma`)."
+            )
         raise ValueError(
-            "spectral clustering needs positive degrees (row sums of the kernel); this kernel "
-            "gives some that are <= 0. Use a non-negative kernel such as 'rbf' or 'laplacian'."
+            f"spectral clustering needs positive degrees (row sums of the kernel); the "
+            f"{K.kernel.name!r} kernel gives {count} of the {n} points a degree <= 0: it takes negative "
+            f"values, or its Nystrom approximation with {F.shape[1]} landmarks is too coarse. Use a "
+            "non-negative kernel such as 'rbf' or 'laplacian', or more landmarks (`n_components`)."
+        )
+    unseen = int(np.sum(~np.any(F != 0, axis=1)))
+    if unseen:
+        warnings.warn(
+            f"{unseen} of the {n} points have no affinity to any of the {F.shape[1]} landmarks (their "
+            "kernel values to all of them are 0): their labels are arbitrary. Use more landmarks "
+            "(`n_components`) or a wider bandwidth (a smaller `gamma`).",
+            UserWarning,
+            stacklevel=2,
         )
     G = F / np.sqrt(degrees)[:, None]
     U, s, _ = small_svd(np, G)
@@ -146,13 +180,45 @@ def spectral_clustering(
             stacklevel=2,
         )
         U, s = np.pad(U, ((0, 0), (0, k - s.size))), np.pad(s, (0, k - s.size))
-    embedding = U[:, :k] / np.maximum(np.linalg.norm(U[:, :k], axis=1, keepdims=True), np.finfo(float).tiny)
+    embedding = _unit_rows(U[:, :k])
     best, best_inertia = None, np.inf
     for _ in range(n_init):
         labels, inertia = _kmeans(embedding, k, gen)
         if inertia < best_inertia:
             best, best_inertia = labels, inertia
     return SpectralClusteringResult(best.astype(np.int64), embedding, s[:k] ** 2, np.asarray(chosen.indices))
+
+
+def _degrees(K, F) -> np.ndarray:
+    """Degrees K 1 from the Nystrom factor K ~ F F^T: F (F^T 1), as Fowlkes et al. (2004).
+
+    These are the exact degrees of the affinity F F^T whose eigenvectors are
+    taken, so every cluster it separates keeps eigenvalue 1; the residual
+    K - F F^T is left out of the degrees (adding its diagonal to all of them
+    mixes clusters at narrow bandwidths). A point the factor barely
+    reaches, with no affinity to any landmark (F_i = 0) or an approximate
+    degree <= 0, is the exception: its exact degree is at least k(x_i, x_i) > 0
+    for a non-negative kernel, and there the exact residual diagonal
+    diag(K) - rowsum(F^2) >= 0, known in O(n d), is added back.
+    """
+    degrees = F @ (F.T @ np.ones(F.shape[0]))
+    lost = ~(degrees > 0)
+    if lost.any():
+        diagonal = np.asarray(to_numpy(K.diagonal()), dtype=np.float64)[lost]
+        degrees[lost] += np.maximum(diagonal - np.einsum("ij,ij->i", F[lost], F[lost]), 0.0)
+    return degrees
+
+
+def _unit_rows(E: np.ndarray) -> np.ndarray:
+    """E with every nonzero row scaled to unit length; zero rows stay zero.
+
+    Rows are first divided by their largest entry: a poorly connected point's
+    row can be 1e-160 small, and its squares would underflow to 0.
+    """
+    peak = np.max(np.abs(E), axis=1, keepdims=True)
+    E = np.divide(E, peak, out=np.zeros_like(E), where=peak > 0)
+    norm = np.linalg.norm(E, axis=1, keepdims=True)
+    return E / np.where(norm > 0, norm, 1.0)
 
 
 def _kmeans(P, k: int, rng: np.random.Generator, max_iter: int = 100):

@@ -443,7 +443,7 @@ def _result(xp, X, coef, one_d, centers, idx, op, alpha, info) -> KRRResult:
 
 def _check_targets(y, op: KernelOperator):
     """y as a float64 (n, t) array in X's library and on its device."""
-    if isinstance(y, (list, tuple)):
+    if isinstance(y, (list, tuple, np.ndarray)):  # ndarray subclasses (np.matrix) as plain arrays
         y = np.asarray(y)
     if not is_array_api_obj(y):
         raise TypeError(f"y must be a NumPy array or torch tensor of targets; got {type(y).__name__}.")

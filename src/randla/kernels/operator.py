@@ -27,9 +27,10 @@ _TEMPORARIES = 3  # distance, kernel and product blocks alive at once
 def check_points(X, name: str = "X"):
     """X as a 2-D floating array of points in its own library (no copy for floats).
 
-    Integers become float64, half precisions float32. Raises ``TypeError``
-    for sparse or non-array input and ``ValueError`` for a wrong shape, no
-    points, or NaN/Inf.
+    Lists and NumPy array subclasses such as ``numpy.matrix`` are read as
+    plain NumPy arrays. Integers become float64, half precisions float32.
+    Raises ``TypeError`` for sparse or non-array input and ``ValueError`` for
+    a wrong shape, no points, or NaN/Inf.
     """
     import scipy.sparse as sp
 
@@ -38,7 +39,7 @@ def check_points(X, name: str = "X"):
             f"{name} must be a dense array of points; got a SciPy sparse matrix. Kernel "
             "matrices of sparse data: use randla.sparse_rbf_features, or X.toarray() if it fits."
         )
-    if isinstance(X, (list, tuple)):
+    if isinstance(X, (list, tuple, np.ndarray)):  # ndarray subclasses (np.matrix) as plain arrays, no copy
         X = np.asarray(X)
     if not is_array_api_obj(X):
         raise TypeError(f"{name} must be a NumPy array or torch tensor of points; got {type(X).__name__}.")
@@ -126,7 +127,10 @@ class KernelOperator(Operator):
             if self.symmetric:  # rows i.. of k(X, X): the diagonal starts at column i
                 p = block.shape[0]
                 diag = self.kernel.diagonal(xp, A[i : i + p])
-                if self.kernel.name == "callable":  # the user's array, which may be a view: not written to
+                # A callable's block may be a view of the user's array, and autograd keeps the
+                # kernel's output for the backward pass: neither is written to. Otherwise the
+                # in-place write saves a pass over the block.
+                if self.kernel.name == "callable" or getattr(block, "requires_grad", False):
                     block = self._exact_diagonal(block, diag[:, None], self._arange(i, i + p), columns)
                 else:
                     block[self._arange(0, p), self._arange(i, i + p)] = diag
@@ -147,19 +151,26 @@ class KernelOperator(Operator):
         return self.xp.arange(start, stop, device=self.device)
 
     def columns(self, idx):
-        """K[:, idx], shape (n_rows, len(idx))."""
-        idx = self._index(idx, self.shape[1])
+        """K[:, idx], shape (n_rows, len(idx)).
+
+        ``idx``: integer positions (negative ones count from the end) or a
+        boolean mask of length n_cols, as NumPy reads an index.
+        """
+        idx = self._index(idx, self.shape[1], "column indices")
         return self._evaluate(self.X, self._take(self._points_y, idx), cols=idx)
 
     def rows(self, idx):
-        """K[idx, :], shape (len(idx), n_cols)."""
-        idx = self._index(idx, self.shape[0])
+        """K[idx, :], shape (len(idx), n_cols); ``idx`` as in :meth:`columns`."""
+        idx = self._index(idx, self.shape[0], "row indices")
         return self._evaluate(self._take(self.X, idx), self._points_y, rows=idx)
 
     def block(self, rows=None, cols=None):
-        """K[rows][:, cols]; None means all. The whole K only if asked for."""
-        rows = None if rows is None else self._index(rows, self.shape[0])
-        cols = None if cols is None else self._index(cols, self.shape[1])
+        """K[rows][:, cols]; None means all. The whole K only if asked for.
+
+        ``rows`` and ``cols`` are positions or boolean masks, as in :meth:`columns`.
+        """
+        rows = None if rows is None else self._index(rows, self.shape[0], "row indices")
+        cols = None if cols is None else self._index(cols, self.shape[1], "column indices")
         A = self.X if rows is None else self._take(self.X, rows)
         B = self._points_y if cols is None else self._take(self._points_y, cols)
         return self._evaluate(A, B, rows, cols)
@@ -174,15 +185,45 @@ class KernelOperator(Operator):
         """tr(K) in O(n d); None for a rectangular k(X, Y)."""
         return float(self.xp.sum(self.diagonal())) if self.symmetric else None
 
-    def _index(self, idx, size: int):
-        """An index array of the points' library, on their device, with negative
-        indices counted from the end (they place the exact diagonal too)."""
+    def _index(self, idx, size: int, what: str = "indices"):
+        """``idx`` read as NumPy reads an index, as an int64 array of the points'
+        library on their device with negative indices counted from the end (they
+        place the exact diagonal too).
+
+        Integer positions in [-size, size) or a boolean mask of length ``size``;
+        floats are refused as NumPy refuses them, rather than truncated.
+        """
         xp = self.xp
-        if not (is_array_api_obj(idx) and array_namespace(idx) is xp):
-            idx = xp.asarray(np.asarray(to_numpy(idx) if is_array_api_obj(idx) else idx, dtype=np.int64), device=self.device)
+        if not is_array_api_obj(idx):
+            given = idx
+            idx = np.asarray(idx)
+            if idx.size == 0 and isinstance(given, (list, tuple)):  # NumPy reads [] as float64
+                idx = idx.astype(np.int64)
+        ns = array_namespace(idx)
+        if idx.ndim != 1:
+            raise ValueError(
+                f"{what} must be 1-D, a sequence of positions or a boolean mask of length {size}; "
+                f"got shape {tuple(idx.shape)}. For a single position i pass [i]."
+            )
+        if ns.isdtype(idx.dtype, "bool"):
+            if idx.shape[0] != size:
+                raise ValueError(
+                    f"a boolean mask of {what} must have length {size}, one entry per position; "
+                    f"got length {idx.shape[0]}."
+                )
+            idx = ns.nonzero(idx)[0]
+        elif not ns.isdtype(idx.dtype, "integral"):
+            raise TypeError(
+                f"{what} must be integers or a boolean mask; got dtype {idx.dtype}. "
+                "Convert whole-number floats with .astype(int) (NumPy) or .long() (torch)."
+            )
+        if ns is not xp:
+            idx = xp.asarray(np.asarray(to_numpy(idx), dtype=np.int64), device=self.device)
+        elif idx.dtype != xp.int64 or device_of(idx) != self.device:
+            idx = xp.asarray(xp.astype(idx, xp.int64), device=self.device)
         if idx.shape[0] and not (-size <= int(xp.min(idx)) and int(xp.max(idx)) < size):
             raise IndexError(
-                f"indices must be in [-{size}, {size}); got values from {int(xp.min(idx))} to {int(xp.max(idx))}."
+                f"{what} must be in [-{size}, {size}); got values from {int(xp.min(idx))} to {int(xp.max(idx))}."
             )
         return xp.where(idx < 0, idx + size, idx)
 
