@@ -160,6 +160,24 @@ def test_integer_torch_data_transforms_like_the_fit(wrap):
     np.testing.assert_allclose(Z.numpy(), (X - mean) @ r.Vh.numpy().T, atol=1e-12 * s[0])
 
 
+@pytest.mark.parametrize("fit_dtype, data_dtype", [(torch.float32, torch.float64), (torch.bfloat16, torch.float32),
+                                                    (torch.float64, torch.float32)])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_torch_data_of_another_float_dtype_is_promoted_as_numpy_would(fit_dtype, data_dtype, sparse):
+    X = data()
+    r = randla.pca(torch.as_tensor(X).to(fit_dtype), 4, rng=0)
+    new = torch.as_tensor(X).to(data_dtype)
+    Z = r.transform(new.to_sparse_csr() if sparse else new)
+    common = torch.promote_types(fit_dtype, data_dtype)
+    assert Z.dtype == common
+    V, mean = r.Vh.double().numpy().T, r.mean.double().numpy()
+    np.testing.assert_allclose(Z.double().numpy(), (new.double().numpy() - mean) @ V, rtol=2e-2, atol=2e-2 * np.abs(X).max())
+    back = r.inverse_transform(torch.zeros(2, 4, dtype=data_dtype))
+    assert back.dtype == common and torch.allclose(back.double(), r.mean.double().expand(2, -1))
+    with pytest.raises(TypeError, match="computed in torch: pass X as a torch tensor; got numpy.ndarray"):
+        r.transform(X)
+
+
 def test_inverse_transform_reconstructs():
     X = data()
     r = randla.pca(X, 10, rng=0)

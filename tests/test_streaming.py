@@ -113,6 +113,17 @@ def test_transform_and_inverse_transform():
     np.testing.assert_allclose(pca.transform(sp.csr_array(X)), Z, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_round_trip(dtype):
+    """Kept in float32, the axes meet transform's half-precision output in inverse_transform."""
+    X = torch.as_tensor(low_rank(400, 20, rank=3, rng=1) + 2.0).to(dtype)
+    pca = stream(X, 3, batches=4)
+    Z = pca.transform(X[:5])
+    back = pca.inverse_transform(Z)
+    assert Z.dtype == back.dtype == dtype and back.shape == (5, 20)
+    torch.testing.assert_close(back.float(), X[:5].float(), atol=0.1, rtol=0.02)
+
+
 def test_batches_are_not_modified():
     X = slow_decay(300, 20)
     before = X.copy()

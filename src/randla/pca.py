@@ -7,6 +7,7 @@ data are decomposed with products alone, never densified or copied.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from array_api_compat import is_torch_array
@@ -104,20 +105,33 @@ class PCAResult(Unpackable):
         n = int(self.Vh.shape[1])
         if len(X.shape) != 2 or X.shape[1] != n:
             raise ValueError(f"`X` must have shape (p, {n}), rows in the fitted data's columns; got {tuple(X.shape)}.")
-        V = conj_transpose(namespace(self.Vh), self.Vh)
-        if is_torch_array(X) and not (X.is_floating_point() or X.is_complex()):
-            X = X.to(V.dtype)  # integers, promoted as in the fit: torch has no int @ float
-        return X @ V - (self.mean[None, :] @ V)
+        X, V, mean = _promoted(X, conj_transpose(namespace(self.Vh), self.Vh), self.mean)
+        return X @ V - (mean[None, :] @ V)
 
     def inverse_transform(self, Z):
         """Points (p, k) in principal coordinates back in the data space: Z Vh + 1 mean^T."""
         if len(Z.shape) != 2 or Z.shape[1] != self.rank:
             raise ValueError(f"`Z` must have shape (p, {self.rank}); got {tuple(Z.shape)}.")
-        return Z @ self.Vh + self.mean[None, :]
+        Z, Vh, mean = _promoted(Z, self.Vh, self.mean)
+        return Z @ Vh + mean[None, :]
 
     def reconstruct(self):
         """The dense approximation U diag(S) Vh + 1 mean^T (m x n: only for small X)."""
         return self.scores @ self.Vh + self.mean[None, :]
+
+
+def _promoted(X, *factors):
+    """X and torch factors in their common dtype, as NumPy promotes them (torch
+    multiplies no two dtypes); a clear error for X of another library."""
+    if is_torch_array(X) != is_torch_array(factors[0]):
+        where = "in torch: pass X as a torch tensor" if is_torch_array(factors[0]) else "outside torch: pass X as its data were"
+        raise TypeError(f"the PCA was computed {where}; got {type(X).__module__}.{type(X).__name__}.")
+    if not is_torch_array(X):
+        return (X, *factors)
+    import torch
+
+    dtype = functools.reduce(torch.promote_types, (f.dtype for f in factors), X.dtype)
+    return tuple(a if a.dtype == dtype else a.to(dtype) for a in (X, *factors))
 
 
 def pca(

@@ -289,4 +289,6 @@ class StreamingPCA:
         self._check_library(Z, "Z")
         if len(Z.shape) != 2 or Z.shape[1] != Vh.shape[0]:
             raise ValueError(f"`Z` must have shape (p, {Vh.shape[0]}); got {tuple(Z.shape)}.")
+        if is_torch_array(Z) and Z.dtype != Vh.dtype:  # transform's own half-precision output, say
+            Z = Z.to(Vh.dtype)
         return self._out(Z @ Vh + self._xp.astype(self._mean, Vh.dtype)[None, :])
