@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import math
 import threading
+import tracemalloc
 
 import cloudpickle
 import dask
@@ -961,3 +962,20 @@ def test_error_helpers_check_their_arguments():
         randla.posterior_error_bound(A, q.Q.T)
     with pytest.raises(TypeError, match="Q must be an array of A's library"):
         randla.posterior_error_bound(A, q.Q.tolist())
+
+
+def test_half_precision_is_converted_a_block_at_a_time():
+    """Products of a float16 A convert a block of rows at a time: no float32
+    copy of the whole A (twice its size) per product."""
+    A = np.random.default_rng(0).standard_normal((6000, 3000), dtype=np.float32).astype(np.float16)
+    op = randla.as_operator(A)
+    X, Y = np.ones((3000, 8), np.float32), np.ones((6000, 8), np.float32)
+    tracemalloc.start()
+    AX, AtY, norm = op.matmat(X), op.rmatmat(Y), op.norm()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < A.nbytes  # the whole float32 copy would be 2 A.nbytes
+    A32 = A.astype(np.float32)
+    np.testing.assert_allclose(AX, A32 @ X, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(AtY, A32.T @ Y, rtol=1e-5, atol=1e-3)
+    assert norm == pytest.approx(np.linalg.norm(A.astype(np.float64)), rel=1e-12)

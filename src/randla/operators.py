@@ -68,6 +68,7 @@ def _work_dtype(xp, dtype):
 
 # Entries per block when a dense array is summed in double precision.
 _SUM_BLOCK = 1 << 20
+_CONVERT_BLOCK = 1 << 22  # entries of a half-precision A converted at a time within a product
 
 
 def _double(xp, dtype):
@@ -225,23 +226,39 @@ class _Dense(Operator):
         self.dtype = _work_dtype(xp, A.dtype)
         # Integer input is copied once into float64: every product would
         # otherwise make the same conversion internally. The user's array is
-        # not touched. Half precisions (and long doubles) are converted per
-        # product instead, which keeps memory at the size the user chose.
+        # not touched. Half precisions (and long doubles) are converted a
+        # block of rows at a time within each product instead, which keeps
+        # memory near the size the user chose.
         floating = xp.isdtype(A.dtype, ("real floating", "complex floating"))
         self._promote_per_product = floating and A.dtype != self.dtype
         if not floating:
             A = xp.astype(A, self.dtype)
         self._A = A
 
-    def _matrix(self):
+    def _blocks(self):
+        """(start, rows of A from there in the work dtype): all of A at once
+        unless it must be converted, then _CONVERT_BLOCK entries at a time."""
         A = self._A
-        return self.xp.astype(A, self.dtype) if self._promote_per_product else A
+        if not self._promote_per_product:
+            yield 0, A
+            return
+        rows = max(1, _CONVERT_BLOCK // self.shape[1])
+        for i in range(0, self.shape[0], rows):
+            yield i, self.xp.astype(A[i : i + rows], self.dtype)
 
     def matmat(self, X):
-        return self._matrix() @ X
+        parts = [block @ X for _, block in self._blocks()]
+        return parts[0] if len(parts) == 1 else self.xp.concat(parts)
 
     def rmatmat(self, Y):
-        return _adjoint_product(self.xp, lambda Z: self._matrix().mT @ Z, Y)
+        def transposed_product(Z):
+            total = None
+            for i, block in self._blocks():
+                part = block.mT @ Z[i : i + block.shape[0]]
+                total = part if total is None else total + part
+            return total
+
+        return _adjoint_product(self.xp, transposed_product, Y)
 
     def trace(self) -> float | None:
         if self.shape[0] != self.shape[1]:
@@ -250,7 +267,7 @@ class _Dense(Operator):
         return float(xp.real(xp.sum(xp.linalg.diagonal(self._A), dtype=_double(xp, self.dtype))))
 
     def norm(self) -> float:
-        return frobenius_norm(self.xp, self._matrix())
+        return frobenius_norm(self.xp, self._A)  # half and extended precisions: summed in double by blocks
 
     def centered_norm(self, mean, axis: int) -> float:
         # In the pass that norm() would make, block by block, in mean's (double) precision.
@@ -282,7 +299,9 @@ class _ScipySparse(Operator):
         self.shape = tuple(int(s) for s in A.shape)
         self.input_dtype = A.dtype
         self.dtype = _work_dtype(xp, A.dtype)
-        self._A = A
+        # LIL and DOK convert themselves to CSR inside every product, and DIA
+        # builds a padded transpose for each product with A^T: once, here.
+        self._A = A.tocsr() if A.format in ("lil", "dok", "dia") else A
 
     def _product(self, A, X):
         # A long double A would otherwise set the dtype of the product.
