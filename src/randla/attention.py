@@ -126,7 +126,10 @@ class AttentionOperator(Operator):
 
     def matmat(self, X):
         X = self.xp.astype(X, self.dtype, copy=False)  # V of the model's own (half) precision
-        blocks = [P @ X for _, _, P in self._blocks()]
+        blocks = []
+        for _, _, P in self._blocks():
+            blocks.append(P @ X)
+            del P  # before the next block is made
         return blocks[0] if len(blocks) == 1 else self.xp.concat(blocks)
 
     def rmatmat(self, Y):
@@ -135,6 +138,7 @@ class AttentionOperator(Operator):
         for start, stop, P in self._blocks():
             part = P.T @ Y[start:stop]
             out = part if out is None else out + part
+            del P
         return out
 
     def norm(self) -> float:

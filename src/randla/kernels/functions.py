@@ -47,6 +47,14 @@ class Kernel:
         """k(x, x) is the same constant for every x."""
         return self.name in ("rbf", "laplacian", "matern")
 
+    @property
+    def temporaries(self) -> int:
+        """Blocks of the kernel block's size alive at once while it is evaluated
+        (distances, kernel values, a product; Matern's polynomial factor adds more)."""
+        if self.name == "matern":
+            return 4 if self.params["nu"] == 0.5 else 5
+        return 3
+
     def __call__(self, xp, A, B):
         if self.name == "callable":
             return self.function(A, B, **self.params)

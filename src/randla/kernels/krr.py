@@ -125,7 +125,7 @@ class KRRResult(Unpackable):
         if X.dtype != self.centers.dtype:
             X = xp.astype(X, self.centers.dtype)
         coef = self.dual_coef if self.dual_coef.ndim == 2 else self.dual_coef[:, None]
-        step = rows_per_block(self.memory_limit, self.n_centers, X.dtype, cast=False)
+        step = rows_per_block(self.memory_limit, self.n_centers, X.dtype, self.kernel, cast=False)
         parts = [
             self.kernel(xp, X[i : i + step], self.centers) @ coef for i in range(0, X.shape[0], step)
         ]

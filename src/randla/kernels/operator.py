@@ -21,7 +21,6 @@ from .functions import Kernel, make_kernel
 __all__ = ["KernelOperator", "kernel_operator", "check_points"]
 
 DEFAULT_MEMORY_LIMIT = 256 * 2**20
-_TEMPORARIES = 3  # distance, kernel and product blocks alive at once
 
 
 def check_points(X, name: str = "X"):
@@ -86,7 +85,7 @@ class KernelOperator(Operator):
 
     def _rows_per_block(self, n_cols: int) -> int:
         itemsize = np.dtype(str(self.dtype).split(".")[-1]).itemsize
-        return max(1, self.memory_limit // (_TEMPORARIES * itemsize * max(n_cols, 1)))
+        return max(1, self.memory_limit // (self.kernel.temporaries * itemsize * max(n_cols, 1)))
 
     def _evaluate(self, A, B, rows=None, cols=None):
         """k(A, B) with its rows in blocks that keep within the memory limit.
@@ -135,6 +134,7 @@ class KernelOperator(Operator):
                 else:
                     block[self._arange(0, p), self._arange(i, i + p)] = diag
             blocks.append(block @ V)
+            del block  # before the next block's temporaries are made
         return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
 
     def _exact_diagonal(self, block, diag, rows, cols):

@@ -31,7 +31,6 @@ from .functions import Kernel
 
 __all__ = ["block_pcg", "PCGResult", "nystrom_preconditioner", "falkon_preconditioner", "PSDFactor"]
 
-_TEMPORARIES = 3  # distance, kernel and product blocks of one kernel evaluation
 
 
 @dataclass(frozen=True, repr=False)
@@ -278,10 +277,10 @@ def _itemsize(dtype) -> int:
     return np.dtype(str(dtype).split(".")[-1]).itemsize
 
 
-def rows_per_block(memory_limit: int, n_cols: int, dtype, cast: bool = True) -> int:
+def rows_per_block(memory_limit: int, n_cols: int, dtype, kernel: Kernel, cast: bool = True) -> int:
     """Rows of a kernel block k(A_b, B) whose temporaries fit in memory_limit."""
     # Beside the kernel's temporaries: the float64 copy and its product with T.
-    per_entry = _TEMPORARIES * _itemsize(dtype) + (8 if cast else 0)
+    per_entry = kernel.temporaries * _itemsize(dtype) + (8 if cast else 0)
     return max(1, memory_limit // (per_entry * max(n_cols, 1)))
 
 
@@ -309,13 +308,13 @@ class KernelRows:
         n, m = self.shape
         self.cache = None
         if cache and n * m * 8 <= memory_limit // 2:
-            self.step = rows_per_block(memory_limit // 2, m, A.dtype)
+            self.step = rows_per_block(memory_limit // 2, m, A.dtype, kernel)
             cache = xp.empty((n, m), dtype=xp.float64, device=device_of(A))
             for sl, block in self.blocks():
                 cache[sl] = block
             self.cache = cache
         else:
-            self.step = rows_per_block(memory_limit, m, A.dtype)
+            self.step = rows_per_block(memory_limit, m, A.dtype, kernel)
 
     def blocks(self):
         if self.cache is not None:
