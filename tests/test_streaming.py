@@ -3,6 +3,8 @@ exact means and totals whatever the batching, containers and bad input."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -249,3 +251,22 @@ def test_a_dask_array_is_read_once():
     np.testing.assert_allclose(pca.explained_variance_, same_blocks.explained_variance_, rtol=1e-12)
     with pytest.raises(ValueError, match="2-D"):
         randla.StreamingPCA(2).fit(da.zeros((4, 3, 2)))
+
+
+def test_a_batch_is_copied_once():
+    """The centred rows are the one batch-sized copy: sums and scatter are
+    accumulated in double without copies of their own."""
+    X = np.random.default_rng(0).standard_normal((100_000, 50))
+    tracemalloc.start()
+    randla.StreamingPCA(5).partial_fit(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.25 * X.nbytes
+
+
+def test_incremental_estimators_default_batch_is_bounded_in_bytes():
+    """5 n_features rows by default, as scikit-learn, unless that batch,
+    densified, would take more than 128 MiB."""
+    X = sp.random_array((20_000, 5_000), density=1e-3, format="csr", rng=np.random.default_rng(0))
+    assert randla.IncrementalPCA(5).fit(X).batch_size_ == 2**27 // (8 * 5_000)
+    assert randla.IncrementalPCA(5).fit(slow_decay(300, 20)).batch_size_ == 100

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, is_torch_array
 
 from ._validate import check_int
-from .backend import conj_transpose, device_of, small_eigh, small_svd
+from .backend import conj_transpose, device_of, frobenius_norm, small_eigh, small_svd
 from .operators import _work_dtype
 
 __all__ = ["StreamingPCA"]
@@ -126,21 +126,24 @@ class StreamingPCA:
         """
         X = self._check_batch(X)
         xp, b = self._xp, int(X.shape[0])
-        sums = xp.sum(xp.astype(X, xp.float64), axis=0)
+        # One centred copy of the batch, the rows the sketch takes; the sums and
+        # the scatter are accumulated in double without copies of their own.
+        sums = xp.sum(X, axis=0, dtype=xp.float64)
         batch_mean = sums / b
         rows = X - xp.astype(batch_mean, X.dtype)[None, :]
         seen = self.n_samples_seen_
-        scatter = float(xp.sum(xp.astype(rows, xp.float64) ** 2))
+        scatter = frobenius_norm(xp, rows) ** 2
         if seen:
             # The scatter of the union: both parts' scatters plus this rank-one term.
             shift = (self._mean - batch_mean) * math.sqrt(seen * b / (seen + b))
             scatter += float(xp.sum(shift**2))
-            rows = xp.concat([rows, xp.astype(shift, X.dtype)[None, :]])
         self._sums = sums if self._sums is None else self._sums + sums
         self.n_samples_seen_ = seen + b
         self._mean = self._sums / self.n_samples_seen_
         self._scatter += scatter
         self._append(rows)
+        if seen:
+            self._append(xp.astype(shift, X.dtype)[None, :])
         return self
 
     def _check_batch(self, X):

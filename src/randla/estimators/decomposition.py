@@ -213,6 +213,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
+_BATCH_BYTES = 1 << 27  # IncrementalPCA's default batch, densified
+
+
 class IncrementalPCA(PCA):
     """PCA in one pass over batches, like :class:`sklearn.decomposition.IncrementalPCA`.
 
@@ -229,7 +232,9 @@ class IncrementalPCA(PCA):
         None: min(n_features, rows of the first batch).
     whiten : bool, default False
     batch_size : int or None, default None
-        Rows per batch in ``fit`` (default 5 n_features, as scikit-learn).
+        Rows per batch in ``fit``: by default 5 n_features, as scikit-learn,
+        but no more than fill 128 MiB (each batch is centred in a copy, a
+        sparse one densified).
     sketch_size : int or None, default None
         As in :class:`randla.StreamingPCA` (default 4 n_components).
 
@@ -262,8 +267,9 @@ class IncrementalPCA(PCA):
     def fit(self, X, y=None):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         self._stream = None
-        self.batch_size_ = (5 * X.shape[1] if self.batch_size is None
-                            else check_int("batch_size", self.batch_size, 1))
+        # A batch is centred in a copy (a sparse one densified): by default at most _BATCH_BYTES of it.
+        self.batch_size_ = (min(5 * X.shape[1], max(1, _BATCH_BYTES // (X.dtype.itemsize * X.shape[1])))
+                            if self.batch_size is None else check_int("batch_size", self.batch_size, 1))
         if self.n_components is not None and check_int("n_components", self.n_components, 1) > X.shape[0]:
             raise ValueError(f"n_components={self.n_components} needs at least as many rows; X has {X.shape[0]}.")
         for start in range(0, X.shape[0], self.batch_size_):
