@@ -327,3 +327,13 @@ def test_properties_hypothesis(m, n, dtype, seed, tol, block_size):
     true = relative_error(A.astype(np.complex128), r)
     assert true <= tol * (1 + 1e-3)
     assert r.error_estimate == pytest.approx(true, rel=1e-2, abs=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (40, 300)])
+def test_block_krylov_basis_never_wider_than_the_range(shape):
+    """Blocks of l = 35 columns in a range of dimension 40: the second block
+    adds only the 5 columns left, and the basis reproduces A."""
+    A = np.random.default_rng(0).standard_normal(shape)
+    r = randla.qb(A, 25, method="block_krylov", rng=0)
+    assert r.Q.shape == (shape[0], 40)
+    assert np.linalg.norm(A - r.reconstruct()) <= 1e-12 * np.linalg.norm(A)

@@ -142,8 +142,8 @@ def block_krylov(op: Operator, omega: Sketch, *, power_iters: int):
     Randomized block Krylov iteration (Musco & Musco 2015, Alg. 2): each new
     block is orthogonalised against all earlier ones (block Lanczos with full
     reorthogonalisation), so the basis stays well conditioned as the blocks
-    converge. The basis has l (q + 1) columns, or fewer once they span all
-    of A's range (min(m, n) columns reached: later blocks would be noise).
+    converge. The basis has l (q + 1) columns, or min(m, n) if that is fewer
+    (they span all of A's range then: more would be noise).
 
     Passes over A: ``power_iters + 1`` with A and ``power_iters`` with A^H,
     each on l columns (fewer when the range is spanned early).
@@ -157,7 +157,8 @@ def block_krylov(op: Operator, omega: Sketch, *, power_iters: int):
         # Rescaling A^H block keeps the Krylov space; without it Y grows as
         # sigma^2 and its Gram matrix overflows for large-magnitude A.
         Y = op.matmat(normalize(xp, op.rmatmat(block), "none"))
-        block = orthonormalize(xp, _project_out(xp, Q, Y))
+        # No more columns than the range has room for: beyond, they would be noise.
+        block = orthonormalize(xp, _project_out(xp, Q, Y))[:, : min(op.shape) - Q.shape[1]]
         Q = xp.concat([Q, block], axis=1)
     # Once the Krylov space stops growing (A of low rank), new blocks are
     # rounding noise; one more QR keeps the whole basis orthonormal anyway.
