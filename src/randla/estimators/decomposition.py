@@ -223,7 +223,8 @@ class IncrementalPCA(PCA):
     means): ``partial_fit`` takes one batch at a time, ``fit`` splits X into
     batches of ``batch_size`` rows. Sparse batches are densified one at a
     time. Unlike scikit-learn's, a batch may have fewer rows than
-    ``n_components``, and the sketch's error has a certified bound,
+    ``n_components`` (the estimator is fitted once it has seen that many in
+    all), and the sketch's error has a certified bound,
     ``variance_error_bound_``.
 
     Parameters
