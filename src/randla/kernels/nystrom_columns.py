@@ -444,8 +444,10 @@ class Factorization:
         while order.size:
             kept = S[order]
             Linv = solve_triangular(L, np.eye(L.shape[0]), lower=True)
-            C = xp.take(R, psd.index(order), axis=1)
+            # Columns of n rows each: reordered only where the pivoting moved them.
+            C = R if np.array_equal(order, np.arange(S.size)) else xp.take(R, psd.index(order), axis=1)
             rows = xp.asarray(Linv, dtype=psd.dtype, device=psd.device) @ C.mT
+            del C
             rows[:, psd.index(kept)] = xp.asarray(L.T, dtype=psd.dtype, device=psd.device)
             if self.rank:
                 # The residual at earlier landmarks is 0 but for rounding, which
@@ -456,10 +458,11 @@ class Factorization:
             # prefix is the factorisation of those pivots: stop where tol is met.
             r = self._prefix_within_target(rows)
             rows = rows[:r]
-            d = self.d - xp.sum(rows * rows, axis=0)
+            d = self.d - xp.linalg.vecdot(rows, rows, axis=0)  # no n x m temporary of squares
             if self._settled(d, Linv):
                 break
             (order, L), r = self._factor(S, R), 0
+        del R  # before the factor grows: n x m numbers each
         if r:
             self._append(rows)
             self.d = xp.clip(d, min=0)
