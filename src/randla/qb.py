@@ -169,7 +169,8 @@ def build_basis(op: Operator, o: Options, *, oversample_cap: bool = False) -> Ba
     """
     if o.tol is not None:
         power_iters = 0 if o.method == "rsvd" else (2 if o.power_iters == "auto" else o.power_iters)
-        cap = min(op.shape) if o.rank is None else min(o.rank + o.oversample * oversample_cap, min(op.shape))
+        extra = o.oversample if oversample_cap else 0
+        cap = min(op.shape) if o.rank is None else min(o.rank + extra, min(op.shape))
         found = adaptive_qb(
             op,
             o.tol,

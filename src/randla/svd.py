@@ -105,7 +105,9 @@ def _tolerance_rank(s, norm: float, error: float, tol: float, cap: int) -> tuple
     while k > 1 and tail + s2[k - 1] <= tol**2:
         tail += s2[k - 1]
         k -= 1
-    return min(k, cap), math.sqrt(error**2 + sum(s2[min(k, cap):])), k <= cap
+    within_cap = k <= cap
+    k = min(k, cap)
+    return k, math.sqrt(error**2 + sum(s2[k:])), within_cap
 
 
 def svd(
