@@ -421,6 +421,21 @@ def test_centered_norm_of_sparse_data_with_duplicates_and_explicit_zeros(axis):
     assert S.nnz == 6 and np.array_equal(S.data, data)
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_centered_norm_of_dask_data_far_from_zero(axis, dtype):
+    """Means 10^8 times the spread, in chunks: each chunk's deviations from
+    its own mean are merged between chunks (Chan, Golub & LeVeque), in the
+    pass that takes the sums, where the difference of squares keeps nothing."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((M, N)).astype(dtype)
+    if dtype == np.complex128:
+        A += 1j * rng.standard_normal((M, N))
+    A += 1e8 * (1 + rng.random(N if axis == 0 else M)).reshape((1, -1) if axis == 0 else (-1, 1))
+    op = randla.Centered(dask_array(A), axis=axis)
+    assert op.norm() == pytest.approx(np.linalg.norm(A - A.mean(axis=axis, keepdims=True)), rel=1e-8)
+
+
 def test_sums_are_accumulated_in_double():
     A = np.full((3000, 4), 0.1, dtype=np.float32)
     for container in ["numpy", "csr", "torch", "torch_coo", "dask"]:

@@ -145,11 +145,12 @@ class Operator(abc.ABC):
         """||A - 1 mean^T||_F (``axis=0``, mean of length n) or ||A - mean 1^T||_F
         (``axis=1``, length m), with the means subtracted from the entries.
 
-        None where that would take more than a pass over the entries (Dask,
-        whose means come from a pass of their own) or products alone reach
-        them: :class:`Centered` then falls back to the difference of
-        squares ||A||^2 - m ||mean||^2, whose relative error is about
-        eps (|mean| / spread)^2 even with exact means.
+        None where products alone reach the entries: :class:`Centered` then
+        falls back to the difference of squares ||A||^2 - m ||mean||^2,
+        whose relative error is about eps (|mean| / spread)^2 even with exact
+        means. A Dask array, whose every pass is a read of its chunks, gives
+        the deviations it took in the pass of :meth:`sums`, with a relative
+        error of about eps |mean| / spread.
         """
         return None
 
@@ -417,6 +418,7 @@ class _Dask(Operator):
         self.dtype = np.dtype(_work_dtype(xp, self.input_dtype))
         self._A = A
         self._norm = None  # ||A||_F, once a pass has read it
+        self._centered = {}  # axis: ||A - means||_F, once sums() has read it
 
     def _matrix(self):
         A = self._A
@@ -448,11 +450,28 @@ class _Dask(Operator):
         # The pass that reads every chunk for the sums takes the norm too:
         # centring asks for both, and a pass over data on disk is the cost.
         # The adding runs in Dask's workers, where np.errstate here does not reach.
+        # It takes each column's (row's) squared deviation from its mean as
+        # well, merged between chunks as Chan, Golub & LeVeque (1983) do:
+        # centered_norm then has no cancellation, whatever the means.
         double = _double(self.xp, self.dtype)
         add = functools.partial(_sum_quietly, dtype=double)
-        sums, per_chunk = dask.compute(da.reduction(self._A, add, add, axis=axis, dtype=double), self._chunk_norms())
+        moments = functools.partial(_chunk_moments, work=double)
+        sums, per_chunk, deviations = dask.compute(
+            da.reduction(self._A, add, add, axis=axis, dtype=double),
+            self._chunk_norms(),
+            da.reduction(self._A, moments, _deviations, combine=_merge_moments, axis=axis, dtype=np.float64),
+        )
         self._norm = frobenius_norm(np, per_chunk)
+        with np.errstate(over="ignore"):
+            squared = float(np.sum(deviations))
+        # Deviations past about 1e154 square to Inf: Centered then takes the
+        # difference of squares, in units of ||A||_F.
+        self._centered = {axis: math.sqrt(squared)} if math.isfinite(squared) else {}
         return np.asarray(sums)
+
+    def centered_norm(self, mean, axis: int) -> float | None:
+        # From the pass that took the sums the means came from.
+        return self._centered.get(axis)
 
     def norm(self) -> float:
         if self._norm is None:
@@ -486,6 +505,39 @@ def _sum_quietly(x, axis=None, keepdims=False, dtype=None):
     which the products then refuse with a ValueError, without a RuntimeWarning first."""
     with np.errstate(invalid="ignore"):
         return np.sum(x, axis=axis, keepdims=keepdims, dtype=dtype)
+
+
+def _chunk_moments(x, axis, keepdims=True, work=None):
+    """The chunk step of a Dask reduction: for each column (``axis=0``) or row
+    of the chunk, its number of entries, their sum and their squared
+    deviation from their own mean, stacked along ``axis``."""
+    (axis,) = axis
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf: NaN, which the products refuse
+        x = np.asarray(x, dtype=work)
+        total = np.sum(x, axis=axis, keepdims=True)
+        squared = np.sum(np.abs(x - total / max(x.shape[axis], 1)) ** 2, axis=axis, keepdims=True)
+    return np.concatenate([np.full_like(total, x.shape[axis]), total, squared], axis=axis)
+
+
+def _merge_moments(x, axis, keepdims=True):
+    """The combine step: triples of several chunks, one after the other
+    along ``axis``, merged into one (Chan, Golub & LeVeque 1983, eq. 2.1)."""
+    (axis,) = axis
+    parts = np.moveaxis(x, axis, 0)
+    parts = parts.reshape(-1, 3, *parts.shape[1:])
+    counts, totals = parts[:, 0].real, parts[:, 1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        count, total = counts.sum(axis=0), totals.sum(axis=0)
+        mean = total / np.maximum(count, 1)
+        between = counts * np.abs(totals / np.maximum(counts, 1) - mean) ** 2
+        squared = parts[:, 2].real.sum(axis=0) + between.sum(axis=0)
+    return np.moveaxis(np.stack([count, total, squared]), 0, axis)  # complex where A is
+
+
+def _deviations(x, axis, keepdims=False):
+    """The aggregate step: the squared deviations of the merged triple."""
+    deviations = np.take(_merge_moments(x, axis), [2], axis=axis[0]).real
+    return deviations if keepdims else np.squeeze(deviations, axis=axis)
 
 
 def _chunk_norm(block, work_dtype):
