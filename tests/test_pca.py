@@ -10,7 +10,7 @@ import torch
 from sklearn.decomposition import PCA as SklearnPCA
 
 import randla
-from randla.testing import planted, sparse_random
+from randla.testing import low_rank, planted, sparse_random
 from conftest import dask_array, in_container, sin_max_angle, to_np
 
 M, N = 300, 80
@@ -314,3 +314,14 @@ def test_estimator_covariance_and_precision_match_sklearn(estimator):
     np.testing.assert_allclose(ours.get_covariance(), exact.get_covariance(), rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(ours.get_precision(), exact.get_precision(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ours.get_precision() @ ours.get_covariance(), np.eye(X.shape[1]), atol=1e-8)
+
+
+@pytest.mark.parametrize("container", ["numpy", "torch", "dask"])
+def test_factors_reconstruct_the_data_with_its_mean(container):
+    """estimate_error and residual measure X itself: the factors carry the mean."""
+    X = low_rank(300, 40, rank=5, rng=0) + 3.0
+    data = {"numpy": X, "torch": torch.from_numpy(X), "dask": dask_array(X)}[container]
+    r = randla.pca(data, 5, rng=0)
+    L, R = r.factors()
+    np.testing.assert_allclose(to_np(L @ R), X, atol=1e-10)
+    assert randla.estimate_error(data, r, rng=0) < 1e-10 * np.linalg.norm(X, 2)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from array_api_compat import is_torch_array
 
 from ._results import Unpackable
-from .backend import conj_transpose, namespace
+from .backend import conj_transpose, device_of, namespace
 from .operators import Centered, as_operator
 from .svd import svd
 
@@ -92,8 +92,12 @@ class PCAResult(Unpackable):
         return (self.S / self.centered_norm) ** 2
 
     def factors(self):
-        """(L, R) with X - 1 mean^T ~ L @ R: (scores, Vh)."""
-        return self.scores, self.Vh
+        """(L, R) with X ~ L @ R, as :meth:`reconstruct`: ([scores, 1], [Vh; mean^T]),
+        the mean folded in as a (k+1)-th term, so that :func:`randla.estimate_error`
+        and :func:`randla.residual` measure the approximation of X itself."""
+        xp = namespace(self.U)
+        ones = xp.ones((self.n_samples, 1), dtype=self.U.dtype, device=device_of(self.U))
+        return xp.concat([self.scores, ones], axis=1), xp.concat([self.Vh, self.mean[None, :]], axis=0)
 
     def transform(self, X):
         """Rows of X (p, n) in principal coordinates: (X - 1 mean^T) Vh^H, (p, k).

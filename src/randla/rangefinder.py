@@ -335,8 +335,10 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
     ----------
     A : matrix-like
         The matrix that was approximated.
-    approx : result of :func:`randla.svd`, :func:`randla.qb`, :func:`randla.eigh`
-        or :func:`randla.nystrom`, or a pair (L, R) with A_hat = L @ R.
+    approx : a randla result, or a pair (L, R) with A_hat = L @ R
+        Any result with ``factors()`` (:func:`randla.svd`, :func:`randla.qb`,
+        :func:`randla.eigh`, :func:`randla.nystrom`, :func:`randla.pca`, with
+        its mean, :func:`randla.interpolative`, :func:`randla.cur`, ...).
     power_iters : int, default 20
         Passes of the residual and its adjoint.
     block_size : int, optional
