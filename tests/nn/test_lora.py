@@ -47,6 +47,17 @@ def test_integer_weight_is_promoted_to_float64():
     assert torch.allclose(B @ A + residual, W.double(), atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_complex_weight_keeps_its_imaginary_part(dtype):
+    W = torch.randn(30, 40, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    A, B, residual = init = pissa_init(W, 5, rng=0)
+    assert A.dtype == B.dtype == residual.dtype == dtype
+    assert torch.allclose(B @ A + residual, W, atol=1e-5)
+    s = torch.linalg.svdvals(W.to(torch.complex128))
+    optimum = float(s[5:].square().sum().sqrt() / s.square().sum().sqrt())
+    assert optimum * (1 - 1e-5) <= init.error <= 1.05 * optimum
+
+
 @pytest.mark.parametrize("rank", [0, 31, 2.5])
 def test_bad_rank(rank):
     with pytest.raises(ValueError, match="rank"):

@@ -55,7 +55,7 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
     PiSSA (Meng, Wang & Zhang 2024, eq. 2-3) trains A and B initialised from
     the top singular triplets and freezes the residual, so fine-tuning starts
     from the exact weight and updates its principal subspace. The weight is
-    read, never changed. Factors keep its dtype (float64 for an integer
+    read, never changed. Factors keep its dtype (real or complex; float64 for an integer
     weight) and device.
 
     Examples
@@ -73,9 +73,10 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
     oversample = check_int("oversample", oversample, 0)
     power_iters = check_power_iters(power_iters)
     W = W.detach()
-    # bf16/fp16 are computed in float32 and returned in their dtype; integers are promoted to float64.
-    dtype = W.dtype if W.is_floating_point() else torch.float64
-    work = W.to(dtype if dtype in (torch.float32, torch.float64) else torch.float32)
+    # Half precisions are computed in single and returned in their dtype; integers are promoted to float64.
+    dtype = W.dtype if W.is_floating_point() or W.is_complex() else torch.float64
+    full = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+    work = W.to(dtype if dtype in full else torch.complex64 if W.is_complex() else torch.float32)
     U, S, Vh = randomized_svd(work, rank, oversample=oversample, power_iters=power_iters, rng=check_rng(rng))
     root = S.sqrt()
     B = U * root[None, :]
