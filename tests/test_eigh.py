@@ -249,6 +249,32 @@ def test_complex_symmetric_but_not_hermitian_refused():
         randla.eigh(A, 3, rng=0)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: -np.eye(50),  # negative definite: the sketch's core has no positive eigenvalue
+        lambda: np.diag([1.0, -100.0] + [0.0] * 48),  # a negative trace
+        lambda: sp.csr_array(np.kron(np.eye(25), [[1.0, 2.0], [2.0, 1.0]])),  # positive diagonal, eigenvalues 3 and -1
+        lambda: torch.from_numpy(-psd(60, rank=10, rng=0)),
+    ],
+)
+@pytest.mark.parametrize("tol", [None, 0.01])
+def test_nystrom_refuses_a_matrix_that_is_not_psd(make, tol):
+    """Nystrom's trace error tr(A) - sum(S) is >= 0 for PSD A; for A that is
+    not, it was clipped to an exact 0, and the tolerance read as met."""
+    with pytest.raises(ValueError, match="not positive semidefinite"):
+        randla.nystrom(make(), 5, tol=tol, rng=0)
+
+
+def test_nystrom_takes_psd_matrices_with_rounding_level_negative_eigenvalues():
+    A = psd(200, rank=10, rng=0)
+    w, V = np.linalg.eigh(A)
+    A = (V * np.where(w > 1e-8, w, -1e-13)) @ V.T  # numerically PSD, as a computed kernel matrix is
+    A = (A + A.T) / 2
+    for k in (5, 40):
+        assert randla.nystrom(A, k, rng=0).trace_error >= 0
+
+
 def test_non_square_refused():
     A = planted(60, 40, rng=0).A
     with pytest.raises(ValueError, match=r"square.*\(60, 40\)"):

@@ -302,16 +302,37 @@ def _nystrom_sketch(op, rank, oversample, power_iters, sketch, rng, check=True):
     if R is not None:
         F = Y_nu @ triangular_inverse(xp, R)
     else:
-        F = Y_nu @ _inverse_sqrt_psd(xp, core)
+        F = Y_nu @ _inverse_sqrt_psd(xp, core, _rounding(op))
     U, s, _ = small_svd(xp, F)
     return U[:, :rank], xp.clip(s[:rank] ** 2 - nu, min=0.0), nu
+
+
+def _rounding(op: Operator) -> float:
+    """The unit roundoff of A's entries: of the dtype they came in where it is
+    coarser than the one computed in (half precisions, computed in single)."""
+    eps, given = finfo_eps(op.xp, op.dtype), op.input_dtype
+    floating = given is not None and op.xp.isdtype(given, ("real floating", "complex floating"))
+    return max(eps, finfo_eps(op.xp, given)) if floating else eps
+
+
+def _refuse_indefinite(value: float, scale: float, eps: float, what: str):
+    """A ValueError where ``value``, which is >= 0 for PSD A up to rounding, is
+    clearly negative: below -sqrt(eps) ``scale``, far past any rounding."""
+    if value < -(eps**0.5) * scale:
+        raise ValueError(
+            f"A is not positive semidefinite: {what} = {value:.3g}, which is >= 0 for PSD A. "
+            "nystrom approximates PSD matrices; for a Hermitian indefinite A use randla.eigh."
+        )
 
 
 def _trace_error(op, U, S, trace, probes: int, rng) -> tuple[float, bool]:
     """tr(A - U diag(S) U^H): exact from tr(A), else a Girard-Hutchinson estimate."""
     xp = op.xp
     if trace is not None:
-        return trace - _total(xp, S), True
+        total = _total(xp, S)
+        error = trace - total
+        _refuse_indefinite(error, max(abs(trace), total), _rounding(op), "tr(A - A_hat)")
+        return error, True
     G = random_signs(xp, (op.shape[0], probes), op.dtype, op.device, rng)
     AG = op.matmat(G)
     UG = conj_transpose(xp, U) @ G
@@ -334,12 +355,15 @@ def _smallest_rank(xp, S, tail: float, budget: float) -> int:
     return k
 
 
-def _inverse_sqrt_psd(xp, core):
+def _inverse_sqrt_psd(xp, core, rounding: float):
     """Pseudo-inverse square root of a Hermitian PSD core, when Cholesky fails.
 
     Eigenvalues below the rounding level are dropped rather than inverted.
+    A clearly negative one shows that A is not PSD.
     """
     w, v = small_eigh(xp, core)
+    _refuse_indefinite(float(xp.min(w)), float(xp.max(xp.abs(w))), rounding,
+                       "the smallest eigenvalue of Omega^H A Omega (Omega the sketch)")
     keep = w > finfo_eps(xp, w.dtype) * float(xp.max(xp.abs(w))) * w.shape[0]
     inv_root = xp.where(keep, 1.0 / xp.sqrt(xp.where(keep, w, xp.ones_like(w))), xp.zeros_like(w))
     return (v * inv_root[None, :]) @ conj_transpose(xp, v)
