@@ -325,3 +325,37 @@ def test_factors_reconstruct_the_data_with_its_mean(container):
     L, R = r.factors()
     np.testing.assert_allclose(to_np(L @ R), X, atol=1e-10)
     assert randla.estimate_error(data, r, rng=0) < 1e-10 * np.linalg.norm(X, 2)
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (40, 300)])
+@pytest.mark.parametrize("n_components", [5, 0.9])
+def test_estimator_signs_and_fit_transform_as_sklearns(shape, n_components):
+    """Each axis has its largest entry positive on tall and on wide data, as
+    scikit-learn's; fit_transform is the training data's transform (the
+    randomized U diag(S) differs from it by the approximation's error)."""
+    X = low_rank(*shape, rank=8, noise=0.01, rng=0) + 2.0
+    ours = randla.PCA(n_components=n_components, random_state=0)
+    Z = ours.fit_transform(X)
+    exact = SklearnPCA(n_components=ours.n_components_, svd_solver="full").fit(X)
+    np.testing.assert_allclose(ours.components_, exact.components_, atol=1e-6)
+    np.testing.assert_allclose(Z, exact.transform(X), atol=1e-5 * np.abs(Z).max())
+    np.testing.assert_allclose(Z, ours.transform(X), rtol=0, atol=1e-12 * np.abs(Z).max())
+
+
+@pytest.mark.parametrize("estimator", [randla.PCA, randla.IncrementalPCA])
+def test_estimator_fitted_in_double_transforms_single_precision_in_double(estimator):
+    """As scikit-learn: the product of float32 rows with float64 axes is float64,
+    not the axes rounded to float32."""
+    X = data()
+    model = estimator(n_components=4).fit(X)
+    for method, rows in (("transform", X), ("inverse_transform", model.transform(X))):
+        single = rows.astype(np.float32)
+        expected = getattr(model, method)(single.astype(np.float64))  # the same numbers, in double
+        got = getattr(model, method)(single)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_estimator_share_of_variance_needs_a_growing_basis():
+    with pytest.raises(ValueError, match="float `n_components`.*block_krylov' takes an int"):
+        randla.PCA(n_components=0.9, method="block_krylov").fit(data())

@@ -270,3 +270,39 @@ def test_incremental_estimators_default_batch_is_bounded_in_bytes():
     X = sp.random_array((20_000, 5_000), density=1e-3, format="csr", rng=np.random.default_rng(0))
     assert randla.IncrementalPCA(5).fit(X).batch_size_ == 2**27 // (8 * 5_000)
     assert randla.IncrementalPCA(5).fit(slow_decay(300, 20)).batch_size_ == 100
+
+
+def test_components_signs_follow_the_axes_alone():
+    """After every batch the largest entry of each axis is positive (LAPACK's
+    signs are arbitrary), so the one-pass axes come out as PCA's of all rows."""
+    X = randla.testing.low_rank(600, 30, rank=3, noise=0.01, rng=0) + 1.0
+    pca = randla.StreamingPCA(3, sketch_size=30)
+    for batch in np.array_split(X, 12):
+        V = pca.partial_fit(batch).components_
+        np.testing.assert_array_equal(V[np.arange(3), np.argmax(np.abs(V), axis=1)] > 0, True)
+    np.testing.assert_allclose(V, randla.PCA(3, random_state=0).fit(X).components_, atol=1e-8)
+
+
+@pytest.mark.parametrize("wrap", [np.asarray, torch.from_numpy])
+def test_var_is_each_columns_exact_variance(wrap):
+    X = randla.testing.low_rank(500, 20, rank=3, noise=0.1, rng=0) * 10 + 1e4
+    pca = randla.StreamingPCA(3)
+    for batch in np.array_split(X, 7):
+        pca.partial_fit(wrap(batch))
+    np.testing.assert_allclose(np.asarray(pca.var_), np.var(X, axis=0), rtol=1e-10)
+
+
+def test_incremental_pca_var_and_sizes_fixed_between_partial_fits():
+    from sklearn.decomposition import IncrementalPCA as SklearnIncrementalPCA
+
+    X = randla.testing.low_rank(400, 20, rank=3, noise=0.1, rng=0) + 5.0
+    ours = randla.IncrementalPCA(n_components=3, batch_size=100).fit(X)
+    theirs = SklearnIncrementalPCA(n_components=3, batch_size=100).fit(X)
+    np.testing.assert_allclose(ours.var_, theirs.var_, rtol=1e-10)
+    model = randla.IncrementalPCA(n_components=2).partial_fit(X[:100])
+    for name, value in (("n_components", 4), ("sketch_size", 12)):
+        with pytest.raises(ValueError, match=f"{name} changed to {value}"):
+            model.set_params(**{name: value}).partial_fit(X[100:200])
+        model.set_params(n_components=2, sketch_size=None)
+    model.set_params(n_components=4).fit(X)  # fit starts over
+    assert model.n_components_ == 4

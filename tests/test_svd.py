@@ -884,3 +884,25 @@ def test_truncated_svd_estimator_keeps_float32_and_names_its_features():
 def test_truncated_svd_estimator_bad_n_components(bad):
     with pytest.raises(ValueError, match="n_components"):
         randla.TruncatedSVD(n_components=bad).fit(_lsa_data())
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_truncated_svd_estimator_signs_and_fit_transform_as_sklearns(wide):
+    """Largest entry of each component positive, on tall and on wide data, as
+    scikit-learn's; fit_transform is transform of the training data, and the
+    explained variances are those of its columns."""
+    from sklearn.decomposition import TruncatedSVD as SklearnTruncatedSVD
+
+    X = _lsa_data()
+    X = X.T.tocsr() if wide else X
+    ours = randla.TruncatedSVD(n_components=6, power_iters=8, random_state=0)
+    Z = ours.fit_transform(X)
+    exact = SklearnTruncatedSVD(n_components=6, algorithm="arpack", tol=1e-12).fit(X)
+    np.testing.assert_allclose(ours.components_, exact.components_, atol=1e-6)
+    np.testing.assert_allclose(Z, ours.transform(X), rtol=0, atol=1e-12 * np.abs(Z).max())
+    np.testing.assert_allclose(ours.explained_variance_, np.var(Z, axis=0), rtol=1e-12)
+
+
+def test_truncated_svd_estimator_share_of_energy_needs_a_growing_basis():
+    with pytest.raises(ValueError, match="float `n_components`.*block_krylov' takes an int"):
+        randla.TruncatedSVD(n_components=0.5, method="block_krylov").fit(_lsa_data())

@@ -19,8 +19,20 @@ from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, i
 from ._validate import check_int
 from .backend import conj_transpose, device_of, frobenius_norm, small_eigh, small_svd
 from .operators import _work_dtype
+from .svd import _sign_phases
 
 __all__ = ["StreamingPCA"]
+
+
+_SQUARES_BLOCK = 1 << 16  # entries of the temporary squares of _column_squares
+
+
+def _column_squares(xp, rows):
+    """The sum of squares of each column, in double, a block of rows at a time:
+    no temporary of the batch's size."""
+    step = max(1, _SQUARES_BLOCK // int(rows.shape[1]))
+    parts = (rows[i : i + step] for i in range(0, int(rows.shape[0]), step))
+    return sum(xp.sum(part * part, axis=0, dtype=xp.float64) for part in parts)
 
 
 class StreamingPCA:
@@ -54,7 +66,9 @@ class StreamingPCA:
     Attributes
     ----------
     components_ : (k, n) array
-        Principal axes, orthonormal rows, by decreasing variance.
+        Principal axes, orthonormal rows, by decreasing variance, each with
+        its largest-magnitude entry positive (as scikit-learn's): the sign
+        follows from the axis alone.
     explained_variance_ : (k,) array
         sigma_i(B)^2 / (N - 1). The i-th eigenvalue of the covariance
         C / (N - 1) lies in [this, this + variance_error_bound_] (Weyl).
@@ -65,6 +79,9 @@ class StreamingPCA:
         Exact column means, accumulated in double.
     total_variance_ : float
         Exact sum of the column variances (divisor N - 1).
+    var_ : (n,) array
+        Exact variance of each column, divisor N (as ``numpy.var`` and
+        scikit-learn's ``IncrementalPCA.var_``).
     variance_error_bound_ : float
         Delta / (N - 1): ||C / (N - 1) - B^T B / (N - 1)||_2 is at most this.
     n_samples_seen_ : int
@@ -92,6 +109,7 @@ class StreamingPCA:
         self._xp = self._dtype = self._device = None
         self._sums = self._mean = None  # double
         self._scatter = 0.0  # exact sum of squared deviations, double
+        self._column_scatter = None  # the same, column by column, double
         self._shrinkage = 0.0  # Delta
         self._buffer = None
         self._axes = None  # cached SVD of the buffer
@@ -133,10 +151,13 @@ class StreamingPCA:
         rows = X - xp.astype(batch_mean, X.dtype)[None, :]
         seen = self.n_samples_seen_
         scatter = frobenius_norm(xp, rows) ** 2
+        column_scatter = _column_squares(xp, rows)
         if seen:
             # The scatter of the union: both parts' scatters plus this rank-one term.
             shift = (self._mean - batch_mean) * math.sqrt(seen * b / (seen + b))
             scatter += float(xp.sum(shift**2))
+            column_scatter = column_scatter + shift**2
+        self._column_scatter = column_scatter if self._column_scatter is None else self._column_scatter + column_scatter
         self._sums = sums if self._sums is None else self._sums + sums
         self.n_samples_seen_ = seen + b
         self._mean = self._sums / self.n_samples_seen_
@@ -218,7 +239,8 @@ class StreamingPCA:
         self._require_rows(max(2, self.n_components))
         if self._axes is None:
             _, s, Vh = small_svd(self._xp, self._buffer)
-            self._axes = (s[: self.n_components], Vh[: self.n_components])
+            Vh = Vh[: self.n_components]
+            self._axes = (s[: self.n_components], Vh * _sign_phases(self._xp, Vh)[:, None])
         return self._axes
 
     def _check_library(self, X, name: str):
@@ -267,6 +289,11 @@ class StreamingPCA:
     def total_variance_(self) -> float:
         self._require_rows()
         return self._scatter / (self.n_samples_seen_ - 1)
+
+    @property
+    def var_(self):
+        self._require_rows(1)
+        return self._out(self._xp.astype(self._column_scatter / self.n_samples_seen_, self._dtype))
 
     @property
     def variance_error_bound_(self) -> float:

@@ -14,25 +14,39 @@ from .._validate import check_int
 from ..operators import Centered, as_operator
 from ..pca import pca
 from ..streaming import StreamingPCA
-from ..svd import svd
+from ..svd import _sign_phases, svd
 from ._common import _random_seed
 
 __all__ = ["PCA", "IncrementalPCA", "TruncatedSVD"]
 
 
-def _rank_and_tol(n_components, limit: int, share: str, *, allow_none: bool = True):
+def _rank_and_tol(n_components, limit: int, share: str, method, *, allow_none: bool = True):
     """(rank, tol) for :func:`randla.pca` or :func:`randla.svd` from ``n_components``:
     an int, a float ``share`` in (0, 1), or (where allowed) None for all ``limit``."""
     k = n_components
     if k is None and allow_none:
         return limit, None
     if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
+        if method == "block_krylov":
+            raise ValueError(f"a float `n_components` ({share}) needs method='rsi' or 'rsvd', whose basis grows "
+                             "until it is reached; method='block_krylov' takes an int n_components.")
         return None, math.sqrt(1.0 - k)  # the share captured is 1 - tol^2
     try:
         return check_int("n_components", k, 1, limit), None
     except ValueError:
         allowed = f"an int in [1, {limit}] (at most min(n_samples, n_features)), a float in (0, 1) ({share})"
         raise ValueError(f"`n_components` must be {allowed}{' or None' if allow_none else ''}; got {k!r}.") from None
+
+
+def _signs_fixed(components):
+    """The rows with their largest-magnitude entry positive, whether the data were
+    tall or wide, as scikit-learn's (``svd_flip(u_based_decision=False)``)."""
+    return components * _sign_phases(np, components)[:, None]
+
+
+def _common_dtype(X, fitted):
+    """The dtype of the product of X with a fitted array, as NumPy would give it."""
+    return np.result_type(X.dtype, fitted.dtype)
 
 
 class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -52,13 +66,16 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     whiten : bool, default False
         Scale the transformed columns to unit variance.
     oversample, power_iters, method
-        As in :func:`randla.svd`.
+        As in :func:`randla.svd`. With a float ``n_components`` the basis grows
+        by blocks until the share is reached, so ``oversample`` does not apply,
+        and ``method`` must be ``"rsi"`` or ``"rsvd"``.
     random_state : None, int or RandomState
 
     Attributes
     ----------
     components_ : ndarray (n_components_, n_features)
-        Principal axes, by decreasing explained variance.
+        Principal axes, by decreasing explained variance, each with its
+        largest-magnitude entry positive (as scikit-learn's).
     explained_variance_ : ndarray (n_components_,)
         Variance along each axis (divisor n_samples - 1).
     explained_variance_ratio_ : ndarray (n_components_,)
@@ -94,17 +111,19 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X, y=None):
-        result = self._fit(X)
-        return self._scaled(np.asarray(result.scores))
+        # The projection of X on the axes, as transform gives it: the
+        # randomized U diag(S) differs from it by the approximation's error.
+        return self._project(self._fit(X))
 
     def _fit(self, X):
+        """Fit; the validated X."""
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         m, n = X.shape
-        rank, tol = _rank_and_tol(self.n_components, min(m, n), "the share of the variance to explain")
+        rank, tol = _rank_and_tol(self.n_components, min(m, n), "the share of the variance to explain", self.method)
         result = pca(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters,
                      method=self.method, rng=_random_seed(self.random_state))
         k = result.rank
-        self.components_ = result.Vh
+        self.components_ = _signs_fixed(result.Vh)
         self.explained_variance_ = result.explained_variance
         self.explained_variance_ratio_ = result.explained_variance_ratio
         self.singular_values_ = result.S
@@ -112,7 +131,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.n_components_, self.n_samples_ = k, m
         left = result.total_variance - float(np.sum(self._variance()))
         self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
-        return result
+        return X
 
     @property
     def _n_features_out(self):  # names the output columns, pca0, pca1, ...
@@ -134,8 +153,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
-        V = self.components_.T.astype(X.dtype, copy=False)
-        return self._scaled(np.asarray(X @ V) - self.mean_.astype(X.dtype) @ V)
+        return self._project(X)
+
+    def _project(self, X):
+        dtype = _common_dtype(X, self.components_)
+        V = self.components_.T.astype(dtype, copy=False)
+        return self._scaled(np.asarray(X @ V) - self.mean_.astype(dtype) @ V)
 
     def inverse_transform(self, X):
         """Points in principal coordinates (p, n_components_) back in the data space."""
@@ -143,9 +166,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = check_array(X, dtype=[np.float64, np.float32])
         if X.shape[1] != self.n_components_:
             raise ValueError(f"`X` must have {self.n_components_} columns (n_components_); got {X.shape[1]}.")
+        dtype = _common_dtype(X, self.components_)
         if self.whiten:
-            X = X * np.sqrt(self._variance()).astype(X.dtype)
-        return X @ self.components_.astype(X.dtype) + self.mean_.astype(X.dtype)
+            X = X * np.sqrt(self._variance()).astype(dtype)
+        return X @ self.components_.astype(dtype) + self.mean_.astype(dtype)
 
     def score_samples(self, X):
         """Log-likelihood of each sample under probabilistic PCA, (p,).
@@ -245,6 +269,8 @@ class IncrementalPCA(PCA):
     singular_values_, mean_, noise_variance_, n_components_
         As in :class:`randla.PCA`; the variances are the sketch's, each at
         most ``variance_error_bound_`` below the exact one.
+    var_ : ndarray (n_features,)
+        Exact variance of each feature (divisor n_samples_seen_, as scikit-learn's).
     n_samples_seen_ : int
     batch_size_ : int
     variance_error_bound_ : float
@@ -291,10 +317,17 @@ class IncrementalPCA(PCA):
         return self
 
     def _add(self, X):
-        if getattr(self, "_stream", None) is None:
+        stream = getattr(self, "_stream", None)
+        if stream is None:
             n_components = min(X.shape) if self.n_components is None else self.n_components
             self._stream = StreamingPCA(check_int("n_components", n_components, 1, X.shape[1]),
                                         sketch_size=self.sketch_size)
+        else:  # the sketch has the sizes it was made with: a change needs a new fit
+            for name in ("n_components", "sketch_size"):
+                asked, held = getattr(self, name), getattr(stream, name)
+                if asked is not None and asked != held:
+                    raise ValueError(f"{name} changed to {asked!r} between calls to partial_fit, whose sketch "
+                                     f"holds {held}; call fit to start over with it.")
         self._stream.partial_fit(X)
 
     def __sklearn_is_fitted__(self):
@@ -312,6 +345,7 @@ class IncrementalPCA(PCA):
         self.explained_variance_ = stream.explained_variance_
         self.explained_variance_ratio_ = stream.explained_variance_ratio_
         self.mean_ = stream.mean_
+        self.var_ = stream.var_
         self.variance_error_bound_ = stream.variance_error_bound_
         k, rest = self.components_.shape[0], min(stream.n_samples_seen_, self.components_.shape[1])
         self.n_components_ = k
@@ -333,16 +367,18 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         the share of the energy ||X||_F^2 to capture (the fewest components
         that do, found adaptively).
     oversample, power_iters, method
-        As in :func:`randla.svd`.
+        As in :func:`randla.svd` (and :class:`PCA`, for a float ``n_components``).
     random_state : None, int or RandomState
 
     Attributes
     ----------
     components_ : ndarray (n_components_, n_features)
-        Right singular vectors, by decreasing singular value.
+        Right singular vectors, by decreasing singular value, each with its
+        largest-magnitude entry positive (as scikit-learn's).
     singular_values_ : ndarray (n_components_,)
     explained_variance_ : ndarray (n_components_,)
-        Variance of the training data's projection on each component.
+        Variance of the training data's projection on each component (the
+        columns ``fit_transform`` returns).
     explained_variance_ratio_ : ndarray (n_components_,)
         That variance as a share of the total variance of X's columns (as
         scikit-learn, whose components are not centred: the shares need
@@ -371,14 +407,14 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def fit_transform(self, X, y=None):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
-        rank, tol = _rank_and_tol(self.n_components, min(X.shape), "the share of ||X||_F^2 to capture",
+        rank, tol = _rank_and_tol(self.n_components, min(X.shape), "the share of ||X||_F^2 to capture", self.method,
                                   allow_none=False)
         result = svd(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters, method=self.method,
                      rng=_random_seed(self.random_state))
-        scores = result.U * result.S
-        self.components_ = result.Vh
+        self.components_ = _signs_fixed(result.Vh)
         self.singular_values_ = result.S
         self.n_components_ = result.rank
+        scores = self._project(X)  # as transform gives it, and scikit-learn's randomized solver
         # Variances in double, the total in one pass without densifying X.
         self.explained_variance_ = np.var(scores.astype(np.float64), axis=0).astype(X.dtype)
         total = Centered(as_operator(X), axis=0).norm() ** 2 / X.shape[0]
@@ -392,7 +428,10 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def transform(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
-        return np.asarray(X @ self.components_.T.astype(X.dtype, copy=False))
+        return self._project(X)
+
+    def _project(self, X):
+        return np.asarray(X @ self.components_.T.astype(_common_dtype(X, self.components_), copy=False))
 
     def inverse_transform(self, X):
         """Points in component coordinates (p, n_components_) back in the data space."""
@@ -400,7 +439,7 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X = check_array(X, dtype=[np.float64, np.float32])
         if X.shape[1] != self.n_components_:
             raise ValueError(f"`X` must have {self.n_components_} columns (n_components_); got {X.shape[1]}.")
-        return X @ self.components_.astype(X.dtype)
+        return X @ self.components_.astype(_common_dtype(X, self.components_))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
