@@ -51,6 +51,35 @@ def test_nystroem_features_reproduce_the_landmark_factor():
     assert np.allclose(Zn @ Zn.T, Cn @ np.linalg.pinv(W, rcond=1e-12, hermitian=True) @ Cn.T, atol=1e-6)
 
 
+def test_nystroem_normalization_maps_as_sklearns():
+    """z(x) = k(x, components_) @ normalization_.T, scikit-learn's formula; in
+    double for single-precision rows given to a model fitted in double."""
+    X = randla.testing.clustered(300, 3, 5, rng=0).X
+    est = randla.Nystroem(gamma=0.5, n_components=30, random_state=0).fit(X)
+    Xn = (X[:40] + 0.01).astype(np.float32)
+    Z = est.transform(Xn)
+    assert Z.dtype == np.float64
+    expected = rbf_kernel(Xn.astype(np.float64), est.components_, gamma=0.5) @ est.normalization_.T
+    np.testing.assert_allclose(Z, expected, rtol=0, atol=1e-12)
+
+
+def test_kernel_parameters_that_do_not_apply():
+    """As scikit-learn's Nystroem: 'linear' ignores gamma, a callable refuses
+    it; 'matern' (not a kernel of scikit-learn's) refuses it too."""
+    X = randla.testing.clustered(200, 3, 4, rng=0).X
+    plain = randla.Nystroem(kernel="linear", n_components=3, random_state=0).fit_transform(X)
+    with_gamma = randla.Nystroem(kernel="linear", gamma=5.0, n_components=3, random_state=0).fit_transform(X)
+    np.testing.assert_array_equal(with_gamma, plain)
+    for estimator in (randla.Nystroem, randla.KernelRidge):
+        for kernel, match in ((lambda A, B: A @ B.T, "callable"), ("matern", "'matern'")):
+            with pytest.raises(ValueError, match=f"`gamma` does not apply to .*{match}"):
+                model = estimator(kernel=kernel, gamma=0.1)
+                model.fit(X, X[:, 0]) if estimator is randla.KernelRidge else model.fit(X)
+    poly = randla.Nystroem(kernel="poly", degree=2, n_components=20, random_state=0).fit_transform(X)
+    polynomial = randla.Nystroem(kernel="polynomial", degree=2, n_components=20, random_state=0).fit_transform(X)
+    np.testing.assert_array_equal(poly, polynomial)
+
+
 def test_nystroem_landmarks_beat_uniform_sampling_on_clustered_data():
     from sklearn.kernel_approximation import Nystroem as SklearnNystroem
 

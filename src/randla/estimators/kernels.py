@@ -28,16 +28,22 @@ __all__ = ["Nystroem", "KernelRidge", "SpectralClustering"]
 def _kernel_params(est) -> dict:
     """Kernel parameters from the estimator's sklearn-style arguments.
 
-    ``gamma``, ``degree`` and ``coef0`` are passed only where the kernel
-    takes them (as scikit-learn's Nystroem does); ``kernel_params`` wins.
+    ``gamma``, ``degree`` and ``coef0`` are passed where the kernel takes
+    them; ``kernel_params`` wins. As scikit-learn's Nystroem, a kernel of
+    scikit-learn's that does not take one ignores it (``linear``), and a
+    callable refuses them; so does ``matern``, which scikit-learn's kernels
+    lack (its scale is ``length_scale``).
     """
-    params = {}
+    sklearn_style = {name: getattr(est, name) for name in ("gamma", "degree", "coef0")}
+    given = sorted(name for name, value in sklearn_style.items() if value is not None)
+    if given and (callable(est.kernel) or est.kernel == "matern"):
+        what = "a callable kernel" if callable(est.kernel) else "the 'matern' kernel"
+        names = " and ".join(f"`{name}`" for name in given)
+        raise ValueError(f"{names} {'does' if len(given) == 1 else 'do'} not apply to {what}; pass its own "
+                         "parameters in kernel_params (for 'matern': length_scale, nu).")
     takes = {"rbf": ("gamma",), "gaussian": ("gamma",), "laplacian": ("gamma",),
-             "polynomial": ("gamma", "degree", "coef0")}
-    for name in takes.get(est.kernel, ()) if isinstance(est.kernel, str) else ():
-        value = getattr(est, name)
-        if value is not None:
-            params[name] = value
+             "polynomial": ("gamma", "degree", "coef0"), "poly": ("gamma", "degree", "coef0")}
+    params = {name: sklearn_style[name] for name in takes.get(est.kernel, ()) if name in given}
     params.update(est.kernel_params or {})
     return params
 
@@ -69,7 +75,8 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     kernel : str or callable, default "rbf"
         As in :func:`randla.kernel_operator`.
     gamma, degree, coef0 : float, optional
-        Kernel parameters, passed where the kernel takes them.
+        Kernel parameters, passed where the kernel takes them; ``linear``
+        ignores them, as scikit-learn's; ``matern`` and a callable refuse them.
     kernel_params : dict, optional
         Further kernel parameters (``bandwidth``, ``nu``, ``length_scale``,
         a callable's own).
@@ -90,7 +97,8 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     component_indices_ : ndarray (m,)
         Their rows in the training data.
     normalization_ : ndarray (m, m)
-        T with z(x) = k(x, components_) @ T.
+        T with z(x) = k(x, components_) @ T.T, as scikit-learn's (here
+        lower triangular: F[S]^-1).
     trace_error_ : float
         tr(K - Z Z^T) on the training data (exact).
 
@@ -129,7 +137,7 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         head = np.asarray(chosen.factor)[idx]  # lower triangular, positive diagonal
         self.components_ = X[idx]
         self.component_indices_ = idx
-        self.normalization_ = solve_triangular(head, np.eye(len(idx), dtype=head.dtype), lower=True).T
+        self.normalization_ = solve_triangular(head, np.eye(len(idx), dtype=head.dtype), lower=True)
         self.trace_error_ = chosen.trace_error
         self._kernel = K.kernel
         return self
@@ -137,10 +145,12 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     def transform(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        dtype = np.result_type(X.dtype, self.components_.dtype)  # as NumPy multiplies them
         if len(self.component_indices_) == 0:  # the kernel was zero on the training data
-            return np.zeros((X.shape[0], 0), dtype=X.dtype)
-        C = kernel_operator(X, self.components_.astype(X.dtype), kernel=self.kernel, **_kernel_params(self)).block()
-        return C @ self.normalization_.astype(X.dtype)
+            return np.zeros((X.shape[0], 0), dtype=dtype)
+        C = kernel_operator(X.astype(dtype, copy=False), self.components_.astype(dtype), kernel=self.kernel,
+                            **_kernel_params(self)).block()
+        return C @ self.normalization_.T.astype(dtype)
 
     @property
     def _n_features_out(self):  # names the output columns nystroem0, nystroem1, ... as sklearn's Nystroem

@@ -17,6 +17,9 @@ kernel         k(x, y)                                         parameters
 ``linear``     <x, y>                                           (none)
 =============  ==============================================  ==============
 
+``gaussian`` is another name for ``rbf``, ``poly`` for ``polynomial`` (as in
+scikit-learn).
+
 ``gamma`` defaults to 1 / d (d the number of features). ``bandwidth`` sigma
 may be given instead: gamma = 1 / (2 sigma^2) for ``rbf``, 1 / sigma for
 ``laplacian`` and length_scale = sigma for ``matern``.
@@ -31,7 +34,8 @@ from typing import Callable
 
 __all__ = ["Kernel", "make_kernel", "KERNELS"]
 
-KERNELS = ("rbf", "gaussian", "laplacian", "matern", "polynomial", "linear")
+KERNELS = ("rbf", "gaussian", "laplacian", "matern", "polynomial", "poly", "linear")
+_ALIASES = {"gaussian": "rbf", "poly": "polynomial"}
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ def make_kernel(kernel, n_features: int, params: dict) -> Kernel:
         if isinstance(kernel, str):
             raise ValueError(f"`kernel` must be one of {allowed} or a callable k(A, B); got {kernel!r}.")
         raise TypeError(f"`kernel` must be one of {allowed} or a callable k(A, B); got {type(kernel).__name__}.")
-    name = "rbf" if kernel == "gaussian" else kernel
+    name = _ALIASES.get(kernel, kernel)
     allowed = {
         "rbf": {"gamma", "bandwidth"},
         "laplacian": {"gamma", "bandwidth"},

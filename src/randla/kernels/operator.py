@@ -246,7 +246,7 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
         Second set of points; default X (a square, symmetric PSD matrix).
     kernel : str or callable, default "rbf"
         ``"rbf"`` (alias ``"gaussian"``), ``"laplacian"``, ``"matern"``,
-        ``"polynomial"``, ``"linear"``, or a callable ``k(A, B, **params)``
+        ``"polynomial"`` (alias ``"poly"``), ``"linear"``, or a callable ``k(A, B, **params)``
         returning the (p, q) block for blocks A (p, d) and B (q, d) in their
         own library. See :mod:`randla.kernels.functions` for the formulas.
     memory_limit : int, default 256 MiB
