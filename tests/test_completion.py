@@ -405,8 +405,10 @@ def test_bad_input_shapes_of_call():
         randla.complete(np.array([], int), np.array([], int), np.array([]), rank=1)
 
 
-@pytest.mark.parametrize("factor", [1e-10, 1e10])
+@pytest.mark.parametrize("factor", [1e-100, 1e-10, 1e10, 1e20])
 def test_bayes_does_not_depend_on_the_units_of_the_entries(factor):
+    """Entries whose squares leave float32's range (past 1e19, below 1e-19 or
+    so) were lost in the float32 moments: the model works in their units."""
     data = ratings(400, 300, 12000, 4, noise=0.3, rng=24)
     plain = randla.complete(*data, shape=data.shape, rank=6, method="bayes", rng=0)
     scaled = randla.complete(data.rows, data.cols, data.values * factor, data.shape, rank=6, method="bayes", rng=0)

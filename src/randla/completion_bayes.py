@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import frobenius_norm
+
 __all__ = ["VariationalFit", "variational_factorization"]
 
 # Elements of the k x k blocks handled per chunk: 8 MiB of float64 per array,
@@ -160,17 +162,22 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
     k = L.shape[1]
     packing = _Packing(k)
     values = entries.values.astype(np.float64)
+    # In units of the entries' root mean square: the float32 moments then
+    # neither overflow nor underflow, whatever the units of the data.
+    unit = frobenius_norm(np, values) / np.sqrt(entries.size) or 1.0
+    root = np.sqrt(unit)
+    values = values / unit
     # float32 like the moments it multiplies: SciPy would otherwise upcast a copy of them per product.
     pattern = entries.sparse(np.ones(entries.size, dtype=np.float32))
     data = entries.sparse(values)
     pattern_t, data_t = pattern.T.tocsr(), data.T.tocsr()
     total_sq = float(values @ values)
 
-    mu, nu = _scaled_start(entries, L.astype(np.float64), R.astype(np.float64))
+    mu, nu = (x / root for x in _scaled_start(entries, L.astype(np.float64), R.astype(np.float64)))
     # The residual is found to the rounding of the float32 moments, eps32 times
     # the mean square: a smaller noise variance is not resolved, and on exact
     # entries it would fall towards 0 until gram / noise_var overflows.
-    noise_floor = max(np.finfo(np.float32).eps * total_sq / entries.size, np.finfo(np.float64).tiny)
+    noise_floor = max(float(np.finfo(np.float32).eps) * total_sq / entries.size, np.finfo(np.float64).tiny)
     noise_var = max(total_sq / entries.size, noise_floor)
     # Broad priors to start (each component alone could explain all the
     # variance): starting narrow prunes components before the data are heard.
@@ -178,7 +185,7 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
     col_moments = packing.outer(nu).astype(np.float32)  # a point estimate to start: T_j = 0
     converged, it = False, 0
     for it in range(1, max_iter + 1):
-        record(mu, nu)
+        record(mu * root, nu * root)
         before = (mu, nu)
         mu, row_moments, row_second, residual = _posteriors(
             pattern, data, nu, col_moments, row_var, noise_var, packing)
@@ -191,8 +198,9 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
         mu, nu = mu * c, nu / c
         row_var, col_var = row_var * c**2, col_var / c**2
         col_moments /= packing.outer(c[None, :])
-        if converged_test(before, (mu, nu)):
+        if converged_test(tuple(x * root for x in before), (mu * root, nu * root)):
             converged = True
             break
     dtype = entries.dtype
-    return VariationalFit(mu.astype(dtype), nu.astype(dtype), float(noise_var), row_var, col_var, converged, it)
+    return VariationalFit((mu * root).astype(dtype), (nu * root).astype(dtype), float(noise_var) * unit**2,
+                          row_var * unit, col_var * unit, converged, it)
