@@ -43,3 +43,19 @@ def test_max_iter_bounds_the_iterations_and_unconverged_is_reported():
     r = block_pcg(lambda V: A @ V, np.ones((10, 1)), tol=1e-10, max_iter=1)
     assert not r.converged and r.n_iter == 1 and len(r.residuals) == 2
     assert abs(r.residuals[-1] - true_residual(A, r.x, np.ones((10, 1)))) <= 1e-12
+
+
+def test_right_hand_sides_far_from_unit_scale():
+    """The inner products square b's entries: at 1e-170 they underflowed (x = 0,
+    reported converged) and at 1e200 overflowed (x = 0, not converged)."""
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((60, 60))
+    A = G @ G.T / 60 + np.eye(60)
+    b = rng.standard_normal((60, 1))
+    exact = np.linalg.solve(A, b)
+    for scale in (1e-170, 1.0, 1e200):
+        r = block_pcg(lambda V: A @ V, b * scale, tol=1e-10, max_iter=200)
+        assert r.converged
+        np.testing.assert_allclose(r.x / scale, exact, rtol=1e-8, atol=1e-8 * np.abs(exact).max())
+    both = block_pcg(lambda V: A @ V, np.hstack([b * 1e-170, b * 1e200]), tol=1e-10, max_iter=200)
+    np.testing.assert_allclose(both.x / [1e-170, 1e200], np.hstack([exact, exact]), rtol=1e-8, atol=1e-8)

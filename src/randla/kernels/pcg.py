@@ -97,6 +97,11 @@ def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int 
     (True, 10, True)
     """
     xp = array_namespace(B)
+    # B in units of each column's largest entry: the inner products below
+    # square the entries, which would leave the float range far from 1.
+    unit = xp.max(xp.abs(B), axis=0)
+    unit = xp.where(unit > 0, unit, xp.ones_like(unit))
+    B = B / unit[None, :]
     apply = precondition if precondition is not None else (lambda R: R)
     X = xp.zeros_like(B)
     R = B
@@ -138,7 +143,7 @@ def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int 
         # Stopped short (max_iter or a breakdown) on the recurrence's residual:
         # report b - A x itself, which the recurrence can be far from by now.
         history[-1] = float(xp.max(xp.linalg.vector_norm(B - matmat(X), axis=0) / scale))
-    return PCGResult(X, history[-1] <= tol, n_iter, np.asarray(history))
+    return PCGResult(X * unit[None, :], history[-1] <= tol, n_iter, np.asarray(history))
 
 
 def nystrom_preconditioner(U, S, mu: float):
