@@ -465,3 +465,16 @@ def test_variational_updates_match_a_plain_reference(monkeypatch):
     np.testing.assert_allclose(fit.R, nu, rtol=1e-5, atol=1e-6)
     assert fit.noise_var == pytest.approx(s2, rel=1e-5)
     np.testing.assert_allclose(fit.row_var, a, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e100])
+def test_altmin_does_not_depend_on_the_units_of_the_entries(scale):
+    """Its row steps' curvature p^T H p is of the fourth power of the entries'
+    scale: out of the float range, the steps stopped and 'converged' at once."""
+    data = ratings(200, 150, 5000, 3, noise=0.0, rng=5)
+    plain = randla.complete(*data, shape=data.shape, rank=3, method="altmin", reg=1e-6, rng=0)
+    scaled = randla.complete(data.rows, data.cols, data.values * scale, data.shape, rank=3, method="altmin",
+                             reg=1e-6 * scale, rng=0)
+    assert scaled.n_iter == plain.n_iter > 1
+    np.testing.assert_allclose(scaled.predict(data.rows, data.cols) / scale, plain.predict(data.rows, data.cols),
+                               rtol=1e-8, atol=1e-8 * np.abs(data.values).max())

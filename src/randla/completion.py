@@ -31,6 +31,7 @@ O(|Omega| + (m + n) k^2) for ``"bayes"``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ import numpy as np
 from ._entries import Entries, _as_integers, _in_range, as_entries, as_indices
 from ._results import Unpackable
 from ._validate import check_choice, check_int, check_rng
-from .backend import qr
+from .backend import frobenius_norm, qr
 from .completion_bayes import variational_factorization
 from .operators import PlusLowRank
 from .svd import svd as randomized_svd
@@ -345,6 +346,13 @@ def _cg_rows(entries, target, X, fixed, reg, steps, transpose):
     H_i is singular, and a step along its rounded null space would be
     arbitrarily long.
     """
+    # In units of the data: p^T H p is of the fourth power of their scale, which
+    # leaves the float range for entries far from 1 (1e-80, 1e80).
+    unit_fixed = frobenius_norm(np, fixed) / math.sqrt(fixed.size) or 1.0
+    unit_target = frobenius_norm(np, target) / math.sqrt(target.size) or 1.0
+    fixed, target, reg = fixed / unit_fixed, target / unit_target, reg / unit_fixed**2
+    X = X * (unit_fixed / unit_target)
+
     def model(P):
         return entries.model_values(fixed, P) if transpose else entries.model_values(P, fixed)
 
@@ -371,7 +379,7 @@ def _cg_rows(entries, target, X, fixed, reg, steps, transpose):
         with np.errstate(divide="ignore", invalid="ignore"):
             beta = np.where(rr > 0, rr_new / rr, 0.0)
         P, rr = res + beta[:, None] * P, rr_new
-    return X
+    return X * (unit_target / unit_fixed)
 
 
 def _altmin(entries, model, reg, rank, *, max_iter, tol, cg_steps, biases, monitor, rng):
