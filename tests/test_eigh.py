@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 
@@ -273,6 +274,26 @@ def test_nystrom_takes_psd_matrices_with_rounding_level_negative_eigenvalues():
     A = (A + A.T) / 2
     for k in (5, 40):
         assert randla.nystrom(A, k, rng=0).trace_error >= 0
+
+
+@pytest.mark.parametrize("power_iters", [0, 2])
+def test_passes_over_a_are_as_documented(power_iters):
+    """nystrom: power_iters + 1 (with the probes of the trace estimate, where
+    tr(A) is unknown, one more); eigh: 2 power_iters + 2."""
+    A = psd(300, rank=40, rng=0)
+    op, calls = counting(A)
+    randla.nystrom(op, 10, power_iters=power_iters, rng=0)
+    assert calls == {"A": power_iters + 2}  # the last: the trace probes of a LinearOperator
+    op, calls = counting(A)
+    randla.eigh(op, 10, power_iters=power_iters, rng=0)
+    assert calls == {"A": 2 * power_iters + 2}
+
+
+def test_a_single_column_sketch_still_sees_a_skew_part():
+    """w^T S w = 0 for a real skew-symmetric S: one column takes A^H w."""
+    A = psd(50, rank=5, rng=0) + 0.1 * np.triu(np.ones((50, 50)), 1)
+    with pytest.raises(ValueError, match="Hermitian"):
+        randla.eigh(A, 1, oversample=0, rng=0)
 
 
 def test_non_square_refused():
@@ -626,16 +647,25 @@ def test_nystrom_needs_rank_or_tol():
         randla.nystrom(A, 3, probes=0)
 
 
-def test_hermitian_check_is_one_product_and_none_for_kernel_matrices(monkeypatch):
-    # Each check is a pass over A with A^H: for an implicit kernel matrix a
-    # whole evaluation of K. nystrom(tol=...) checked at every doubling of the
-    # sketch; a kernel matrix k(X, X) is symmetric by construction.
+def counting(A):
+    """A as a LinearOperator that counts its products with A and with A^H."""
+    calls = collections.Counter()
+
+    def product(name):
+        return lambda X: calls.update([name]) or A @ X
+
+    op = LinearOperator(A.shape, matvec=product("A"), rmatvec=product("A^H"), matmat=product("A"),
+                        rmatmat=product("A^H"), dtype=A.dtype)
+    return op, calls
+
+
+def test_hermitian_check_needs_no_pass_and_none_for_kernel_matrices(monkeypatch):
+    # A pass over A for the check alone is, for an implicit kernel matrix, a
+    # whole evaluation of K: the sketch's core Omega^H A Omega shows it.
     A = psd(400, decay="polynomial", rng=0)
-    calls = []
-    op = LinearOperator(A.shape, matvec=lambda x: A @ x, rmatvec=lambda y: calls.append(1) or A @ y,
-                        matmat=lambda X: A @ X, rmatmat=lambda Y: calls.append(1) or A @ Y, dtype=A.dtype)
+    op, calls = counting(A)
     r = randla.nystrom(op, tol=1e-3, rng=0)
-    assert r.rank > 64 and len(calls) == 1  # several doublings, one check
+    assert r.rank > 64 and calls["A^H"] == 0
 
     X = np.random.default_rng(0).standard_normal((300, 4))
     K = randla.kernel_operator(X, gamma=0.5)

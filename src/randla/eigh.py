@@ -96,25 +96,31 @@ def _square(op: Operator, name: str) -> Operator:
 
 
 def _check_hermitian(op: Operator, omega, Y, rng):
-    """Refuse a non-Hermitian A, judged on a random mix w = Omega g of the
-    sketch's columns: A w = Y g comes free, A^H w takes one product. (A single
-    column of a sparse sketch can be zero, or a coordinate vector.)"""
+    """Refuse a non-Hermitian A, judged on the sketch Y = A Omega.
+
+    For a random Omega of two or more columns, C = Omega^H Y is Hermitian
+    only when A is (up to rounding), so the check needs no pass over A of
+    its own. A single column w cannot see a real skew-symmetric part
+    (w^T S w = 0): then A^H w is compared with A w, for one product.
+    """
     if op.hermitian:
         return
     xp = op.xp
-    g = standard_normal(xp, (omega.shape[1], 1), op.dtype, op.device, rng)
-    w = omega @ g
-    try:
-        AHw = op.rmatmat(w)
-    except MissingAdjointError:
-        return  # a LinearOperator with matvec alone: taken as Hermitian, as scipy's eigsh does
-    Aw = Y @ g
-    gap, scale = frobenius_norm(xp, Aw - AHw), frobenius_norm(xp, Aw)
+    if omega.shape[1] >= 2 or op.shape[0] == 1:
+        probe = conj_transpose(xp, omega) @ Y
+        adjoint = conj_transpose(xp, probe)
+    else:
+        try:
+            adjoint = op.rmatmat(omega)
+        except MissingAdjointError:
+            return  # a LinearOperator with matvec alone: taken as Hermitian, as scipy's eigsh does
+        probe = Y
+    gap, scale = frobenius_norm(xp, probe - adjoint), frobenius_norm(xp, probe)
     if gap > 10 * finfo_eps(xp, op.dtype) ** 0.5 * max(scale, 1e-300):
         raise ValueError(
-            f"A must be Hermitian (A == A^H) for eigh/nystrom; ||A w - A^H w|| / ||A w|| "
-            f"= {gap / max(scale, 1e-300):.2e} on a random w. For a general matrix use "
-            "randla.svd; for a nearly symmetric one, pass (A + A^H) / 2."
+            f"A must be Hermitian (A == A^H) for eigh/nystrom; on a random sketch Omega, "
+            f"Omega^H A Omega differs from its adjoint by {gap / max(scale, 1e-300):.2e} (relative). "
+            "For a general matrix use randla.svd; for a nearly symmetric one, pass (A + A^H) / 2."
         )
 
 
@@ -147,9 +153,10 @@ def eigh(
     -----
     Randomized subspace iteration for a basis Q, then the Rayleigh-Ritz
     problem Q^H A Q [HMT2011, Alg. 5.3]. Passes over A: 2 power_iters + 2.
-    A is checked to be Hermitian on one random vector (a ``LinearOperator``
-    given only ``matvec`` is taken to be, as :func:`scipy.sparse.linalg.eigsh`
-    takes it).
+    A is checked to be Hermitian on the first sketch, with no pass of its own
+    (at ``rank + oversample == 1``, on one product with A^H, which a
+    ``LinearOperator`` given only ``matvec`` lacks: it is then taken to be
+    Hermitian, as :func:`scipy.sparse.linalg.eigsh` takes it).
 
     Examples
     --------

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.kernel_ridge import KernelRidge
 
+import randla
 from randla.kernels import KRRResult, kernel_ridge, nystrom_kernel_ridge
 from randla.kernels.functions import make_kernel
 from randla.kernels.pcg import KernelRows, PSDFactor, block_pcg
@@ -471,3 +472,17 @@ def test_kernel_that_vanishes_on_the_data_gives_the_zero_model(solver):
     np.testing.assert_array_equal(model.predict(np.ones((3, 2))), np.zeros((3, 2)))
     exact = kernel_ridge(X, y[:, 0], kernel="linear", rng=0)
     np.testing.assert_array_equal(exact.predict(np.ones((3, 2))), np.zeros(3))
+
+
+def test_nystrom_preconditioner_takes_one_pass_over_k(monkeypatch):
+    """k(X, X) is symmetric and its trace the kernel's diagonal: neither a
+    symmetry check nor trace probes may cost another evaluation of K."""
+    from randla.kernels import pcg
+
+    products = []
+    original = pcg.RowsOperator.matmat
+    monkeypatch.setattr(pcg.RowsOperator, "matmat", lambda self, X: products.append(X.shape[1]) or original(self, X))
+    monkeypatch.setattr(pcg.RowsOperator, "rmatmat", lambda self, Y: pytest.fail("K^H was applied"))
+    X, y = randla.testing.kernel_regression(400, d=4, rng=0)
+    randla.kernel_ridge(X, y, alpha=0.1, rank=30, rng=0)
+    assert products == [40]

@@ -362,7 +362,13 @@ class KernelRows:
 
 
 class RowsOperator(Operator):
-    """A symmetric k(X, X) as an :class:`Operator` over :class:`KernelRows`."""
+    """A symmetric k(X, X) as an :class:`Operator` over :class:`KernelRows`.
+
+    Hermitian by construction, and its trace is the kernel's diagonal: the
+    Nystrom preconditioner then takes its one pass over K and no more.
+    """
+
+    hermitian = True
 
     def __init__(self, rows: KernelRows):
         self.rows = rows
@@ -370,6 +376,10 @@ class RowsOperator(Operator):
         self.xp = rows.xp
         self.device = device_of(rows.A)
         self.dtype = self.input_dtype = rows.xp.float64
+
+    def trace(self) -> float:
+        xp = self.xp
+        return float(xp.sum(as_float64(xp, self.rows.kernel.diagonal(xp, self.rows.A))))
 
     def matmat(self, X):
         return self.rows.matmat(X)
