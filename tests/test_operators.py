@@ -969,7 +969,7 @@ def test_composite_arguments_get_clear_errors():
 def test_error_helpers_check_their_arguments():
     A = planted(60, 40, rng=0).A
     r = randla.svd(A, 5, rng=0)
-    with pytest.raises(TypeError, match="approx must be a result of randla.svd.*got ndarray"):
+    with pytest.raises(TypeError, match="approx must be a randla result.*got ndarray"):
         randla.estimate_error(A, r.reconstruct())
     q = randla.qb(A, 5, rng=0)
     assert randla.posterior_error_bound(A, q, rng=0) == randla.posterior_error_bound(A, q.Q, rng=0)

@@ -338,7 +338,8 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
     approx : a randla result, or a pair (L, R) with A_hat = L @ R
         Any result with ``factors()`` (:func:`randla.svd`, :func:`randla.qb`,
         :func:`randla.eigh`, :func:`randla.nystrom`, :func:`randla.pca`, with
-        its mean, :func:`randla.interpolative`, :func:`randla.cur`, ...).
+        its mean, :func:`randla.interpolative`, :func:`randla.cur`,
+        :func:`randla.rpcholesky`, ...).
     power_iters : int, default 20
         Passes of the residual and its adjoint.
     block_size : int, optional
@@ -368,9 +369,9 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
         L, R = approx
     else:
         raise TypeError(
-            "approx must be a result of randla.svd, qb, eigh or nystrom, or a pair (L, R) with "
-            f"A_hat = L @ R; got {type(approx).__name__}. For a dense A_hat, pass (A_hat, I) or "
-            "compare the arrays directly."
+            "approx must be a randla result with factors() (of svd, qb, eigh, nystrom, pca, interpolative, "
+            f"cur, rpcholesky, ...) or a pair (L, R) with A_hat = L @ R; got {type(approx).__name__}. "
+            "For a dense A_hat, pass (A_hat, I) or compare the arrays directly."
         )
     res = residual(op, L, R)
     xp = res.xp

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import aslinearoperator
 
+from randla import estimate_error
 from randla.kernels import (
     ColumnNystromResult,
     PartialCholesky,
@@ -561,3 +562,13 @@ def test_factor_is_exactly_lower_triangular_on_the_landmarks(method, dtype):
     Fi = to_np(r.factor)[r.indices]
     assert r.rank > 20
     assert np.array_equal(np.triu(Fi, 1), np.zeros_like(Fi))
+
+
+def test_estimate_error_of_a_landmark_factor():
+    """K ~ F F^T: estimate_error takes the result as it takes a decomposition's."""
+    K = kernel_operator(np.random.default_rng(0).standard_normal((200, 3)))
+    chosen = rpcholesky(K, 20, rng=0)
+    L, R = chosen.factors()
+    assert L is chosen.factor and R.shape == (20, 200)
+    exact = np.linalg.norm(K.block() - chosen.reconstruct(), 2)
+    assert estimate_error(K, chosen, rng=0) == pytest.approx(exact, rel=1e-6)

@@ -144,6 +144,10 @@ class PartialCholesky(Unpackable):
         """trace_error / trace (0 for the zero matrix)."""
         return self.trace_error / self.trace if self.trace > 0 else 0.0
 
+    def factors(self):
+        """(L, R) = (F, F^T) with K ~ L @ R."""
+        return self.factor, self.factor.mT
+
     def reconstruct(self):
         """The dense approximation F F^T (n x n: only for small n)."""
         return self.factor @ self.factor.mT
