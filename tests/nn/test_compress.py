@@ -182,6 +182,9 @@ def test_report_table():
         ({"reduction": 0.5, "solver": "exact"}, ValueError, "itself the solver"),
         ({"reduction": 0.5, "method": "whitened", "solver": "lu", "calibration": [torch.ones(2, 64)]}, ValueError, "solver"),
         ({"reduction": 0.5, "calibration": []}, ValueError, "no batches"),
+        ({"reduction": 0.5, "method": "rsvd", "power_iters": 3}, ValueError, "no power iterations"),
+        ({"reduction": 0.5, "method": "whitened", "solver": "rsvd", "power_iters": 2,
+          "calibration": [torch.ones(2, 64)]}, ValueError, "no power iterations"),
     ],
 )
 def test_bad_input(options, error, match):

@@ -355,6 +355,9 @@ def compress(
         raise ValueError(f"`solver` is for method='whitened' or 'fisher'; method={method!r} is itself the solver.")
     solver = method if method in SOLVERS else check_choice("solver", "rsi" if solver is None else solver, SOLVERS)
     power_iters = check_power_iters(power_iters)
+    if solver == "rsvd" and power_iters not in ("auto", 0):
+        raise ValueError(f"the 'rsvd' solver makes no power iterations; got power_iters={power_iters}. "
+                         "Use 'rsi' for power iterations.")
     oversample = check_int("oversample", oversample, 0)
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
