@@ -512,11 +512,21 @@ def _chunk_moments(x, axis, keepdims=True, work=None):
     of the chunk, its number of entries, their sum and their squared
     deviation from their own mean, stacked along ``axis``."""
     (axis,) = axis
+    x = np.asarray(x)
+    return _column_moments(x, work) if axis == 0 else _column_moments(x.T, work).T
+
+
+def _column_moments(x, work):
+    """(3, n): count, sum and squared deviation from the mean of each column of
+    x, in blocks of rows: no temporary of the chunk's size."""
+    step = max(1, _SUM_BLOCK // max(x.shape[1], 1))
+    blocks = [slice(i, i + step) for i in range(0, x.shape[0], step)]
     with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf: NaN, which the products refuse
-        x = np.asarray(x, dtype=work)
-        total = np.sum(x, axis=axis, keepdims=True)
-        squared = np.sum(np.abs(x - total / max(x.shape[axis], 1)) ** 2, axis=axis, keepdims=True)
-    return np.concatenate([np.full_like(total, x.shape[axis]), total, squared], axis=axis)
+        total = sum((np.sum(x[b], axis=0, dtype=work) for b in blocks), np.zeros(x.shape[1], dtype=work))
+        mean = total / max(x.shape[0], 1)
+        squared = sum((np.sum(np.abs(np.asarray(x[b], dtype=work) - mean) ** 2, axis=0) for b in blocks),
+                      np.zeros(x.shape[1]))
+    return np.stack([np.full_like(total, x.shape[0]), total, squared])
 
 
 def _merge_moments(x, axis, keepdims=True):
@@ -610,8 +620,9 @@ def as_operator(A) -> Operator:
     Returns
     -------
     Operator
-        Its products come back in A's library and on A's device, in float32
-        or float64 (complex64/128 for complex A).
+        Its products come back in A's library and on A's device (NumPy for
+        a Dask A: the size of a basis, gathered), in float32 or float64
+        (complex64/128 for complex A).
 
     Raises
     ------
