@@ -113,8 +113,8 @@ def digits(ranks, draws: int):
     k = ranks[len(ranks) // 2]
     mask = np.zeros(64, dtype=bool)
     mask[ids[k]] = True
-    print(f"\nThe {k} pixels the ID keeps (#) on the 8 x 8 grid; the border pixels, almost always blank, "
-          "are left out:")
+    print(f"\nThe {k} pixels the ID keeps (#) on the 8 x 8 grid, most of them inside the border, whose "
+          "pixels are almost always blank:")
     for row in mask.reshape(8, 8):
         print("    " + " ".join("#" if keep else "." for keep in row))
 

@@ -238,8 +238,10 @@ def nystrom_attention(Q, K, V, landmarks: int = 64, *, scale=None, method: str =
         Queries, keys and values with any leading batch and head axes, which
         broadcast.
     landmarks : int, default 64
-        m, at most min(n_queries, n_keys). At m = n (all tokens) the result
-        is exact attention up to rounding.
+        m, at most min(n_queries, n_keys). At m = n (all tokens) with
+        ``rcond=0`` the result is exact attention up to rounding (the default
+        ``rcond`` drops the small singular values of the landmark kernel:
+        about 1% off).
     scale : float, default 1/sqrt(d)
     method : {"segment_means", "uniform"}, default "segment_means"
         "segment_means": means of m contiguous segments of the queries and

@@ -178,7 +178,8 @@ def pca(
 
     Notes
     -----
-    Passes over X: one for the means, then those of :func:`randla.svd`
+    Passes over X: one for the means, one for the total variance (the
+    means' pass takes it for Dask), then those of :func:`randla.svd`
     (2 power_iters + 2). The centring adds a rank-one correction to each
     product, (X - 1 mean^T) B = X B - 1 (mean^T B). It costs accuracy only
     where the means dwarf the spread: products carry a rounding error of

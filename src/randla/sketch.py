@@ -2,8 +2,9 @@
 
 A sketch here is a random n x l matrix Omega applied on the right, Y = A Omega,
 so that range(Y) captures the dominant range of A [HMT2011, Sec. 4.1]. Each is
-an :class:`~randla.operators.Operator` and is drawn on the input's device from
-the caller's generator.
+an :class:`~randla.operators.Operator` drawn from the caller's generator:
+Gaussian and Rademacher on the input's device; the sparse sketches and
+SRHT's signs and columns on the host (NumPy, SciPy), then moved there.
 
 ==============  ==========================================  ======================
 ``sketch``      Omega                                       cost of A @ Omega
@@ -15,7 +16,7 @@ the caller's generator.
 "srht"          sqrt(n/l) D F R: signs, DCT, l columns      one product
 ==============  ==========================================  ======================
 
-For sparse A the two sparse sketches run in input-sparsity time (Clarkson &
+For SciPy sparse A the two sparse sketches run in input-sparsity time (Clarkson &
 Woodruff 2017; Tropp et al. 2019, Sec. 3.3). The subsampled randomized
 trigonometric transform ("srht", with the orthonormal DCT-II in place of the
 Walsh-Hadamard matrix so any n works) is formed column by column from its

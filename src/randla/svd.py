@@ -160,6 +160,10 @@ def svd(
     normalizer : {"auto", "cholqr", "lu", "qr", "none"}, default "auto"
         How blocks are rescaled between power iterations ("auto" is
         Cholesky-QR, falling back to Householder when ill-conditioned).
+        "none" only rescales [HMT2011, Alg. 4.3]: after q iterations the
+        sketch is (A A^H)^q A Omega, and directions with sigma_i below
+        sigma_1 eps^(1 / (2q + 1)) are lost to rounding (at the default
+        q = 4 and float64, sigma_i < 0.018 sigma_1).
     block_size : int, default 32
         Columns added per step in ``tol`` mode.
     rng : None, int, SeedSequence, BitGenerator or Generator

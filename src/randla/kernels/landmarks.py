@@ -447,9 +447,9 @@ def landmarks(
     rng : None, int, SeedSequence, BitGenerator or Generator
         Randomness (SPEC 7); ``"greedy"`` uses none.
     **options
-        ``block_size`` (all methods: landmarks added per round; default 1 for
-        rpcholesky and greedy, 16 for the others with ``tol``, else all k at
-        once); ``accelerated`` and ``candidates`` (rpcholesky); ``ridge``
+        ``block_size`` (all methods: landmarks added per round; default as in
+        :func:`rpcholesky` for rpcholesky, 1 for greedy, 16 for the others
+        with ``tol``, else all k at once); ``accelerated`` and ``candidates`` (rpcholesky); ``ridge``
         and ``oversample`` (leverage: the ridge lam of the scores l_i(lam), default an estimate
         of sum_{i>k} lambda_i(K) / k, the choice of [MM2017]; the pilot
         approximation the scores come from has k + oversample landmarks,
