@@ -25,7 +25,6 @@ from .backend import (
     random_signs,
     small_eigh,
     small_svd,
-    standard_normal,
     triangular_inverse,
 )
 from .operators import MissingAdjointError, Operator, as_operator
@@ -95,7 +94,7 @@ def _square(op: Operator, name: str) -> Operator:
     return op
 
 
-def _check_hermitian(op: Operator, omega, Y, rng):
+def _check_hermitian(op: Operator, omega, Y):
     """Refuse a non-Hermitian A, judged on the sketch Y = A Omega.
 
     For a random Omega of two or more columns, C = Omega^H Y is Hermitian
@@ -177,7 +176,7 @@ def eigh(
     omega = draw_for(op, check_sketch(sketch), min(rank + oversample, op.shape[0]), rng)
     xp = op.xp
     Y = checked_product(omega.apply, op)
-    _check_hermitian(op, omega.dense(), Y, rng)
+    _check_hermitian(op, omega.dense(), Y)
     for _ in range(2 * power_iters):
         Y = op.matmat(normalize(xp, Y, normalizer))
     Q = orthonormalize(xp, Y)
@@ -298,7 +297,7 @@ def _nystrom_sketch(op, rank, oversample, power_iters, sketch, rng, check=True):
     Omega = orthonormalize(xp, omega.dense())
     Y = checked_product(op.matmat, Omega)
     if check:
-        _check_hermitian(op, Omega, Y, rng)
+        _check_hermitian(op, Omega, Y)
     for _ in range(power_iters):
         Omega = orthonormalize(xp, Y)
         Y = op.matmat(Omega)
