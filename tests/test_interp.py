@@ -201,9 +201,14 @@ def test_exact_low_rank_recovered(axis, sketch):
 
 @pytest.mark.parametrize("method", ["qr", "deim", "leverage"])
 def test_cur_exact_low_rank_recovered(method):
+    """To rounding, which grows with cond(C) cond(R): the top leverage scores
+    are chosen by value, and rounding (the BLAS's thread count) decides among
+    near-equal ones, so leverage's C can be conditioned 3600 where pivoted
+    QR and DEIM keep it near 30."""
     A = low_rank(300, 200, 10, rng=0)
-    assert relative_error(A, randla.cur(A, 10, method=method, rng=0)) <= 1e-12
-    assert relative_error(A, randla.cur(A, 10, method=method, sketch=None)) <= 1e-12
+    bound = 1e-10 if method == "leverage" else 1e-12
+    assert relative_error(A, randla.cur(A, 10, method=method, rng=0)) <= bound
+    assert relative_error(A, randla.cur(A, 10, method=method, sketch=None)) <= bound
 
 
 def test_zero_matrix():
