@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.kernel_ridge import KernelRidge as ExactKernelRidge
@@ -154,6 +156,29 @@ def test_kernel_ridge_matches_exact_kernel_ridge(solver, n_components):
     pred = model.predict(Xt)
     assert model.converged_
     assert np.linalg.norm(pred - exact) <= 5e-3 * np.linalg.norm(exact)
+
+
+@pytest.mark.parametrize("solver,n_components", [("nystrom", 1500), ("pcg", None)])
+def test_kernel_ridge_sample_weight_matches_exact(solver, n_components):
+    X, y = randla.testing.kernel_regression(1500, d=4, noise=0.1, rng=0)
+    Xt, _ = randla.testing.kernel_regression(300, d=4, noise=0.1, rng=1)
+    w = np.random.default_rng(2).exponential(size=1500)
+    w[::7] = 0
+    exact = ExactKernelRidge(alpha=0.3, kernel="rbf", gamma=0.2).fit(X, y, sample_weight=w).predict(Xt)
+    # Capped at the points of positive weight, with a warning naming them.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = randla.KernelRidge(alpha=0.3, gamma=0.2, n_components=n_components, solver=solver,
+                                   tol=1e-10, max_iter=500, random_state=0).fit(X, y, sample_weight=w)
+    if n_components is not None:
+        assert "n_samples=1285 of positive weight" in str(caught[0].message)
+        assert np.all(w[model.result_.indices] > 0)
+    assert np.linalg.norm(model.predict(Xt) - exact) <= 1e-6 * np.linalg.norm(exact)
+    # A single number weighs every sample alike: the unweighted fit with alpha / weight.
+    same = randla.KernelRidge(alpha=0.3, gamma=0.2, n_components=n_components, solver=solver, tol=1e-10,
+                              max_iter=500, random_state=0).fit(X, y, sample_weight=2.0).predict(Xt)
+    halved = ExactKernelRidge(alpha=0.15, kernel="rbf", gamma=0.2).fit(X, y).predict(Xt)
+    assert np.linalg.norm(same - halved) <= 1e-6 * np.linalg.norm(halved)
 
 
 def test_kernel_ridge_multi_output_and_float32():

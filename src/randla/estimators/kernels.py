@@ -48,11 +48,11 @@ def _kernel_params(est) -> dict:
     return params
 
 
-def _capped_components(n_components, n_samples: int) -> int:
+def _capped_components(n_components, n_samples: int, qualifier: str = "") -> int:
     n_components = check_int("n_components", n_components, 1)
     if n_components > n_samples:
         warnings.warn(
-            f"n_components={n_components} > n_samples={n_samples}: using all {n_samples} "
+            f"n_components={n_components} > n_samples={n_samples}{qualifier}: using all {n_samples} "
             "samples as landmarks.",
             UserWarning,
             stacklevel=3,
@@ -165,8 +165,9 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
 class KernelRidge(RegressorMixin, BaseEstimator):
     """Kernel ridge regression that never forms the kernel matrix.
 
-    Minimises ||y - f(X)||^2 + alpha ||f||_H^2 (scikit-learn's KernelRidge
-    objective, no intercept).
+    Minimises sum_i w_i (y_i - f(x_i))^2 + alpha ||f||_H^2 (scikit-learn's
+    KernelRidge objective, no intercept); w_i is ``fit``'s ``sample_weight``,
+    1 without it.
 
     Parameters
     ----------
@@ -228,13 +229,18 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         self.memory_limit = memory_limit
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
+        """Fit on X (n, d) and y (n,) or (n, t); ``sample_weight`` (n,) weighs each squared error."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
         y = y.astype(X.dtype, copy=False)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.ndim == 0:  # one weight for all, as scikit-learn reads it
+                sample_weight = np.full(X.shape[0], sample_weight)
         if self.solver not in ("nystrom", "pcg"):
             raise ValueError(f"`solver` must be 'nystrom' or 'pcg'; got {self.solver!r}.")
-        common = dict(kernel=self.kernel, alpha=self.alpha, memory_limit=self.memory_limit,
-                      rng=_random_seed(self.random_state), **_kernel_params(self))
+        common = dict(kernel=self.kernel, alpha=self.alpha, sample_weight=sample_weight,
+                      memory_limit=self.memory_limit, rng=_random_seed(self.random_state), **_kernel_params(self))
         iterative = {} if self.solver == "nystrom" else {
             "tol": 1e-6 if self.tol is None else self.tol,
             "max_iter": 200 if self.max_iter is None else self.max_iter,
@@ -246,8 +252,10 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             if m is None:
                 raise ValueError("`n_components=None` (the full system) needs solver='pcg'.")
             if not (isinstance(m, str) and m == "auto"):
+                n_fit = X.shape[0] if sample_weight is None else int(np.count_nonzero(sample_weight > 0))
+                qualifier = "" if n_fit == X.shape[0] else " of positive weight"
                 try:
-                    m = _capped_components(m, X.shape[0])
+                    m = _capped_components(m, max(n_fit, 1), qualifier)  # none: the fit says why
                 except ValueError:
                     msg = f"`n_components` must be an int >= 1, 'auto' or None; got {m!r}."
                     raise ValueError(msg) from None

@@ -31,7 +31,7 @@ from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
 
 from .._results import Unpackable
 from .._validate import check_int, check_rng, check_tol
-from ..backend import device_of, finfo_eps, to_numpy
+from ..backend import device_of, finfo_eps, small_svd, to_numpy
 from .functions import Kernel
 from .landmarks import METHODS
 from .landmarks import landmarks as select_landmarks
@@ -145,6 +145,7 @@ def nystrom_kernel_ridge(
     solver: str = "direct",
     tol: float | None = None,
     max_iter: int | None = None,
+    sample_weight=None,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     rng=None,
     **kernel_params,
@@ -152,10 +153,11 @@ def nystrom_kernel_ridge(
     """Kernel ridge regression restricted to m landmarks (Nystrom KRR).
 
     Finds f(x) = k(x, S) beta, S the m landmark points, minimising
-    ||y - f(X)||^2 + alpha ||f||_H^2: with C = k(X, S) (n, m) and
-    W = k(S, S) (m, m), beta solves
+    sum_i w_i (y_i - f(x_i))^2 + alpha ||f||_H^2 (w_i = 1 without sample
+    weights): with C = k(X, S) (n, m), W = k(S, S) (m, m) and
+    D = diag(w), beta solves
 
-        (C^T C + alpha W) beta = C^T y.
+        (C^T D C + alpha W) beta = C^T D y.
 
     Parameters
     ----------
@@ -193,6 +195,11 @@ def nystrom_kernel_ridge(
         ``"pcg"`` only: relative residual to stop at (default 1e-6).
     max_iter : int, optional
         ``"pcg"`` only: at most this many iterations (default 100).
+    sample_weight : array, shape (n,), optional
+        Non-negative weight w_i of each point's squared error, as in
+        scikit-learn's ``KernelRidge.fit``; an integer weight counts the
+        point that many times. Landmarks chosen by a method name are chosen
+        among the points of positive weight.
     memory_limit : int, default 256 MiB
         Bytes of kernel blocks held at a time. C is never stored whole unless
         it takes at most half of this (then ``"pcg"`` reuses it).
@@ -211,8 +218,9 @@ def nystrom_kernel_ridge(
     ------
     ValueError
         Mismatched lengths of X and y, NaN or Inf, alpha <= 0, n_components
-        outside [1, n], invalid indices or candidates, ``tol``/``max_iter``
-        with the direct solver.
+        outside [1, n] (n: the points of positive weight), invalid indices or
+        candidates, ``tol``/``max_iter`` with the direct solver, negative or
+        all-zero sample weights.
     TypeError
         Sparse or non-array X or y.
 
@@ -263,8 +271,9 @@ def nystrom_kernel_ridge(
         )
     tol = _check_tol(1e-6 if tol is None else tol)
     max_iter = _check_max_iter(100 if max_iter is None else max_iter)
+    scale, weighted = _check_weights(sample_weight, op)
     gen = check_rng(rng)
-    idx = _choose_landmarks(op, landmarks, n_components, candidates, gen)
+    idx = _choose_landmarks(op, landmarks, n_components, candidates, weighted, gen)
     centers = take_rows(xp, X, idx)
     if idx.size == 0:
         # Selection found k(x, x) = 0 at every point, so every k(x, .) is 0 in
@@ -274,14 +283,19 @@ def nystrom_kernel_ridge(
         return _result(xp, X, beta, one_d, centers, idx, op, alpha, info)
     W = as_float64(xp, op.kernel(xp, centers, centers))
     factor = PSDFactor(W, finfo_eps(xp, X.dtype))
-    rows = KernelRows(op.kernel, xp, X, centers, op.memory_limit, cache=solver == "pcg")
+    rows = KernelRows(op.kernel, xp, X, centers, op.memory_limit, cache=solver == "pcg", row_scale=scale)
+    if scale is not None:
+        Y = scale[:, None] * Y  # the weighted fit is the plain one of D^{1/2} C and D^{1/2} y
     if solver == "direct":
         beta, residual = _solve_direct(xp, rows, factor, Y, alpha)
         info = ("direct", None, True, 0, np.asarray([residual]))
     else:
-        sample = np.sort(gen.choice(n, size=len(idx), replace=False))
+        # Rows of zero weight add nothing to C^T D C: the sample skips them.
+        sample = np.sort(gen.choice(weighted, size=len(idx), replace=False))
         C_sample = as_float64(xp, op.kernel(xp, take_rows(xp, X, sample), centers))
-        precondition = falkon_preconditioner(factor, C_sample, n, alpha)
+        if scale is not None:
+            C_sample = take_rows(xp, scale, sample)[:, None] * C_sample
+        precondition = falkon_preconditioner(factor, C_sample, weighted.size, alpha)
         W_s = W + factor.shift * xp.eye(W.shape[0], dtype=W.dtype, device=device_of(W))
         r = block_pcg(
             lambda V: rows.normal(V) + alpha * (W_s @ V),
@@ -305,6 +319,7 @@ def kernel_ridge(
     rank="auto",
     tol: float = 1e-6,
     max_iter: int = 200,
+    sample_weight=None,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     rng=None,
     **kernel_params,
@@ -313,7 +328,10 @@ def kernel_ridge(
 
     Solves (K + alpha I) c = y, K = k(X, X), with products by the implicit
     kernel matrix (never stored unless it fits in half of ``memory_limit``);
-    f(x) = k(x, X) @ c is scikit-learn's ``KernelRidge`` solution.
+    f(x) = k(x, X) @ c is scikit-learn's ``KernelRidge`` solution. With
+    sample weights w it solves, as scikit-learn does, the system
+    (D^{1/2} K D^{1/2} + alpha I) c' = D^{1/2} y, D = diag(w), and
+    c = D^{1/2} c'.
 
     Parameters
     ----------
@@ -340,6 +358,9 @@ def kernel_ridge(
     max_iter : int, default 200
         At most this many iterations, one product with K each (plus one per
         check of the true residual, see :func:`block_pcg`).
+    sample_weight : array, shape (n,), optional
+        Non-negative weight of each point's squared error, as in
+        :func:`nystrom_kernel_ridge`.
     rng : None, int, SeedSequence, BitGenerator or Generator
         Randomness of the preconditioner.
 
@@ -382,17 +403,20 @@ def kernel_ridge(
         )
     rank = _check_count("rank", rank, n, default=min(n, 100))
     tol, max_iter = _check_tol(tol), _check_max_iter(max_iter)
+    scale, _ = _check_weights(sample_weight, op)
     gen = check_rng(rng)
-    rows = KernelRows(op.kernel, xp, X, X, op.memory_limit, cache=True)
+    rows = KernelRows(op.kernel, xp, X, X, op.memory_limit, cache=True, row_scale=scale)
+    K = RowsOperator(rows)  # D^{1/2} K D^{1/2} with sample weights
     precondition = None
     if preconditioner is not None:
-        U, S = _low_rank_kernel(preconditioner, op, rows, rank, gen)
+        U, S = _low_rank_kernel(preconditioner, op, K, rank, gen)
         precondition = nystrom_preconditioner(U, S, alpha)
-    r = block_pcg(
-        lambda V: rows.matmat(V) + alpha * V, Y, precondition=precondition, tol=tol, max_iter=max_iter
-    )
+    if scale is not None:
+        Y = scale[:, None] * Y
+    r = block_pcg(lambda V: K.matmat(V) + alpha * V, Y, precondition=precondition, tol=tol, max_iter=max_iter)
+    coef = r.x if scale is None else scale[:, None] * r.x
     info = ("pcg", preconditioner, r.converged, r.n_iter, r.residuals)
-    return _result(xp, X, r.x, one_d, X, np.arange(n, dtype=np.int64), op, alpha, info)
+    return _result(xp, X, coef, one_d, X, np.arange(n, dtype=np.int64), op, alpha, info)
 
 
 # -- solvers -------------------------------------------------------------------
@@ -408,16 +432,21 @@ def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha: float):
     return factor.solve_t(gamma), float(xp.max(res))
 
 
-def _low_rank_kernel(method: str, op: KernelOperator, rows, rank: int, gen):
-    """K ~ U diag(S) U^T in float64, U orthonormal, S descending."""
-    xp = op.xp
+def _low_rank_kernel(method: str, op: KernelOperator, K: RowsOperator, rank: int, gen):
+    """K ~ U diag(S) U^T in float64, U orthonormal, S descending (K: D^{1/2} k(X, X) D^{1/2})."""
+    xp, scale = op.xp, K.rows.row_scale
     if method == "nystrom":
         from ..eigh import nystrom
 
-        return tuple(nystrom(RowsOperator(rows), rank, rng=gen))
+        return tuple(nystrom(K, rank, rng=gen))
 
-    U, S = select_landmarks(op, rank, method=method, rng=gen).eig()
-    return as_float64(xp, U), as_float64(xp, S)
+    chosen = select_landmarks(op, rank, method=method, rng=gen)
+    if scale is None:
+        U, S = chosen.eig()
+        return as_float64(xp, U), as_float64(xp, S)
+    # k(X, X) ~ F F^T, so D^{1/2} k(X, X) D^{1/2} ~ (D^{1/2} F) (D^{1/2} F)^T.
+    U, s, _ = small_svd(xp, scale[:, None] * as_float64(xp, chosen.factor))
+    return U, s * s
 
 
 def _result(xp, X, coef, one_d, centers, idx, op, alpha, info) -> KRRResult:
@@ -464,6 +493,25 @@ def _check_targets(y, op: KernelOperator):
     return (Y[:, None], True) if y.ndim == 1 else (Y, False)
 
 
+def _check_weights(sample_weight, op: KernelOperator):
+    """(sqrt(w) as float64 in X's library or None, NumPy indices of positive weight)."""
+    xp, n = op.xp, op.shape[0]
+    if sample_weight is None:
+        return None, np.arange(n, dtype=np.int64)
+    w = to_numpy(sample_weight) if is_array_api_obj(sample_weight) else np.asarray(sample_weight)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape (n,) = ({n},), one weight per point; got {w.shape}.")
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}.")
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    positive = np.flatnonzero(w > 0)
+    if positive.size == 0:
+        raise ValueError("sample_weight is zero everywhere: no point is fitted. Give some point a positive weight.")
+    return xp.asarray(np.sqrt(w), device=op.device), positive
+
+
 def _check_alpha(alpha) -> float:
     ok = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
     if ok and math.isfinite(alpha) and alpha > 0:
@@ -493,13 +541,13 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_count(name: str, value, n: int, default: int) -> int:
+def _check_count(name: str, value, n: int, default: int, counted: str = "points") -> int:
     """'auto' (-> default) or an int in [1, n]."""
     if isinstance(value, str) and value == "auto":
         return default
     if _is_int(value) and 1 <= value <= n:
         return int(value)
-    raise ValueError(f"`{name}` must be 'auto' or an int in [1, {n}] (the number of points); got {value!r}.")
+    raise ValueError(f"`{name}` must be 'auto' or an int in [1, {n}] (the number of {counted}); got {value!r}.")
 
 
 def _check_indices(idx, n: int) -> np.ndarray:
@@ -525,8 +573,8 @@ def _check_indices(idx, n: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _choose_landmarks(op: KernelOperator, landmarks, n_components, candidates, gen) -> np.ndarray:
-    """Row indices of the landmarks, by name among uniform candidates or as given."""
+def _choose_landmarks(op: KernelOperator, landmarks, n_components, candidates, eligible, gen) -> np.ndarray:
+    """Row indices of the landmarks, by name among uniform candidates from ``eligible``, or as given."""
     n = op.shape[0]
     if not isinstance(landmarks, str):
         if candidates is not None:
@@ -542,16 +590,19 @@ def _choose_landmarks(op: KernelOperator, landmarks, n_components, candidates, g
             )
         return idx
     method = _check_name("landmarks", landmarks, METHODS, "or an array of row indices of X")
-    m = _check_count("n_components", n_components, n, default=min(n, max(100, math.ceil(math.sqrt(n)))))
+    n_fit = eligible.size
+    counted = "points" if n_fit == n else "points of positive weight"
+    default = min(n_fit, max(100, math.ceil(math.sqrt(n))))
+    m = _check_count("n_components", n_components, n_fit, default, counted)
     if candidates is None:
-        pool = min(n, max(_CANDIDATES, m))
-    elif _is_int(candidates) and m <= candidates <= n:
+        pool = min(n_fit, max(_CANDIDATES, m))
+    elif _is_int(candidates) and m <= candidates <= n_fit:
         pool = int(candidates)
     else:
         raise ValueError(
-            f"`candidates` must be None or an int in [n_components, n] = [{m}, {n}]; got {candidates!r}."
+            f"`candidates` must be None or an int in [n_components, n] = [{m}, {n_fit}]; got {candidates!r}."
         )
-    cand = np.arange(n, dtype=np.int64) if pool == n else np.sort(gen.choice(n, size=pool, replace=False))
+    cand = eligible if pool == n_fit else np.sort(gen.choice(eligible, size=pool, replace=False))
     if method == "uniform":
         return np.sort(gen.choice(cand, size=m, replace=False))
 

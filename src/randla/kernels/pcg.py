@@ -299,16 +299,19 @@ def as_float64(xp, A):
 
 
 class KernelRows:
-    """C = k(A, B) (n, m) seen in blocks of rows, in float64.
+    """C = diag(row_scale) k(A, B) (n, m) seen in blocks of rows, in float64.
 
-    With ``cache`` (for solvers that make many passes), C is stored whole
-    when it takes at most half of ``memory_limit`` (filled block by block, so
-    the peak stays within the limit); otherwise every product evaluates the
-    blocks again, each within ``memory_limit`` bytes.
+    ``row_scale`` (n,), float64 in A's library, or None for no scaling: the
+    square roots of sample weights, which turn a weighted least-squares fit
+    into a plain one. With ``cache`` (for solvers that make many passes), C
+    is stored whole when it takes at most half of ``memory_limit`` (filled
+    block by block, so the peak stays within the limit); otherwise every
+    product evaluates the blocks again, each within ``memory_limit`` bytes.
     """
 
-    def __init__(self, kernel: Kernel, xp, A, B, memory_limit: int, *, cache: bool):
+    def __init__(self, kernel: Kernel, xp, A, B, memory_limit: int, *, cache: bool, row_scale=None):
         self.kernel, self.xp, self.A, self.B = kernel, xp, A, B
+        self.row_scale = row_scale
         self.shape = (int(A.shape[0]), int(B.shape[0]))
         n, m = self.shape
         self.cache = None
@@ -328,7 +331,8 @@ class KernelRows:
         xp = self.xp
         for start in range(0, self.shape[0], self.step):
             sl = slice(start, min(start + self.step, self.shape[0]))
-            yield sl, as_float64(xp, self.kernel(xp, self.A[sl], self.B))
+            block = as_float64(xp, self.kernel(xp, self.A[sl], self.B))
+            yield sl, block if self.row_scale is None else self.row_scale[sl, None] * block
 
     def matmat(self, V):
         """C @ V."""
@@ -362,10 +366,11 @@ class KernelRows:
 
 
 class RowsOperator(Operator):
-    """A symmetric k(X, X) as an :class:`Operator` over :class:`KernelRows`.
+    """A symmetric S k(X, X) S as an :class:`Operator` over :class:`KernelRows`.
 
-    Hermitian by construction, and its trace is the kernel's diagonal: the
-    Nystrom preconditioner then takes its one pass over K and no more.
+    S = diag(row_scale) of the rows (the identity when it is None). Hermitian
+    by construction, and its trace is the scaled kernel diagonal: the Nystrom
+    preconditioner then takes its one pass over K and no more.
     """
 
     hermitian = True
@@ -378,11 +383,13 @@ class RowsOperator(Operator):
         self.dtype = self.input_dtype = rows.xp.float64
 
     def trace(self) -> float:
-        xp = self.xp
-        return float(xp.sum(as_float64(xp, self.rows.kernel.diagonal(xp, self.rows.A))))
+        xp, scale = self.xp, self.rows.row_scale
+        diagonal = as_float64(xp, self.rows.kernel.diagonal(xp, self.rows.A))
+        return float(xp.sum(diagonal if scale is None else scale * scale * diagonal))
 
     def matmat(self, X):
-        return self.rows.matmat(X)
+        scale = self.rows.row_scale
+        return self.rows.matmat(X if scale is None else scale[:, None] * X)
 
     def rmatmat(self, Y):
-        return self.rows.matmat(Y)
+        return self.matmat(Y)
