@@ -181,6 +181,18 @@ def test_kernel_ridge_sample_weight_matches_exact(solver, n_components):
     assert np.linalg.norm(same - halved) <= 1e-6 * np.linalg.norm(halved)
 
 
+def test_kernel_ridge_alpha_per_target_matches_exact():
+    X, y = randla.testing.kernel_regression(1000, d=4, noise=0.1, rng=0)
+    Y = np.column_stack([y, np.sin(X[:, 1]), -y])
+    alpha = np.array([0.3, 0.01, 3.0])
+    Xt, _ = randla.testing.kernel_regression(300, d=4, rng=1)
+    exact = ExactKernelRidge(alpha=alpha, kernel="rbf", gamma=0.2).fit(X, Y).predict(Xt)
+    for solver, m in (("nystrom", 1000), ("pcg", None)):
+        model = randla.KernelRidge(alpha=alpha, gamma=0.2, n_components=m, solver=solver, tol=1e-10,
+                                   max_iter=1000, random_state=0).fit(X, Y)
+        assert np.linalg.norm(model.predict(Xt) - exact, axis=0).max() <= 1e-6 * np.linalg.norm(exact)
+
+
 def test_kernel_ridge_multi_output_and_float32():
     X, y = randla.testing.kernel_regression(800, d=3, rng=0)
     Y = np.column_stack([y, -2 * y])

@@ -279,29 +279,31 @@ def test_landmarks_exceeding_the_weighted_points(small):
     assert model.n_centers == 50 and model.indices.max() < 50
 
 
+@pytest.mark.parametrize("alphas", [[0.1, 0.1, 0.1], [0.1, 1.0, 0.01]], ids=["one_alpha", "alpha_per_target"])
 @pytest.mark.parametrize("fit", ["nystrom", "nystrom_pcg", "full"])
-def test_multi_output_equals_column_by_column(small, fit):
+def test_multi_output_equals_column_by_column(small, fit, alphas):
     X, y = small
     Y = np.column_stack([y, np.cos(X[:, 0]), 3 * y])
 
-    def run(targets):
+    def run(targets, alpha):
         if fit == "full":
-            return kernel_ridge(X, targets, alpha=0.1, gamma=GAMMA, tol=1e-10, rng=0)
+            return kernel_ridge(X, targets, alpha=alpha, gamma=GAMMA, tol=1e-10, max_iter=500, rng=0)
         solver = "pcg" if fit == "nystrom_pcg" else "direct"
-        kw = {"tol": 1e-10} if solver == "pcg" else {}
+        kw = {"tol": 1e-10, "max_iter": 300} if solver == "pcg" else {}
         return nystrom_kernel_ridge(
-            X, targets, alpha=0.1, landmarks=every(600, 150), solver=solver, gamma=GAMMA, **kw
+            X, targets, alpha=alpha, landmarks=every(600, 150), solver=solver, gamma=GAMMA, **kw
         )
 
-    model = run(Y)
+    model = run(Y, np.array(alphas))
+    assert model.converged
     assert model.dual_coef.shape == (model.n_centers, 3)
     pred = model.predict(X[:7])
     assert pred.shape == (7, 3)
     for j in range(3):
-        single = run(Y[:, j])
+        single = run(Y[:, j], alphas[j])
         assert single.dual_coef.shape == (model.n_centers,) and single.predict(X[:7]).shape == (7,)
         assert rel(pred[:, j], single.predict(X[:7])) <= 1e-8
-    one = run(Y[:, :1])
+    one = run(Y[:, :1], [alphas[0]])
     assert one.dual_coef.shape == (model.n_centers, 1) and one.predict(X[:2]).shape == (2, 1)
 
 
@@ -467,6 +469,9 @@ def test_predict_validates(small):
         ({"alpha": -1}, ValueError, "`alpha` must be a positive"),
         ({"alpha": np.nan}, ValueError, "`alpha` must be a positive"),
         ({"alpha": True}, ValueError, "`alpha` must be a positive"),
+        ({"alpha": [0.1, 0.2]}, ValueError, r"one penalty per target, shape \(1,\); got shape \(2,\)"),
+        ({"alpha": np.array([-0.1])}, ValueError, "`alpha` must be a positive"),
+        ({"alpha": np.array([np.inf])}, ValueError, "`alpha` must be a positive"),
         (
             {"n_components": 601, "landmarks": "uniform"},
             ValueError,

@@ -171,8 +171,8 @@ class KernelRidge(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    alpha : float, default 1.0
-        Ridge penalty, > 0.
+    alpha : float or array of shape (n_targets,), default 1.0
+        Ridge penalty, > 0; an array gives each target its own.
     kernel, gamma, degree, coef0, kernel_params
         As in :class:`Nystroem`.
     n_components : int, "auto" or None, default "auto"

@@ -45,6 +45,7 @@ from .pcg import (
     falkon_preconditioner,
     nystrom_preconditioner,
     rows_per_block,
+    solve_by_alpha,
     spd_solver,
     take_rows,
 )
@@ -70,8 +71,8 @@ class KRRResult(Unpackable):
         Rows of X that are the centres.
     kernel : Kernel
         The kernel and its parameters.
-    alpha : float
-        The ridge penalty.
+    alpha : float or numpy.ndarray
+        The ridge penalty, or one per target (shape (t,)).
     solver : str
         ``"direct"`` or ``"pcg"``.
     preconditioner : str or None
@@ -91,7 +92,7 @@ class KRRResult(Unpackable):
     centers: object
     indices: np.ndarray
     kernel: Kernel
-    alpha: float
+    alpha: float | np.ndarray
     solver: str
     preconditioner: str | None
     converged: bool
@@ -168,8 +169,9 @@ def nystrom_kernel_ridge(
     kernel : str or callable, default "rbf"
         As in :func:`randla.kernels.kernel_operator`; parameters go in
         ``**kernel_params`` (``gamma``, ``bandwidth``, ...).
-    alpha : float, default 1.0
-        Ridge penalty (scikit-learn's ``KernelRidge(alpha=...)``), > 0.
+    alpha : float or array of shape (t,), default 1.0
+        Ridge penalty (scikit-learn's ``KernelRidge(alpha=...)``), > 0; an
+        array gives each target (column of y) its own.
     n_components : int or "auto", default "auto"
         Number m of landmarks. ``"auto"``: min(n, max(100, ceil(sqrt(n)))),
         the order m ~ sqrt(n) that keeps the statistical rate of exact KRR
@@ -262,7 +264,7 @@ def nystrom_kernel_ridge(
     op = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)
     xp, X, n = op.xp, op.X, op.shape[0]
     Y, one_d = _check_targets(y, op)
-    alpha = _check_alpha(alpha)
+    alpha = _check_alpha(alpha, Y.shape[1])
     solver = _check_name("solver", solver, ("direct", "pcg"))
     if solver == "direct" and (tol is not None or max_iter is not None):
         raise ValueError(
@@ -298,7 +300,7 @@ def nystrom_kernel_ridge(
         precondition = falkon_preconditioner(factor, C_sample, weighted.size, alpha)
         W_s = W + factor.shift * xp.eye(W.shape[0], dtype=W.dtype, device=device_of(W))
         r = block_pcg(
-            lambda V: rows.normal(V) + alpha * (W_s @ V),
+            lambda V: rows.normal(V) + _times_alpha(xp, alpha, W_s @ V),
             rows.rmatmat(Y),
             precondition=precondition,
             tol=tol,
@@ -392,7 +394,7 @@ def kernel_ridge(
     op = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)
     xp, X, n = op.xp, op.X, op.shape[0]
     Y, one_d = _check_targets(y, op)
-    alpha = _check_alpha(alpha)
+    alpha = _check_alpha(alpha, Y.shape[1])
     if preconditioner is not None:
         choices = ("nystrom",) + METHODS
         preconditioner = _check_name("preconditioner", preconditioner, choices, "or None")
@@ -413,7 +415,9 @@ def kernel_ridge(
         precondition = nystrom_preconditioner(U, S, alpha)
     if scale is not None:
         Y = scale[:, None] * Y
-    r = block_pcg(lambda V: K.matmat(V) + alpha * V, Y, precondition=precondition, tol=tol, max_iter=max_iter)
+    r = block_pcg(
+        lambda V: K.matmat(V) + _times_alpha(xp, alpha, V), Y, precondition=precondition, tol=tol, max_iter=max_iter
+    )
     coef = r.x if scale is None else scale[:, None] * r.x
     info = ("pcg", preconditioner, r.converged, r.n_iter, r.residuals)
     return _result(xp, X, coef, one_d, X, np.arange(n, dtype=np.int64), op, alpha, info)
@@ -422,13 +426,15 @@ def kernel_ridge(
 # -- solvers -------------------------------------------------------------------
 
 
-def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha: float):
+def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha):
     """beta from the normal equations in the variables gamma = L^T beta."""
     M, rhs = rows.gram(Y, factor.T)
-    M = (M + M.mT) / 2 + alpha * xp.eye(M.shape[0], dtype=M.dtype, device=device_of(M))
-    gamma = spd_solver(xp, M)(rhs)
+    M = (M + M.mT) / 2
+    eye = xp.eye(M.shape[0], dtype=M.dtype, device=device_of(M))
+    gamma = solve_by_alpha(xp, lambda a: spd_solver(xp, M + a * eye), alpha, rhs)
     rhs_norm = xp.linalg.vector_norm(rhs, axis=0)
-    res = xp.linalg.vector_norm(M @ gamma - rhs, axis=0) / xp.where(rhs_norm > 0, rhs_norm, 1.0)
+    res = M @ gamma + _times_alpha(xp, alpha, gamma) - rhs
+    res = xp.linalg.vector_norm(res, axis=0) / xp.where(rhs_norm > 0, rhs_norm, 1.0)
     return factor.solve_t(gamma), float(xp.max(res))
 
 
@@ -512,13 +518,30 @@ def _check_weights(sample_weight, op: KernelOperator):
     return xp.asarray(np.sqrt(w), device=op.device), positive
 
 
-def _check_alpha(alpha) -> float:
+def _times_alpha(xp, alpha, V):
+    """alpha V, alpha a float or one per column of V (NumPy)."""
+    if isinstance(alpha, float):
+        return alpha * V
+    return xp.asarray(alpha, dtype=V.dtype, device=device_of(V))[None, :] * V
+
+
+def _check_alpha(alpha, n_targets: int):
+    """A float, or a float64 array with one penalty per target when they differ."""
     ok = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
     if ok and math.isfinite(alpha) and alpha > 0:
         return float(alpha)
+    if not ok and (is_array_api_obj(alpha) or isinstance(alpha, (list, tuple))):
+        a = np.asarray(to_numpy(alpha) if is_array_api_obj(alpha) else alpha)
+        if a.shape != (n_targets,):
+            raise ValueError(
+                f"`alpha` as an array must have one penalty per target, shape ({n_targets},); got shape {a.shape}."
+            )
+        if a.dtype.kind in "iuf" and np.all(np.isfinite(a)) and np.all(a > 0):
+            a = a.astype(np.float64)
+            return float(a[0]) if np.all(a == a[0]) else a
     raise ValueError(
-        f"`alpha` must be a positive finite float, the ridge penalty of ||f||_H^2 "
-        f"(as in sklearn's KernelRidge); got {alpha!r}."
+        f"`alpha` must be a positive finite float, the ridge penalty of ||f||_H^2, or an array of "
+        f"them with one per target (as in sklearn's KernelRidge); got {alpha!r}."
     )
 
 

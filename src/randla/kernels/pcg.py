@@ -146,10 +146,11 @@ def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int 
     return PCGResult(X * unit[None, :], history[-1] <= tol, n_iter, np.asarray(history))
 
 
-def nystrom_preconditioner(U, S, mu: float):
+def nystrom_preconditioner(U, S, mu):
     """M^{-1} for A + mu I from a Nystrom approximation A ~ U diag(S) U^T.
 
-    ``U`` (n, l) orthonormal, ``S`` (l,) descending and non-negative. Returns
+    ``U`` (n, l) orthonormal, ``S`` (l,) descending and non-negative, ``mu``
+    a float or one per column of the blocks V (NumPy, shape (t,)). Returns
     the callable V -> M^{-1} V with (Frangella, Tropp & Udell 2023,
     "Randomized Nystrom preconditioning", SIAM J. Matrix Anal. Appl.,
     Eq. 5.3)
@@ -170,11 +171,13 @@ def nystrom_preconditioner(U, S, mu: float):
     >>> apply(np.eye(4)).diagonal().tolist()   # (1 + 1) / (S + 1), then 1
     [0.5, 1.0, 1.0, 1.0]
     """
+    xp = array_namespace(U)
     lam = float(S[-1]) if S.shape[0] else 0.0
-    factor = (lam + mu) / (S + mu) - 1.0
+    mu = xp.asarray(np.reshape(mu, (1, -1)), dtype=S.dtype, device=device_of(S))
+    factor = (lam + mu) / (S[:, None] + mu) - 1.0  # (l, 1) or (l, t)
 
     def apply(V):
-        return V + U @ (factor[:, None] * (U.mT @ V))
+        return V + U @ (factor * (U.mT @ V))
 
     return apply
 
@@ -234,7 +237,18 @@ def spd_solver(xp, H):
     return lambda B: V @ ((V.mT @ B) / w[:, None])
 
 
-def falkon_preconditioner(factor: PSDFactor, C_sample, n: int, alpha: float):
+def solve_by_alpha(xp, solver_for, alpha, B):
+    """Column j of B solved by ``solver_for(alpha_j)``: one solver per distinct alpha.
+
+    ``alpha`` is a float (every column) or a NumPy array with one per column.
+    """
+    if isinstance(alpha, float):
+        return solver_for(alpha)(B)
+    solvers = {a: solver_for(float(a)) for a in np.unique(alpha)}
+    return xp.concat([solvers[a](B[:, j : j + 1]) for j, a in enumerate(alpha)], axis=1)
+
+
+def falkon_preconditioner(factor: PSDFactor, C_sample, n: int, alpha):
     """M^{-1} for H = C^T C + alpha W from a uniform sample of the rows of C.
 
     ``factor`` is W + s I = L L^T (:class:`PSDFactor`); ``C_sample`` (p, m)
@@ -249,7 +263,8 @@ def falkon_preconditioner(factor: PSDFactor, C_sample, n: int, alpha: float):
     optimal large scale kernel method", Alg. 1, B = T^{-1} A^{-1} / sqrt(n)
     with T^T T = K_MM and A^T A = T T^T / M + lambda I; here alpha = n lambda
     and the 1 / n is left out of both sides). Setting it up costs
-    O(p m^2 + m^3), applying it O(m^2 t) per block of t columns.
+    O(p m^2 + m^3) per distinct alpha (a float, or one per column of the
+    blocks), applying it O(m^2 t) per block of t columns.
 
     Examples
     --------
@@ -267,10 +282,15 @@ def falkon_preconditioner(factor: PSDFactor, C_sample, n: int, alpha: float):
     E = C_sample @ factor.T
     core = (n / p) * (E.mT @ E)
     eye = xp.eye(core.shape[0], dtype=core.dtype, device=device_of(core))
-    inner = spd_solver(xp, core + alpha * eye)
+    solvers = {}
+
+    def solver_for(a):
+        if a not in solvers:
+            solvers[a] = spd_solver(xp, core + a * eye)
+        return solvers[a]
 
     def apply(V):
-        return factor.solve_t(inner(factor.solve(V)))
+        return factor.solve_t(solve_by_alpha(xp, solver_for, alpha, factor.solve(V)))
 
     return apply
 
