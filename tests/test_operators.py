@@ -127,6 +127,24 @@ def test_adapter_products(name):
     assert op.matmat(X).dtype == op.dtype and op.rmatmat(Y).dtype == op.dtype
 
 
+@pytest.mark.parametrize("name", sorted(n for n, (_, work) in ADAPTERS.items() if work.startswith("complex")))
+def test_complex_adapter_with_real_blocks(name):
+    """A^H Y and A X for a complex A and real blocks: the conjugate is A's to take."""
+    A, _ = ADAPTERS[name]
+    op = randla.as_operator(A)
+    X, Y = blocks(op.shape, np.float64, "torch" if name.startswith("torch") else "numpy")
+    R = dense(A).astype(np.complex128)
+    scale = np.linalg.norm(R, 2) * 2
+    np.testing.assert_allclose(to_np(op.rmatmat(Y)), R.conj().T @ to_np(Y), atol=1e-6 * scale)
+    np.testing.assert_allclose(to_np(op.H.matmat(Y)), R.conj().T @ to_np(Y), atol=1e-6 * scale)
+    np.testing.assert_allclose(to_np(op.T.matmat(Y)), R.T @ to_np(Y), atol=1e-6 * scale)
+    if name.startswith(("torch", "linear_operator")):
+        return  # torch multiplies only equal dtypes, and says so; a LinearOperator has no means
+    np.testing.assert_allclose(to_np(op.matmat(X)), R @ to_np(X), atol=1e-6 * scale)
+    explicit = R - R.mean(axis=0)
+    np.testing.assert_allclose(to_np(randla.Centered(A).rmatmat(Y)), explicit.conj().T @ to_np(Y), atol=1e-6 * scale)
+
+
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
 def test_adapter_squared_norm(name):
     A, _ = ADAPTERS[name]

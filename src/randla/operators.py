@@ -77,11 +77,12 @@ def _double(xp, dtype):
     return xp.complex128 if _is_complex(xp, dtype) else xp.float64
 
 
-def _adjoint_product(xp, matmat_t, Y):
-    """A^H Y from a routine for A^T Y, without conjugating the big matrix."""
-    if _is_complex(xp, Y.dtype):
-        return xp.conj(matmat_t(xp.conj(Y)))
-    return matmat_t(Y)
+def _adjoint_product(xp, matmat_t, Y, a_dtype):
+    """A^H Y = conj(A^T conj(Y)) from a routine for A^T Y, without conjugating
+    the big matrix; real A and Y need no conjugate at all."""
+    if _is_complex(xp, a_dtype) and not _is_complex(xp, Y.dtype):
+        Y = xp.astype(Y, a_dtype)  # torch multiplies only equal dtypes
+    return xp.conj(matmat_t(xp.conj(Y))) if _is_complex(xp, Y.dtype) else matmat_t(Y)
 
 
 class Operator(abc.ABC):
@@ -259,7 +260,7 @@ class _Dense(Operator):
                 total = part if total is None else total + part
             return total
 
-        return _adjoint_product(self.xp, transposed_product, Y)
+        return _adjoint_product(self.xp, transposed_product, Y, self.dtype)
 
     def trace(self) -> float | None:
         if self.shape[0] != self.shape[1]:
@@ -314,7 +315,7 @@ class _ScipySparse(Operator):
     def rmatmat(self, Y):
         # A.T of CSR is CSC sharing the same arrays (no copy), and CSC @ dense
         # runs in CSR's fast direction.
-        return _adjoint_product(self.xp, lambda Z: self._product(self._A.T, Z), Y)
+        return _adjoint_product(self.xp, lambda Z: self._product(self._A.T, Z), Y, self.dtype)
 
     def matmat_sparse(self, S):
         return np.asarray((self._A @ S).toarray(), dtype=self.dtype)
@@ -380,7 +381,7 @@ class _TorchSparse(Operator):
 
     def rmatmat(self, Y):
         # (Y^T A)^T = A^T Y; dense @ sparse keeps the sparse operand untouched.
-        return _adjoint_product(self.xp, lambda Z: (Z.mT @ self._matrix()).mT, Y)
+        return _adjoint_product(self.xp, lambda Z: (Z.mT @ self._matrix()).mT, Y, self.dtype)
 
     def norm(self) -> float:
         A = self._matrix()
@@ -433,7 +434,7 @@ class _Dask(Operator):
         return self._compute(self._matrix() @ X)
 
     def rmatmat(self, Y):
-        return _adjoint_product(self.xp, lambda Z: self._compute(self._matrix().T @ Z), Y)
+        return _adjoint_product(self.xp, lambda Z: self._compute(self._matrix().T @ Z), Y, self.dtype)
 
     def trace(self) -> float | None:
         if self.shape[0] != self.shape[1]:
@@ -757,7 +758,7 @@ def _adapt_cupy_sparse(A) -> Operator:
     op.dtype = _work_dtype(xp, A.dtype)
     op._A = A
     op.matmat = lambda X: A @ X
-    op.rmatmat = lambda Y: _adjoint_product(xp, lambda Z: A.T @ Z, Y)
+    op.rmatmat = lambda Y: _adjoint_product(xp, lambda Z: A.T @ Z, Y, op.dtype)
     return op
 
 
