@@ -253,6 +253,50 @@ def test_a_dask_array_is_read_once():
         randla.StreamingPCA(2).fit(da.zeros((4, 3, 2)))
 
 
+@pytest.mark.parametrize("wrap", [np.asarray, torch.as_tensor, sp.csr_matrix, sp.csc_array, sp.coo_array])
+def test_a_whole_matrix_is_fitted_in_blocks_of_rows(wrap, monkeypatch):
+    from randla import streaming
+
+    monkeypatch.setattr(streaming, "_BLOCK_ENTRIES", 40 * 128)  # blocks of 128 rows
+    X = slow_decay(1000, 40)
+    sizes = []
+    original = randla.StreamingPCA.partial_fit
+    monkeypatch.setattr(randla.StreamingPCA, "partial_fit", lambda self, B: sizes.append(B.shape[0]) or original(self, B))
+    pca = randla.StreamingPCA(5, sketch_size=40).fit(wrap(X))
+    assert sizes == [128] * 7 + [104]
+    # A sketch as wide as the data is exact: the covariance's own eigenvalues.
+    np.testing.assert_allclose(np.asarray(pca.explained_variance_), covariance_eigen(X)[0][:5], rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(pca.mean_), X.mean(axis=0), rtol=1e-13)
+
+
+def test_a_dask_array_chunked_by_columns_is_read_in_bounded_blocks(monkeypatch):
+    import dask.array as da
+
+    from randla import streaming
+
+    monkeypatch.setattr(streaming, "_BLOCK_ENTRIES", 40 * 100)
+    X = slow_decay(1000, 40)
+    sizes = []
+    original = randla.StreamingPCA.partial_fit
+    monkeypatch.setattr(randla.StreamingPCA, "partial_fit", lambda self, B: sizes.append(B.shape[0]) or original(self, B))
+    pca = randla.StreamingPCA(5, sketch_size=40).fit(da.from_array(X, chunks=(1000, 10)))
+    assert sizes == [100] * 10  # not the one chunk of rows, the whole array
+    np.testing.assert_allclose(np.asarray(pca.explained_variance_), covariance_eigen(X)[0][:5], rtol=1e-10)
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        D = da.from_array(X, chunks=(100, 40))
+        randla.StreamingPCA(2).fit(D[D[:, 0] > 0])
+
+
+def test_activations_that_require_grad_keep_no_graph():
+    layer = torch.nn.Linear(32, 32)
+    pca = randla.StreamingPCA(4)
+    for _ in range(3):
+        pca.partial_fit(layer(torch.randn(50, 32)))
+    assert not pca.components_.requires_grad and not pca.mean_.requires_grad
+    assert not pca.transform(torch.randn(2, 32)).requires_grad
+    assert all(p.grad is None for p in layer.parameters())
+
+
 def test_a_batch_is_copied_once():
     """The centred rows are the one batch-sized copy: sums and scatter are
     accumulated in double without copies of their own."""

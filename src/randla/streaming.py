@@ -35,6 +35,31 @@ def _column_squares(xp, rows):
     return sum(xp.sum(part * part, axis=0, dtype=xp.float64) for part in parts)
 
 
+_BLOCK_ENTRIES = 1 << 22  # at most this many entries of a whole matrix in one batch
+
+
+def _row_blocks(X):
+    """Batches of rows of a whole matrix, of at most _BLOCK_ENTRIES entries;
+    a Dask array by its chunks of rows, each read once unless it is larger."""
+    if X.ndim != 2:
+        raise ValueError(f"a matrix of rows must be 2-D; got shape {tuple(X.shape)}.")
+    if is_dask_array(X) and any(math.isnan(c) for c in X.shape):
+        raise ValueError("the Dask array has unknown chunk sizes; call compute_chunk_sizes() first.")
+    m, n = (int(s) for s in X.shape)
+    rows = max(1, _BLOCK_ENTRIES // max(n, 1))
+    if is_dask_array(X):
+        bounds = np.cumsum((0,) + X.chunks[0])
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            step = hi - lo if hi - lo <= rows else rows
+            for i in range(lo, hi, step):
+                yield X[i : min(i + step, hi)].compute()
+        return
+    if sp.issparse(X):
+        X = X.tocsr()  # slices of rows, without a copy where X is CSR already
+    for i in range(0, m, rows):
+        yield X[i : i + rows]
+
+
 class StreamingPCA:
     """Principal components of rows that arrive in batches, in one pass.
 
@@ -125,14 +150,14 @@ class StreamingPCA:
     def fit(self, batches):
         """partial_fit each batch of an iterable in turn (a generator of activations, say).
 
-        A Dask array is read once, a block of rows at a time: one pass over
-        data that stay on disk, where :func:`randla.pca` makes 2q + 3.
+        A whole matrix (2-D NumPy, torch, CuPy, SciPy sparse or Dask array)
+        is taken a block of at most 2^22 entries at a time. A Dask array is
+        so read once, a chunk of rows at a time (split further where one
+        holds more entries): one pass over data that stay on disk, where
+        :func:`randla.pca` makes 2q + 3.
         """
-        if is_dask_array(batches):
-            if batches.ndim != 2:
-                raise ValueError(f"a Dask array of rows must be 2-D; got shape {tuple(batches.shape)}.")
-            array = batches
-            batches = (array.blocks[i].compute() for i in range(array.numblocks[0]))
+        if is_dask_array(batches) or sp.issparse(batches) or is_array_api_obj(batches):
+            batches = _row_blocks(batches)
         for batch in batches:
             self.partial_fit(batch)
         return self
@@ -174,6 +199,8 @@ class StreamingPCA:
             raise TypeError(f"a batch must be a 2-D array (NumPy, torch, CuPy or SciPy sparse); "
                             f"got {type(X).__name__}.")
         xp = array_namespace(X)
+        if is_torch_array(X):
+            X = X.detach()  # the sketch is data: a graph kept through every batch would only grow
         if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"a batch must be 2-D (rows, features) with at least one row; got shape {tuple(X.shape)}.")
         if not xp.isdtype(X.dtype, ("real floating", "integral", "bool")):
