@@ -139,6 +139,17 @@ def test_dask_passes(power_iters):
     np.testing.assert_allclose(to_np(r.explained_variance_ratio), s[:5] ** 2 / np.sum(s**2), rtol=rtol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_variances_beyond_the_square_root_of_its_range(dtype):
+    """Singular values above 256 square past float16's 65504; the variances do not."""
+    X = planted(3000, 40, "polynomial", rate=1.0, rng=0).A * 4000
+    _, s, _ = exact_pca(X)
+    r = randla.pca(torch.as_tensor(X).to(dtype), 5, rng=0)
+    assert float(r.S[0]) > 256
+    variance = r.explained_variance.double().numpy()
+    np.testing.assert_allclose(variance, s[:5] ** 2 / 2999, rtol=2e-2)
+
+
 def test_complex_data():
     X = data() + 1j * data(rng=1)
     mean, s, vh = exact_pca(X)

@@ -8,6 +8,7 @@ data are decomposed with products alone, never densified or copied.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 from array_api_compat import is_torch_array
@@ -73,7 +74,8 @@ class PCAResult(Unpackable):
     @property
     def explained_variance(self):
         """Variance along each axis, S^2 / (m - 1) (unbiased, as scikit-learn's PCA)."""
-        return self.S**2 / (self.n_samples - 1)
+        # Scaled before squaring: S^2 alone overflows half precision (S > 256).
+        return (self.S / math.sqrt(self.n_samples - 1)) ** 2
 
     @property
     def total_variance(self) -> float | None:
