@@ -159,6 +159,24 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.int64])
+@pytest.mark.parametrize("fmt", ["csr_array", "csc_matrix", "coo_array", "coo_matrix", "bsr_array", "dia_matrix"])
+def test_npz_of_scipy_sparse_save_npz_gives_csr(tmp_path, fmt, dtype):
+    A = randla.testing.sparse_random(40, 30, 200, rng=1).astype(dtype)
+    path = tmp_path / "A.npz"
+    sp.save_npz(path, getattr(sp, fmt)(A))
+    loaded = load_matrix(path)
+    assert sp.issparse(loaded) and loaded.format == "csr" and loaded.dtype == dtype
+    np.testing.assert_array_equal(loaded.toarray(), A.toarray())
+
+
+def test_npz_of_save_npz_with_a_key_reads_that_array(tmp_path):
+    path = tmp_path / "A.npz"
+    sp.save_npz(path, sp.csr_array(np.eye(3)))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        load_matrix(path, key="data")
+
+
 # -- Matrix Market -------------------------------------------------------------
 
 

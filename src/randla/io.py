@@ -73,7 +73,7 @@ def load_matrix(path, key: str | None = None, *, mmap: bool = False):
     -------
     numpy.ndarray or scipy.sparse.csr_array
         Dense files give an ndarray in the file's dtype; sparse Matrix Market
-        files a CSR array. bfloat16 and float8 tensors are converted to
+        files, and ``.npz`` files of ``scipy.sparse.save_npz``, a CSR array. bfloat16 and float8 tensors are converted to
         float32 (through torch, which is needed for them).
 
     Raises
@@ -181,6 +181,8 @@ def _load_npz(path: Path, key: str | None) -> tuple[str, np.ndarray]:
             raise ValueError(f"{path}: cannot read it as a NumPy .npz archive: {exc}") from exc
         with archive:
             names = list(archive.files)
+            if key is None and _SPARSE_NPZ <= set(names):
+                return None, _sparse_npz(path)
             if key is None:
                 if len(names) != 1:
                     raise ValueError(
@@ -196,6 +198,21 @@ def _load_npz(path: Path, key: str | None) -> tuple[str, np.ndarray]:
                 raise ValueError(f"{path}: cannot read array {key!r}: {exc}") from exc
             except ValueError as exc:
                 raise _numpy_error(path, exc) from exc
+
+
+# The arrays every file of scipy.sparse.save_npz holds, beside its index arrays.
+_SPARSE_NPZ = {"format", "shape", "data"}
+
+
+def _sparse_npz(path: Path):
+    """A matrix written by scipy.sparse.save_npz, as a CSR array; SciPy reads it
+    with allow_pickle=False."""
+    import scipy.sparse as sp
+
+    try:
+        return sp.csr_array(sp.load_npz(path))
+    except (KeyError, ValueError, NotImplementedError) as exc:
+        raise ValueError(f"{path}: cannot read it as a sparse matrix of scipy.sparse.save_npz: {exc}") from exc
 
 
 def _load_mtx(path: Path):
