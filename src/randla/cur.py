@@ -1,7 +1,7 @@
 """CUR decompositions: A ~ C U R with C actual columns and R actual rows of A.
 
 C = A[:, cols] and R = A[rows, :] keep A's format (a sparse A gives sparse
-C and R) and meaning; U (k x k) is small and dense. Three ways to choose the
+C and R; DIA gives CSR) and meaning; U (k x k) is small and dense. Three ways to choose the
 indices:
 
 - ``"qr"``: a randomized column ID of A picks the columns, and a

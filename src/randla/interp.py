@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +81,7 @@ class IDResult(Unpackable):
         1 for a column ID, 0 for a row ID.
     skeleton : matrix
         A[:, idx] or A[idx, :] in A's own format (a SciPy sparse matrix
-        stays sparse in its format, a torch tensor stays a torch tensor;
+        stays sparse in its format, DIA as CSR; a torch tensor stays a torch tensor;
         dense NumPy for a LinearOperator), so that :meth:`reconstruct`
         needs no access to A.
     error_estimate : float or None
@@ -659,7 +658,7 @@ def _error_function(A, op, work, axis, R, perm, l, basis, rng, probes=20):
 def take(A, op: Operator, idx: np.ndarray, axis: int):
     """A[:, idx] (axis=1) or A[idx, :] (axis=0) in A's own format.
 
-    SciPy sparse stays sparse in its format, torch stays torch (dense or
+    SciPy sparse stays sparse in its format (DIA: CSR), torch stays torch (dense or
     COO) on its device; integer entries are promoted to float64 like every
     randla output. Anything else (LinearOperator, Operator) gives dense
     products with unit vectors, A @ E_idx or (A^H E_idx)^H.
@@ -697,10 +696,9 @@ def _take_sparse(A, idx, axis):
     k = idx.shape[0]
     E = kind((np.ones(k, dtype=A.dtype), (idx, np.arange(k))), shape=(A.shape[axis], k))
     out = A @ E if axis == 1 else E.T @ A
-    with warnings.catch_warnings():
-        # A few columns of a banded matrix have many diagonals; DIA was asked for.
-        warnings.simplefilter("ignore", sp.SparseEfficiencyWarning)
-        return out.asformat(A.format)
+    # A few rows of a banded matrix span many diagonals, which DIA would store
+    # in full (hundreds of times its nonzeros): those stay CSR.
+    return out.tocsr() if A.format == "dia" else out.asformat(A.format)
 
 
 def _promote(out, op: Operator):
