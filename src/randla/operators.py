@@ -335,29 +335,72 @@ class _ScipySparse(Operator):
         # Integer data would overflow its own dtype when squared.
         return frobenius_norm(self.xp, self.xp.astype(A.data, self.dtype, copy=False))
 
-    def centered_norm(self, mean, axis: int) -> float:
-        A = self._A.tocoo(copy=True)
+    def _entries(self, axis: int):
+        """(index along ``axis``'s other side, values) of the stored entries,
+        duplicates summed: a block of _SUM_BLOCK at a time for NumPy's CSR,
+        CSC and COO, whose arrays are sliced without copies."""
+        A = self._A
+        if self.xp.__name__.endswith("numpy") and A.format in ("csr", "csc", "coo") and A.has_canonical_format:
+            yield from _stored_blocks(A, axis)
+            return
+        A = A.tocoo(copy=True)  # CuPy's sparse comes here too, and BSR
         A.sum_duplicates()  # the parts of a duplicated entry are one entry, centred once
-        return _sparse_centered_norm(self.xp, A.col if axis == 0 else A.row, A.data, mean, self.shape[axis])
+        yield (A.col if axis == 0 else A.row), A.data
+
+    def centered_norm(self, mean, axis: int) -> float:
+        return _sparse_centered_norm(self.xp, self._entries(axis), mean, self.shape[axis])
 
     def sums(self, axis: int):
         # SciPy's own sum(dtype=float64) adds in the matrix's dtype first.
-        A = self._A.tocoo()
-        index, size = (A.col, self.shape[1]) if axis == 0 else (A.row, self.shape[0])
-        data, xp = A.data.astype(_double(self.xp, self.dtype)), self.xp  # xp: CuPy's sparse comes here too
-        total = xp.bincount(index, weights=data.real, minlength=size)
-        return total + 1j * xp.bincount(index, weights=data.imag, minlength=size) if np.iscomplexobj(data) else total
+        xp, size, double = self.xp, self.shape[1 - axis], _double(self.xp, self.dtype)
+        total = None
+        for index, values in self._entries(axis):
+            data = values.astype(double)
+            part = xp.bincount(index, weights=data.real, minlength=size)
+            if np.iscomplexobj(data):
+                part = part + 1j * xp.bincount(index, weights=data.imag, minlength=size)
+            total = part if total is None else total + part
+        return total if total is not None else xp.zeros(size, dtype=double)
 
 
-def _sparse_centered_norm(xp, index, values, mean, count: int) -> float:
+def _stored_blocks(A, axis: int):
+    """(column index if axis == 0 else row index, values) of a canonical CSR,
+    CSC or COO matrix, about _SUM_BLOCK entries at a time."""
+    if A.format == "coo":
+        index = A.coords[1 - axis] if hasattr(A, "coords") else (A.col if axis == 0 else A.row)
+        for lo in range(0, A.nnz, _SUM_BLOCK):
+            yield index[lo : lo + _SUM_BLOCK], A.data[lo : lo + _SUM_BLOCK]
+        return
+    indptr, majors = A.indptr, A.shape[0 if A.format == "csr" else 1]
+    # The stored index is the minor one (columns of CSR): wanted along axis 0 for CSR.
+    minor_wanted = (A.format == "csr") == (axis == 0)
+    start = 0
+    while start < majors:
+        stop = int(np.searchsorted(indptr, indptr[start] + _SUM_BLOCK, side="right")) - 1
+        stop = min(max(stop, start + 1), majors)
+        lo, hi = int(indptr[start]), int(indptr[stop])
+        if minor_wanted:
+            index = A.indices[lo:hi]
+        else:
+            index = np.repeat(np.arange(start, stop), np.diff(indptr[start : stop + 1]))
+        yield index, A.data[lo:hi]
+        start = stop
+
+
+def _sparse_centered_norm(xp, entries, mean, count: int) -> float:
     """||A - centre||_F from A's stored entries alone: each contributes |a - mean|^2
-    and each implicit zero |mean|^2 (the means indexed along ``index``; ``count``
-    entries per mean). One pass over the nonzeros, with no cancellation."""
-    with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf: NaN, which the products refuse
-        centred = xp.astype(values, mean.dtype) - mean[index]
+    and each implicit zero |mean|^2. ``entries`` yields blocks (index, values)
+    of the stored entries, the means indexed along ``index``; ``count`` entries
+    per mean. One pass over the nonzeros, with no cancellation."""
+    norms, stored = [], xp.zeros(mean.shape[0], dtype=xp.int64, device=device_of(mean))
+    for index, values in entries:
+        with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf: NaN, which the products refuse
+            norms.append(frobenius_norm(xp, xp.astype(values, mean.dtype) - mean[index]))
+        stored = stored + xp.bincount(index, minlength=mean.shape[0])
     magnitude = xp.abs(mean)
-    zeros = count - xp.bincount(index, minlength=mean.shape[0])
-    return math.hypot(frobenius_norm(xp, centred), frobenius_norm(xp, xp.sqrt(xp.astype(zeros, magnitude.dtype)) * magnitude))
+    zeros = count - stored
+    implicit = frobenius_norm(xp, xp.sqrt(xp.astype(zeros, magnitude.dtype)) * magnitude)
+    return math.hypot(frobenius_norm(np, np.asarray(norms, dtype=np.float64)), implicit)
 
 
 class _TorchSparse(Operator):
@@ -392,7 +435,7 @@ class _TorchSparse(Operator):
 
     def centered_norm(self, mean, axis: int) -> float:
         A = self._A.to_sparse_coo().coalesce()  # duplicates summed; a copy of the nonzeros only
-        return _sparse_centered_norm(self.xp, A.indices()[1 - axis], A.values(), mean, self.shape[axis])
+        return _sparse_centered_norm(self.xp, [(A.indices()[1 - axis], A.values())], mean, self.shape[axis])
 
     def sums(self, axis: int):
         xp = self.xp
