@@ -393,6 +393,25 @@ def test_sparse_sums_and_centred_norm_in_blocks_of_entries(monkeypatch, fmt, axi
     assert op.squared_norm() == pytest.approx(np.linalg.norm(A - A.mean(axis=axis, keepdims=True)) ** 2, rel=1e-12)
 
 
+def test_integers_mapped_from_a_file_are_converted_a_block_at_a_time(tmp_path):
+    X = np.random.default_rng(0).integers(0, 256, size=(40_000, 500), dtype=np.uint8)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    op = randla.as_operator(mapped)
+    assert op.dtype == np.float64
+    V = np.random.default_rng(1).standard_normal((500, 4))
+    np.testing.assert_allclose(op.matmat(V), X @ V, rtol=1e-12)
+    np.testing.assert_allclose(op.rmatmat(op.matmat(V)), X.T @ (X @ V), rtol=1e-12)
+    assert op.norm() == pytest.approx(np.linalg.norm(X.astype(np.float64)), rel=1e-13)
+    centered = randla.Centered(mapped)
+    assert centered.norm() == pytest.approx(np.linalg.norm(X - X.mean(axis=0)), rel=1e-12)
+    tracemalloc.start()
+    randla.svd(mapped, 5, power_iters=1, rng=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 3 * X.nbytes  # measured 2.3 (blocks of 2^22 entries); a float64 copy is 8 times the file
+
+
 def test_sparse_centred_norm_copies_no_nonzeros():
     S = sparse_random(4000, 4000, 4_000_000, rng=0)
     size = S.data.nbytes + S.indices.nbytes + S.indptr.nbytes

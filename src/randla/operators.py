@@ -226,38 +226,43 @@ class _Dense(Operator):
         self.shape = tuple(int(s) for s in A.shape)
         self.input_dtype = A.dtype
         self.dtype = _work_dtype(xp, A.dtype)
-        # Integer input is copied once into float64: every product would
-        # otherwise make the same conversion internally. The user's array is
-        # not touched. Half precisions (and long doubles) are converted a
-        # block of rows at a time within each product instead, which keeps
-        # memory near the size the user chose.
+        # Integer input in memory is copied once into float64: every product
+        # would otherwise make the same conversion internally. The user's
+        # array is not touched. Half precisions (and long doubles), and
+        # integers mapped from a file, are converted a block of rows at a time
+        # within each product instead, which keeps memory near the size the
+        # user chose (a uint8 file would take 8 times its size in float64).
         floating = xp.isdtype(A.dtype, ("real floating", "complex floating"))
-        self._promote_per_product = floating and A.dtype != self.dtype
-        if not floating:
+        mapped = isinstance(A, np.memmap) or (isinstance(A, np.ndarray) and isinstance(A.base, np.memmap))
+        self._promote_per_product = A.dtype != self.dtype and (floating or mapped)
+        if not (floating or mapped):
             A = xp.astype(A, self.dtype)
         self._A = A
 
-    def _blocks(self):
-        """(start, rows of A from there in the work dtype): all of A at once
-        unless it must be converted, then _CONVERT_BLOCK entries at a time."""
+    def _per_block(self, f):
+        """[f(start, rows of A from there in the work dtype)]: all of A at once
+        unless it must be converted, then _CONVERT_BLOCK entries at a time,
+        each converted block freed before the next is made."""
         A = self._A
         if not self._promote_per_product:
-            yield 0, A
-            return
+            return [f(0, A)]
         rows = max(1, _CONVERT_BLOCK // self.shape[1])
-        for i in range(0, self.shape[0], rows):
-            yield i, self.xp.astype(A[i : i + rows], self.dtype)
+        return [f(i, self.xp.astype(A[i : i + rows], self.dtype)) for i in range(0, self.shape[0], rows)]
 
     def matmat(self, X):
-        parts = [block @ X for _, block in self._blocks()]
+        parts = self._per_block(lambda _, block: block @ X)
         return parts[0] if len(parts) == 1 else self.xp.concat(parts)
 
     def rmatmat(self, Y):
         def transposed_product(Z):
             total = None
-            for i, block in self._blocks():
+
+            def add(i, block):  # a running sum: a wide A has many blocks, each part n x k
+                nonlocal total
                 part = block.mT @ Z[i : i + block.shape[0]]
                 total = part if total is None else total + part
+
+            self._per_block(add)
             return total
 
         return _adjoint_product(self.xp, transposed_product, Y, self.dtype)
@@ -269,6 +274,8 @@ class _Dense(Operator):
         return float(xp.real(xp.sum(xp.linalg.diagonal(self._A), dtype=_double(xp, self.dtype))))
 
     def norm(self) -> float:
+        if not self.xp.isdtype(self._A.dtype, ("real floating", "complex floating")):  # a mapped integer file
+            return frobenius_norm(np, np.asarray(self._per_block(lambda _, block: frobenius_norm(self.xp, block))))
         return frobenius_norm(self.xp, self._A)  # half and extended precisions: summed in double by blocks
 
     def centered_norm(self, mean, axis: int) -> float:
