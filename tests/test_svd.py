@@ -542,6 +542,30 @@ def test_backend_parity(name, wide):
     np.testing.assert_allclose(to_np(b.U)[:, 0], a.U[:, 0], atol=1e-6)
 
 
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_tensors_that_require_grad_are_read_by_value(layout):
+    """A weight that requires grad: factors without a graph, and the same
+    factors as for its detached values (no warning of scalar conversions)."""
+    A = torch.as_tensor(planted(200, 120, "polynomial", rate=1.0, rng=0).A)
+    weight = torch.nn.Parameter(A.to_sparse() if layout == "sparse" else A.clone())
+    calls = [
+        lambda X: randla.svd(X, 10, rng=0),
+        lambda X: randla.svd(X, tol=0.3, rng=0),
+        lambda X: randla.pca(X, 5, rng=0),
+        lambda X: randla.qb(X, 10, rng=0),
+    ]
+    if layout == "dense":
+        calls.append(lambda X: randla.cur(X, 10, rng=0))
+    for call in calls:
+        got, expected = call(weight), call(weight.detach())
+        for field in dataclasses.fields(got):
+            value = getattr(got, field.name)
+            if isinstance(value, torch.Tensor):
+                assert not value.requires_grad
+                torch.testing.assert_close(value, getattr(expected, field.name), rtol=0, atol=0)
+    assert weight.grad is None
+
+
 def test_numpy_torch_parity_exact_low_rank():
     A = low_rank(150, 100, 8, rng=0)
     a = randla.svd(A, 8, rng=0)

@@ -670,7 +670,7 @@ def take(A, op: Operator, idx: np.ndarray, axis: int):
         import torch
 
         index = torch.as_tensor(idx, device=A.device)
-        out = A.index_select(1 if axis == 1 else 0, index)
+        out = A.detach().index_select(1 if axis == 1 else 0, index)  # values, as every result
     elif isinstance(A, np.ndarray):
         out = np.take(np.asarray(A), idx, axis=axis)
     elif is_dask_array(A):

@@ -711,6 +711,9 @@ def _adapt(A) -> Operator:
         return _Linear(A)
     if is_torch_array(A):
         _check_ndim(tuple(A.shape))
+        # Read by value: the gradient of a randomized approximation is not that
+        # of the exact one, and a graph through every product would hold them all.
+        A = A.detach()
         if A.layout != _torch_strided():
             _check_torch_sparse(A)
             return _TorchSparse(A)
