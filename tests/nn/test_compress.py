@@ -371,3 +371,31 @@ def test_frozen_weights_give_frozen_factors():
     small, _ = compress(net, rank=4, rng=0)
     assert not small[0].up.requires_grad and not small[0].down.requires_grad and small[0].bias.requires_grad
     assert small[2].up.requires_grad and small[2].down.requires_grad and not small[2].bias.requires_grad
+
+
+def test_complex_weights_by_their_values_alone():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 16, bias=False, dtype=torch.complex64))
+    W = net[0].weight.detach().to(torch.complex128)
+    small, report = compress(net, rank=4, rng=0)
+    optimum = float(torch.linalg.svdvals(W)[4:].square().sum().sqrt() / torch.linalg.norm(W))
+    assert small[0].up.dtype == torch.complex64
+    assert optimum <= report.layers[0].weight_error <= 1.05 * optimum
+    assert report.layers[0].weight_error == pytest.approx(
+        float(torch.linalg.norm(W - small[0].weight.detach().to(torch.complex128)) / torch.linalg.norm(W)), rel=1e-5
+    )
+    calibration = [torch.randn(4, 32, dtype=torch.complex64)]
+    for kwargs in ({"method": "whitened", "calibration": calibration}, {"method": "rsi", "calibration": calibration}):
+        with pytest.raises(TypeError, match="complex weights"):
+            compress(net, rank=4, rng=0, **kwargs)
+    assert torch.equal(net[0].weight.detach().to(torch.complex128), W)
+
+
+def test_complex_model_saves_and_loads(tmp_path):
+    from randla.nn import load_compressed, save_compressed
+
+    net = torch.nn.Sequential(torch.nn.Linear(32, 16, dtype=torch.complex64))
+    small, _ = compress(net, rank=4, rng=0)
+    save_compressed(small, tmp_path / "small")
+    x = torch.randn(3, 32, dtype=torch.complex64)
+    assert torch.equal(load_compressed(net, tmp_path / "small")(x), small(x))

@@ -39,3 +39,17 @@ def test_bad_shapes():
         LowRankLinear(torch.zeros(4, 3), torch.zeros(2, 5))
     with pytest.raises(ValueError, match="bias"):
         LowRankLinear(torch.zeros(4, 3), torch.zeros(3, 5), torch.zeros(5))
+
+
+def test_complex_weights_stay_complex():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 16, dtype=torch.complex128)
+    W = linear.weight.detach()
+    full = LowRankLinear.from_linear(linear, rank=16, rng=0)
+    assert full.up.dtype == torch.complex128
+    torch.testing.assert_close(full.weight, W, rtol=0, atol=1e-12)
+    x = torch.randn(5, 32, dtype=torch.complex128)
+    torch.testing.assert_close(full(x), linear(x), rtol=0, atol=1e-12)
+    low = LowRankLinear.from_linear(linear, rank=4, rng=0)
+    optimum = torch.linalg.svdvals(W)[4:].square().sum().sqrt()
+    assert torch.linalg.norm(W - low.weight) <= 1.05 * optimum

@@ -222,8 +222,9 @@ def _share(units, caps, spectra, layers, stats, reduction, allocation, tolerance
 
 
 def _errors(W, up, down, gram):
-    Wd = W.detach().double()
-    E = Wd - up.double() @ down.double()
+    wide = torch.complex128 if W.is_complex() else torch.float64
+    Wd = W.detach().to(wide)
+    E = Wd - up.to(wide) @ down.to(wide)
     weight_error = float(torch.linalg.norm(E) / max(float(torch.linalg.norm(Wd)), np.finfo(float).tiny))
     if gram is None:
         return weight_error, None
@@ -373,6 +374,10 @@ def compress(
     model = model if inplace else copy.deepcopy(model)
     selected = _select(model, include, exclude)
     layers = {name: layer for name, (layer, _) in selected.items()}
+    complex_layers = [name for name, layer in layers.items() if layer.weight.is_complex()]
+    if complex_layers and (calibration is not None or method in ("whitened", "fisher")):
+        raise TypeError(f"layers {complex_layers} have complex weights, which are factored by their values alone: "
+                        "use method 'rsi', 'rsvd' or 'exact' without calibration, or exclude them.")
     # Gradients weigh each layer's output error by how much the model's output moves with it.
     gradients = method == "fisher" or (reduction is not None and allocation == "global")
     stats = collect(model, layers, calibration, gradients=gradients, loss=loss) if calibration is not None else {}

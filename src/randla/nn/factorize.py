@@ -38,6 +38,8 @@ def break_even_rank(shape) -> int:
 
 def _work_dtype(W: torch.Tensor) -> torch.dtype:
     # bf16/fp16 weights are factored in float32, as randla.svd does.
+    if W.is_complex():
+        return W.dtype
     return torch.float64 if W.dtype == torch.float64 else torch.float32
 
 
@@ -126,6 +128,9 @@ def spectrum(
     ``whitened`` and ``fisher``; the other methods name their own.
     """
     start = time.perf_counter()
+    if W.is_complex() and (gram is not None or row_importance is not None):
+        raise TypeError("a complex weight is factored by its values alone: calibration (whitened, fisher, "
+                        "output-weighted errors) needs real weights.")
     dtype = _work_dtype(W)
     Wd = W.detach().to(dtype)
     left = None
@@ -143,11 +148,11 @@ def spectrum(
         M, solver = Wd, method
     U, S = _left_basis(M, cap, solver, power_iters, oversample, rng)
     U = U.to(dtype)
-    down = U.T @ (M if method == "fisher" else Wd)
+    down = U.mH @ (M if method == "fisher" else Wd)
     up = U if left is None else U / left[:, None]
     if gram is None:
         energies = S.double().square()
-        total = float(M.double().square().sum())
+        total = float(M.abs().double().square().sum())
     else:
         # Output error of W_hat = sum_i a_i b_i^T with a_i = up[:, i], b_i = down[i]: component i
         # carries (a_i^T diag(w) a_i)(b_i^T G b_i), w the output weights. Exact for ``whitened``

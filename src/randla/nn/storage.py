@@ -163,7 +163,8 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
             _fail(path, f"layer {name!r} has {'a' if target.bias is not None else 'no'} bias in the model but not in the file.")
         for key, want in expected.items():
             tensor = tensors.get(key)
-            if tensor is None or tuple(tensor.shape) != want or not tensor.is_floating_point():
+            numbers = tensor is not None and (tensor.is_floating_point() or tensor.is_complex())
+            if not numbers or tuple(tensor.shape) != want:
                 got = "missing" if tensor is None else f"{tuple(tensor.shape)} {tensor.dtype}"
                 _fail(path, f"tensor {key!r} should be a float tensor of shape {want}; it is {got}.")
         built[name] = (down, entry.get("bias"))
