@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import randla
 from randla.completion import METHODS, _converged, _Model, _scaled_qr
 from randla.testing import ratings
+from conftest import torch_sparse
 
 SOFT = ("softimpute", "softimpute_als")
 SOLVERS = ("softimpute_als", "softimpute", "altmin")  # the methods that solve problem (1)
@@ -218,6 +219,26 @@ def test_sparse_input_equals_arrays():
     for X in (A, A.tocsr(), sp.csc_array(A)):
         b = randla.complete(X, rank=3, reg=1.0, rng=0)
         np.testing.assert_allclose(b.reconstruct(), a.reconstruct(), rtol=1e-10, atol=1e-12)
+
+
+def test_torch_input_equals_arrays():
+    import torch
+
+    data = uniform(150, 100, 4000, 3, noise=0.1, rng=9)
+    a = randla.complete(*data, shape=data.shape, rank=3, reg=1.0, rng=0)
+    rows, cols = torch.as_tensor(data.rows), torch.as_tensor(data.cols)
+    values = torch.as_tensor(data.values).requires_grad_()
+    b = randla.complete(rows, cols, values, shape=data.shape, rank=3, reg=1.0, rng=0)
+    np.testing.assert_allclose(b.reconstruct(), a.reconstruct(), rtol=1e-10, atol=1e-12)
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values.detach(), data.shape, check_invariants=True)
+    for X in (coo, torch_sparse(sp.coo_array((data.values, (data.rows, data.cols)), shape=data.shape), "csr")):
+        c = randla.complete(X, rank=3, reg=1.0, rng=0)
+        np.testing.assert_allclose(c.reconstruct(), a.reconstruct(), rtol=1e-10, atol=1e-12)
+    half = randla.complete(rows, cols, values.detach().bfloat16(), shape=data.shape, rank=3, reg=1.0, rng=0)
+    assert half.U.dtype == np.float32
+    repeated = torch.sparse_coo_tensor(torch.tensor([[0, 0], [1, 1]]), torch.tensor([1.0, 2.0]), (3, 3), check_invariants=True)
+    with pytest.raises(ValueError, match="observed more than once"):
+        randla.complete(repeated, rank=1, reg=1.0)
 
 
 @pytest.mark.parametrize("method", ["softimpute_als", "bayes"])

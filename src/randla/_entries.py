@@ -140,6 +140,26 @@ def _check_shape(shape, rows, cols):
     return int(shape[0]), int(shape[1])
 
 
+def _from_torch(x):
+    """A torch tensor's values on the host (half precisions in float32); a torch
+    sparse tensor as SciPy COO, its stored entries as they are (duplicates kept)."""
+    if type(x).__module__.split(".")[0] != "torch" or not hasattr(x, "layout"):
+        return x
+    import torch
+
+    def host(t):
+        t = t.detach().cpu().resolve_conj()
+        return (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()
+
+    if x.layout == torch.strided:
+        return host(x)
+    if x.ndim != 2:
+        raise ValueError(f"a sparse tensor of observations must be 2-D; got shape {tuple(x.shape)}.")
+    x = x.detach().to_sparse_coo() if x.layout != torch.sparse_coo else x.detach()
+    index = host(x._indices())  # the raw entries: coalescing would add up repeats unseen
+    return sp.coo_array((host(x._values()), (index[0], index[1])), shape=tuple(x.shape))
+
+
 def as_entries(rows, cols=None, values=None, shape=None) -> Entries:
     """Validate observed entries and store them sorted; the inputs are never modified.
 
@@ -147,6 +167,7 @@ def as_entries(rows, cols=None, values=None, shape=None) -> Entries:
     entries (explicit zeros included) are the observations; ``cols`` and
     ``values`` are then left out.
     """
+    rows, cols, values = (_from_torch(x) for x in (rows, cols, values))
     if sp.issparse(rows):
         if cols is not None or values is not None:
             raise TypeError("pass either a sparse matrix alone or `rows`, `cols` and `values`; not both.")

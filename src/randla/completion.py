@@ -541,7 +541,9 @@ def complete(
     rows, cols, values : array_like, shape (N,)
         The observed entries X[rows[t], cols[t]] = values[t], each position at
         most once (aggregate repeats first). ``rows`` may instead be a SciPy
-        sparse matrix whose stored entries are the observations.
+        sparse matrix whose stored entries are the observations. NumPy
+        arrays, or torch tensors (read by value, on the host; torch sparse
+        as SciPy's).
     shape : (int, int), optional
         (m, n); default one past the largest row and column index.
     rank : int
