@@ -102,7 +102,8 @@ class FeatureMap:
 
         X is a NumPy array, a torch tensor (any device) or a SciPy sparse
         matrix or array with ``n_features_in`` columns; the result is in X's
-        library, device and dtype (NumPy for sparse X; integers give float64).
+        library and device, in its dtype (NumPy for sparse X; integers give
+        float64, half precisions float32, where the features are computed).
         """
         X = _check_data(X)
         if X.shape[1] != self.n_features_in:
@@ -192,8 +193,9 @@ def fourier_features(X, n_components: int, *, kernel: str = "rbf", rng=None, **p
     Returns
     -------
     RandomFeatures
-        ``Z, feature_map``: Z (n, D) in X's library, device and dtype, and
-        the frozen :class:`FeatureMap` for new points.
+        ``Z, feature_map``: Z (n, D) in X's library, device and dtype
+        (float32 for half precisions, float64 for integers), and the frozen
+        :class:`FeatureMap` for new points.
 
     Raises
     ------
@@ -301,7 +303,8 @@ def sparse_rbf_features(
     -------
     RandomFeatures
         ``Z, feature_map``: Z (n, r or D), NumPy for sparse X, otherwise in
-        X's library, device and dtype; the :class:`FeatureMap` embeds,
+        X's library and device; in X's dtype (float32 for half precisions,
+        float64 for integers); the :class:`FeatureMap` embeds,
         featurises and projects new points (sparse or dense) the same way.
 
     Raises
