@@ -343,9 +343,9 @@ class _ScipySparse(Operator):
         return frobenius_norm(self.xp, self.xp.astype(A.data, self.dtype, copy=False))
 
     def _entries(self, axis: int):
-        """(index along ``axis``'s other side, values) of the stored entries,
-        duplicates summed: a block of _SUM_BLOCK at a time for NumPy's CSR,
-        CSC and COO, whose arrays are sliced without copies."""
+        """Blocks (column index if axis == 0 else row index, values) of the
+        stored entries, duplicates summed: _SUM_BLOCK entries at a time for
+        NumPy's CSR, CSC and COO, whose arrays are sliced without copies."""
         A = self._A
         if self.xp.__name__.endswith("numpy") and A.format in ("csr", "csc", "coo") and A.has_canonical_format:
             yield from _stored_blocks(A, axis)
@@ -374,7 +374,7 @@ def _stored_blocks(A, axis: int):
     """(column index if axis == 0 else row index, values) of a canonical CSR,
     CSC or COO matrix, about _SUM_BLOCK entries at a time."""
     if A.format == "coo":
-        index = A.coords[1 - axis] if hasattr(A, "coords") else (A.col if axis == 0 else A.row)
+        index = A.col if axis == 0 else A.row
         for lo in range(0, A.nnz, _SUM_BLOCK):
             yield index[lo : lo + _SUM_BLOCK], A.data[lo : lo + _SUM_BLOCK]
         return
