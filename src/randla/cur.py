@@ -58,8 +58,8 @@ class CURResult(Unpackable):
     Attributes
     ----------
     C : (m, k) matrix
-        A[:, cols] in A's own format (SciPy sparse in its format, torch on
-        its device; dense NumPy for a LinearOperator).
+        A[:, cols] in A's own format (SciPy sparse in its format, DIA as
+        CSR; torch on its device; dense NumPy for a LinearOperator).
     U : (k, k) array
         The linking matrix C^+ A R^+, dense, in A's library and dtype.
     R : (k, n) matrix

@@ -62,7 +62,8 @@ def load_matrix(path, key: str | None = None, *, mmap: bool = False):
         matched case-insensitively.
     key : str, optional
         Which array of an ``.npz`` or tensor of a ``.safetensors`` file to
-        read. Without it, an ``.npz`` must hold exactly one array and a
+        read. Without it, an ``.npz`` must hold exactly one array (or be a
+        sparse matrix written by ``scipy.sparse.save_npz``) and a
         ``.safetensors`` file exactly one 2-D tensor.
     mmap : bool, default False
         Map a ``.npy`` file's array read-only instead of reading it, so a

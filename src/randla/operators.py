@@ -81,7 +81,7 @@ def _adjoint_product(xp, matmat_t, Y, a_dtype):
     """A^H Y = conj(A^T conj(Y)) from a routine for A^T Y, without conjugating
     the big matrix; real A and Y need no conjugate at all."""
     if _is_complex(xp, a_dtype) and not _is_complex(xp, Y.dtype):
-        Y = xp.astype(Y, a_dtype)  # torch multiplies only equal dtypes
+        Y = xp.astype(Y, xp.result_type(a_dtype, Y.dtype))  # complex: torch multiplies only equal dtypes
     return xp.conj(matmat_t(xp.conj(Y))) if _is_complex(xp, Y.dtype) else matmat_t(Y)
 
 

@@ -50,6 +50,8 @@ def _row_blocks(X):
     if is_dask_array(X):
         bounds = np.cumsum((0,) + X.chunks[0])
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            if hi == lo:
+                continue  # an empty chunk, as filtering leaves
             step = hi - lo if hi - lo <= rows else rows
             for i in range(lo, hi, step):
                 yield X[i : min(i + step, hi)].compute()
@@ -151,12 +153,13 @@ class StreamingPCA:
         """partial_fit each batch of an iterable in turn (a generator of activations, say).
 
         A whole matrix (2-D NumPy, torch, CuPy, SciPy sparse or Dask array)
-        is taken a block of at most 2^22 entries at a time. A Dask array is
+        is taken a block of at most 2^22 entries at a time; a 3-D array is
+        an iterable of batches (b, n) along its first axis. A Dask array is
         so read once, a chunk of rows at a time (split further where one
         holds more entries): one pass over data that stay on disk, where
         :func:`randla.pca` makes 2q + 3.
         """
-        if is_dask_array(batches) or sp.issparse(batches) or is_array_api_obj(batches):
+        if is_dask_array(batches) or sp.issparse(batches) or (is_array_api_obj(batches) and batches.ndim == 2):
             batches = _row_blocks(batches)
         for batch in batches:
             self.partial_fit(batch)

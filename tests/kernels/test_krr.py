@@ -277,6 +277,12 @@ def test_landmarks_exceeding_the_weighted_points(small):
         nystrom_kernel_ridge(X, y, sample_weight=w, n_components=100)
     model = nystrom_kernel_ridge(X, y, sample_weight=w, landmarks="uniform", rng=0)  # 'auto' capped at 50
     assert model.n_centers == 50 and model.indices.max() < 50
+    # Landmarks given by index may outnumber them: Falkon's sample takes the 50.
+    Xt = np.random.default_rng(3).standard_normal((50, 4))
+    direct = nystrom_kernel_ridge(X, y, gamma=GAMMA, sample_weight=w, landmarks=every(600, 80))
+    pcg = nystrom_kernel_ridge(X, y, gamma=GAMMA, sample_weight=w, landmarks=every(600, 80), solver="pcg",
+                               tol=1e-10, max_iter=500, rng=0)
+    assert pcg.converged and rel(pcg.predict(Xt), direct.predict(Xt)) <= 1e-6
 
 
 @pytest.mark.parametrize("alphas", [[0.1, 0.1, 0.1], [0.1, 1.0, 0.01]], ids=["one_alpha", "alpha_per_target"])

@@ -59,3 +59,22 @@ def test_right_hand_sides_far_from_unit_scale():
         np.testing.assert_allclose(r.x / scale, exact, rtol=1e-8, atol=1e-8 * np.abs(exact).max())
     both = block_pcg(lambda V: A @ V, np.hstack([b * 1e-170, b * 1e200]), tol=1e-10, max_iter=200)
     np.testing.assert_allclose(both.x / [1e-170, 1e200], np.hstack([exact, exact]), rtol=1e-8, atol=1e-8)
+
+
+def test_preconditioners_take_any_real_alpha_or_one_per_column():
+    from randla.kernels.pcg import PSDFactor, falkon_preconditioner
+
+    rng = np.random.default_rng(0)
+    C = rng.random((50, 4))
+    W = C[:4] @ C[:4].T + np.eye(4)
+    V = rng.standard_normal((4, 3))
+    for alpha in (2, np.float32(2.0), 2.0):
+        apply = falkon_preconditioner(PSDFactor(W, 1e-16), C, 50, alpha=alpha)
+        np.testing.assert_allclose(apply((C.T @ C + 2.0 * W) @ V), V, rtol=1e-10)  # the whole C: exact
+    alphas = np.array([0.5, 2.0, 2.0])
+    apply = falkon_preconditioner(PSDFactor(W, 1e-16), C, 50, alpha=alphas)
+    H = [C.T @ C + a * W for a in alphas]
+    np.testing.assert_allclose(apply(np.column_stack([H[j] @ V[:, j] for j in range(3)])), V, rtol=1e-10)
+    U, S = np.eye(6)[:, :2], np.array([3.0, 1.0])
+    per_column = nystrom_preconditioner(U, S, mu=np.array([1.0, 3.0]))(np.eye(6)[:, :2])
+    np.testing.assert_allclose(per_column.diagonal(), [(1 + 1) / (3 + 1), (1 + 3) / (1 + 3)])

@@ -293,7 +293,7 @@ def nystrom_kernel_ridge(
         info = ("direct", None, True, 0, np.asarray([residual]))
     else:
         # Rows of zero weight add nothing to C^T D C: the sample skips them.
-        sample = np.sort(gen.choice(weighted, size=len(idx), replace=False))
+        sample = np.sort(gen.choice(weighted, size=min(len(idx), weighted.size), replace=False))
         C_sample = as_float64(xp, op.kernel(xp, take_rows(xp, X, sample), centers))
         if scale is not None:
             C_sample = take_rows(xp, scale, sample)[:, None] * C_sample
@@ -519,9 +519,9 @@ def _check_weights(sample_weight, op: KernelOperator):
 
 
 def _times_alpha(xp, alpha, V):
-    """alpha V, alpha a float or one per column of V (NumPy)."""
-    if isinstance(alpha, float):
-        return alpha * V
+    """alpha V, alpha a number or one per column of V (NumPy)."""
+    if np.ndim(alpha) == 0:
+        return float(alpha) * V
     return xp.asarray(alpha, dtype=V.dtype, device=device_of(V))[None, :] * V
 
 

@@ -240,10 +240,10 @@ def spd_solver(xp, H):
 def solve_by_alpha(xp, solver_for, alpha, B):
     """Column j of B solved by ``solver_for(alpha_j)``: one solver per distinct alpha.
 
-    ``alpha`` is a float (every column) or a NumPy array with one per column.
+    ``alpha`` is a number (every column) or a NumPy array with one per column.
     """
-    if isinstance(alpha, float):
-        return solver_for(alpha)(B)
+    if np.ndim(alpha) == 0:
+        return solver_for(float(alpha))(B)
     solvers = {a: solver_for(float(a)) for a in np.unique(alpha)}
     return xp.concat([solvers[a](B[:, j : j + 1]) for j, a in enumerate(alpha)], axis=1)
 
