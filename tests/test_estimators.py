@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.kernel_ridge import KernelRidge as ExactKernelRidge
 from sklearn.metrics import adjusted_rand_score
-from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.metrics.pairwise import pairwise_kernels, rbf_kernel
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import randla
@@ -156,6 +156,25 @@ def test_kernel_ridge_matches_exact_kernel_ridge(solver, n_components):
     pred = model.predict(Xt)
     assert model.converged_
     assert np.linalg.norm(pred - exact) <= 5e-3 * np.linalg.norm(exact)
+
+
+@pytest.mark.parametrize("kernel,gamma", [("chi2", 0.3), ("cosine", None)])
+def test_chi2_and_cosine_kernels_match_sklearn(kernel, gamma):
+    # Non-negative features (chi2's domain), as histograms and TF-IDF rows are.
+    X, y = randla.testing.kernel_regression(800, d=4, noise=0.1, rng=0)
+    Xt, _ = randla.testing.kernel_regression(200, d=4, rng=1)
+    X, Xt = np.abs(X), np.abs(Xt)
+    exact = ExactKernelRidge(alpha=0.1, kernel=kernel, gamma=gamma).fit(X, y).predict(Xt)
+    for solver, m in (("nystrom", 800), ("pcg", None)):
+        model = randla.KernelRidge(kernel=kernel, gamma=gamma, alpha=0.1, n_components=m, solver=solver,
+                                   tol=1e-10, max_iter=1000, random_state=0).fit(X, y)
+        assert np.linalg.norm(model.predict(Xt) - exact) <= 1e-6 * np.linalg.norm(exact)
+    # Nystroem features: landmarks by RPCholesky reproduce the kernel on the training points.
+    est = randla.Nystroem(kernel=kernel, gamma=gamma, n_components=200, random_state=0).fit(X)
+    K = pairwise_kernels(X, metric=kernel, **({} if gamma is None else {"gamma": gamma}))
+    Z = est.transform(X)
+    assert np.trace(K - Z @ Z.T) == pytest.approx(est.trace_error_, abs=1e-10 * np.trace(K))
+    assert np.linalg.norm(K - Z @ Z.T, 2) <= 1e-2 * np.linalg.norm(K, 2)
 
 
 @pytest.mark.parametrize("solver,n_components", [("nystrom", 1500), ("pcg", None)])

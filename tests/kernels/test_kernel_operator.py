@@ -22,6 +22,8 @@ KERNELS = [
     ("matern", {"nu": 0.5, "length_scale": 1.5}),
     ("matern", {"nu": 1.5, "length_scale": 1.5}),
     ("matern", {"nu": 2.5, "length_scale": 1.5}),
+    ("cosine", {}),
+    ("chi2", {"gamma": 0.5}),
 ]
 TOL = {np.float64: 1e-10, np.float32: 2e-4}
 
@@ -34,6 +36,18 @@ def dense_kernel(X, Y, name, params):
 
 def points(n, d=4, seed=0):
     return np.random.default_rng(seed).standard_normal((n, d))
+
+
+def kernel_points(name, n, d=4, seed=0):
+    """Points in the kernel's domain, with the cases it must read as scikit-learn
+    does: a zero point (cosine: k = 0, also k(x, x)), zero features (chi2: 0 / 0)."""
+    X = points(n, d, seed=seed)
+    if name == "chi2":
+        X = np.abs(X)
+        X[::3, 1] = 0
+    if name == "cosine":
+        X[n // 2] = 0
+    return X
 
 
 def as_backend(x, backend, dtype):
@@ -49,7 +63,7 @@ def host(x):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,params", KERNELS)
 def test_products_columns_and_diagonal_match_dense(name, params, dtype, backend):
-    X, Y, V = points(70), points(50, seed=1), points(70, d=3, seed=2)
+    X, Y, V = kernel_points(name, 70), kernel_points(name, 50, seed=1), points(70, d=3, seed=2)
     K = kernel_operator(as_backend(X, backend, dtype), kernel=name, memory_limit=4096, **params)
     D = dense_kernel(X, X, name, params)
     scale = np.abs(D).max() * (1 + np.abs(V).max() * 70)
@@ -168,7 +182,11 @@ def test_runs_in_the_core_decompositions():
         ({"kernel": "polynomial", "degree": 0}, ValueError, "degree"),
         ({"kernel": "polynomial", "coef0": -1.0}, ValueError, "coef0"),
         ({"kernel": "rbf", "degree": 3}, ValueError, "unknown parameter"),
-        ({"kernel": "sigmoid"}, ValueError, "kernel"),
+        ({"kernel": "sigmoid"}, ValueError, "'sigmoid' kernel is not positive semidefinite"),
+        ({"kernel": "additive_chi2"}, ValueError, "'additive_chi2' kernel is not positive semidefinite"),
+        ({"kernel": "chi2", "degree": 2}, ValueError, "unknown parameter"),
+        ({"kernel": "chi2", "gamma": 0.0}, ValueError, "gamma"),
+        ({"kernel": "cosine", "gamma": 1.0}, ValueError, "unknown parameter"),
         ({"kernel": 3}, TypeError, "kernel"),
         ({"memory_limit": 0}, ValueError, "memory_limit"),
     ],
@@ -197,6 +215,29 @@ def test_bad_points():
         kernel_operator(points(10), torch.from_numpy(points(10)))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_chi2_refuses_negative_points(backend):
+    X = as_backend(np.abs(points(10)), backend, np.float64)
+    negative = as_backend(-np.abs(points(5)), backend, np.float64)
+    with pytest.raises(ValueError, match="'chi2' kernel takes non-negative features.*X has negative"):
+        kernel_operator(negative, kernel="chi2")
+    with pytest.raises(ValueError, match="'chi2' kernel takes non-negative features.*Y has negative"):
+        kernel_operator(X, negative, kernel="chi2")
+    y = as_backend(np.ones(10), backend, np.float64)
+    model = randla.kernel_ridge(X, y, kernel="chi2", alpha=1.0)
+    with pytest.raises(ValueError, match="'chi2' kernel takes non-negative features"):
+        model.predict(negative)
+
+
+def test_chi2_and_cosine_defaults_are_sklearns():
+    X = kernel_points("chi2", 20)
+    np.testing.assert_allclose(kernel_operator(X, kernel="chi2").block(), pairwise_kernels(X, metric="chi2"),
+                               rtol=1e-12, atol=1e-15)
+    X = kernel_points("cosine", 20)
+    np.testing.assert_allclose(kernel_operator(X, kernel="cosine").block(), pairwise_kernels(X, metric="cosine"),
+                               rtol=1e-12, atol=1e-15)
+
+
 def test_diagonal_needs_a_square_kernel():
     with pytest.raises(ValueError, match="square"):
         kernel_operator(points(10), points(5)).diagonal()
@@ -220,7 +261,7 @@ def test_square_blocks_carry_the_exact_diagonal(name, params, backend):
     # k(x, x) of a narrow rbf evaluated by the Gram expansion loses
     # gamma eps ||x - centre||^2 (2e-5 here in float32); the blocks a landmark
     # method reads must agree with diagonal(), or a landmark keeps a residual.
-    X = as_backend(points(200, d=50), backend, np.float32)
+    X = as_backend(kernel_points(name, 200, d=50), backend, np.float32)
     params = {**params, "gamma": 1.0} if "gamma" in params else params
     K = kernel_operator(X, kernel=name, memory_limit=20_000, **params)
     diag = host(K.diagonal())

@@ -30,7 +30,7 @@ def _kernel_params(est) -> dict:
 
     ``gamma``, ``degree`` and ``coef0`` are passed where the kernel takes
     them; ``kernel_params`` wins. As scikit-learn's Nystroem, a kernel of
-    scikit-learn's that does not take one ignores it (``linear``), and a
+    scikit-learn's that does not take one ignores it (``linear``, ``cosine``), and a
     callable refuses them; so does ``matern``, which scikit-learn's kernels
     lack (its scale is ``length_scale``).
     """
@@ -42,7 +42,8 @@ def _kernel_params(est) -> dict:
         raise ValueError(f"{names} {'does' if len(given) == 1 else 'do'} not apply to {what}; pass its own "
                          "parameters in kernel_params (for 'matern': length_scale, nu).")
     takes = {"rbf": ("gamma",), "gaussian": ("gamma",), "laplacian": ("gamma",),
-             "polynomial": ("gamma", "degree", "coef0"), "poly": ("gamma", "degree", "coef0")}
+             "polynomial": ("gamma", "degree", "coef0"), "poly": ("gamma", "degree", "coef0"),
+             "chi2": ("gamma",)}
     params = {name: sklearn_style[name] for name in takes.get(est.kernel, ()) if name in given}
     params.update(est.kernel_params or {})
     return params
@@ -76,7 +77,7 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         As in :func:`randla.kernel_operator`.
     gamma, degree, coef0 : float, optional
         Kernel parameters, passed where the kernel takes them; ``linear``
-        ignores them, as scikit-learn's; ``matern`` and a callable refuse them.
+        and ``cosine`` ignore them, as scikit-learn's; ``matern`` and a callable refuse them.
     kernel_params : dict, optional
         Further kernel parameters (``bandwidth``, ``nu``, ``length_scale``,
         a callable's own).

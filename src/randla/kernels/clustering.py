@@ -147,7 +147,7 @@ def spectral_clustering(
     degrees = _degrees(K, F)
     if not np.all(degrees > 0):
         count = int(np.sum(~(degrees > 0)))
-        if K.kernel.stationary:  # rbf, laplacian, matern: non-negative, so the approximation is at fault
+        if K.kernel.unit_diagonal:  # a non-negative kernel: the approximation is at fault
             raise ValueError(
                 f"spectral clustering needs positive degrees (row sums of the kernel); the Nystrom "
                 f"approximation with {F.shape[1]} landmarks gives {count} of the {n} points a degree <= 0, "

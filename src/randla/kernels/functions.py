@@ -15,14 +15,20 @@ kernel         k(x, y)                                         parameters
 ``polynomial`` (gamma <x, y> + coef0)^degree                    gamma, degree,
                                                                 coef0
 ``linear``     <x, y>                                           (none)
+``cosine``     <x, y> / (||x||_2 ||y||_2), 0 if x or y is 0     (none)
+``chi2``       exp(-gamma sum_k (x_k - y_k)^2 / (x_k + y_k))    gamma
+               for non-negative x, y (0 / 0 read as 0)
 =============  ==============================================  ==============
 
 ``gaussian`` is another name for ``rbf``, ``poly`` for ``polynomial`` (as in
-scikit-learn).
+scikit-learn). scikit-learn's ``sigmoid`` and ``additive_chi2`` are not
+positive semidefinite, which Nystrom methods and kernel ridge need, and are
+refused.
 
-``gamma`` defaults to 1 / d (d the number of features). ``bandwidth`` sigma
-may be given instead: gamma = 1 / (2 sigma^2) for ``rbf``, 1 / sigma for
-``laplacian`` and length_scale = sigma for ``matern``.
+``gamma`` defaults to 1 / d (d the number of features), and to 1 for
+``chi2``, as in scikit-learn. ``bandwidth`` sigma may be given instead:
+gamma = 1 / (2 sigma^2) for ``rbf``, 1 / sigma for ``laplacian`` and
+length_scale = sigma for ``matern``.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from typing import Callable
 
 __all__ = ["Kernel", "make_kernel", "KERNELS"]
 
-KERNELS = ("rbf", "gaussian", "laplacian", "matern", "polynomial", "poly", "linear")
+KERNELS = ("rbf", "gaussian", "laplacian", "matern", "polynomial", "poly", "linear", "cosine", "chi2")
 _ALIASES = {"gaussian": "rbf", "poly": "polynomial"}
+_NOT_PSD = ("sigmoid", "additive_chi2")
 
 
 @dataclass(frozen=True)
@@ -47,23 +54,36 @@ class Kernel:
     function: Callable | None = None  # the user's callable, for name == "callable"
 
     @property
-    def stationary(self) -> bool:
-        """k(x, x) is the same constant for every x."""
-        return self.name in ("rbf", "laplacian", "matern")
+    def unit_diagonal(self) -> bool:
+        """k(x, x) = 1 for every x, and k(x, y) >= 0."""
+        return self.name in ("rbf", "laplacian", "matern", "chi2")
 
     @property
     def temporaries(self) -> int:
         """Blocks of the kernel block's size alive at once while it is evaluated
-        (distances, kernel values, a product; Matern's polynomial factor adds more)."""
+        (distances, kernel values, a product; Matern's polynomial factor and
+        chi2's per-feature terms add more)."""
         if self.name == "matern":
             return 4 if self.params["nu"] == 0.5 else 5
-        return 3
+        return 5 if self.name == "chi2" else 3
+
+    def check_points(self, xp, X, name: str = "X"):
+        """Refuse points outside the kernel's domain (chi2: negative entries)."""
+        if self.name == "chi2" and bool(xp.any(X < 0)):
+            raise ValueError(
+                f"the 'chi2' kernel takes non-negative features (histograms, counts); {name} has "
+                f"negative entries, the smallest {float(xp.min(X))!r}."
+            )
 
     def __call__(self, xp, A, B):
         if self.name == "callable":
             return self.function(A, B, **self.params)
         if self.name == "linear":
             return A @ B.mT
+        if self.name == "cosine":
+            return _unit_rows(xp, A) @ _unit_rows(xp, B).mT
+        if self.name == "chi2":
+            return xp.exp(-self.params["gamma"] * chi2_distances(xp, A, B))
         if self.name == "polynomial":
             p = self.params
             return (p["gamma"] * (A @ B.mT) + p["coef0"]) ** p["degree"]
@@ -76,10 +96,12 @@ class Kernel:
 
     def diagonal(self, xp, A):
         """k(a, a) for every row a of A."""
-        if self.stationary:
+        if self.unit_diagonal:
             return xp.ones(A.shape[0], dtype=A.dtype, device=_device(A))
         if self.name == "callable":
             return _callable_diagonal(self, xp, A)
+        if self.name == "cosine":
+            return xp.astype(xp.any(A != 0, axis=1), A.dtype)
         sq = xp.sum(A * A, axis=1)
         if self.name == "linear":
             return sq
@@ -117,6 +139,26 @@ def euclidean_distances(xp, A, B):
 def l1_distances(xp, A, B):
     """||a_i - b_j||_1."""
     return _pairwise(xp, A, B, p=1)
+
+
+def chi2_distances(xp, A, B):
+    """sum_k (a_ik - b_jk)^2 / (a_ik + b_jk) of non-negative points, a feature at
+    a time: no (p, q, d) temporary, and terms with a_ik = b_jk = 0 are 0."""
+    total = xp.zeros((A.shape[0], B.shape[0]), dtype=A.dtype, device=_device(A))
+    for k in range(A.shape[1]):
+        a, b = A[:, k, None], B[None, :, k]
+        term = a - b
+        term *= term
+        both = a + b
+        term /= xp.where(both > 0, both, 1)
+        total += term
+    return total
+
+
+def _unit_rows(xp, A):
+    """Rows scaled to unit length; zero rows stay zero, as scikit-learn's ``normalize``."""
+    norms = xp.linalg.vector_norm(A, axis=1, keepdims=True)
+    return A / xp.where(norms > 0, norms, 1)
 
 
 def _pairwise(xp, A, B, p: int):
@@ -170,6 +212,11 @@ def make_kernel(kernel, n_features: int, params: dict) -> Kernel:
     params = dict(params)
     if callable(kernel):
         return Kernel("callable", params, kernel)
+    if isinstance(kernel, str) and kernel in _NOT_PSD:
+        raise ValueError(
+            f"the {kernel!r} kernel is not positive semidefinite, which Nystrom approximations and "
+            "kernel ridge regression need; use one of " + ", ".join(repr(k) for k in KERNELS) + "."
+        )
     if not isinstance(kernel, str) or kernel not in KERNELS:
         allowed = ", ".join(repr(k) for k in KERNELS)
         if isinstance(kernel, str):
@@ -182,6 +229,8 @@ def make_kernel(kernel, n_features: int, params: dict) -> Kernel:
         "matern": {"length_scale", "nu", "bandwidth"},
         "polynomial": {"gamma", "degree", "coef0"},
         "linear": set(),
+        "cosine": set(),
+        "chi2": {"gamma"},
     }[name]
     unknown = set(params) - allowed
     if unknown:
@@ -196,9 +245,10 @@ def make_kernel(kernel, n_features: int, params: dict) -> Kernel:
         if params.get(key) is not None:
             raise ValueError(f"give either `bandwidth` or `{key}` for the {kernel!r} kernel, not both.")
         params[key] = {"rbf": 1 / (2 * sigma**2), "laplacian": 1 / sigma, "matern": sigma}[name]
-    if name in ("rbf", "laplacian", "polynomial"):
+    if name in ("rbf", "laplacian", "polynomial", "chi2"):
         gamma = params.get("gamma")
-        params["gamma"] = 1.0 / n_features if gamma is None else _positive("gamma", gamma, kernel)
+        default = 1.0 if name == "chi2" else 1.0 / n_features
+        params["gamma"] = default if gamma is None else _positive("gamma", gamma, kernel)
     if name == "matern":
         params["length_scale"] = _positive("length_scale", params.get("length_scale", 1.0), kernel)
         nu = params.get("nu", 1.5)

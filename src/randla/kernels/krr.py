@@ -123,6 +123,7 @@ class KRRResult(Unpackable):
             raise ValueError(
                 f"X has {X.shape[1]} features but the model was fitted on {self.centers.shape[1]}."
             )
+        self.kernel.check_points(xp, X, "X")
         if X.dtype != self.centers.dtype:
             X = xp.astype(X, self.centers.dtype)
         coef = self.dual_coef if self.dual_coef.ndim == 2 else self.dual_coef[:, None]

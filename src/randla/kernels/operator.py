@@ -246,7 +246,8 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
         Second set of points; default X (a square, symmetric PSD matrix).
     kernel : str or callable, default "rbf"
         ``"rbf"`` (alias ``"gaussian"``), ``"laplacian"``, ``"matern"``,
-        ``"polynomial"`` (alias ``"poly"``), ``"linear"``, or a callable ``k(A, B, **params)``
+        ``"polynomial"`` (alias ``"poly"``), ``"linear"``, ``"cosine"``, ``"chi2"``
+        (non-negative points), or a callable ``k(A, B, **params)``
         returning the (p, q) block for blocks A (p, d) and B (q, d) in their
         own library. See :mod:`randla.kernels.functions` for the formulas.
     memory_limit : int, default 256 MiB
@@ -254,7 +255,8 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
     **params
         Kernel parameters: ``gamma`` or ``bandwidth`` (rbf, laplacian),
         ``length_scale`` or ``bandwidth`` and ``nu`` (matern), ``gamma``,
-        ``degree`` and ``coef0`` (polynomial), or the callable's own.
+        ``degree`` and ``coef0`` (polynomial), ``gamma`` (chi2), or the
+        callable's own.
 
     Returns
     -------
@@ -266,7 +268,8 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
     ------
     ValueError
         NaN or Inf in the points, mismatched feature counts, a non-positive
-        bandwidth, or a callable kernel found not symmetric positive
+        bandwidth, negative points for ``chi2``, a kernel that is not
+        positive semidefinite (scikit-learn's ``sigmoid``), or a callable kernel found not symmetric positive
         semidefinite on a small sample of the points.
     TypeError
         Sparse or non-array points, or a kernel that is neither a name nor a
@@ -298,6 +301,9 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
     if not ok or memory_limit < 1:
         raise ValueError(f"`memory_limit` must be a positive int (bytes); got {memory_limit!r}.")
     op = KernelOperator(X, Y, make_kernel(kernel, int(X.shape[1]), params), int(memory_limit))
+    op.kernel.check_points(op.xp, X, "X")
+    if Y is not None:
+        op.kernel.check_points(op.xp, Y, "Y")
     if op.kernel.name == "callable":
         _check_callable(op)
     return op
