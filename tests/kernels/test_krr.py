@@ -605,3 +605,90 @@ def test_nystrom_preconditioner_takes_one_pass_over_k(monkeypatch):
     model = randla.kernel_ridge(X, y, alpha=0.1, rank=30, rng=0)
     # One product with 40 columns builds the preconditioner; then one per CG step.
     assert products == [40] + [1] * (len(products) - 1) and len(products) - 1 >= model.n_iter
+
+
+# -- the Gaussian-process reading of Nystrom KRR -----------------------------------
+
+
+def test_all_landmarks_give_scikit_learns_gaussian_process():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF
+
+    X, y = kernel_regression(400, d=3, noise=0.1, rng=0)
+    Xt = np.random.default_rng(1).standard_normal((100, 3))
+    length, noise = 1.3, 0.05
+    gp = GaussianProcessRegressor(RBF(length), alpha=noise, optimizer=None).fit(X, y)
+    mean, std = gp.predict(Xt, return_std=True)
+    model = nystrom_kernel_ridge(X, y, alpha=noise, n_components=400, landmarks=np.arange(400),
+                                 gamma=1 / (2 * length**2))
+    ours, our_std = model.predict(Xt, return_std=True)
+    assert rel(ours, mean) <= 1e-7
+    assert np.abs(our_std - std).max() <= 1e-8 * std.max()
+    assert model.log_marginal_likelihood == pytest.approx(gp.log_marginal_likelihood_value_, rel=1e-9)
+
+
+def dtc(X, y, Xt, idx, alpha, weights, gamma):
+    """The projected-process (DTC) posterior and evidence from their dense definitions."""
+    C, W, Ct = rbf(X, X[idx], gamma), rbf(X[idx], X[idx], gamma), rbf(Xt, X[idx], gamma)
+    Q = C @ np.linalg.solve(W, C.T)
+    noise = np.diag(alpha / weights)
+    _, log_det = np.linalg.slogdet(Q + noise)
+    evidence = -0.5 * (y @ np.linalg.solve(Q + noise, y) + log_det + len(y) * np.log(2 * np.pi))
+    Sigma = np.linalg.inv(W + C.T @ np.linalg.solve(noise, C))
+    mean = Ct @ Sigma @ C.T @ np.linalg.solve(noise, y)
+    variance = 1 - np.sum(Ct * np.linalg.solve(W, Ct.T).T, axis=1) + np.sum((Ct @ Sigma) * Ct, axis=1)
+    return mean, np.sqrt(variance), evidence
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_landmark_posterior_and_evidence_are_the_projected_process(weighted):
+    X, y = kernel_regression(500, d=3, noise=0.1, rng=3)
+    Xt = np.random.default_rng(4).standard_normal((80, 3))
+    weights = np.random.default_rng(5).uniform(0.5, 2.0, 500) if weighted else np.ones(500)
+    idx = every(500, 60)
+    # A bandwidth that keeps W = k(S, S) well conditioned, for the dense reference's inverses.
+    mean, std, evidence = dtc(X, y, Xt, idx, 0.02, weights, gamma=1.0)
+    model = nystrom_kernel_ridge(X, y, alpha=0.02, n_components=60, landmarks=idx, gamma=1.0,
+                                 sample_weight=weights if weighted else None)
+    ours, our_std = model.predict(Xt, return_std=True)
+    assert rel(ours, mean) <= 1e-8
+    assert np.abs(our_std - std).max() <= 1e-7 * std.max()
+    assert model.log_marginal_likelihood == pytest.approx(evidence, rel=1e-9)
+
+
+def test_evidence_picks_the_bandwidth_the_data_came_from():
+    # Targets drawn from the GP with gamma = 0.5: the evidence is highest there.
+    rng = np.random.default_rng(6)
+    X = rng.uniform(-3, 3, (300, 1))
+    K = rbf(X, X, 0.5) + 1e-10 * np.eye(300)
+    y = np.linalg.cholesky(K) @ rng.standard_normal(300) + 0.1 * rng.standard_normal(300)
+    gammas = [0.05, 0.5, 5.0]
+    evidence = [nystrom_kernel_ridge(X, y, alpha=0.01, n_components=100, gamma=g, rng=0).log_marginal_likelihood
+                for g in gammas]
+    assert int(np.argmax(evidence)) == 1
+
+
+def test_posterior_std_in_torch_and_float32():
+    X, y = kernel_regression(300, d=3, noise=0.1, rng=0)
+    Xt = np.random.default_rng(1).standard_normal((20, 3))
+    idx = every(300, 50)
+    # Variances subtract k(S, x)^T W^+ k(S, x) from k(x, x): float32 rounding of the kernel
+    # entries is magnified by W's conditioning, kept moderate here (gamma = 1).
+    reference = nystrom_kernel_ridge(X, y, alpha=0.1, landmarks=idx, n_components=50, gamma=1.0)
+    reference = reference.predict(Xt, return_std=True)[1]
+    model = nystrom_kernel_ridge(torch.from_numpy(X).float(), torch.from_numpy(y).float(), alpha=0.1,
+                                 landmarks=idx, n_components=50, gamma=1.0)
+    _, std = model.predict(torch.from_numpy(Xt).float(), return_std=True)
+    assert isinstance(std, torch.Tensor) and std.dtype == torch.float32 and std.shape == (20,)
+    assert np.abs(std.numpy() - reference).max() <= 1e-3 * reference.max()
+
+
+def test_posterior_is_refused_where_it_is_not_kept():
+    X, y = kernel_regression(200, d=3, rng=0)
+    Y = np.column_stack([y, y])
+    for model in (nystrom_kernel_ridge(X, y, n_components=50, solver="pcg", rng=0),
+                  kernel_ridge(X, y, rng=0),
+                  nystrom_kernel_ridge(X, Y, alpha=[0.1, 1.0], n_components=50, rng=0)):
+        assert model.log_marginal_likelihood is None
+        with pytest.raises(ValueError, match="return_std=True needs the Gaussian-process posterior"):
+            model.predict(X, return_std=True)

@@ -22,6 +22,7 @@ Both return a :class:`KRRResult`, whose ``predict`` streams over blocks too.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
 
 from .._results import Unpackable
 from .._validate import check_int, check_rng, check_tol
-from ..backend import device_of, finfo_eps, small_svd, to_numpy
+from ..backend import _cholesky_upper, device_of, finfo_eps, small_eigh, small_svd, solve_triangular, to_numpy
 from .functions import Kernel
 from .landmarks import METHODS
 from .landmarks import landmarks as select_landmarks
@@ -86,6 +87,10 @@ class KRRResult(Unpackable):
         (``residuals[0] = 1``), or the single residual of the direct solve.
     memory_limit : int
         Bytes of kernel blocks ``predict`` may hold at a time.
+    log_marginal_likelihood : float or None
+        Nystrom KRR by the direct solver with one ``alpha``: the evidence
+        log p(y) of the Gaussian-process model it is the posterior mean of
+        (see :func:`nystrom_kernel_ridge`), summed over targets; else None.
     """
 
     dual_coef: object
@@ -99,19 +104,35 @@ class KRRResult(Unpackable):
     n_iter: int
     residuals: np.ndarray
     memory_limit: int = DEFAULT_MEMORY_LIMIT
+    log_marginal_likelihood: float | None = None
+    # (T, T B) of _posterior: the posterior variance of f(x) from k(S, x).
+    _posterior: object = dataclasses.field(default=None, repr=False)
     _unpack = ("dual_coef", "centers")
 
     @property
     def n_centers(self) -> int:
         return int(self.centers.shape[0])
 
-    def predict(self, X):
+    def predict(self, X, return_std: bool = False):
         """f(X) = k(X, centers) @ dual_coef, in blocks of rows of X.
 
         ``X`` (p, d) in the library and on the device of the training points.
         Returns shape (p,) or (p, t), as y had. At most ``memory_limit``
         bytes of kernel entries are held at a time.
+
+        ``return_std=True`` also returns the posterior standard deviation of
+        f at each point, shape (p,), as scikit-learn's
+        ``GaussianProcessRegressor.predict`` does with ``alpha`` as the noise
+        variance (the noise itself is not included: add ``alpha`` to the
+        variance for that of a new observation). Only for Nystrom KRR by the
+        direct solver with one ``alpha``; see :func:`nystrom_kernel_ridge`.
         """
+        if return_std and self._posterior is None:
+            raise ValueError(
+                "return_std=True needs the Gaussian-process posterior, which only nystrom_kernel_ridge with "
+                "solver='direct' and a single alpha keeps; this model was fitted "
+                + ("with one alpha per target." if np.ndim(self.alpha) else f"with solver={self.solver!r}.")
+            )
         xp = array_namespace(self.centers)
         X = check_points(X, "X")
         if array_namespace(X) is not xp:
@@ -127,12 +148,25 @@ class KRRResult(Unpackable):
         if X.dtype != self.centers.dtype:
             X = xp.astype(X, self.centers.dtype)
         coef = self.dual_coef if self.dual_coef.ndim == 2 else self.dual_coef[:, None]
-        step = rows_per_block(self.memory_limit, self.n_centers, X.dtype, self.kernel, cast=False)
-        parts = [
-            self.kernel(xp, X[i : i + step], self.centers) @ coef for i in range(0, X.shape[0], step)
-        ]
+        step = rows_per_block(self.memory_limit, self.n_centers, X.dtype, self.kernel, cast=return_std)
+        parts, stds = [], []
+        for i in range(0, X.shape[0], step):
+            C = self.kernel(xp, X[i : i + step], self.centers)
+            parts.append(C @ coef)
+            if return_std:
+                stds.append(self._std(xp, X[i : i + step], C))
         out = xp.concat(parts) if len(parts) > 1 else parts[0]
-        return out if self.dual_coef.ndim == 2 else out[:, 0]
+        out = out if self.dual_coef.ndim == 2 else out[:, 0]
+        if not return_std:
+            return out
+        return out, xp.astype(xp.concat(stds) if len(stds) > 1 else stds[0], X.dtype)
+
+    def _std(self, xp, X, C):
+        T, TB = self._posterior
+        C = as_float64(xp, C)
+        prior = as_float64(xp, self.kernel.diagonal(xp, X))
+        variance = prior - xp.sum((C @ T) ** 2, axis=1) + self.alpha * xp.sum((C @ TB) ** 2, axis=1)
+        return xp.sqrt(xp.clip(variance, min=0))
 
 
 def nystrom_kernel_ridge(
@@ -215,7 +249,9 @@ def nystrom_kernel_ridge(
     -------
     KRRResult
         ``predict(X_new)``, the landmarks (``centers``, ``indices``), the
-        coefficients beta (``dual_coef``) and what the solver did.
+        coefficients beta (``dual_coef``) and what the solver did; with the
+        direct solver and one ``alpha``, also the Gaussian-process posterior
+        (``predict(X_new, return_std=True)``, ``log_marginal_likelihood``).
 
     Raises
     ------
@@ -243,6 +279,21 @@ def nystrom_kernel_ridge(
     magnify its rounding errors by ||T||^2 ~ 1 / s, large when W is nearly
     singular (close landmarks). Memory is O(m^2 + m t + memory_limit) beside
     X itself; time O(n m (d + m) + m^3).
+
+    As a Gaussian process: with the noise variance sigma^2 as ``alpha``,
+    f(x) is the posterior mean of y_i = f(x_i) + e_i, e_i ~ N(0, alpha / w_i),
+    under the prior f ~ GP(0, Q), Q = k(., S) W^+ k(S, .) the Nystrom
+    kernel: the projected-process (DTC) approximation of GP regression
+    (Seeger, Williams & Lawrence 2003; Quinonero-Candela & Rasmussen 2005,
+    Sec. 5). The direct solver also keeps its posterior variance of f(x),
+    k(x, x) - Q(x, x) + sigma^2 k(x, S) (sigma^2 W + C^T D C)^{-1} k(S, x),
+    and its evidence log N(y; 0, Q(X, X) + sigma^2 D^{-1}), maximised to
+    choose kernel parameters, at the cost of two m x m matrices and an
+    m x m triangular inverse. With every point a landmark this is exact GP
+    regression: scikit-learn's ``GaussianProcessRegressor(kernel,
+    alpha=sigma^2, optimizer=None)``, to rounding. In float32 the variance
+    carries the rounding of the kernel entries magnified by the conditioning
+    of W; compute in float64 where W is nearly singular.
 
     ``"pcg"`` runs CG on the same system with the preconditioner of
     :func:`randla.kernels.pcg.falkon_preconditioner` (Rudi, Carratino &
@@ -283,15 +334,21 @@ def nystrom_kernel_ridge(
         # the RKHS and f = 0 exactly: there is no system to solve.
         beta = xp.zeros((0, Y.shape[1]), dtype=xp.float64, device=device_of(X))
         info = (solver, "falkon" if solver == "pcg" else None, True, 0, np.zeros(1))
-        return _result(xp, X, beta, one_d, centers, idx, op, alpha, info)
+        posterior = None
+        if solver == "direct" and np.ndim(alpha) == 0:  # f = 0 a priori too: the evidence of noise alone
+            empty = xp.zeros((0, 0), dtype=xp.float64, device=device_of(X))
+            Y = Y if scale is None else scale[:, None] * Y
+            posterior = _posterior(xp, empty, empty, 0.0, beta, beta, Y, alpha, weighted.size, sample_weight)
+        return _result(xp, X, beta, one_d, centers, idx, op, alpha, info, posterior)
     W = as_float64(xp, op.kernel(xp, centers, centers))
     factor = PSDFactor(W, finfo_eps(xp, X.dtype))
     rows = KernelRows(op.kernel, xp, X, centers, op.memory_limit, cache=solver == "pcg", row_scale=scale)
     if scale is not None:
         Y = scale[:, None] * Y  # the weighted fit is the plain one of D^{1/2} C and D^{1/2} y
     if solver == "direct":
-        beta, residual = _solve_direct(xp, rows, factor, Y, alpha)
+        beta, residual, posterior = _solve_direct(xp, rows, factor, Y, alpha, weighted.size, sample_weight)
         info = ("direct", None, True, 0, np.asarray([residual]))
+        return _result(xp, X, beta, one_d, centers, idx, op, alpha, info, posterior)
     else:
         # Rows of zero weight add nothing to C^T D C: the sample skips them.
         sample = np.sort(gen.choice(weighted, size=min(len(idx), weighted.size), replace=False))
@@ -427,16 +484,57 @@ def kernel_ridge(
 # -- solvers -------------------------------------------------------------------
 
 
-def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha):
-    """beta from the normal equations in the variables gamma = L^T beta."""
+def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha, n_fitted: int, sample_weight):
+    """beta from the normal equations in the variables gamma = L^T beta, and
+    with one alpha the Gaussian-process posterior (see ``_posterior``)."""
     M, rhs = rows.gram(Y, factor.T)
     M = (M + M.mT) / 2
     eye = xp.eye(M.shape[0], dtype=M.dtype, device=device_of(M))
-    gamma = solve_by_alpha(xp, lambda a: spd_solver(xp, M + a * eye), alpha, rhs)
+    posterior = None
+    if np.ndim(alpha) == 0:
+        G = M + alpha * eye
+        R = _cholesky_upper(xp, G)
+        if R is not None:  # G^{-1} = B B^T with B = R^{-1}
+            gamma = solve_triangular(xp, R, solve_triangular(xp, R, rhs, transpose=True))
+            B, log_det = solve_triangular(xp, R, eye), 2 * float(xp.sum(xp.log(xp.linalg.diagonal(R))))
+        else:  # rounding made G numerically indefinite: its eigenvalues are at least alpha
+            w, V = small_eigh(xp, G)
+            w = xp.clip(w, min=alpha)
+            B, log_det = V / xp.sqrt(w)[None, :], float(xp.sum(xp.log(w)))
+            gamma = B @ (B.mT @ rhs)
+        posterior = _posterior(xp, factor.T, B, log_det, rhs, gamma, Y, alpha, n_fitted, sample_weight)
+    else:
+        gamma = solve_by_alpha(xp, lambda a: spd_solver(xp, M + a * eye), alpha, rhs)
     rhs_norm = xp.linalg.vector_norm(rhs, axis=0)
     res = M @ gamma + _times_alpha(xp, alpha, gamma) - rhs
     res = xp.linalg.vector_norm(res, axis=0) / xp.where(rhs_norm > 0, rhs_norm, 1.0)
-    return factor.solve_t(gamma), float(xp.max(res))
+    return factor.solve_t(gamma), float(xp.max(res)), posterior
+
+
+def _posterior(xp, T, B, log_det_G: float, rhs, gamma, Y, alpha: float, n_fitted: int, sample_weight):
+    """(log evidence, (T, T B)) of the Gaussian process that Nystrom KRR is the posterior mean of.
+
+    The model: y_i = f(x_i) + e_i, f ~ GP(0, Q), Q = C W^+ C^T the Nystrom
+    kernel of the landmarks, e_i ~ N(0, alpha / w_i) (the projected-process
+    or DTC approximation; Quinonero-Candela & Rasmussen 2005, Sec. 5). With
+    F = D^{1/2} C T (r columns), G = F^T F + alpha I = (B B^T)^{-1}, Woodbury
+    and the matrix determinant lemma give for each target y
+
+        y^T (F F^T + alpha I)^{-1} y = (y^T y - (F^T y)^T G^{-1} F^T y) / alpha,
+        log det(F F^T + alpha I) = (n - r) log alpha + log det G,
+
+    n the points of positive weight (the others drop out), and the variance
+    of f(x) is k(x, x) - |T^T k(S, x)|^2 + alpha |(T B)^T k(S, x)|^2.
+    """
+    t = Y.shape[1]
+    quadratic = float(xp.sum(Y * Y)) - float(xp.sum(rhs * gamma))
+    log_det = (n_fitted - T.shape[1]) * math.log(alpha) + log_det_G
+    evidence = -0.5 * (quadratic / alpha + t * (log_det + n_fitted * math.log(2 * math.pi)))
+    if sample_weight is not None:  # log det of the noise covariance alpha D^{-1}: D's share
+        weights = np.asarray(to_numpy(sample_weight) if is_array_api_obj(sample_weight) else sample_weight,
+                             dtype=np.float64)
+        evidence += 0.5 * t * float(np.sum(np.log(weights[weights > 0])))
+    return evidence, (T, T @ B)
 
 
 def _low_rank_kernel(method: str, op: KernelOperator, K: RowsOperator, rank: int, gen):
@@ -456,8 +554,9 @@ def _low_rank_kernel(method: str, op: KernelOperator, K: RowsOperator, rank: int
     return U, s * s
 
 
-def _result(xp, X, coef, one_d, centers, idx, op, alpha, info) -> KRRResult:
+def _result(xp, X, coef, one_d, centers, idx, op, alpha, info, posterior=None) -> KRRResult:
     solver, preconditioner, converged, n_iter, residuals = info
+    evidence, factors = (None, None) if posterior is None else posterior
     coef = xp.astype(coef, X.dtype, copy=False)
     return KRRResult(
         coef[:, 0] if one_d else coef,
@@ -471,6 +570,8 @@ def _result(xp, X, coef, one_d, centers, idx, op, alpha, info) -> KRRResult:
         int(n_iter),
         np.asarray(residuals, dtype=np.float64),
         op.memory_limit,
+        evidence,
+        factors,
     )
 
 
