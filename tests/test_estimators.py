@@ -177,6 +177,29 @@ def test_chi2_and_cosine_kernels_match_sklearn(kernel, gamma):
     assert np.linalg.norm(K - Z @ Z.T, 2) <= 1e-2 * np.linalg.norm(K, 2)
 
 
+def test_kernel_estimators_take_sparse_points_as_scikit_learns():
+    import scipy.sparse as sp
+
+    X = sp.random_array((500, 300), density=0.03, format="csr", rng=0)
+    y = np.asarray(X[:, :30].sum(axis=1)).ravel()
+    Xt = sp.random_array((40, 300), density=0.03, format="csr", rng=1)
+    exact = ExactKernelRidge(alpha=0.1, kernel="cosine").fit(X, y).predict(Xt)
+    for solver, m in (("nystrom", 500), ("pcg", None)):
+        model = randla.KernelRidge(kernel="cosine", alpha=0.1, n_components=m, solver=solver, tol=1e-10,
+                                   random_state=0).fit(X, y)
+        assert np.linalg.norm(model.predict(Xt) - exact) <= 1e-6 * np.linalg.norm(exact)
+    est = randla.Nystroem(kernel="cosine", n_components=100, random_state=0).fit(X)
+    assert sp.issparse(est.components_)
+    np.testing.assert_allclose(est.transform(Xt), est.transform(Xt.toarray()), rtol=1e-10, atol=1e-12)
+    K = pairwise_kernels(X, metric="cosine")
+    Z = est.transform(X)
+    assert np.trace(K - Z @ Z.T) == pytest.approx(est.trace_error_, abs=1e-10 * np.trace(K))
+    blobs = randla.testing.clustered(300, 5, 3, rng=0).X
+    dense = randla.SpectralClustering(3, n_components=60, random_state=0).fit(blobs).labels_
+    sparse = randla.SpectralClustering(3, n_components=60, random_state=0).fit(sp.csr_array(blobs)).labels_
+    assert adjusted_rand_score(dense, sparse) == 1.0
+
+
 @pytest.mark.parametrize("solver,n_components", [("nystrom", 1500), ("pcg", None)])
 def test_kernel_ridge_sample_weight_matches_exact(solver, n_components):
     X, y = randla.testing.kernel_regression(1500, d=4, noise=0.1, rng=0)

@@ -205,8 +205,14 @@ def test_bad_points():
         kernel_operator(np.ones(5))
     with pytest.raises(ValueError, match="at least one"):
         kernel_operator(np.ones((0, 3)))
-    with pytest.raises(TypeError, match="sparse"):
-        kernel_operator(sp.random(10, 5, density=0.5, format="csr", random_state=0))
+    with pytest.raises(ValueError, match="'laplacian' kernel does not take sparse points"):
+        kernel_operator(sp.random(10, 5, density=0.5, format="csr", random_state=0), kernel="laplacian")
+    with pytest.raises(TypeError, match="torch sparse tensor"):
+        kernel_operator(torch.eye(3).to_sparse())
+    with pytest.raises(TypeError, match="real numbers"):
+        kernel_operator(sp.random(10, 5, density=0.5, format="csr", random_state=0, dtype=complex))
+    with pytest.raises(ValueError, match="NaN"):
+        kernel_operator(sp.csr_array(np.array([[0.0, np.inf], [1.0, 0.0]])))
     with pytest.raises(TypeError, match="NumPy array or torch tensor"):
         kernel_operator("abc")
     with pytest.raises(ValueError, match="same number of features"):
@@ -236,6 +242,48 @@ def test_chi2_and_cosine_defaults_are_sklearns():
     X = kernel_points("cosine", 20)
     np.testing.assert_allclose(kernel_operator(X, kernel="cosine").block(), pairwise_kernels(X, metric="cosine"),
                                rtol=1e-12, atol=1e-15)
+
+
+SPARSE_KERNELS = [k for k in KERNELS if k[0] in ("rbf", "polynomial", "linear", "cosine")]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,params", SPARSE_KERNELS)
+def test_sparse_points_match_dense(name, params, dtype):
+    import scipy.sparse as sp
+
+    X = sp.random_array((80, 30), density=0.15, format="csc", rng=0, dtype=dtype)
+    Y = sp.random_array((40, 30), density=0.15, format="coo", rng=1, dtype=dtype)
+    X_before = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+    Xd, Yd = X.toarray().astype(np.float64), Y.toarray().astype(np.float64)
+    D, DXY = dense_kernel(Xd, Xd, name, params), dense_kernel(Xd, Yd, name, params)
+    V = points(80, d=3, seed=2).astype(dtype)
+    K = kernel_operator(X, kernel=name, memory_limit=4096, **params)
+    tol, scale = TOL[dtype] * np.abs(D).max(), np.abs(D).max() * (1 + np.abs(V).max() * 80)
+    assert K.dtype == dtype
+    assert np.abs(K.matmat(V) - D @ V).max() <= TOL[dtype] * scale
+    assert np.abs(K.rmatmat(V) - D.T @ V).max() <= TOL[dtype] * scale
+    assert np.abs(K.columns([3, 0, 79]) - D[:, [3, 0, 79]]).max() <= tol
+    assert np.abs(K.rows([5, 1]) - D[[5, 1]]).max() <= tol
+    assert np.abs(K.diagonal() - np.diag(D)).max() <= tol
+    # Sparse against sparse, sparse against dense, dense against sparse.
+    for A, B in ((X, Y), (X, Yd.astype(dtype)), (Xd.astype(dtype), Y)):
+        assert np.abs(kernel_operator(A, B, kernel=name, **params).block() - DXY).max() <= tol
+    assert all(np.array_equal(a, b) for a, b in zip(X_before, (X.data, X.indices, X.indptr)))
+    assert X.format == "csc"
+
+
+def test_sparse_points_are_never_densified():
+    import scipy.sparse as sp
+
+    # 10^6 features: dense, these points would take 80 GB.
+    X = sp.random_array((10_000, 1_000_000), density=5e-6, format="csr", rng=0)
+    tracemalloc.start()
+    chosen = randla.rpcholesky(kernel_operator(X, kernel="cosine"), 20, rng=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(chosen.indices) == 20
+    assert peak < 50 * 2**20
 
 
 def test_diagonal_needs_a_square_kernel():

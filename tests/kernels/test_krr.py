@@ -536,8 +536,8 @@ def test_kernel_ridge_bad_input(small, kwargs, error, match):
 
 
 def test_bad_points():
-    with pytest.raises(TypeError, match="dense array of points"):
-        nystrom_kernel_ridge(sp.random(50, 3, density=0.5, format="csr"), np.zeros(50))
+    with pytest.raises(ValueError, match="'matern' kernel does not take sparse points"):
+        nystrom_kernel_ridge(sp.random(50, 3, density=0.5, format="csr"), np.zeros(50), kernel="matern")
     with pytest.raises(ValueError, match="X contains NaN or Inf"):
         kernel_ridge(np.full((5, 2), np.inf), np.zeros(5))
 
@@ -692,3 +692,18 @@ def test_posterior_is_refused_where_it_is_not_kept():
         assert model.log_marginal_likelihood is None
         with pytest.raises(ValueError, match="return_std=True needs the Gaussian-process posterior"):
             model.predict(X, return_std=True)
+
+
+def test_sparse_points_fit_and_predict_as_dense():
+    # TF-IDF-like rows: non-negative, sparse, unit length.
+    X = sp.random_array((600, 200), density=0.05, format="csr", rng=0)
+    X = sp.csr_array(X / np.sqrt(X.power(2).sum(axis=1))[:, None])
+    y = np.asarray(X[:, :20].sum(axis=1)).ravel() + 0.01 * np.random.default_rng(1).standard_normal(600)
+    Xt = sp.random_array((50, 200), density=0.05, format="csr", rng=2)
+    exact = KernelRidge(alpha=0.05, kernel="cosine").fit(X.toarray(), y).predict(Xt.toarray())
+    nystrom = nystrom_kernel_ridge(X, y, kernel="cosine", alpha=0.05, n_components=600, rng=0)
+    full = kernel_ridge(X, y, kernel="cosine", alpha=0.05, tol=1e-10, rng=0)
+    for model in (nystrom, full):
+        assert rel(model.predict(Xt), exact) <= 1e-6
+        assert rel(model.predict(Xt.toarray()), exact) <= 1e-6
+    assert sp.issparse(nystrom.centers)

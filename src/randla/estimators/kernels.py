@@ -130,7 +130,7 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         self.random_state = random_state
 
     def fit(self, X, y=None):
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32])
         K = kernel_operator(X, kernel=self.kernel, **_kernel_params(self))
         m = _capped_components(self.n_components, X.shape[0])
         chosen = select_landmarks(K, m, method=self.landmarks, rng=_random_seed(self.random_state))
@@ -145,7 +145,7 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
 
     def transform(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
         dtype = np.result_type(X.dtype, self.components_.dtype)  # as NumPy multiplies them
         if len(self.component_indices_) == 0:  # the kernel was zero on the training data
             return np.zeros((X.shape[0], 0), dtype=dtype)
@@ -160,6 +160,7 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -232,7 +233,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y, sample_weight=None):
         """Fit on X (n, d) and y (n,) or (n, t); ``sample_weight`` (n,) weighs each squared error."""
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
         y = y.astype(X.dtype, copy=False)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype=np.float64)
@@ -273,12 +274,13 @@ class KernelRidge(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
         return self.result_.predict(X.astype(self.centers_.dtype, copy=False))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -331,7 +333,7 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
     degree = coef0 = None  # not parameters: the affinity must be non-negative
 
     def fit(self, X, y=None):
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32])
         k = check_int("n_clusters", self.n_clusters, 1)
         m = min(check_int("n_components", self.n_components, 1), X.shape[0])
         if m < min(k, X.shape[0]):
@@ -350,3 +352,8 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
         self.embedding_ = result.embedding
         self.landmark_indices_ = result.landmarks
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags

@@ -36,7 +36,6 @@ import math
 import numbers
 from dataclasses import dataclass
 
-import array_api_compat.numpy as np_xp
 import numpy as np
 import scipy.sparse as sp
 from array_api_compat import array_namespace, is_numpy_array, is_torch_array
@@ -44,7 +43,6 @@ from array_api_compat import array_namespace, is_numpy_array, is_torch_array
 from .._results import Unpackable
 from .._validate import check_int, check_rng
 from ..backend import device_of, to_numpy
-from ..operators import _work_dtype
 from .functions import KERNELS, Kernel, make_kernel
 from .operator import check_points
 
@@ -422,28 +420,8 @@ def _fourier_kernel(kernel, n_features: int, params: dict) -> Kernel:
 
 
 def _check_data(X):
-    """X as a 2-D floating array of points: dense via check_points, or SciPy sparse."""
-    if not sp.issparse(X):
-        if str(getattr(X, "layout", "torch.strided")) != "torch.strided":
-            raise TypeError(
-                "X must be a dense tensor or a SciPy sparse matrix; got a torch sparse tensor. "
-                "Pass X.to_dense(), or the matrix as a SciPy sparse matrix."
-            )
-        return check_points(X, "X")
-    if len(X.shape) != 2:
-        raise ValueError(f"X must be 2-D, one point per row (n_samples, n_features); got shape {X.shape}.")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"X must have at least one point and one feature; got shape {X.shape}.")
-    if X.dtype.kind not in "fiub":
-        raise TypeError(f"X must hold real numbers; got a sparse matrix of dtype {X.dtype}.")
-    if X.format not in ("csr", "csc"):
-        X = X.tocsr()
-    dtype = np.dtype(_work_dtype(np_xp, X.dtype))
-    if X.dtype != dtype:
-        X = X.astype(dtype)
-    if not np.all(np.isfinite(X.data)):
-        raise ValueError("X contains NaN or Inf; remove or impute those points first.")
-    return X
+    """X as a 2-D floating array of points: dense, or SciPy sparse (CSR)."""
+    return check_points(X, "X")
 
 
 # -- the computation -------------------------------------------------------------

@@ -25,6 +25,11 @@ scikit-learn). scikit-learn's ``sigmoid`` and ``additive_chi2`` are not
 positive semidefinite, which Nystrom methods and kernel ridge need, and are
 refused.
 
+Points may be SciPy sparse matrices (TF-IDF rows, counts) for the kernels
+computed from inner products, ``linear``, ``polynomial``, ``cosine`` and
+``rbf``: blocks then cost the sparse products of the rows, and rbf
+distances come from ||x||^2 + ||y||^2 - 2 <x, y> about the origin.
+
 ``gamma`` defaults to 1 / d (d the number of features), and to 1 for
 ``chi2``, as in scikit-learn. ``bandwidth`` sigma may be given instead:
 gamma = 1 / (2 sigma^2) for ``rbf``, 1 / sigma for ``laplacian`` and
@@ -38,11 +43,21 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 __all__ = ["Kernel", "make_kernel", "KERNELS"]
 
 KERNELS = ("rbf", "gaussian", "laplacian", "matern", "polynomial", "poly", "linear", "cosine", "chi2")
 _ALIASES = {"gaussian": "rbf", "poly": "polynomial"}
 _NOT_PSD = ("sigmoid", "additive_chi2")
+# Kernels of inner products, which sparse points keep cheap.
+SPARSE_KERNELS = ("linear", "polynomial", "cosine", "rbf", "callable")
+
+
+def is_sparse(A) -> bool:
+    import scipy.sparse as sp
+
+    return sp.issparse(A)
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class Kernel:
     name: str
     params: dict = field(default_factory=dict)
     function: Callable | None = None  # the user's callable, for name == "callable"
+    sparse_points: bool = False  # blocks then pass through a sparse product
 
     @property
     def unit_diagonal(self) -> bool:
@@ -62,13 +78,25 @@ class Kernel:
     def temporaries(self) -> int:
         """Blocks of the kernel block's size alive at once while it is evaluated
         (distances, kernel values, a product; Matern's polynomial factor and
-        chi2's per-feature terms add more)."""
+        chi2's per-feature terms add more; so does the sparse product of
+        sparse points, up to 1.5 blocks of data and indices)."""
         if self.name == "matern":
             return 4 if self.params["nu"] == 0.5 else 5
+        if self.sparse_points:
+            return 5
         return 5 if self.name == "chi2" else 3
 
     def check_points(self, xp, X, name: str = "X"):
-        """Refuse points outside the kernel's domain (chi2: negative entries)."""
+        """Refuse points outside the kernel's domain (chi2: negative entries), and
+        sparse points for kernels not computed from inner products."""
+        if is_sparse(X):
+            if self.name not in SPARSE_KERNELS:
+                allowed = ", ".join(repr(k) for k in SPARSE_KERNELS[:-1])
+                raise ValueError(
+                    f"the {self.name!r} kernel does not take sparse points; kernels of sparse points: "
+                    f"{allowed} or a callable. Pass {name}.toarray() if it fits in memory."
+                )
+            return
         if self.name == "chi2" and bool(xp.any(X < 0)):
             raise ValueError(
                 f"the 'chi2' kernel takes non-negative features (histograms, counts); {name} has "
@@ -77,7 +105,10 @@ class Kernel:
 
     def __call__(self, xp, A, B):
         if self.name == "callable":
-            return self.function(A, B, **self.params)
+            block = self.function(A, B, **self.params)
+            return block.toarray() if is_sparse(block) else block
+        if is_sparse(A) or is_sparse(B):
+            return self._of_inner_products(xp, A, B)
         if self.name == "linear":
             return A @ B.mT
         if self.name == "cosine":
@@ -94,6 +125,19 @@ class Kernel:
         r = euclidean_distances(xp, A, B) / self.params["length_scale"]
         return _matern(xp, r, self.params["nu"])
 
+    def _of_inner_products(self, xp, A, B):
+        """The block from the sparse product A B^T and the rows' squared norms."""
+        if self.name == "cosine":
+            return _gram(_unit_rows(xp, A), _unit_rows(xp, B), A.dtype)
+        G = _gram(A, B, A.dtype)
+        if self.name == "linear":
+            return G
+        if self.name == "polynomial":
+            p = self.params
+            return (p["gamma"] * G + p["coef0"]) ** p["degree"]
+        a, b = squared_norms(xp, A)[:, None], squared_norms(xp, B)[None, :]
+        return np.exp(-self.params["gamma"] * np.clip(a + b - 2 * G, 0, None))
+
     def diagonal(self, xp, A):
         """k(a, a) for every row a of A."""
         if self.unit_diagonal:
@@ -101,8 +145,9 @@ class Kernel:
         if self.name == "callable":
             return _callable_diagonal(self, xp, A)
         if self.name == "cosine":
-            return xp.astype(xp.any(A != 0, axis=1), A.dtype)
-        sq = xp.sum(A * A, axis=1)
+            nonzero = abs(A).max(axis=1).toarray().ravel() > 0 if is_sparse(A) else xp.any(A != 0, axis=1)
+            return xp.astype(xp.asarray(nonzero), A.dtype)
+        sq = squared_norms(xp, A)
         if self.name == "linear":
             return sq
         p = self.params
@@ -113,6 +158,13 @@ def _device(A):
     from ..backend import device_of
 
     return device_of(A)
+
+
+def squared_norms(xp, A):
+    """||a_i||^2 of every row, of a dense or a SciPy sparse A."""
+    if is_sparse(A):
+        return np.asarray(abs(A).power(2).sum(axis=1), dtype=A.dtype).ravel()
+    return xp.sum(A * A, axis=1)
 
 
 def squared_distances(xp, A, B):
@@ -157,8 +209,22 @@ def chi2_distances(xp, A, B):
 
 def _unit_rows(xp, A):
     """Rows scaled to unit length; zero rows stay zero, as scikit-learn's ``normalize``."""
+    if is_sparse(A):
+        import scipy.sparse as sp
+
+        # By the largest entry first, so that squaring neither overflows nor underflows.
+        largest = abs(A).max(axis=1).toarray().ravel()
+        A = sp.diags_array(1 / np.where(largest > 0, largest, 1)) @ A
+        norms = np.sqrt(squared_norms(xp, A))
+        return sp.diags_array(1 / np.where(norms > 0, norms, 1)) @ A
     norms = xp.linalg.vector_norm(A, axis=1, keepdims=True)
     return A / xp.where(norms > 0, norms, 1)
+
+
+def _gram(A, B, dtype):
+    """A B^T as a dense NumPy array, one of A and B sparse."""
+    G = A @ B.T
+    return np.asarray(G.toarray() if hasattr(G, "toarray") else G, dtype=dtype)
 
 
 def _pairwise(xp, A, B, p: int):

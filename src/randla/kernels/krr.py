@@ -36,7 +36,7 @@ from ..backend import _cholesky_upper, device_of, finfo_eps, small_eigh, small_s
 from .functions import Kernel
 from .landmarks import METHODS
 from .landmarks import landmarks as select_landmarks
-from .operator import DEFAULT_MEMORY_LIMIT, KernelOperator, check_points, kernel_operator
+from .operator import DEFAULT_MEMORY_LIMIT, KernelOperator, as_dtype, check_points, kernel_operator, points_namespace
 from .pcg import (
     KernelRows,
     PSDFactor,
@@ -133,9 +133,9 @@ class KRRResult(Unpackable):
                 "solver='direct' and a single alpha keeps; this model was fitted "
                 + ("with one alpha per target." if np.ndim(self.alpha) else f"with solver={self.solver!r}.")
             )
-        xp = array_namespace(self.centers)
+        xp = points_namespace(self.centers)
         X = check_points(X, "X")
-        if array_namespace(X) is not xp:
+        if points_namespace(X) is not xp:
             raise TypeError(
                 f"X must come from the same array library as the training points "
                 f"({xp.__name__.split('.')[-1]}); got {type(X).__name__}."
@@ -145,8 +145,7 @@ class KRRResult(Unpackable):
                 f"X has {X.shape[1]} features but the model was fitted on {self.centers.shape[1]}."
             )
         self.kernel.check_points(xp, X, "X")
-        if X.dtype != self.centers.dtype:
-            X = xp.astype(X, self.centers.dtype)
+        X = as_dtype(xp, X, self.centers.dtype)
         coef = self.dual_coef if self.dual_coef.ndim == 2 else self.dual_coef[:, None]
         step = rows_per_block(self.memory_limit, self.n_centers, X.dtype, self.kernel, cast=return_std)
         parts, stds = [], []
@@ -198,7 +197,8 @@ def nystrom_kernel_ridge(
     Parameters
     ----------
     X : array, shape (n, d)
-        Training points: NumPy array or torch tensor (any device).
+        Training points: NumPy array, torch tensor (any device) or SciPy
+        sparse matrix (for the kernels :func:`kernel_operator` allows).
     y : array, shape (n,) or (n, t)
         Targets; one column per output. Converted to X's library.
     kernel : str or callable, default "rbf"
@@ -261,7 +261,7 @@ def nystrom_kernel_ridge(
         candidates, ``tol``/``max_iter`` with the direct solver, negative or
         all-zero sample weights.
     TypeError
-        Sparse or non-array X or y.
+        Non-array X or y.
 
     Notes
     -----
@@ -396,7 +396,8 @@ def kernel_ridge(
     Parameters
     ----------
     X : array, shape (n, d)
-        Training points: NumPy array or torch tensor (any device).
+        Training points: NumPy array, torch tensor (any device) or SciPy
+        sparse matrix (for the kernels :func:`kernel_operator` allows).
     y : array, shape (n,) or (n, t)
         Targets; the t columns are solved together, one product with K per
         iteration for all of them.

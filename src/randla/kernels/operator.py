@@ -8,6 +8,7 @@ the diagonal are evaluated directly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -16,27 +17,33 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from ..backend import device_of, to_numpy
 from ..operators import Operator, _work_dtype
-from .functions import Kernel, make_kernel
+from .functions import Kernel, is_sparse, make_kernel
 
 __all__ = ["KernelOperator", "kernel_operator", "check_points"]
 
 DEFAULT_MEMORY_LIMIT = 256 * 2**20
 
 
+def points_namespace(X):
+    """The array library of points: NumPy's for SciPy sparse ones."""
+    return array_namespace(np.empty(0) if is_sparse(X) else X)
+
+
 def check_points(X, name: str = "X"):
     """X as a 2-D floating array of points in its own library (no copy for floats).
 
     Lists and NumPy array subclasses such as ``numpy.matrix`` are read as
-    plain NumPy arrays. Integers become float64, half precisions float32.
-    Raises ``TypeError`` for sparse or non-array input and ``ValueError`` for
-    a wrong shape, no points, or NaN/Inf.
+    plain NumPy arrays; SciPy sparse matrices stay sparse, as CSR. Integers
+    become float64, half precisions float32. Raises ``TypeError`` for
+    non-array input and ``ValueError`` for a wrong shape, no points, or
+    NaN/Inf.
     """
-    import scipy.sparse as sp
-
-    if sp.issparse(X):
+    if is_sparse(X):
+        return _check_sparse_points(X, name)
+    if str(getattr(X, "layout", "torch.strided")) != "torch.strided":
         raise TypeError(
-            f"{name} must be a dense array of points; got a SciPy sparse matrix. Kernel "
-            "matrices of sparse data: use randla.sparse_rbf_features, or X.toarray() if it fits."
+            f"{name} must be a dense tensor or a SciPy sparse matrix; got a torch sparse tensor. "
+            f"Pass {name}.to_dense(), or the points as a SciPy sparse matrix."
         )
     if isinstance(X, (list, tuple, np.ndarray)):  # ndarray subclasses (np.matrix) as plain arrays, no copy
         X = np.asarray(X)
@@ -60,6 +67,29 @@ def check_points(X, name: str = "X"):
     return X
 
 
+def _check_sparse_points(X, name: str):
+    if len(X.shape) != 2:
+        raise ValueError(f"{name} must be 2-D, one point per row (n_samples, n_features); got shape {X.shape}.")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one point and one feature; got shape {X.shape}.")
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers; got a sparse matrix of dtype {X.dtype}.")
+    X = X.tocsr()  # rows are read in blocks; a CSR input is not copied
+    dtype = np.dtype(_work_dtype(array_namespace(np.empty(0)), X.dtype))
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    if not np.all(np.isfinite(X.data)):
+        raise ValueError(f"{name} contains NaN or Inf; remove or impute those points first.")
+    return X
+
+
+def as_dtype(xp, X, dtype):
+    """Points, dense or sparse, in ``dtype``."""
+    if X.dtype == dtype:
+        return X
+    return X.astype(dtype) if is_sparse(X) else xp.astype(X, dtype)
+
+
 class KernelOperator(Operator):
     """The kernel matrix K = k(X, Y) (K = k(X, X) when Y is None), implicit.
 
@@ -73,7 +103,7 @@ class KernelOperator(Operator):
         self.X, self.Y, self.kernel = X, Y, kernel
         # k(X, X) of a real symmetric kernel (a callable's symmetry is checked in kernel_operator).
         self.symmetric = self.hermitian = Y is None
-        self.xp = array_namespace(X)
+        self.xp = points_namespace(X)
         self.device = device_of(X)
         self.dtype = self.input_dtype = X.dtype
         self.shape = (int(X.shape[0]), int((X if Y is None else Y).shape[0]))
@@ -228,7 +258,7 @@ class KernelOperator(Operator):
         return xp.where(idx < 0, idx + size, idx)
 
     def _take(self, P, idx):
-        return self.xp.take(P, idx, axis=0)
+        return P[np.asarray(idx)] if is_sparse(P) else self.xp.take(P, idx, axis=0)
 
     def __repr__(self) -> str:
         m, n = self.shape
@@ -241,7 +271,9 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
     Parameters
     ----------
     X : array, shape (n, d)
-        Points, one per row: NumPy array or torch tensor (any device).
+        Points, one per row: NumPy array, torch tensor (any device) or SciPy
+        sparse matrix (kernels ``linear``, ``polynomial``, ``cosine``,
+        ``rbf``, or a callable that takes sparse blocks).
     Y : array, shape (m, d), optional
         Second set of points; default X (a square, symmetric PSD matrix).
     kernel : str or callable, default "rbf"
@@ -268,12 +300,12 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
     ------
     ValueError
         NaN or Inf in the points, mismatched feature counts, a non-positive
-        bandwidth, negative points for ``chi2``, a kernel that is not
-        positive semidefinite (scikit-learn's ``sigmoid``), or a callable kernel found not symmetric positive
-        semidefinite on a small sample of the points.
+        bandwidth, negative points for ``chi2``, sparse points for a kernel
+        not computed from inner products, a kernel that is not positive
+        semidefinite (scikit-learn's ``sigmoid``), or a callable kernel found
+        not symmetric positive semidefinite on a small sample of the points.
     TypeError
-        Sparse or non-array points, or a kernel that is neither a name nor a
-        callable.
+        Non-array points, or a kernel that is neither a name nor a callable.
 
     Notes
     -----
@@ -291,16 +323,18 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
     X = check_points(X, "X")
     if Y is not None:
         Y = check_points(Y, "Y")
-        if array_namespace(Y) is not array_namespace(X):
+        if points_namespace(Y) is not points_namespace(X):
             raise TypeError("X and Y must come from the same array library.")
         if Y.shape[1] != X.shape[1]:
             raise ValueError(f"X and Y must have the same number of features; got {X.shape[1]} and {Y.shape[1]}.")
-        if Y.dtype != X.dtype:
-            Y = array_namespace(Y).astype(Y, X.dtype)
+        Y = as_dtype(points_namespace(Y), Y, X.dtype)
     ok = isinstance(memory_limit, numbers.Integral) and not isinstance(memory_limit, bool)
     if not ok or memory_limit < 1:
         raise ValueError(f"`memory_limit` must be a positive int (bytes); got {memory_limit!r}.")
-    op = KernelOperator(X, Y, make_kernel(kernel, int(X.shape[1]), params), int(memory_limit))
+    kernel = make_kernel(kernel, int(X.shape[1]), params)
+    if is_sparse(X) or is_sparse(Y):
+        kernel = dataclasses.replace(kernel, sparse_points=True)
+    op = KernelOperator(X, Y, kernel, int(memory_limit))
     op.kernel.check_points(op.xp, X, "X")
     if Y is not None:
         op.kernel.check_points(op.xp, Y, "Y")

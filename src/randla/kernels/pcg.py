@@ -27,7 +27,7 @@ from array_api_compat import array_namespace
 from .._results import Unpackable
 from ..backend import _cholesky_upper, device_of, small_eigh, solve_triangular
 from ..operators import Operator
-from .functions import Kernel
+from .functions import Kernel, is_sparse
 
 __all__ = ["block_pcg", "PCGResult", "nystrom_preconditioner", "falkon_preconditioner", "PSDFactor"]
 
@@ -310,7 +310,9 @@ def rows_per_block(memory_limit: int, n_cols: int, dtype, kernel: Kernel, cast: 
 
 
 def take_rows(xp, X, idx: np.ndarray):
-    """The rows idx (NumPy int64) of X, on X's device."""
+    """The rows idx (NumPy int64) of X (dense, or SciPy sparse), on X's device."""
+    if is_sparse(X):
+        return X[idx]
     return xp.take(X, xp.asarray(idx, device=device_of(X)), axis=0)
 
 
