@@ -171,3 +171,20 @@ def test_kv_cache_projection():
         assert cosine > rsi_cosine + 0.02 and top10 > rsi_top10, f"r={rank}"
     assert whitened == sorted(whitened) and whitened[-1] > 0.95
     assert "same as the layer's output: True" in text
+
+
+def test_gaussian_process():
+    text = run_example("gaussian_process.py")
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^(randla|scikit-learn) .*?\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)
+        if m:
+            rows[m.group(1)] = [float(v) for v in m.groups()[1:]]
+    points, gamma, alpha, rmse, coverage, _ = rows["randla"]
+    # The evidence finds the noise variance the data were made with, and the intervals hold.
+    assert alpha == 0.01 and gamma in (0.05, 0.1)
+    assert rmse < 1.1 * 0.1 and 0.93 <= coverage <= 0.97
+    # Ten times the points beat the exact GP on a subsample it can afford.
+    exact_points, _, _, exact_rmse, exact_coverage, _ = rows["scikit-learn"]
+    assert points >= 10 * exact_points and rmse < exact_rmse
+    assert 0.9 <= exact_coverage <= 0.99
