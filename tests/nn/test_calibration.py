@@ -138,3 +138,18 @@ def test_weights_made_under_inference_mode_get_a_clear_error():
     assert collect(model, layers, _batches())  # activations alone need no gradient
     _, report = compress(model, reduction=0.5, calibration=_batches(), rng=0)  # on a copy made outside it
     assert report.objective > 0
+
+
+def test_conv1d_statistics_are_those_of_its_weight_transposed(conv1d_mlp, linear_twin):
+    net = conv1d_mlp(seed=1, widths=(12, 20, 6))
+    twin = linear_twin(net)
+    data = [torch.randn(5, 12, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    ours = collect(net, {"0": net[0], "2": net[2]}, data, gradients=True)
+    theirs = collect(twin, {"0": twin[0], "2": twin[2]}, data, gradients=True)
+    for name in ("0", "2"):
+        # One importance per output unit (20 and 6), summed over the unit's weights.
+        assert ours[name].row_importance.shape == (net[int(name)].nf,)
+        torch.testing.assert_close(ours[name].row_importance, theirs[name].row_importance, rtol=1e-5, atol=0)
+        torch.testing.assert_close(ours[name].output_sensitivity, theirs[name].output_sensitivity, rtol=1e-5, atol=0)
+        torch.testing.assert_close(ours[name].gram, theirs[name].gram, rtol=1e-12, atol=0)
+    assert all(p.grad is None and p.requires_grad for p in net.parameters())

@@ -178,7 +178,7 @@ def test_report_table():
         ({"reduction": 0.5, "method": "svd"}, ValueError, "method"),
         ({"reduction": 0.5, "allocation": "greedy"}, ValueError, "allocation"),
         ({"reduction": 0.5, "method": "whitened"}, ValueError, "calibration"),
-        ({"reduction": 0.5, "include": "nothing*"}, ValueError, "no torch.nn.Linear"),
+        ({"reduction": 0.5, "include": "nothing*"}, ValueError, "no linear layer"),
         ({"reduction": 0.5, "solver": "exact"}, ValueError, "itself the solver"),
         ({"reduction": 0.5, "method": "whitened", "solver": "lu", "calibration": [torch.ones(2, 64)]}, ValueError, "solver"),
         ({"reduction": 0.5, "calibration": []}, ValueError, "no batches"),
@@ -399,3 +399,97 @@ def test_complex_model_saves_and_loads(tmp_path):
     save_compressed(small, tmp_path / "small")
     x = torch.randn(3, 32, dtype=torch.complex64)
     assert torch.equal(load_compressed(net, tmp_path / "small")(x), small(x))
+
+
+# -- transformers' Conv1D (GPT-2's projections): weight stored in x out, y = x W + b ------------
+
+
+@pytest.mark.parametrize("method", ["rsi", "exact", "rsvd"])
+def test_conv1d_layers_at_their_planted_rank_are_lossless(conv1d_mlp, method):
+    net = conv1d_mlp(planted_rank=6)
+    small, report = compress(net, rank=6, method=method, rng=0)
+    x = torch.randn(10, 64)
+    torch.testing.assert_close(small(x), net(x), rtol=0, atol=1e-5)
+    assert [layer.shape for layer in report.layers] == [(128, 64), (96, 128), (32, 96)]  # out x in, as for Linear
+    assert all(isinstance(m, LowRankLinear) for m in small if not isinstance(m, torch.nn.GELU))
+    assert report.params_after == sum(6 * (m + n) for m, n in [(128, 64), (96, 128), (32, 96)])
+
+
+@pytest.mark.parametrize("method, bound", [("exact", 1e-5), ("rsi", 0.05)])
+def test_conv1d_truncation_error_is_the_eckart_young_optimum(conv1d_mlp, method, bound):
+    net = conv1d_mlp(seed=4)
+    small, report = compress(net, rank=12, method=method, rng=0)
+    for index, layer in zip((0, 2, 4), report.layers):
+        W = net[index].weight.detach().double().T
+        s = torch.linalg.svdvals(W)
+        optimum = float(s[12:].square().sum().sqrt() / s.square().sum().sqrt())
+        factored = small[index].weight.detach().double()
+        measured = float(torch.linalg.norm(W - factored) / torch.linalg.norm(W))
+        assert optimum * (1 - 1e-5) <= measured <= optimum * (1 + bound)
+        assert layer.weight_error == pytest.approx(measured, rel=1e-4)
+        assert torch.equal(small[index].bias, net[index].bias)
+
+
+def test_conv1d_whitened_output_error_is_the_optimum_on_its_inputs(conv1d_mlp):
+    net, data = conv1d_mlp(seed=2), _calibration()
+    small, report = compress(net, rank=10, method="whitened", solver="exact", calibration=data, include="0")
+    # The first layer reads the calibration data itself: no rank-10 W_hat has ||(W - W_hat) X|| below
+    # the tail of the singular values of W X.
+    X = torch.cat(data).double().T
+    WX = net[0].weight.detach().double().T @ X
+    s = torch.linalg.svdvals(WX)
+    optimum = float(s[10:].square().sum().sqrt() / s.square().sum().sqrt())
+    measured = float(torch.linalg.norm(WX - small[0].weight.detach().double() @ X) / torch.linalg.norm(WX))
+    assert optimum * (1 - 1e-6) <= measured <= optimum * (1 + 1e-6)
+    assert report.layers[0].output_error == pytest.approx(measured, rel=1e-4)
+
+
+@pytest.mark.parametrize("method, options", [
+    ("whitened", {"reduction": 0.5}),
+    ("fisher", {"reduction": 0.5}),
+    ("exact", {"reduction": 0.5, "share_inputs": 0.5}),
+    ("fisher", {"energy": 0.9, "allocation": "uniform"}),
+])
+def test_conv1d_layers_are_compressed_as_their_linear_twins(conv1d_mlp, linear_twin, method, options):
+    # The calibration statistics of a Conv1D are those of the Linear holding its weight transposed:
+    # a gradient read along the wrong axis would change the Fisher weights and the global ranks.
+    net = conv1d_mlp(seed=3, widths=(64, 96, 80, 32))
+    twin = linear_twin(net)
+    x = torch.randn(10, 64)
+    torch.testing.assert_close(twin(x), net(x), rtol=0, atol=1e-6)
+    kwargs = dict(method=method, calibration=_calibration(), rng=0, **options)
+    if method != "exact":
+        kwargs["solver"] = "exact"
+    small, report = compress(net, **kwargs)
+    small_twin, twin_report = compress(twin, **kwargs)
+    assert [layer.rank for layer in report.layers] == [layer.rank for layer in twin_report.layers]
+    for ours, theirs in zip(report.layers, twin_report.layers):
+        assert ours.shape == theirs.shape and ours.group == theirs.group
+        assert ours.output_error == pytest.approx(theirs.output_error, rel=1e-3, abs=1e-6)
+    torch.testing.assert_close(small(x), small_twin(x), rtol=1e-4, atol=1e-4)
+
+
+def test_gpt2_projections_are_compressed(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from randla.nn import load_compressed, save_compressed
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=2,
+                                      bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    ids = torch.randint(0, 50, (4, 12), generator=torch.Generator().manual_seed(1))
+    batches = [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}]
+    small, report = compress(model, reduction=0.3, method="fisher", calibration=batches, rng=0)
+    names = [layer.name for layer in report.layers]
+    # Every Conv1D of the blocks; the output layer is tied to the embedding and kept.
+    assert names == [f"transformer.h.{i}.{part}" for i in range(2)
+                     for part in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+    assert report.layers[0].shape == (96, 32)  # the fused query, key and value: one layer
+    assert report.reduction >= 0.3
+    assert small.lm_head.weight is small.transformer.wte.weight
+    save_compressed(small, tmp_path, report=report)
+    loaded = load_compressed(model, tmp_path)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, small(ids).logits)
+        drift = torch.linalg.norm(small(ids).logits - model(ids).logits) / torch.linalg.norm(model(ids).logits)
+    assert 0 < float(drift) < 0.5

@@ -53,3 +53,41 @@ def test_complex_weights_stay_complex():
     low = LowRankLinear.from_linear(linear, rank=4, rng=0)
     optimum = torch.linalg.svdvals(W)[4:].square().sum().sqrt()
     assert torch.linalg.norm(W - low.weight) <= 1.05 * optimum
+
+
+def test_from_linear_reads_a_conv1d_weight_transposed(conv1d_mlp):
+    conv = conv1d_mlp(widths=(60, 40))[0]
+    W = conv.weight.detach().double().T  # Conv1D stores in x out
+    full = LowRankLinear.from_linear(conv, rank=40, rng=0)
+    x = torch.randn(7, 60)
+    assert (full.in_features, full.out_features) == (60, 40)
+    torch.testing.assert_close(full(x), conv(x), rtol=0, atol=1e-5)
+    low = LowRankLinear.from_linear(conv, rank=10, rng=0)
+    optimum = torch.linalg.svdvals(W)[10:].square().sum().sqrt()
+    error = torch.linalg.norm(W - low.weight.detach().double())
+    assert optimum <= error * (1 + 1e-6) and error <= 1.05 * optimum
+
+
+def test_from_linear_refuses_other_modules():
+    with pytest.raises(TypeError, match="must be a torch.nn.Linear or transformers' Conv1D; got Conv2d"):
+        LowRankLinear.from_linear(torch.nn.Conv2d(3, 3, 1), rank=1)
+
+
+def test_conv1d_is_detected_without_importing_transformers():
+    import subprocess
+    import sys
+
+    # With transformers made unimportable, randla.nn still imports and compresses nn.Linear layers.
+    script = (
+        "import sys; sys.modules['transformers'] = None\n"
+        "import torch\n"
+        "from randla.nn import compress, load_compressed, save_compressed, pissa_init\n"
+        "from randla.nn.layers import is_linear\n"
+        "net = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))\n"
+        "small, report = compress(net, rank=4, rng=0)\n"
+        "assert [layer.rank for layer in report.layers] == [4, 4]\n"
+        "assert not is_linear(torch.nn.ReLU()) and is_linear(net[0])\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -67,3 +67,14 @@ def test_bad_rank(rank):
 def test_not_a_layer():
     with pytest.raises(TypeError, match="torch.nn.Linear"):
         pissa_init([[1.0]], 1)
+
+
+def test_conv1d_is_split_as_its_weight_transposed(conv1d_mlp):
+    conv = conv1d_mlp(widths=(120, 80))[0]
+    W = conv.weight.detach().double().T  # out x in
+    A, B, residual = init = pissa_init(conv, 16, rng=0)
+    assert A.shape == (16, 120) and B.shape == (80, 16) and residual.shape == (80, 120)
+    torch.testing.assert_close((B @ A + residual).double(), W, rtol=0, atol=1e-5)
+    s = torch.linalg.svdvals(W)
+    optimum = float(s[16:].square().sum().sqrt() / s.square().sum().sqrt())
+    assert optimum * (1 - 1e-5) <= init.error <= 1.02 * optimum

@@ -78,7 +78,7 @@ def test_mismatched_model_is_refused_untouched(saved):
         load_compressed(other, path, inplace=True)
     assert type(other[0]) is torch.nn.Linear
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
-    with pytest.raises(ValueError, match="no torch.nn.Linear named"):
+    with pytest.raises(ValueError, match="no linear layer .* named"):
         load_compressed(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(40, 60)), path)
 
 
@@ -142,3 +142,25 @@ def test_a_model_that_is_not_a_module_is_a_type_error(saved, tmp_path, model):
     assert not (tmp_path / "new").exists()
     with pytest.raises(TypeError, match=r"`model` must be a torch.nn.Module; got "):
         load_compressed(model, path)
+
+
+def test_conv1d_round_trip_and_mismatch(conv1d_mlp, tmp_path):
+    net = conv1d_mlp(seed=2, widths=(40, 60, 20))
+    small, report = compress(net, rank=8, rng=0)
+    save_compressed(small, tmp_path / "out", report=report)
+    description = json.loads((tmp_path / "out" / DESCRIPTION).read_text())
+    assert description["layers"]["0"]["shape"] == [60, 40]  # out x in, as for a Linear
+    loaded = load_compressed(net, tmp_path / "out")
+    x = torch.randn(8, 40)
+    assert torch.equal(loaded(x), small(x))
+    assert type(net[0]).__name__ == "Conv1D"
+
+    # A Conv1D of other widths (stored 40 x 50: 50 outputs) is refused by the same check as a Linear.
+    other = conv1d_mlp(seed=2, widths=(40, 50, 20))
+    before = _state(other)
+    with pytest.raises(ValueError, match="layer '0' is 50x40 in the model but \\[60, 40\\] in the file"):
+        load_compressed(other, tmp_path / "out", inplace=True)
+    assert type(other[0]).__name__ == "Conv1D"
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+    with pytest.raises(ValueError, match="no linear layer \\(torch.nn.Linear or transformers' Conv1D\\) named '2'"):
+        load_compressed(torch.nn.Sequential(net[0], torch.nn.GELU(), torch.nn.Conv2d(60, 20, 1)), tmp_path / "out")

@@ -7,14 +7,16 @@ from dataclasses import dataclass
 
 import torch
 
+from .layers import is_conv1d, linear_weight
+
 __all__ = ["LayerStatistics", "collect", "output_tensor", "call_model"]
 
 
 @dataclass
 class LayerStatistics:
-    """What one linear layer saw: G = sum x x^T over its input rows and, from gradients, per output unit:
-    ``row_importance`` (sum of squared weight gradients of its row) and ``output_sensitivity`` (mean
-    squared gradient of its output per token)."""
+    """What one linear layer (``nn.Linear`` or ``Conv1D``) saw: G = sum x x^T over its input rows and,
+    from gradients, per output unit: ``row_importance`` (sum of squared gradients of its row of the
+    out x in weight) and ``output_sensitivity`` (mean squared gradient of its output per token)."""
 
     gram: torch.Tensor
     rows: int = 0
@@ -175,7 +177,7 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
                     grads = torch.autograd.grad(value, weights, allow_unused=True)
             for name, grad in zip(modules, grads):
                 if grad is not None:
-                    _add(importance, name, grad.double().square().sum(dim=1))
+                    _add(importance, name, _row_sums_of_squares(modules[name], grad))
         if batches == 0:
             raise ValueError("`calibration` yielded no batches; pass an iterable of model inputs.")
     finally:
@@ -193,7 +195,7 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
         )
     if gradients:
         for name, module in modules.items():
-            zeros = torch.zeros(module.weight.shape[0], dtype=torch.float64, device=module.weight.device)
+            zeros = torch.zeros(linear_weight(module).shape[0], dtype=torch.float64, device=module.weight.device)
             stats[name].row_importance = importance.get(name, zeros)
             stats[name].output_sensitivity = sensitivity.get(name, zeros) / max(stats[name].rows, 1)
         if not any(bool(s.row_importance.any() or s.output_sensitivity.any()) for s in stats.values()):
@@ -205,6 +207,11 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
                 "pass a `loss` that depends on them, and do not disable gradients inside the model's forward."
             )
     return stats
+
+
+def _row_sums_of_squares(module, grad: torch.Tensor) -> torch.Tensor:
+    """Per output unit, the sum of squared gradients of its weights; Conv1D stores a unit's weights as a column."""
+    return grad.double().square().sum(dim=0 if is_conv1d(module) else 1)
 
 
 def _add(totals: dict, name: str, value):

@@ -1,4 +1,4 @@
-"""Compress a model: replace its linear layers by low-rank factors under a parameter budget."""
+"""Compress a model: replace its linear layers (``nn.Linear``, transformers' ``Conv1D``) by low-rank factors under a parameter budget."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .._validate import check_choice, check_int, check_power_iters, check_rng, c
 from .allocation import check_budget, energy_ranks, global_ranks, summed_error, uniform_ranks
 from .calibration import collect
 from .factorize import METHODS, SOLVERS, break_even_rank, spectrum
-from .layers import LowRankLinear, module_places, replace_module
+from .layers import LINEAR_KINDS, LowRankLinear, is_linear, linear_weight, module_places, replace_module
 
 __all__ = ["compress", "check_target", "CompressionReport", "LayerReport", "ALLOCATIONS"]
 
@@ -117,7 +117,7 @@ def _select(model, include, exclude) -> dict:
     for module in model.modules():
         names = places[id(module)]
         if (
-            type(module) is nn.Linear
+            is_linear(module)
             and any(fnmatch.fnmatchcase(name, p) for name in names for p in include)
             and not any(fnmatch.fnmatchcase(name, p) for name in names for p in exclude)
         ):
@@ -127,12 +127,12 @@ def _select(model, include, exclude) -> dict:
                 tied.append(names[0])
     if tied and not chosen:
         raise ValueError(
-            f"every torch.nn.Linear layer matching include={include!r} and exclude={exclude!r} shares a parameter "
+            f"every linear layer ({LINEAR_KINDS}) matching include={include!r} and exclude={exclude!r} shares a parameter "
             f"with another module (tied weights, e.g. {tied[0]!r}); factoring one would break the tie."
         )
     if not chosen:
         raise ValueError(
-            f"no torch.nn.Linear layer of the model matches include={include!r} and exclude={exclude!r}."
+            f"no linear layer ({LINEAR_KINDS}) of the model matches include={include!r} and exclude={exclude!r}."
         )
     return chosen
 
@@ -170,7 +170,8 @@ class _Unit:
             parts = [getattr(stats[n], field) for n in names] if names[0] in stats else [None]
             return None if parts[0] is None else torch.cat(parts)
 
-        weight = torch.cat([layers[n].weight.detach() for n in names]) if len(names) > 1 else layers[names[0]].weight
+        weights = [linear_weight(layers[n]) for n in names]
+        weight = torch.cat([w.detach() for w in weights]) if len(names) > 1 else weights[0]
         gram = stats[names[0]].gram if names[0] in stats else None
         return cls(tuple(names), weight, gram, stacked("row_importance"), stacked("output_sensitivity"))
 
@@ -257,6 +258,10 @@ def compress(
     rng=None,
 ):
     """Replace linear layers of ``model`` by :class:`LowRankLinear` factors.
+
+    The layers are ``torch.nn.Linear`` and transformers' ``Conv1D`` (the
+    projections of GPT-2 and its family, weight stored transposed); both are
+    factored as their out x in weight W and replaced alike.
 
     Parameters
     ----------
@@ -374,7 +379,7 @@ def compress(
     model = model if inplace else copy.deepcopy(model)
     selected = _select(model, include, exclude)
     layers = {name: layer for name, (layer, _) in selected.items()}
-    complex_layers = [name for name, layer in layers.items() if layer.weight.is_complex()]
+    complex_layers = [name for name, layer in layers.items() if linear_weight(layer).is_complex()]
     if complex_layers and (calibration is not None or method in ("whitened", "fisher")):
         raise TypeError(f"layers {complex_layers} have complex weights, which are factored by their values alone: "
                         "use method 'rsi', 'rsvd' or 'exact' without calibration, or exclude them.")
@@ -430,14 +435,15 @@ def compress(
         offset = 0
         for name in unit.names:
             linear = layers[name]
-            m, n = linear.weight.shape
+            weight = linear_weight(linear)
+            m, n = weight.shape
             gram = stats[name].gram if name in stats else None
             first = name == unit.names[0]
             if r is None:
                 layer_errors, after = (0.0, None if gram is None else 0.0), m * n
             else:
                 part = up[offset : offset + m].clone()
-                layer_errors = _errors(linear.weight, part, down, gram)
+                layer_errors = _errors(weight, part, down, gram)
                 after = m * r + (n * r if first else 0)
                 # The factors are as trainable as the weight was; the bias stays the same parameter.
                 up_part = nn.Parameter(part, requires_grad=linear.weight.requires_grad)

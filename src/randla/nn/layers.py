@@ -1,15 +1,51 @@
-"""LowRankLinear: a drop-in replacement for ``torch.nn.Linear`` that holds W ~ up @ down."""
+"""LowRankLinear: a drop-in replacement for a linear layer that holds W ~ up @ down.
+
+The linear layers randla factors are ``torch.nn.Linear`` (weight stored
+out x in, y = x W^T + b) and transformers' ``Conv1D`` of the GPT-2 family
+(weight stored in x out, y = x W + b). :func:`linear_weight` reads either as
+the out x in matrix W, so the rest of :mod:`randla.nn` sees one kind.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import torch
 from torch import nn
 
-__all__ = ["LowRankLinear", "replace_module", "module_places"]
+__all__ = ["LowRankLinear", "replace_module", "module_places", "is_linear", "is_conv1d", "linear_weight", "LINEAR_KINDS"]
+
+#: How messages name the layers randla factors.
+LINEAR_KINDS = "torch.nn.Linear or transformers' Conv1D"
+
+
+def is_conv1d(module) -> bool:
+    """Whether ``module`` is exactly transformers' ``Conv1D`` (GPT-2's projections, weight in x out)."""
+    # transformers is optional and never imported here: a model can only hold
+    # its Conv1D once transformers has been imported by whoever built it.
+    utils = sys.modules.get("transformers.pytorch_utils")
+    conv1d = getattr(utils, "Conv1D", None)
+    return conv1d is not None and type(module) is conv1d
+
+
+def is_linear(module) -> bool:
+    """Whether ``module`` is a layer randla factors: exactly ``torch.nn.Linear`` or transformers' ``Conv1D``.
+
+    Subclasses are not: they may change the forward (quantised or adapted layers).
+    """
+    return type(module) is nn.Linear or is_conv1d(module)
+
+
+def linear_weight(module) -> torch.Tensor:
+    """The weight of a linear layer as its (out_features, in_features) matrix: a transposed view for ``Conv1D``."""
+    return module.weight.T if is_conv1d(module) else module.weight
 
 
 class LowRankLinear(nn.Module):
     """y = x @ down^T @ up^T + bias: a linear layer whose weight has rank ``rank``.
+
+    It replaces a ``torch.nn.Linear`` or a transformers ``Conv1D`` alike: the
+    factors are of the out x in weight W, whichever way the layer stored it.
 
     Parameters
     ----------
@@ -48,14 +84,17 @@ class LowRankLinear(nn.Module):
         self.bias = None if bias is None else (bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, **options) -> "LowRankLinear":
+    def from_linear(cls, linear: nn.Module, rank: int, **options) -> "LowRankLinear":
         """The best rank-``rank`` replacement of ``linear`` by randomized subspace iteration.
 
+        ``linear`` is a ``torch.nn.Linear`` or transformers' ``Conv1D``;
         ``options`` go to :func:`randla.svd` (``power_iters``, ``oversample``, ``rng``).
         """
         from .factorize import weight_factors
 
-        up, down = weight_factors(linear.weight.detach(), rank, **options)
+        if not is_linear(linear):
+            raise TypeError(f"`linear` must be a {LINEAR_KINDS}; got {type(linear).__name__}.")
+        up, down = weight_factors(linear_weight(linear).detach(), rank, **options)
         bias = None if linear.bias is None else linear.bias.detach().clone()
         return cls(up, down, bias)
 

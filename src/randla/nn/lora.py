@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from .._results import Unpackable
 from .._validate import check_int, check_power_iters, check_rank, check_rng
 from ..svd import svd as randomized_svd
+from .layers import LINEAR_KINDS, is_linear, linear_weight
 
 __all__ = ["pissa_init", "PissaInit"]
 
@@ -43,7 +43,10 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
 
     Parameters
     ----------
-    linear : torch.nn.Linear or (out, in) tensor
+    linear : torch.nn.Linear, transformers' Conv1D or (out, in) tensor
+        A ``Conv1D`` (GPT-2) is split as its out x in weight W, the
+        transpose of what it stores, like a ``Linear``: put the residual
+        back into it as ``residual.T``.
     rank : int
         Rank of the adapter.
     oversample, power_iters, rng :
@@ -66,9 +69,9 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
     >>> A.shape, B.shape, residual.shape
     (torch.Size([4, 64]), torch.Size([32, 4]), torch.Size([32, 64]))
     """
-    W = linear.weight if isinstance(linear, nn.Linear) else linear
+    W = linear_weight(linear) if is_linear(linear) else linear
     if not isinstance(W, torch.Tensor) or W.ndim != 2:
-        raise TypeError(f"`linear` must be a torch.nn.Linear or a 2-D tensor; got {type(linear).__name__}.")
+        raise TypeError(f"`linear` must be a {LINEAR_KINDS} or a 2-D tensor; got {type(linear).__name__}.")
     rank = check_rank(rank, tuple(W.shape))
     oversample = check_int("oversample", oversample, 0)
     power_iters = check_power_iters(power_iters)

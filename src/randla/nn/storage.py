@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .layers import LowRankLinear, module_places, replace_module
+from .layers import LINEAR_KINDS, LowRankLinear, is_linear, linear_weight, module_places, replace_module
 
 __all__ = ["save_compressed", "load_compressed", "write_atomically", "FACTORS", "DESCRIPTION"]
 
@@ -129,6 +129,9 @@ def _like(tensor, original) -> nn.Parameter:
 def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Module:
     """Rebuild a model saved by :func:`save_compressed` from its original, uncompressed ``model``.
 
+    Each saved layer replaces the ``torch.nn.Linear`` or transformers
+    ``Conv1D`` of that name (its shape is read out x in either way).
+
     Every layer, shape, rank and tensor is checked before anything changes:
     a directory without ``compression.json`` raises ``FileNotFoundError``; a
     corrupt, incomplete or mismatched one raises ``ValueError``; either way
@@ -148,9 +151,9 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
         if not isinstance(entry, dict):
             _fail(path, f"the entry of layer {name!r} is not a JSON object.")
         target = modules.get(name)
-        if not isinstance(target, nn.Linear):
-            _fail(path, f"the model has no torch.nn.Linear named {name!r}.")
-        shape = [target.out_features, target.in_features]
+        if not is_linear(target):
+            _fail(path, f"the model has no linear layer ({LINEAR_KINDS}) named {name!r}.")
+        shape = list(linear_weight(target).shape)
         if entry.get("shape") != shape:
             _fail(path, f"layer {name!r} is {shape[0]}x{shape[1]} in the model but {entry.get('shape')} in the file.")
         rank, down = entry.get("rank"), entry.get("down")
