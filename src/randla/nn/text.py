@@ -1,18 +1,35 @@
-"""Sentence encoders from a local Hugging Face model directory, and how faithful a compressed one stays."""
+"""Sentence encoders from a local Hugging Face model directory, and how faithful a compressed one stays.
+
+Any model ``transformers.AutoModel`` loads is read: encoders (BERT,
+DistilBERT), decoders (GPT-2, Llama) and encoder-decoders (T5). A decoder's
+tokenizer often has no padding token; batches are then padded with its
+end-of-sequence token, which the attention mask hides. An encoder-decoder
+reads calibration text in both halves (:func:`with_decoder_inputs`), but has
+no sentence embedding to compare (:func:`check_embeds`).
+"""
 
 from __future__ import annotations
 
+import copy
 import io
 import numbers
 import os
+from collections.abc import Mapping
 
 import torch
 
-__all__ = ["load_encoder", "token_batches", "embed", "fidelity", "read_sentences"]
+__all__ = [
+    "load_encoder", "token_batches", "token_limit", "with_decoder_inputs", "embed", "check_embeds", "fidelity", "read_sentences",
+]
 
 
 def load_encoder(model_dir):
-    """(model, tokenizer) of a local Hugging Face model directory, with no network access."""
+    """(model, tokenizer) of a local Hugging Face model directory, with no network access.
+
+    The model is what ``transformers.AutoModel`` loads, in eval mode. The
+    tokenizer pads: with its end-of-sequence token where the directory names
+    no padding token (GPT-2, Llama).
+    """
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir} is not a directory; pass a local Hugging Face model directory.")
     # Without it transformers blames a missing tokenizer library instead (sentencepiece, tiktoken).
@@ -30,7 +47,7 @@ def load_encoder(model_dir):
     hf_logging.disable_progress_bar()  # randla reports its own progress
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModel.from_pretrained(model_dir, local_files_only=True)
-    return model.eval(), tokenizer
+    return model.eval(), _with_pad_token(tokenizer)
 
 
 def read_sentences(path, *, minimum: int = 1) -> list:
@@ -55,19 +72,111 @@ def read_sentences(path, *, minimum: int = 1) -> list:
     return sentences
 
 
+def _with_pad_token(tokenizer):
+    """``tokenizer`` if it has a padding token, else a copy that pads with its end-of-sequence token.
+
+    Which token fills the padding does not matter: the attention mask hides
+    it from the model and from randla's statistics. The tokenizer given is
+    never changed.
+    """
+    if getattr(tokenizer, "pad_token", None) is not None:
+        return tokenizer
+    if getattr(tokenizer, "eos_token", None) is None:
+        raise ValueError(
+            f"the tokenizer ({type(tokenizer).__name__}) has neither a padding token nor an end-of-sequence token "
+            "to pad batches of sentences with; set one, e.g. tokenizer.pad_token = tokenizer.unk_token, or add "
+            '"pad_token" to the model directory\'s tokenizer_config.json.'
+        )
+    padded = copy.deepcopy(tokenizer)
+    padded.pad_token = padded.eos_token
+    return padded
+
+
 def token_batches(tokenizer, sentences, *, batch_size: int = 64, max_length: int = 128) -> list:
-    """Tokenised batches (mappings for ``model(**batch)``), padded per batch."""
+    """Tokenised batches (mappings for ``model(**batch)``), padded per batch.
+
+    A tokenizer without a padding token (GPT-2's, Llama's) pads with its
+    end-of-sequence token, on a copy: ``tokenizer`` itself is not changed.
+    """
+    tokenizer = _with_pad_token(tokenizer)
     return [
         tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         for i in range(0, len(sentences), batch_size)
     ]
 
 
+def token_limit(model, default: int = 128) -> int:
+    """``default``, or fewer where the model has fewer positions (``max_position_embeddings`` in its config).
+
+    Longer inputs would index past a learned position table (GPT-2's) deep
+    inside the model.
+    """
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return min(default, positions) if isinstance(positions, int) and positions > 0 else default
+
+
+def _is_encoder_decoder(model) -> bool:
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+
+
+def with_decoder_inputs(model, batches) -> list:
+    """For an encoder-decoder ``model``, the batches with decoder inputs; for any other, ``batches`` as they are.
+
+    The decoder reads each sentence shifted right by one token behind the
+    model's decoder start token (teacher forcing, as in training on the
+    sentence as its own target), under the same attention mask, so that
+    every layer of both halves runs on the text and padding is skipped
+    alike. A batch that already has ``decoder_input_ids`` is kept.
+    """
+    if not _is_encoder_decoder(model):
+        return batches
+    config = model.config
+    start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.pad_token_id
+    if start is None:
+        raise ValueError(
+            f"the encoder-decoder model ({config.model_type}) names no decoder_start_token_id nor pad_token_id in "
+            "its config, so its decoder cannot be given inputs; set config.decoder_start_token_id."
+        )
+    out = []
+    for batch in batches:
+        if not isinstance(batch, Mapping) or "decoder_input_ids" in batch or "input_ids" not in batch:
+            out.append(batch)
+            continue
+        ids = batch["input_ids"]
+        shifted = torch.cat([torch.full_like(ids[:, :1], start), ids[:, :-1]], dim=1)
+        extra = {"decoder_input_ids": shifted}
+        if "attention_mask" in batch:
+            extra["decoder_attention_mask"] = batch["attention_mask"]
+        out.append({**batch, **extra})
+    return out
+
+
+def check_embeds(model, where: str = "the model"):
+    """Raise ``ValueError`` unless ``model``'s token states give sentence embeddings: not for an encoder-decoder.
+
+    The output of an encoder-decoder is its decoder's states for given decoder
+    inputs, not an embedding of the sentence; its encoder alone would leave
+    the decoder's layers unmeasured.
+    """
+    if _is_encoder_decoder(model):
+        raise ValueError(
+            f"{where} is an encoder-decoder model ({model.config.model_type}), which gives no sentence embeddings "
+            "to compare: fidelity needs an encoder (BERT) or a decoder (GPT-2, Llama). Compress it without "
+            "--eval, then measure the compressed model on its own task: rebuild it with "
+            "randla.nn.load_compressed(model, OUT_DIR)."
+        )
+
+
 @torch.no_grad()
 def embed(model, batches) -> torch.Tensor:
-    """Unit-length sentence embeddings: token states averaged over the attention mask (sentence-transformers pooling)."""
+    """Unit-length sentence embeddings: token states averaged over the attention mask (sentence-transformers pooling).
+
+    For a decoder (GPT-2, Llama) these are its causal token states averaged;
+    an encoder-decoder is refused (:func:`check_embeds`).
+    """
     from .calibration import call_model, output_tensor
 
+    check_embeds(model)
     out = []
     for batch in batches:
         states = output_tensor(call_model(model, batch))
