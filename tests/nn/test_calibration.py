@@ -153,3 +153,19 @@ def test_conv1d_statistics_are_those_of_its_weight_transposed(conv1d_mlp, linear
         torch.testing.assert_close(ours[name].output_sensitivity, theirs[name].output_sensitivity, rtol=1e-5, atol=0)
         torch.testing.assert_close(ours[name].gram, theirs[name].gram, rtol=1e-12, atol=0)
     assert all(p.grad is None and p.requires_grad for p in net.parameters())
+
+
+def test_an_encoder_decoder_without_decoder_inputs_names_the_fix(tiny_model_dir):
+    from transformers import AutoModel, AutoTokenizer
+
+    from randla.nn.text import token_batches, with_decoder_inputs
+
+    folder = tiny_model_dir("t5")
+    model, tokenizer = AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    batches = token_batches(tokenizer, ["A first sentence.", "And a second one, a little longer."])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"encoder-decoder model \(t5\).*with_decoder_inputs\(model, batches\)"):
+        compress(model, rank=4, method="whitened", calibration=batches)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    _, report = compress(model, rank=4, method="whitened", calibration=with_decoder_inputs(model, batches))
+    assert {layer.rank for layer in report.layers} == {4}

@@ -9,7 +9,7 @@ import torch
 
 from .layers import is_conv1d, linear_weight
 
-__all__ = ["LayerStatistics", "collect", "output_tensor", "call_model"]
+__all__ = ["LayerStatistics", "collect", "output_tensor", "call_model", "is_encoder_decoder"]
 
 
 @dataclass
@@ -32,6 +32,26 @@ def call_model(model, batch):
     if isinstance(batch, (tuple, list)):
         return model(*batch)
     return model(batch)
+
+
+def is_encoder_decoder(model) -> bool:
+    """Whether ``model`` is a Hugging Face encoder-decoder (T5, BART), by its config."""
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+
+
+def _calibration_call(model, batch):
+    """``call_model``, with the fix named where an encoder-decoder refuses a batch without decoder inputs."""
+    try:
+        return call_model(model, batch)
+    except ValueError as exc:
+        decoder_inputs = isinstance(batch, Mapping) and any(key.startswith("decoder_") or key == "labels" for key in batch)
+        if not is_encoder_decoder(model) or decoder_inputs:
+            raise
+        raise ValueError(
+            f"the encoder-decoder model ({model.config.model_type}) refused a calibration batch without decoder "
+            f"inputs ({exc}). Give each batch decoder_input_ids: randla.nn.text.with_decoder_inputs(model, batches) "
+            "adds each sentence shifted by one token."
+        ) from exc
 
 
 def output_tensor(output) -> torch.Tensor:
@@ -163,12 +183,12 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
                 first_inputs[:] = [None] * len(first_inputs)
             if not gradients:
                 with torch.no_grad():
-                    call_model(model, batch)
+                    _calibration_call(model, batch)
                 continue
             # The caller's no_grad or inference_mode would leave no graph, and every gradient zero.
             with torch.inference_mode(False), torch.enable_grad():
                 batch = current["batch"] = _without_inference_tensors(batch)
-                output = call_model(model, batch)
+                output = _calibration_call(model, batch)
                 value = loss(output, batch) if loss is not None else _random_projection_loss(output, batch, generator)
                 weights = [m.weight for m in modules.values()]
                 # A loss that no selected weight reaches (layers off the output's path) has no graph.

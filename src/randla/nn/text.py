@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 import torch
 
+from .calibration import call_model, is_encoder_decoder, output_tensor
+
 __all__ = [
     "load_encoder", "token_batches", "token_limit", "with_decoder_inputs", "embed", "check_embeds", "fidelity", "read_sentences",
 ]
@@ -115,10 +117,6 @@ def token_limit(model, default: int = 128) -> int:
     return min(default, positions) if isinstance(positions, int) and positions > 0 else default
 
 
-def _is_encoder_decoder(model) -> bool:
-    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
-
-
 def with_decoder_inputs(model, batches) -> list:
     """For an encoder-decoder ``model``, the batches with decoder inputs; for any other, ``batches`` as they are.
 
@@ -128,7 +126,7 @@ def with_decoder_inputs(model, batches) -> list:
     every layer of both halves runs on the text and padding is skipped
     alike. A batch that already has ``decoder_input_ids`` is kept.
     """
-    if not _is_encoder_decoder(model):
+    if not is_encoder_decoder(model):
         return batches
     config = model.config
     start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.pad_token_id
@@ -158,7 +156,7 @@ def check_embeds(model, where: str = "the model"):
     inputs, not an embedding of the sentence; its encoder alone would leave
     the decoder's layers unmeasured.
     """
-    if _is_encoder_decoder(model):
+    if is_encoder_decoder(model):
         raise ValueError(
             f"{where} is an encoder-decoder model ({model.config.model_type}), which gives no sentence embeddings "
             "to compare: fidelity needs an encoder (BERT) or a decoder (GPT-2, Llama). Compress it without "
@@ -174,8 +172,6 @@ def embed(model, batches) -> torch.Tensor:
     For a decoder (GPT-2, Llama) these are its causal token states averaged;
     an encoder-decoder is refused (:func:`check_embeds`).
     """
-    from .calibration import call_model, output_tensor
-
     check_embeds(model)
     out = []
     for batch in batches:
