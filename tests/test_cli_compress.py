@@ -147,7 +147,8 @@ def test_other_architectures_compress_and_evaluate(tiny_model_dir, texts, tmp_pa
     assert status == 0, captured.err
     assert layer in captured.out
     description = json.loads((out / "compression.json").read_text())
-    assert description["report"]["reduction"] >= 0.3 and layer in [entry["name"] for entry in description["report"]["layers"]]
+    assert description["report"]["reduction"] >= 0.3
+    assert layer in [entry["name"] for entry in description["report"]["layers"]]
     reported = _fidelity(captured.out)
     assert 0.5 < reported[0] <= 1.0 and reported[0] < 1.0 - 1e-6  # changed, but not broken
     assert main(["evaluate", model, str(out), "--eval", str(evaluation)]) == 0
@@ -190,7 +191,8 @@ def test_an_encoder_decoder_has_no_fidelity_to_measure(tiny_model_dir, texts, tm
     calib, evaluation = texts
     out = tmp_path / "out"
     t5 = str(tiny_model_dir("t5"))
-    assert main(["compress", t5, "--rank", "4", "--calib", str(calib), "--eval", str(evaluation), "--out", str(out)]) == 2
+    arguments = ["compress", t5, "--rank", "4", "--calib", str(calib), "--eval", str(evaluation), "--out", str(out)]
+    assert main(arguments) == 2
     err = capsys.readouterr().err
     assert err.startswith("randla: error:") and "encoder-decoder model (t5)" in err and "without --eval" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()  # refused before any work

@@ -91,3 +91,9 @@ def test_conv1d_is_detected_without_importing_transformers():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_from_linear_takes_a_linear_subclass():
+    out_proj = torch.nn.MultiheadAttention(32, 4).out_proj  # a subclass of nn.Linear
+    layer = LowRankLinear.from_linear(out_proj, rank=32, rng=0)
+    torch.testing.assert_close(layer.weight, out_proj.weight.detach(), rtol=0, atol=1e-5)

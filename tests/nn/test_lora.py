@@ -78,3 +78,9 @@ def test_conv1d_is_split_as_its_weight_transposed(conv1d_mlp):
     s = torch.linalg.svdvals(W)
     optimum = float(s[16:].square().sum().sqrt() / s.square().sum().sqrt())
     assert optimum * (1 - 1e-5) <= init.error <= 1.02 * optimum
+
+
+def test_a_linear_subclass_is_a_linear():
+    attention = torch.nn.MultiheadAttention(32, 4)  # its out_proj is a subclass of nn.Linear
+    A, B, residual = pissa_init(attention.out_proj, 4, rng=0)
+    torch.testing.assert_close(B @ A + residual, attention.out_proj.weight.detach(), rtol=0, atol=1e-5)

@@ -44,8 +44,8 @@ def _calibration_call(model, batch):
     try:
         return call_model(model, batch)
     except ValueError as exc:
-        decoder_inputs = isinstance(batch, Mapping) and any(key.startswith("decoder_") or key == "labels" for key in batch)
-        if not is_encoder_decoder(model) or decoder_inputs:
+        given = isinstance(batch, Mapping) and any(key.startswith("decoder_") or key == "labels" for key in batch)
+        if given or not is_encoder_decoder(model):
             raise
         raise ValueError(
             f"the encoder-decoder model ({model.config.model_type}) refused a calibration batch without decoder "

@@ -1,4 +1,7 @@
-"""Compress a model: replace its linear layers (``nn.Linear``, transformers' ``Conv1D``) by low-rank factors under a parameter budget."""
+"""Compress a model: replace its linear layers by low-rank factors under a parameter budget.
+
+The layers are ``torch.nn.Linear`` and transformers' ``Conv1D`` (GPT-2).
+"""
 
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ import sys
 import torch
 from torch import nn
 
-__all__ = ["LowRankLinear", "replace_module", "module_places", "is_linear", "is_conv1d", "linear_weight", "LINEAR_KINDS"]
+__all__ = [
+    "LowRankLinear", "replace_module", "module_places", "is_linear", "is_conv1d", "linear_weight", "LINEAR_KINDS",
+]
 
 #: How messages name the layers randla factors.
 LINEAR_KINDS = "torch.nn.Linear or transformers' Conv1D"
@@ -87,12 +89,12 @@ class LowRankLinear(nn.Module):
     def from_linear(cls, linear: nn.Module, rank: int, **options) -> "LowRankLinear":
         """The best rank-``rank`` replacement of ``linear`` by randomized subspace iteration.
 
-        ``linear`` is a ``torch.nn.Linear`` or transformers' ``Conv1D``;
+        ``linear`` is a ``torch.nn.Linear`` (or a subclass) or transformers' ``Conv1D``;
         ``options`` go to :func:`randla.svd` (``power_iters``, ``oversample``, ``rng``).
         """
         from .factorize import weight_factors
 
-        if not is_linear(linear):
+        if not (isinstance(linear, nn.Linear) or is_conv1d(linear)):
             raise TypeError(f"`linear` must be a {LINEAR_KINDS}; got {type(linear).__name__}.")
         up, down = weight_factors(linear_weight(linear).detach(), rank, **options)
         bias = None if linear.bias is None else linear.bias.detach().clone()

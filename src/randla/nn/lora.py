@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from .._results import Unpackable
 from .._validate import check_int, check_power_iters, check_rank, check_rng
 from ..svd import svd as randomized_svd
-from .layers import LINEAR_KINDS, is_linear, linear_weight
+from .layers import LINEAR_KINDS, is_conv1d, linear_weight
 
 __all__ = ["pissa_init", "PissaInit"]
 
@@ -69,7 +70,7 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
     >>> A.shape, B.shape, residual.shape
     (torch.Size([4, 64]), torch.Size([32, 4]), torch.Size([32, 64]))
     """
-    W = linear_weight(linear) if is_linear(linear) else linear
+    W = linear_weight(linear) if isinstance(linear, nn.Linear) or is_conv1d(linear) else linear
     if not isinstance(W, torch.Tensor) or W.ndim != 2:
         raise TypeError(f"`linear` must be a {LINEAR_KINDS} or a 2-D tensor; got {type(linear).__name__}.")
     rank = check_rank(rank, tuple(W.shape))

@@ -21,7 +21,8 @@ import torch
 from .calibration import call_model, is_encoder_decoder, output_tensor
 
 __all__ = [
-    "load_encoder", "token_batches", "token_limit", "with_decoder_inputs", "embed", "check_embeds", "fidelity", "read_sentences",
+    "load_encoder", "token_batches", "token_limit", "with_decoder_inputs", "embed", "check_embeds", "fidelity",
+    "read_sentences",
 ]
 
 
