@@ -493,3 +493,27 @@ def test_gpt2_projections_are_compressed(tmp_path):
         assert torch.equal(loaded(ids).logits, small(ids).logits)
         drift = torch.linalg.norm(small(ids).logits - model(ids).logits) / torch.linalg.norm(model(ids).logits)
     assert 0 < float(drift) < 0.5
+
+
+def test_conv1d_and_linear_reading_one_input_share_a_down_projection(tmp_path):
+    Conv1D = pytest.importorskip("transformers.pytorch_utils").Conv1D
+    from randla.nn import load_compressed, save_compressed
+
+    net = _ThreeReaders()
+    # q and v become Conv1D layers holding the same weights transposed; k stays a Linear.
+    for name in ("q", "v"):
+        linear, conv = getattr(net, name), Conv1D(64, 64)
+        with torch.no_grad():
+            conv.weight.copy_(linear.weight.T)
+            conv.bias.copy_(linear.bias)
+        setattr(net, name, conv)
+    data = _calibration()
+    small, report = compress(net, reduction=0.8, method="whitened", calibration=data, share_inputs=0.0, rng=0)
+    assert small.q.down is small.k.down is small.v.down
+    assert all(layer.group == ("q", "k", "v") for layer in report.layers)
+    x = data[0]
+    with torch.no_grad():  # one shared rank-8 factor holds all three exactly
+        assert torch.allclose(small(x), net(x), rtol=1e-3, atol=1e-3 * float(net(x).abs().max()))
+    save_compressed(small, tmp_path)
+    loaded = load_compressed(net, tmp_path)
+    assert loaded.q.down is loaded.v.down and torch.equal(loaded(x), small(x))
