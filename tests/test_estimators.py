@@ -24,7 +24,10 @@ import randla
         randla.TruncatedSVD(random_state=0),
         randla.TruncatedSVD(n_components=0.9, random_state=0),
         randla.Nystroem(n_components=10, random_state=0),
+        randla.Nystroem(kernel="chi2", n_components=10, random_state=0),
+        randla.Nystroem(kernel="cosine", n_components=10, random_state=0),
         randla.KernelRidge(alpha=0.1, n_components=20, random_state=0),
+        randla.KernelRidge(kernel="laplacian", alpha=0.1, n_components=20, random_state=0),
         randla.KernelRidge(alpha=0.1, solver="pcg", n_components=None, random_state=0),
         randla.SpectralClustering(n_clusters=3, n_components=30, random_state=0),
     ]

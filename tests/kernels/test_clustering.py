@@ -121,3 +121,13 @@ def test_degrees_left_non_positive_by_the_approximation_name_it(monkeypatch):
     with pytest.raises(ValueError, match="approximation with 2 landmarks gives 1 of the 3 points a degree <= 0, "
                                          "although the 'rbf' kernel is non-negative. Use more landmarks"):
         randla.spectral_clustering(np.eye(3), 2, n_components=2, rng=0)
+
+
+def test_points_similar_to_nothing_are_named():
+    # An empty document has k(x, x) = 0 under cosine: no landmark can help it.
+    import scipy.sparse as sp
+
+    X = sp.random_array((100, 30), density=0.2, format="csr", rng=0)
+    X = sp.csr_array(X.toarray() * (np.arange(100) % 37 != 5)[:, None])
+    with pytest.raises(ValueError, match=r"3 of the 100 points have k\(x, x\) = 0 under the 'cosine' kernel.*\[5, 42, 79\]"):
+        randla.spectral_clustering(X, 2, kernel="cosine", n_components=20, rng=0)

@@ -132,6 +132,22 @@ def test_result_unpacks_and_reconstructs():
     assert "laplacian" in repr(res) and "n_components=40" in repr(fmap)
 
 
+def test_sparse_rbf_features_read_csc_without_a_copy():
+    import tracemalloc
+
+    import scipy.sparse as sp
+
+    X = sp.random_array((2000, 20_000), density=5e-3, format="csr", rng=0)
+    peaks = {}
+    for fmt in ("csr", "csc"):
+        given = X.asformat(fmt)
+        tracemalloc.start()
+        sparse_rbf_features(given, 64, rng=0)
+        peaks[fmt] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks["csc"] <= 1.1 * peaks["csr"]
+
+
 def test_sparse_input_to_fourier_features_matches_dense():
     X = sparse_points(40, 300, density=0.05)
     a = fourier_features(X, 32, kernel="laplacian", gamma=0.5, rng=2).Z

@@ -273,6 +273,68 @@ def test_sparse_points_match_dense(name, params, dtype):
     assert X.format == "csc"
 
 
+def test_sparse_float32_rbf_keeps_its_distances():
+    # Near-duplicate count rows: in float32 the Gram expansion about the origin
+    # cancels ||x||^2 ~ 1e4 down to distances ~1e-2; it is done in float64.
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 50, (1, 40))
+    X = np.repeat(base, 30, axis=0) + 0.01 * rng.standard_normal((30, 40))
+    X[:, ::3] = 0
+    K = kernel_operator(sp.csr_array(X.astype(np.float32)), kernel="rbf", gamma=1.0).block()
+    exact = pairwise_kernels(X.astype(np.float32).astype(np.float64), metric="rbf", gamma=1.0)
+    assert K.dtype == np.float32
+    assert np.abs(K - exact).max() <= 1e-6
+
+
+def test_sparse_points_with_duplicates_are_left_as_given():
+    import scipy.sparse as sp
+
+    # Row 0 stores column 2 twice (1 + 2) and its columns out of order.
+    X = sp.csr_matrix((np.array([1.0, 5.0, 2.0, 4.0]), np.array([2, 0, 2, 1]), np.array([0, 3, 4])), shape=(2, 3))
+    given = (X.data.copy(), X.indices.copy(), X.indptr.copy())
+    dense = X.toarray()
+    for name in ("cosine", "rbf", "linear"):
+        K = kernel_operator(X, kernel=name)
+        np.testing.assert_allclose(K.block(), pairwise_kernels(dense, metric=name), rtol=1e-12)
+        np.testing.assert_allclose(K.diagonal(), np.diag(pairwise_kernels(dense, metric=name)), rtol=1e-12)
+    assert all(np.array_equal(a, b) for a, b in zip(given, (X.data, X.indices, X.indptr)))
+
+
+@pytest.mark.parametrize("scale,dtype", [(1e200, np.float64), (1e-200, np.float64), (1e20, np.float32),
+                                         (1e-22, np.float32)])
+@pytest.mark.parametrize("backend", ["numpy", "torch", "sparse"])
+def test_cosine_at_extreme_magnitudes(scale, dtype, backend):
+    import scipy.sparse as sp
+
+    X = points(20)
+    exact = pairwise_kernels(X, metric="cosine")
+    scaled = (X * scale).astype(dtype)
+    given = sp.csr_array(scaled) if backend == "sparse" else as_backend(scaled, backend, dtype)
+    K = host(kernel_operator(given, kernel="cosine").block())
+    assert np.abs(K - exact).max() <= (1e-12 if dtype == np.float64 else 1e-5)
+
+
+def test_kernel_products_copy_the_points_once():
+    # Blocks share the work that depends on the points alone: one unit-row copy
+    # (cosine) or one transposed copy (sparse) per product, not one per block.
+    import scipy.sparse as sp
+
+    V = np.ones((4000, 2))
+    X = sp.random_array((4000, 50_000), density=2e-3, format="csr", rng=0)
+    size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    dense = points(4000, d=500)
+    for given, name, bound in ((X, "cosine", 2.5 * size), (X, "rbf", 2.5 * size), (dense, "cosine", 1.3 * dense.nbytes),
+                               (dense, "rbf", 1.3 * dense.nbytes)):
+        K = kernel_operator(given, kernel=name, memory_limit=2**20)
+        tracemalloc.start()
+        K.matmat(V)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak <= bound + 2 * 2**20, (name, sp.issparse(given), peak / size)
+
+
 def test_sparse_points_are_never_densified():
     import scipy.sparse as sp
 

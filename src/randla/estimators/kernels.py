@@ -49,6 +49,13 @@ def _kernel_params(est) -> dict:
     return params
 
 
+def _input_tags(tags, kernel):
+    """Sparse points where the kernel takes them, non-negative ones for chi2."""
+    tags.input_tags.sparse = callable(kernel) or kernel in ("linear", "polynomial", "poly", "cosine", "rbf", "gaussian")
+    tags.input_tags.positive_only = kernel == "chi2"
+    return tags
+
+
 def _capped_components(n_components, n_samples: int, qualifier: str = "") -> int:
     n_components = check_int("n_components", n_components, 1)
     if n_components > n_samples:
@@ -160,8 +167,7 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.input_tags.sparse = True
-        return tags
+        return _input_tags(tags, self.kernel)
 
 
 class KernelRidge(RegressorMixin, BaseEstimator):
@@ -280,8 +286,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
-        tags.input_tags.sparse = True
-        return tags
+        return _input_tags(tags, self.kernel)
 
 
 class SpectralClustering(ClusterMixin, BaseEstimator):
@@ -354,6 +359,4 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
         return self
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
+        return _input_tags(super().__sklearn_tags__(), self.kernel)

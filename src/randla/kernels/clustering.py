@@ -142,6 +142,14 @@ def spectral_clustering(
     m = min(n_components, n)
     n_init = check_int("n_init", n_init, 1)
     gen = check_rng(rng)
+    isolated = np.flatnonzero(np.asarray(to_numpy(K.diagonal())) <= 0)
+    if isolated.size:
+        raise ValueError(
+            f"{isolated.size} of the {n} points have k(x, x) = 0 under the {K.kernel.name!r} kernel (zero "
+            "vectors, such as empty documents, for 'cosine' and 'linear'): similar to no point, not even "
+            f"themselves, they belong to no cluster. Remove them first (rows {isolated[:5].tolist()}"
+            f"{', ...' if isolated.size > 5 else ''})."
+        )
     chosen = select_landmarks(K, m, method=landmarks, rng=gen)
     F = np.asarray(to_numpy(chosen.factor), dtype=np.float64)
     degrees = _degrees(K, F)
@@ -160,7 +168,8 @@ def spectral_clustering(
             f"values, or its Nystrom approximation with {F.shape[1]} landmarks is too coarse. Use a "
             "non-negative kernel such as 'rbf' or 'laplacian', or more landmarks (`n_components`)."
         )
-    unseen = int(np.sum(~np.any(F != 0, axis=1)))
+    unseen_rows = ~np.any(F != 0, axis=1)
+    unseen = int(np.sum(unseen_rows))
     if unseen:
         warnings.warn(
             f"{unseen} of the {n} points have no affinity to any of the {F.shape[1]} landmarks (their "
@@ -180,6 +189,7 @@ def spectral_clustering(
             stacklevel=2,
         )
         U, s = np.pad(U, ((0, 0), (0, k - s.size))), np.pad(s, (0, k - s.size))
+    U[unseen_rows] = 0  # the SVD's rounding there is no information; it would be scaled to unit length
     embedding = _unit_rows(U[:, :k])
     best, best_inertia = None, np.inf
     for _ in range(n_init):

@@ -420,8 +420,8 @@ def _fourier_kernel(kernel, n_features: int, params: dict) -> Kernel:
 
 
 def _check_data(X):
-    """X as a 2-D floating array of points: dense, or SciPy sparse (CSR)."""
-    return check_points(X, "X")
+    """X as a 2-D floating array of points: dense, or SciPy sparse (CSR or CSC, as given)."""
+    return check_points(X, "X", sparse_formats=("csr", "csc"))
 
 
 # -- the computation -------------------------------------------------------------

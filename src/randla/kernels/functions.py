@@ -61,8 +61,28 @@ def is_sparse(A) -> bool:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """Points B made ready for many blocks k(A, B): what depends on B alone, done once.
+
+    ``right`` is what a block's product A @ right reads (B's transpose, of
+    its unit rows for cosine, centred for dense rbf; a CSR matrix for sparse
+    B, in float64 for rbf), ``norms`` the squared norms of those rows (rbf),
+    ``centre`` the shift of dense rbf blocks (B's mean).
+    """
+
+    points: object
+    right: object = None
+    norms: object = None
+    centre: object = None
+
+
+@dataclass(frozen=True)
 class Kernel:
-    """A kernel and its parameters; ``kernel(xp, A, B)`` is the block k(A, B)."""
+    """A kernel and its parameters; ``kernel(xp, A, B)`` is the block k(A, B).
+
+    B may be given as :meth:`prepare` returns it, which saves the work that
+    depends on B alone when many blocks share it.
+    """
 
     name: str
     params: dict = field(default_factory=dict)
@@ -99,44 +119,69 @@ class Kernel:
             return
         if self.name == "chi2" and bool(xp.any(X < 0)):
             raise ValueError(
-                f"the 'chi2' kernel takes non-negative features (histograms, counts); {name} has "
+                f"Negative values in data: the 'chi2' kernel takes non-negative features (histograms, counts); {name} has "
                 f"negative entries, the smallest {float(xp.min(X))!r}."
             )
 
+    def prepare(self, xp, B) -> Prepared:
+        """B ready for blocks k(A, B): one copy of B at most (cosine, rbf, sparse), made once."""
+        if isinstance(B, Prepared):
+            return B
+        if self.name not in ("linear", "polynomial", "cosine", "rbf"):
+            return Prepared(B)
+        if is_sparse(B):
+            if self.name == "rbf":  # the Gram expansion in float64: float32 loses the distances
+                B = B.astype(np.float64, copy=False)
+                return Prepared(B, B.T.tocsr(), squared_norms(xp, B))
+            return Prepared(B, (_unit_rows(xp, B) if self.name == "cosine" else B).T.tocsr())
+        if self.name == "cosine":
+            return Prepared(B, _unit_rows(xp, B).mT)
+        if self.name == "rbf" and B.shape[0]:  # the mean of no points is NaN
+            centre = xp.mean(B, axis=0)
+            shifted = B - centre
+            return Prepared(B, shifted.mT, xp.linalg.vecdot(shifted, shifted, axis=1), centre)
+        return Prepared(B, B.mT)
+
     def __call__(self, xp, A, B):
+        B = self.prepare(xp, B)
         if self.name == "callable":
-            block = self.function(A, B, **self.params)
+            block = self.function(A, B.points, **self.params)
             return block.toarray() if is_sparse(block) else block
-        if is_sparse(A) or is_sparse(B):
+        if is_sparse(A) or is_sparse(B.points):
             return self._of_inner_products(xp, A, B)
         if self.name == "linear":
-            return A @ B.mT
+            return A @ B.right
         if self.name == "cosine":
-            return _unit_rows(xp, A) @ _unit_rows(xp, B).mT
+            return _unit_rows(xp, A) @ B.right
         if self.name == "chi2":
-            return xp.exp(-self.params["gamma"] * chi2_distances(xp, A, B))
+            return xp.exp(-self.params["gamma"] * chi2_distances(xp, A, B.points))
         if self.name == "polynomial":
             p = self.params
-            return (p["gamma"] * (A @ B.mT) + p["coef0"]) ** p["degree"]
+            return (p["gamma"] * (A @ B.right) + p["coef0"]) ** p["degree"]
         if self.name == "rbf":
             return xp.exp(-self.params["gamma"] * squared_distances(xp, A, B))
         if self.name == "laplacian":
-            return xp.exp(-self.params["gamma"] * l1_distances(xp, A, B))
-        r = euclidean_distances(xp, A, B) / self.params["length_scale"]
+            return xp.exp(-self.params["gamma"] * l1_distances(xp, A, B.points))
+        r = euclidean_distances(xp, A, B.points) / self.params["length_scale"]
         return _matern(xp, r, self.params["nu"])
 
-    def _of_inner_products(self, xp, A, B):
-        """The block from the sparse product A B^T and the rows' squared norms."""
-        if self.name == "cosine":
-            return _gram(_unit_rows(xp, A), _unit_rows(xp, B), A.dtype)
-        G = _gram(A, B, A.dtype)
-        if self.name == "linear":
-            return G
+    def _of_inner_products(self, xp, A, B: Prepared):
+        """The block from the product of A with B's prepared transpose, one of them sparse."""
+        dtype = A.dtype
+        if self.name == "rbf":  # in float64, about the origin (centring would densify)
+            A = A.astype(np.float64) if is_sparse(A) else np.asarray(A, dtype=np.float64)
+            right, b = B.right, B.norms
+            if not is_sparse(B.points):  # dense B against sparse A: B was prepared centred
+                points = np.asarray(B.points, dtype=np.float64)
+                right, b = points.T, squared_norms(xp, points)
+            G = _dense(A @ right)
+            distances = np.clip(squared_norms(xp, A)[:, None] + b[None, :] - 2 * G, 0, None)
+            return np.exp(-self.params["gamma"] * distances).astype(dtype, copy=False)
+        G = _dense(_unit_rows(xp, A) @ B.right if self.name == "cosine" else A @ B.right).astype(dtype, copy=False)
         if self.name == "polynomial":
             p = self.params
             return (p["gamma"] * G + p["coef0"]) ** p["degree"]
-        a, b = squared_norms(xp, A)[:, None], squared_norms(xp, B)[None, :]
-        return np.exp(-self.params["gamma"] * np.clip(a + b - 2 * G, 0, None))
+        return G
 
     def diagonal(self, xp, A):
         """k(a, a) for every row a of A."""
@@ -145,7 +190,7 @@ class Kernel:
         if self.name == "callable":
             return _callable_diagonal(self, xp, A)
         if self.name == "cosine":
-            nonzero = abs(A).max(axis=1).toarray().ravel() > 0 if is_sparse(A) else xp.any(A != 0, axis=1)
+            nonzero = _row_reduce(np.maximum, np.abs(A.data), A.indptr) > 0 if is_sparse(A) else xp.any(A != 0, axis=1)
             return xp.astype(xp.asarray(nonzero), A.dtype)
         sq = squared_norms(xp, A)
         if self.name == "linear":
@@ -160,26 +205,42 @@ def _device(A):
     return device_of(A)
 
 
+def _dense(G):
+    """A product with a sparse operand, as a dense NumPy array."""
+    return np.asarray(G.toarray() if is_sparse(G) else G)
+
+
 def squared_norms(xp, A):
     """||a_i||^2 of every row, of a dense or a SciPy sparse A."""
     if is_sparse(A):
-        return np.asarray(abs(A).power(2).sum(axis=1), dtype=A.dtype).ravel()
+        A = A.tocsr()
+        return _row_reduce(np.add, A.data * A.data, A.indptr)
     return xp.sum(A * A, axis=1)
 
 
-def squared_distances(xp, A, B):
+def _row_reduce(ufunc, values, indptr):
+    """``ufunc`` reduced over each CSR row's stored values; 0 for a row with none."""
+    counts = np.diff(indptr)
+    out = np.zeros(len(counts), dtype=values.dtype)
+    if values.size:
+        starts = np.minimum(indptr[:-1], values.size - 1)  # reduceat needs starts inside the array
+        out = np.where(counts > 0, ufunc.reduceat(values, starts), 0).astype(values.dtype, copy=False)
+    return out
+
+
+def squared_distances(xp, A, B: Prepared):
     """||a_i - b_j||_2^2 by the Gram expansion, clipped at 0 against rounding.
 
-    Both blocks are first shifted by B's mean, which leaves the distances
-    unchanged: the expansion's rounding is of order eps ||a||^2, which for
-    points far from the origin (float32 data around 1000) swamps them.
+    Both blocks are shifted by B's mean (``B.centre``), which leaves the
+    distances unchanged: the expansion's rounding is of order eps ||a||^2,
+    which for points far from the origin (float32 data around 1000) swamps
+    them.
     """
-    if B.shape[0]:  # the mean of no points is NaN
-        centre = xp.mean(B, axis=0)
-        A, B = A - centre, B - centre
+    if B.centre is not None:
+        A = A - B.centre
     a = xp.sum(A * A, axis=1)[:, None]
-    b = xp.sum(B * B, axis=1)[None, :]
-    return xp.clip(a + b - 2 * (A @ B.mT), min=0)
+    b = xp.zeros(0, dtype=A.dtype, device=_device(A)) if B.norms is None else B.norms
+    return xp.clip(a + b[None, :] - 2 * (A @ B.right), min=0)
 
 
 def euclidean_distances(xp, A, B):
@@ -208,23 +269,27 @@ def chi2_distances(xp, A, B):
 
 
 def _unit_rows(xp, A):
-    """Rows scaled to unit length; zero rows stay zero, as scikit-learn's ``normalize``."""
+    """Rows scaled to unit length; zero rows stay zero, as scikit-learn's ``normalize``.
+
+    Each row is divided by its largest entry first, so that squaring neither
+    overflows nor underflows (rows of 1e200 or 1e-200, 1e20 in float32).
+    """
     if is_sparse(A):
-        import scipy.sparse as sp
-
-        # By the largest entry first, so that squaring neither overflows nor underflows.
-        largest = abs(A).max(axis=1).toarray().ravel()
-        A = sp.diags_array(1 / np.where(largest > 0, largest, 1)) @ A
-        norms = np.sqrt(squared_norms(xp, A))
-        return sp.diags_array(1 / np.where(norms > 0, norms, 1)) @ A
-    norms = xp.linalg.vector_norm(A, axis=1, keepdims=True)
-    return A / xp.where(norms > 0, norms, 1)
-
-
-def _gram(A, B, dtype):
-    """A B^T as a dense NumPy array, one of A and B sparse."""
-    G = A @ B.T
-    return np.asarray(G.toarray() if hasattr(G, "toarray") else G, dtype=dtype)
+        U = A.tocsr(copy=True)
+        rows = np.repeat(np.arange(U.shape[0]), np.diff(U.indptr))
+        largest = _row_reduce(np.maximum, np.abs(U.data), U.indptr)
+        U.data /= np.where(largest > 0, largest, 1)[rows]
+        norms = np.sqrt(_row_reduce(np.add, U.data * U.data, U.indptr))
+        U.data /= np.where(norms > 0, norms, 1)[rows]
+        return U
+    if A.shape[1]:  # the largest |a_ij| of each row, without a copy of A's size for |A|
+        largest = xp.maximum(xp.max(A, axis=1, keepdims=True), -xp.min(A, axis=1, keepdims=True))
+    else:
+        largest = xp.ones((A.shape[0], 1), dtype=A.dtype, device=_device(A))
+    U = A / xp.where(largest > 0, largest, 1)
+    norms = xp.sqrt(xp.linalg.vecdot(U, U, axis=1))[:, None]  # entries at most 1: no overflow, no temporary
+    U /= xp.where(norms > 0, norms, 1)
+    return U
 
 
 def _pairwise(xp, A, B, p: int):

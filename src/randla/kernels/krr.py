@@ -148,9 +148,9 @@ class KRRResult(Unpackable):
         X = as_dtype(xp, X, self.centers.dtype)
         coef = self.dual_coef if self.dual_coef.ndim == 2 else self.dual_coef[:, None]
         step = rows_per_block(self.memory_limit, self.n_centers, X.dtype, self.kernel, cast=return_std)
-        parts, stds = [], []
+        parts, stds, centers = [], [], self.kernel.prepare(xp, self.centers)
         for i in range(0, X.shape[0], step):
-            C = self.kernel(xp, X[i : i + step], self.centers)
+            C = self.kernel(xp, X[i : i + step], centers)
             parts.append(C @ coef)
             if return_std:
                 stds.append(self._std(xp, X[i : i + step], C))
@@ -292,8 +292,9 @@ def nystrom_kernel_ridge(
     m x m triangular inverse. With every point a landmark this is exact GP
     regression: scikit-learn's ``GaussianProcessRegressor(kernel,
     alpha=sigma^2, optimizer=None)``, to rounding. In float32 the variance
-    carries the rounding of the kernel entries magnified by the conditioning
-    of W; compute in float64 where W is nearly singular.
+    and the evidence carry the rounding of the kernel entries, magnified by
+    the conditioning of W and, for the evidence, by the size of y: compute
+    in float64 (and centre y) where it matters.
 
     ``"pcg"`` runs CG on the same system with the preconditioner of
     :func:`randla.kernels.pcg.falkon_preconditioner` (Rudi, Carratino &

@@ -29,17 +29,18 @@ def points_namespace(X):
     return array_namespace(np.empty(0) if is_sparse(X) else X)
 
 
-def check_points(X, name: str = "X"):
+def check_points(X, name: str = "X", *, sparse_formats=("csr",)):
     """X as a 2-D floating array of points in its own library (no copy for floats).
 
     Lists and NumPy array subclasses such as ``numpy.matrix`` are read as
-    plain NumPy arrays; SciPy sparse matrices stay sparse, as CSR. Integers
+    plain NumPy arrays; SciPy sparse matrices stay sparse, in one of
+    ``sparse_formats`` (else as CSR), summing duplicates on a copy. Integers
     become float64, half precisions float32. Raises ``TypeError`` for
     non-array input and ``ValueError`` for a wrong shape, no points, or
     NaN/Inf.
     """
     if is_sparse(X):
-        return _check_sparse_points(X, name)
+        return _check_sparse_points(X, name, sparse_formats)
     if str(getattr(X, "layout", "torch.strided")) != "torch.strided":
         raise TypeError(
             f"{name} must be a dense tensor or a SciPy sparse matrix; got a torch sparse tensor. "
@@ -67,14 +68,17 @@ def check_points(X, name: str = "X"):
     return X
 
 
-def _check_sparse_points(X, name: str):
+def _check_sparse_points(X, name: str, formats):
     if len(X.shape) != 2:
         raise ValueError(f"{name} must be 2-D, one point per row (n_samples, n_features); got shape {X.shape}.")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{name} must have at least one point and one feature; got shape {X.shape}.")
     if X.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers; got a sparse matrix of dtype {X.dtype}.")
-    X = X.tocsr()  # rows are read in blocks; a CSR input is not copied
+    X = X if X.format in formats else X.tocsr()  # CSR: rows are read in blocks
+    if not X.has_canonical_format:  # SciPy would sum its duplicates in place, in the user's matrix
+        X = X.copy()
+        X.sum_duplicates()
     dtype = np.dtype(_work_dtype(array_namespace(np.empty(0)), X.dtype))
     if X.dtype != dtype:
         X = X.astype(dtype)
@@ -130,9 +134,9 @@ class KernelOperator(Operator):
         by_rows = A.shape[0] < B.shape[0]
         diag_b = None if by_rows or not self.symmetric else self.kernel.diagonal(xp, B)[None, :]
         c = self._arange(0, B.shape[0]) if cols is None else cols
-        blocks = []
+        blocks, prepared = [], self.kernel.prepare(xp, B)
         for i in range(0, A.shape[0], step):
-            block = self.kernel(xp, A[i : i + step], B)
+            block = self.kernel(xp, A[i : i + step], prepared)
             if self.symmetric:
                 r = self._arange(i, i + block.shape[0]) if rows is None else rows[i : i + step]
                 diag = self.kernel.diagonal(xp, A[i : i + step])[:, None] if by_rows else diag_b
@@ -150,9 +154,9 @@ class KernelOperator(Operator):
     def _product(self, A, B, V):
         xp, step = self.xp, self._rows_per_block(B.shape[0])
         columns = self._arange(0, B.shape[0])
-        blocks = []
+        blocks, prepared = [], self.kernel.prepare(xp, B)
         for i in range(0, A.shape[0], step):
-            block = self.kernel(xp, A[i : i + step], B)
+            block = self.kernel(xp, A[i : i + step], prepared)
             if self.symmetric:  # rows i.. of k(X, X): the diagonal starts at column i
                 p = block.shape[0]
                 diag = self.kernel.diagonal(xp, A[i : i + p])

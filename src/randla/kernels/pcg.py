@@ -350,10 +350,10 @@ class KernelRows:
         if self.cache is not None:
             yield slice(0, self.shape[0]), self.cache
             return
-        xp = self.xp
+        xp, B = self.xp, self.kernel.prepare(self.xp, self.B)  # once per pass
         for start in range(0, self.shape[0], self.step):
             sl = slice(start, min(start + self.step, self.shape[0]))
-            block = as_float64(xp, self.kernel(xp, self.A[sl], self.B))
+            block = as_float64(xp, self.kernel(xp, self.A[sl], B))
             yield sl, block if self.row_scale is None else self.row_scale[sl, None] * block
 
     def matmat(self, V):
