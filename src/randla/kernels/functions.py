@@ -169,7 +169,7 @@ class Kernel:
         """The block from the product of A with B's prepared transpose, one of them sparse."""
         dtype = A.dtype
         if self.name == "rbf":  # in float64, about the origin (centring would densify)
-            A = A.astype(np.float64) if is_sparse(A) else np.asarray(A, dtype=np.float64)
+            A = A.astype(np.float64, copy=False) if is_sparse(A) else np.asarray(A, dtype=np.float64)
             right, b = B.right, B.norms
             if not is_sparse(B.points):  # dense B against sparse A: B was prepared centred
                 points = np.asarray(B.points, dtype=np.float64)
@@ -190,7 +190,11 @@ class Kernel:
         if self.name == "callable":
             return _callable_diagonal(self, xp, A)
         if self.name == "cosine":
-            nonzero = _row_reduce(np.maximum, np.abs(A.data), A.indptr) > 0 if is_sparse(A) else xp.any(A != 0, axis=1)
+            if is_sparse(A):
+                A = A.tocsr()
+                nonzero = _row_reduce(np.maximum, np.abs(A.data), A.indptr) > 0
+            else:
+                nonzero = xp.any(A != 0, axis=1)
             return xp.astype(xp.asarray(nonzero), A.dtype)
         sq = squared_norms(xp, A)
         if self.name == "linear":

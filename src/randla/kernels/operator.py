@@ -287,7 +287,9 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
         returning the (p, q) block for blocks A (p, d) and B (q, d) in their
         own library. See :mod:`randla.kernels.functions` for the formulas.
     memory_limit : int, default 256 MiB
-        Bytes the temporary kernel blocks of one product may take.
+        Bytes the temporary kernel blocks of one product may take; beside
+        them a product holds one copy of the points for rbf and cosine
+        (centred or unit rows) and for sparse points (transposed).
     **params
         Kernel parameters: ``gamma`` or ``bandwidth`` (rbf, laplacian),
         ``length_scale`` or ``bandwidth`` and ``nu`` (matern), ``gamma``,
