@@ -339,7 +339,7 @@ def nystrom_kernel_ridge(
         if solver == "direct" and np.ndim(alpha) == 0:  # f = 0 a priori too: the evidence of noise alone
             empty = xp.zeros((0, 0), dtype=xp.float64, device=device_of(X))
             Y = Y if scale is None else scale[:, None] * Y
-            posterior = _posterior(xp, empty, empty, 0.0, beta, beta, Y, alpha, weighted.size, sample_weight)
+            posterior = _posterior(xp, empty, empty, 0.0, beta, beta, Y, alpha, weighted.size, scale)
         return _result(xp, X, beta, one_d, centers, idx, op, alpha, info, posterior)
     W = as_float64(xp, op.kernel(xp, centers, centers))
     factor = PSDFactor(W, finfo_eps(xp, X.dtype))
@@ -347,7 +347,7 @@ def nystrom_kernel_ridge(
     if scale is not None:
         Y = scale[:, None] * Y  # the weighted fit is the plain one of D^{1/2} C and D^{1/2} y
     if solver == "direct":
-        beta, residual, posterior = _solve_direct(xp, rows, factor, Y, alpha, weighted.size, sample_weight)
+        beta, residual, posterior = _solve_direct(xp, rows, factor, Y, alpha, weighted.size, scale)
         info = ("direct", None, True, 0, np.asarray([residual]))
         return _result(xp, X, beta, one_d, centers, idx, op, alpha, info, posterior)
     else:
@@ -486,7 +486,7 @@ def kernel_ridge(
 # -- solvers -------------------------------------------------------------------
 
 
-def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha, n_fitted: int, sample_weight):
+def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha, n_fitted: int, scale):
     """beta from the normal equations in the variables gamma = L^T beta, and
     with one alpha the Gaussian-process posterior (see ``_posterior``)."""
     M, rhs = rows.gram(Y, factor.T)
@@ -504,7 +504,7 @@ def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha, n_fitted: int, sample_w
             w = xp.clip(w, min=alpha)
             B, log_det = V / xp.sqrt(w)[None, :], float(xp.sum(xp.log(w)))
             gamma = B @ (B.mT @ rhs)
-        posterior = _posterior(xp, factor.T, B, log_det, rhs, gamma, Y, alpha, n_fitted, sample_weight)
+        posterior = _posterior(xp, factor.T, B, log_det, rhs, gamma, Y, alpha, n_fitted, scale)
     else:
         gamma = solve_by_alpha(xp, lambda a: spd_solver(xp, M + a * eye), alpha, rhs)
     rhs_norm = xp.linalg.vector_norm(rhs, axis=0)
@@ -513,7 +513,7 @@ def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha, n_fitted: int, sample_w
     return factor.solve_t(gamma), float(xp.max(res)), posterior
 
 
-def _posterior(xp, T, B, log_det_G: float, rhs, gamma, Y, alpha: float, n_fitted: int, sample_weight):
+def _posterior(xp, T, B, log_det_G: float, rhs, gamma, Y, alpha: float, n_fitted: int, scale):
     """(log evidence, (T, T B)) of the Gaussian process that Nystrom KRR is the posterior mean of.
 
     The model: y_i = f(x_i) + e_i, f ~ GP(0, Q), Q = C W^+ C^T the Nystrom
@@ -532,10 +532,8 @@ def _posterior(xp, T, B, log_det_G: float, rhs, gamma, Y, alpha: float, n_fitted
     quadratic = float(xp.sum(Y * Y)) - float(xp.sum(rhs * gamma))
     log_det = (n_fitted - T.shape[1]) * math.log(alpha) + log_det_G
     evidence = -0.5 * (quadratic / alpha + t * (log_det + n_fitted * math.log(2 * math.pi)))
-    if sample_weight is not None:  # log det of the noise covariance alpha D^{-1}: D's share
-        weights = np.asarray(to_numpy(sample_weight) if is_array_api_obj(sample_weight) else sample_weight,
-                             dtype=np.float64)
-        evidence += 0.5 * t * float(np.sum(np.log(weights[weights > 0])))
+    if scale is not None:  # log det of the noise covariance alpha D^{-1}: D's share, scale = sqrt(w)
+        evidence += t * float(xp.sum(xp.log(scale[scale > 0])))
     return evidence, (T, T @ B)
 
 
