@@ -10,7 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 import randla
-from randla.completion import METHODS, _converged, _Model, _scaled_qr
+from randla.completion import METHODS
+from randla.completion_solvers import Model, has_converged, scaled_qr
 from randla.testing import ratings
 from conftest import torch_sparse
 
@@ -280,7 +281,7 @@ def test_float32_stopping_test_reads_the_change_in_double(tol):
         # R has orthonormal columns: ||(L_new - L) R^T||_F = ||L_new - L||_F.
         change = np.linalg.norm(new - old) / max(np.linalg.norm(old), np.linalg.norm(new))
         assert change == pytest.approx(factor * tol, rel=0.01)
-        assert _converged(_Model(L, R), _Model(L_new, R), tol, 0.0) == (factor < 1)
+        assert has_converged(Model(L, R), Model(L_new, R), tol, 0.0) == (factor < 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -292,7 +293,7 @@ def test_factor_qr_handles_columns_of_very_different_sizes(dtype):
     mix = np.linalg.qr(rng.standard_normal((6, 6)))[0] * 0.1 + np.eye(6)
     X = (basis @ mix * np.array([1e4, 1e2, 1.0, 1e-2, 0.0, 3.0])).astype(dtype)
     X[:, 4] = 0
-    Q, T = _scaled_qr(X)
+    Q, T = scaled_qr(X)
     eps = np.finfo(dtype).eps
     assert Q.dtype == T.dtype == dtype
     # Each column to its own size: the tiny ones are not lost beside the big ones.

@@ -380,9 +380,9 @@ def test_h_and_t_properties():
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128])
 def test_sparse_sums_and_centred_norm_in_blocks_of_entries(monkeypatch, fmt, axis, dtype):
     """Blocks of 7 stored entries, cut inside rows, columns and runs of COO."""
-    from randla import operators
+    from randla.operators import adapters
 
-    monkeypatch.setattr(operators, "_SUM_BLOCK", 7)
+    monkeypatch.setattr(adapters, "_SUM_BLOCK", 7)
     S = sparse_random(M, N, 300, rng=0) + (1j * sparse_random(M, N, 300, rng=1) if dtype == np.complex128 else 0)
     S = sp.csr_array(S).astype(dtype).asformat(fmt)
     S.sum_duplicates()

@@ -73,11 +73,12 @@ def check_tol(tol, meaning: str = "the relative Frobenius error ||A - A_hat||_F 
     raise ValueError(f"`tol` must be a float in (0, 1), {meaning} to reach; got {tol!r}.")
 
 
-def check_choice(name: str, value, choices) -> str:
+def check_choice(name: str, value, choices, extra: str = "") -> str:
+    """One of the names ``choices``; ``extra`` names what else is allowed ("or None")."""
     if isinstance(value, str) and value in choices:
         return value
     allowed = ", ".join(repr(c) for c in choices)
-    raise ValueError(f"`{name}` must be one of {allowed}; got {value!r}.")
+    raise ValueError(f"`{name}` must be one of {allowed}{' ' + extra if extra else ''}; got {value!r}.")
 
 
 def check_power_iters(power_iters) -> int | str:

@@ -26,7 +26,8 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from ._validate import check_choice, check_int, check_rng
 from .backend import device_of
-from .operators import Operator, _work_dtype
+from .operators import Operator
+from .operators.base import _work_dtype
 
 __all__ = ["AttentionOperator", "attention_operator", "nystrom_attention", "performer_attention"]
 

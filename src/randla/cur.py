@@ -29,19 +29,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._results import Unpackable
+from ._skeleton import cpqr, dense_block, host, host_matrix, row_sketch, svd_of_factors, take
 from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng
 from .backend import conj_transpose
-from .interp import (
-    auto_power_iters,
-    check_skeleton_access,
-    cpqr,
-    dense_block,
-    host,
-    host_matrix,
-    row_sketch,
-    svd_of_factors,
-    take,
-)
+from .interp import auto_power_iters, check_skeleton_access
 from .operators import as_operator
 from .rangefinder import check_sketch
 from .svd import SVDResult, svd

@@ -27,7 +27,8 @@ from .backend import (
     small_svd,
     triangular_inverse,
 )
-from .operators import MissingAdjointError, Operator, as_operator
+from .operators import Operator, as_operator
+from .operators.adapters import MissingAdjointError
 from .rangefinder import auto_power_iters, check_normalizer, check_sketch, checked_product, draw_for
 
 __all__ = ["eigh", "nystrom", "EighResult", "NystromResult"]

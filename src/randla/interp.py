@@ -39,24 +39,29 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from array_api_compat import is_array_api_obj, is_dask_array, is_torch_array
+from array_api_compat import is_torch_array
 
 from ._results import Unpackable
-from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
-from .backend import (
-    conj_transpose,
-    finfo_eps,
-    frobenius_norm,
-    namespace,
-    normalize,
-    qr,
-    real_dtype,
-    to_numpy,
+from ._skeleton import (
+    as_work_columns,
+    cpqr,
+    dense_block,
+    host,
+    host_matrix,
+    numerical_rank,
+    row_sketch,
+    row_tails,
+    sketch_coefficients,
+    svd_of_factors,
+    take,
+    to_work,
+    work_columns,
 )
+from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
+from .backend import conj_transpose, frobenius_norm, qr
 from .operators import Operator, as_operator
-from .rangefinder import adaptive_qb, check_finite, check_sketch, checked_product, draw_for
-from .svd import SVDResult, svd_from_basis
+from .rangefinder import adaptive_qb, check_sketch, draw_for
+from .svd import SVDResult
 
 __all__ = ["interpolative", "two_sided_id", "IDResult", "TwoSidedIDResult"]
 
@@ -309,7 +314,7 @@ def interpolative(
 def least_squares_coefficients(op: Operator, work: Operator, skeleton, idx: np.ndarray, axis: int):
     """P = C^+ W for the skeleton columns C of W (W = A, or A^H for a row ID): one pass over A."""
     xp = op.xp
-    Q, T = qr(xp, _work_columns(skeleton, op, axis))
+    Q, T = qr(xp, as_work_columns(skeleton, op, axis))
     P = xp.linalg.solve(T, conj_transpose(xp, work.rmatmat(Q)))
     k = idx.shape[0]
     P[:, xp.asarray(idx, device=op.device)] = xp.eye(k, dtype=P.dtype, device=op.device)
@@ -409,120 +414,14 @@ def auto_power_iters(power_iters, sketch) -> int:
     return 0 if sketch in ("sparse_sign", "countsketch") else 1
 
 
-# -- the sketch and its pivoted QR ---------------------------------------------
-
-
-def row_sketch(A, work: Operator, axis: int, l: int, sketch: str, power_iters: int, rng):
-    """Y = Omega^H (W W^H)^q W (l x n) for the operator W = ``work``, on the host.
-
-    Its row space approximates the dominant row space of W, weighted by the
-    singular values, which is what the pivoting needs. The test matrix is
-    applied from the left, as W^H Omega.
-    """
-    xp = work.xp
-    adjoint = work.H
-    omega = draw_for(adjoint, sketch, l, rng)
-    if axis == 1 and sp.issparse(A) and omega.kind in ("sparse_sign", "countsketch"):
-        # A^T is a view of A (CSR -> CSC, no copy) and A^T @ Omega a
-        # sparse product: O(nnz(A)). Omega is real: A^H Omega = conj(A^T Omega).
-        Yh = checked_product(omega.apply, as_operator(A.T))
-        Yh = np.conj(Yh) if np.iscomplexobj(Yh) else Yh
-    else:
-        Yh = checked_product(omega.apply, adjoint)
-    for _ in range(power_iters):
-        X = normalize(xp, work.matmat(normalize(xp, Yh, "auto")), "auto")
-        Yh = work.rmatmat(X)
-    return host(conj_transpose(xp, Yh))
-
-
-def host(x) -> np.ndarray:
-    """A small block as a float64 / complex128 NumPy array, for the pivoted QR."""
-    if is_torch_array(x):
-        x = x.detach().cpu().resolve_conj().to(_torch_wide(x)).numpy()
-    x = to_numpy(x)
-    return np.asarray(x, dtype=np.complex128 if np.iscomplexobj(x) else np.float64)
-
-
-def _torch_wide(x):
-    import torch
-
-    return torch.complex128 if x.is_complex() else torch.float64
-
-
-def to_work(op: Operator, x: np.ndarray):
-    """A host array in the operator's namespace, device and working dtype."""
-    return op.xp.asarray(x, dtype=op.dtype, device=op.device)
-
-
-def cpqr(Y: np.ndarray):
-    """R and the pivots J of the column-pivoted QR Y[:, J] = Q R (LAPACK geqp3)."""
-    from scipy.linalg import qr as scipy_qr
-
-    R, perm = scipy_qr(Y, mode="r", pivoting=True, check_finite=False)
-    return R[: min(Y.shape)], perm
-
-
-def numerical_rank(R: np.ndarray, k: int, op: Operator) -> int:
-    """How many of the first k pivots are above rounding in A's precision.
-
-    |R_ii| is non-increasing under column pivoting; one below
-    max(l, n) eps |R_00| is indistinguishable from zero (the rule of
-    numpy.linalg.matrix_rank, on R's diagonal).
-    """
-    d = np.abs(np.diagonal(R)[:k])
-    if d.size == 0 or d[0] == 0.0:
-        return 0
-    eps = finfo_eps(op.xp, real_dtype(op.xp, op.dtype))
-    return int(np.count_nonzero(d > max(R.shape) * eps * d[0]))
-
-
-def sketch_coefficients(R: np.ndarray, perm: np.ndarray, k: int, r: int) -> np.ndarray:
-    """P (k x n) with P[:, J] = [I, R11^{-1} R12], solved with the leading r pivots only."""
-    from scipy.linalg import solve_triangular
-
-    n = R.shape[1]
-    P = np.zeros((k, n), dtype=R.dtype)
-    P[np.arange(k), perm[:k]] = 1.0
-    if r > 0 and k < n:
-        P[:r, perm[k:]] = solve_triangular(R[:r, :r], R[:r, k:], check_finite=False)
-    return P
-
-
-def _row_tails(R: np.ndarray, norm: float) -> np.ndarray:
-    """t[k] = (||R[k:, :]||_F / norm)^2 for k = 0..rows: the ID error of Y for each k, relative.
-
-    R is divided by ``norm`` (||A||_F) before it is squared: squares of A's
-    own size leave the float range beyond ~1e154 and below ~1e-154.
-    """
-    if norm == 0:
-        return np.zeros(R.shape[0] + 1)
-    rows = np.sum(np.abs(R / norm) ** 2, axis=1)
-    return np.concatenate([np.cumsum(rows[::-1])[::-1], [0.0]])
-
-
 # -- the deterministic ID --------------------------------------------------------
-
-
-def host_matrix(A, op: Operator, axis: int) -> np.ndarray:
-    """A (axis=1) or A^H (axis=0) as a dense host array: small matrices only."""
-    if sp.issparse(A):
-        Ad = host(A.toarray())
-    elif is_torch_array(A) and A.layout != _strided():
-        Ad = host(A.to_dense())
-    elif isinstance(A, np.ndarray) or (is_array_api_obj(A) and not isinstance(A, Operator)):
-        Ad = host(A)
-    else:
-        eye = op.xp.eye(op.shape[1], dtype=op.dtype, device=op.device)
-        Ad = host(op.matmat(eye))
-    check_finite(np, Ad)
-    return Ad if axis == 1 else Ad.conj().T
 
 
 def _exact_id(A, op, axis, rank, tol):
     """Column-pivoted QR of A itself; the error ||R22||_F is exact."""
     R, perm = cpqr(host_matrix(A, op, axis))
     norm = frobenius_norm(np, R)  # ||A||_F, taken with scaling
-    tails = _row_tails(R, norm)
+    tails = row_tails(R, norm)
     total = tails[0]
     if tol is not None:
         cap = rank or min(op.shape)
@@ -574,7 +473,7 @@ def _rank_for_tol(A, op, work, axis, tol, basis, cap, rng):
         B = np.zeros((1, work.shape[1]))
     R, perm = cpqr(B)
     l = min(R.shape[0], cap)
-    tails = _row_tails(R, basis.norm)  # relative to ||A||_F, as basis.error is
+    tails = row_tails(R, basis.norm)  # relative to ||A||_F, as basis.error is
     fits = np.nonzero(basis.error**2 + tails[1 : l + 1] <= tol**2)[0]
     first = int(fits[0]) + 1 if fits.size else l
     error_of = _error_function(A, op, work, axis, R, perm, l, basis, rng)
@@ -652,121 +551,3 @@ def _error_function(A, op, work, axis, R, perm, l, basis, rng, probes=20):
     return error_of
 
 
-# -- skeletons in the input's format ---------------------------------------------
-
-
-def take(A, op: Operator, idx: np.ndarray, axis: int):
-    """A[:, idx] (axis=1) or A[idx, :] (axis=0) in A's own format.
-
-    SciPy sparse stays sparse in its format (DIA: CSR), torch stays torch (dense or
-    COO) on its device; integer entries are promoted to float64 like every
-    randla output. Anything else (LinearOperator, Operator) gives dense
-    products with unit vectors, A @ E_idx or (A^H E_idx)^H.
-    """
-    idx = np.asarray(idx, dtype=np.int64)
-    if sp.issparse(A):
-        out = _take_sparse(A, idx, axis)
-    elif is_torch_array(A):
-        import torch
-
-        index = torch.as_tensor(idx, device=A.device)
-        out = A.detach().index_select(1 if axis == 1 else 0, index)  # values, as every result
-    elif isinstance(A, np.ndarray):
-        out = np.take(np.asarray(A), idx, axis=axis)
-    elif is_dask_array(A):
-        # With NumPy indices: indices made a Dask array are cast to A's dtype
-        # on the way, which warns (ComplexWarning) for complex A.
-        out = A[:, idx] if axis == 1 else A[idx, :]
-    elif is_array_api_obj(A) and not isinstance(A, Operator):
-        xp = namespace(A)
-        out = xp.take(A, xp.asarray(idx, device=op.device), axis=axis)
-    else:
-        xp = op.xp
-        E = xp.zeros((op.shape[axis], idx.shape[0]), dtype=op.dtype, device=op.device)
-        E[xp.asarray(idx, device=op.device), xp.arange(idx.shape[0], device=op.device)] = 1
-        return op.matmat(E) if axis == 1 else conj_transpose(xp, op.rmatmat(E))
-    return _promote(out, op)
-
-
-def _take_sparse(A, idx, axis):
-    if A.format in ("csr", "csc", "lil", "dok") or (A.format == "coo" and isinstance(A, sp.sparray)):
-        return A[:, idx] if axis == 1 else A[idx, :]
-    # DIA, BSR and coo_matrix have no fancy indexing: multiply by a selection matrix.
-    kind = sp.csr_array if isinstance(A, sp.sparray) else sp.csr_matrix
-    k = idx.shape[0]
-    E = kind((np.ones(k, dtype=A.dtype), (idx, np.arange(k))), shape=(A.shape[axis], k))
-    out = A @ E if axis == 1 else E.T @ A
-    # A few rows of a banded matrix span many diagonals, which DIA would store
-    # in full (hundreds of times its nonzeros): those stay CSR.
-    return out.tocsr() if A.format == "dia" else out.asformat(A.format)
-
-
-def _promote(out, op: Operator):
-    """Integer and boolean skeletons in float64; floating ones untouched."""
-    if sp.issparse(out):
-        return out if np.dtype(out.dtype).kind in "fc" else out.astype(np.float64)
-    if is_torch_array(out):
-        return out if out.dtype.is_floating_point or out.dtype.is_complex else out.to(op.dtype)
-    xp = namespace(out)
-    return out if xp.isdtype(out.dtype, ("real floating", "complex floating")) else xp.astype(out, op.dtype)
-
-
-def _strided():
-    import torch
-
-    return torch.strided
-
-
-def dense_block(x):
-    """A skeleton as a dense array of its own library (m x k or k x n: small)."""
-    if sp.issparse(x):
-        return x.toarray()
-    if is_torch_array(x) and x.layout != _strided():
-        return x.to_dense()
-    return x
-
-
-def work_columns(A, op: Operator, idx, axis):
-    """Columns idx of ``work`` (A, or A^H for axis=0) as a dense block in the working dtype."""
-    return _work_columns(take(A, op, idx, axis), op, axis)
-
-
-def _work_columns(skeleton, op: Operator, axis):
-    """A skeleton as columns of ``work``, dense, in the working dtype."""
-    xp = op.xp
-    block = op.as_block(dense_block(skeleton))  # k columns of a Dask A: small, computed here
-    if is_torch_array(block) or isinstance(block, np.ndarray):
-        block = xp.asarray(block, dtype=op.dtype, device=op.device)
-    return block if axis == 1 else conj_transpose(xp, block)
-
-
-# -- conversions -------------------------------------------------------------------
-
-
-def svd_of_factors(L, Rt) -> SVDResult:
-    """SVD of L @ Rt for L (m, k) and Rt (k, n): QR of L, then the core.
-
-    L = Q T, so L Rt = Q (T Rt) = Q W^H with W = (T Rt)^H (n x k), and
-    :func:`randla.svd.svd_from_basis` finishes with a k x k SVD.
-    """
-    if is_dask_array(L) or is_dask_array(Rt):
-        return _dask_svd_of_factors(L, Rt)
-    xp, dtype = namespace(L), L.dtype
-    half = xp.isdtype(dtype, "real floating") and dtype not in (xp.float32, xp.float64)
-    if half:  # bf16 / fp16: computed in float32, returned in the input's precision
-        L, Rt = xp.astype(L, xp.float32), xp.astype(Rt, xp.float32)
-    Q, T = qr(xp, L)
-    U, S, Vh = svd_from_basis(xp, Q, conj_transpose(xp, T @ Rt))
-    if half:
-        U, S, Vh = (xp.astype(x, dtype) for x in (U, S, Vh))
-    return SVDResult(U, S, Vh)
-
-
-def _dask_svd_of_factors(L, Rt) -> SVDResult:
-    """The SVD of factors of a Dask input (small, so computed), as Dask arrays."""
-    import dask.array as da
-
-    U, S, Vh = svd_of_factors(*(np.asarray(x.compute() if is_dask_array(x) else x) for x in (L, Rt)))
-    rows = L.chunks[0] if is_dask_array(L) else "auto"
-    cols = Rt.chunks[1] if is_dask_array(Rt) else "auto"
-    return SVDResult(da.from_array(U, chunks=(rows, -1)), da.from_array(S), da.from_array(Vh, chunks=(-1, cols)))

@@ -34,7 +34,8 @@ from .backend import (
     orthonormalize,
     standard_normal,
 )
-from .operators import Operator, as_operator, check_block, residual
+from .operators import Operator, as_operator, residual
+from .operators.composites import check_block
 from .sketch import SKETCHES, Sketch, draw_sketch, identity_sketch
 
 __all__ = [

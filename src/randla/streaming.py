@@ -18,7 +18,7 @@ from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, i
 
 from ._validate import check_int
 from .backend import conj_transpose, device_of, frobenius_norm, small_eigh, small_svd
-from .operators import _work_dtype
+from .operators.base import _work_dtype
 from .svd import _sign_phases
 
 __all__ = ["StreamingPCA"]

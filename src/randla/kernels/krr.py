@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
 
 from .._results import Unpackable
-from .._validate import check_int, check_rng, check_tol
-from ..backend import _cholesky_upper, device_of, finfo_eps, small_eigh, small_svd, solve_triangular, to_numpy
+from .._validate import check_choice, check_int, check_rng, check_tol
+from ..backend import _cholesky_upper, device_of, finfo_eps, small_eigh, small_svd, solve_triangular
+from ._krr_inputs import check_alpha, check_count, check_targets, check_weights, choose_landmarks
 from .functions import Kernel
 from .landmarks import METHODS
 from .landmarks import landmarks as select_landmarks
@@ -53,7 +52,8 @@ from .pcg import (
 
 __all__ = ["KRRResult", "nystrom_kernel_ridge", "kernel_ridge"]
 
-_CANDIDATES = 100_000
+#: What ``tol`` bounds for the iterative solvers.
+_RESIDUAL = "the relative residual of the linear system"
 
 
 @dataclass(frozen=True, repr=False)
@@ -315,20 +315,20 @@ def nystrom_kernel_ridge(
     ((200,), (3,))
     """
     op = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)
-    xp, X, n = op.xp, op.X, op.shape[0]
-    Y, one_d = _check_targets(y, op)
-    alpha = _check_alpha(alpha, Y.shape[1])
-    solver = _check_name("solver", solver, ("direct", "pcg"))
+    xp, X = op.xp, op.X
+    Y, one_d = check_targets(y, op)
+    alpha = check_alpha(alpha, Y.shape[1])
+    solver = check_choice("solver", solver, ("direct", "pcg"))
     if solver == "direct" and (tol is not None or max_iter is not None):
         raise ValueError(
             "`tol` and `max_iter` apply to solver='pcg' only; the direct solver has no iterations. "
             "Leave them out, or pass solver='pcg'."
         )
-    tol = _check_tol(1e-6 if tol is None else tol)
-    max_iter = _check_max_iter(100 if max_iter is None else max_iter)
-    scale, weighted = _check_weights(sample_weight, op)
+    tol = check_tol(1e-6 if tol is None else tol, _RESIDUAL)
+    max_iter = check_int("max_iter", 100 if max_iter is None else max_iter, 1)
+    scale, weighted = check_weights(sample_weight, op)
     gen = check_rng(rng)
-    idx = _choose_landmarks(op, landmarks, n_components, candidates, weighted, gen)
+    idx = choose_landmarks(op, landmarks, n_components, candidates, weighted, gen)
     centers = take_rows(xp, X, idx)
     if idx.size == 0:
         # Selection found k(x, x) = 0 at every point, so every k(x, .) is 0 in
@@ -453,19 +453,19 @@ def kernel_ridge(
     """
     op = kernel_operator(X, kernel=kernel, memory_limit=memory_limit, **kernel_params)
     xp, X, n = op.xp, op.X, op.shape[0]
-    Y, one_d = _check_targets(y, op)
-    alpha = _check_alpha(alpha, Y.shape[1])
+    Y, one_d = check_targets(y, op)
+    alpha = check_alpha(alpha, Y.shape[1])
     if preconditioner is not None:
         choices = ("nystrom",) + METHODS
-        preconditioner = _check_name("preconditioner", preconditioner, choices, "or None")
+        preconditioner = check_choice("preconditioner", preconditioner, choices, "or None")
     elif not (isinstance(rank, str) and rank == "auto"):
         raise ValueError(
             f"`rank` is the rank of the preconditioner; got rank={rank!r} with preconditioner=None. "
             "Leave rank out, or choose a preconditioner."
         )
-    rank = _check_count("rank", rank, n, default=min(n, 100))
-    tol, max_iter = _check_tol(tol), _check_max_iter(max_iter)
-    scale, _ = _check_weights(sample_weight, op)
+    rank = check_count("rank", rank, n, default=min(n, 100))
+    tol, max_iter = check_tol(tol, _RESIDUAL), check_int("max_iter", max_iter, 1)
+    scale, _ = check_weights(sample_weight, op)
     gen = check_rng(rng)
     rows = KernelRows(op.kernel, xp, X, X, op.memory_limit, cache=True, row_scale=scale)
     K = RowsOperator(rows)  # D^{1/2} K D^{1/2} with sample weights
@@ -575,162 +575,8 @@ def _result(xp, X, coef, one_d, centers, idx, op, alpha, info, posterior=None) -
     )
 
 
-# -- validation ----------------------------------------------------------------
-
-
-def _check_targets(y, op: KernelOperator):
-    """y as a float64 (n, t) array in X's library and on its device."""
-    if isinstance(y, (list, tuple, np.ndarray)):  # ndarray subclasses (np.matrix) as plain arrays
-        y = np.asarray(y)
-    if not is_array_api_obj(y):
-        raise TypeError(f"y must be a NumPy array or torch tensor of targets; got {type(y).__name__}.")
-    xp, n = op.xp, op.shape[0]
-    if array_namespace(y) is not xp:
-        y = xp.asarray(to_numpy(y), device=op.device)
-    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] == 0):
-        raise ValueError(
-            f"y must have shape (n,) or (n, n_targets) with n_targets >= 1; got shape {tuple(y.shape)}."
-        )
-    if y.shape[0] != n:
-        raise ValueError(f"y has {y.shape[0]} rows but X has {n} points; give one target (row) per point.")
-    if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
-        raise TypeError(f"y must hold real numbers; got dtype {y.dtype}.")
-    Y = as_float64(xp, y)
-    if not bool(xp.all(xp.isfinite(Y))):
-        raise ValueError("y contains NaN or Inf; drop those points or impute their targets first.")
-    return (Y[:, None], True) if y.ndim == 1 else (Y, False)
-
-
-def _check_weights(sample_weight, op: KernelOperator):
-    """(sqrt(w) as float64 in X's library or None, NumPy indices of positive weight)."""
-    xp, n = op.xp, op.shape[0]
-    if sample_weight is None:
-        return None, np.arange(n, dtype=np.int64)
-    w = to_numpy(sample_weight) if is_array_api_obj(sample_weight) else np.asarray(sample_weight)
-    if w.shape != (n,):
-        raise ValueError(f"sample_weight must have shape (n,) = ({n},), one weight per point; got {w.shape}.")
-    if w.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}.")
-    w = w.astype(np.float64)
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("sample_weight must be finite and non-negative.")
-    positive = np.flatnonzero(w > 0)
-    if positive.size == 0:
-        raise ValueError("sample_weight is zero everywhere: no point is fitted. Give some point a positive weight.")
-    return xp.asarray(np.sqrt(w), device=op.device), positive
-
-
 def _times_alpha(xp, alpha, V):
     """alpha V, alpha a number or one per column of V (NumPy)."""
     if np.ndim(alpha) == 0:
         return float(alpha) * V
     return xp.asarray(alpha, dtype=V.dtype, device=device_of(V))[None, :] * V
-
-
-def _check_alpha(alpha, n_targets: int):
-    """A float, or a float64 array with one penalty per target when they differ."""
-    ok = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
-    if ok and math.isfinite(alpha) and alpha > 0:
-        return float(alpha)
-    if not ok and (is_array_api_obj(alpha) or isinstance(alpha, (list, tuple))):
-        a = np.asarray(to_numpy(alpha) if is_array_api_obj(alpha) else alpha)
-        if a.shape != (n_targets,):
-            raise ValueError(
-                f"`alpha` as an array must have one penalty per target, shape ({n_targets},); got shape {a.shape}."
-            )
-        if a.dtype.kind in "iuf" and np.all(np.isfinite(a)) and np.all(a > 0):
-            a = a.astype(np.float64)
-            return float(a[0]) if np.all(a == a[0]) else a
-    raise ValueError(
-        f"`alpha` must be a positive finite float, the ridge penalty of ||f||_H^2, or an array of "
-        f"them with one per target (as in sklearn's KernelRidge); got {alpha!r}."
-    )
-
-
-def _check_tol(tol) -> float:
-    return check_tol(tol, "the relative residual of the linear system")
-
-
-def _check_max_iter(max_iter) -> int:
-    return check_int("max_iter", max_iter, 1)
-
-
-def _check_name(name: str, value, choices, extra: str = "") -> str:
-    if isinstance(value, str) and value in choices:
-        return value
-    allowed = ", ".join(repr(c) for c in choices)
-    raise ValueError(f"`{name}` must be one of {allowed}{' ' + extra if extra else ''}; got {value!r}.")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_count(name: str, value, n: int, default: int, counted: str = "points") -> int:
-    """'auto' (-> default) or an int in [1, n]."""
-    if isinstance(value, str) and value == "auto":
-        return default
-    if _is_int(value) and 1 <= value <= n:
-        return int(value)
-    raise ValueError(f"`{name}` must be 'auto' or an int in [1, {n}] (the number of {counted}); got {value!r}.")
-
-
-def _check_indices(idx, n: int) -> np.ndarray:
-    if is_array_api_obj(idx) and not is_numpy_array(idx):
-        idx = to_numpy(idx)
-    arr = np.asarray(idx)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(
-            f"`landmarks` must be a method name or an array of row indices of X (integers); "
-            f"got an array of dtype {arr.dtype}."
-        )
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"landmark indices must be a non-empty 1-D array; got shape {arr.shape}.")
-    if arr.min() < 0 or arr.max() >= n:
-        raise ValueError(
-            f"landmark indices must lie in [0, {n - 1}] (rows of X); "
-            f"got values from {arr.min()} to {arr.max()}."
-        )
-    if np.unique(arr).size != arr.size:
-        raise ValueError(
-            "landmark indices must be distinct; a repeated landmark adds nothing. Use np.unique."
-        )
-    return arr.astype(np.int64)
-
-
-def _choose_landmarks(op: KernelOperator, landmarks, n_components, candidates, eligible, gen) -> np.ndarray:
-    """Row indices of the landmarks, by name among uniform candidates from ``eligible``, or as given."""
-    n = op.shape[0]
-    if not isinstance(landmarks, str):
-        if candidates is not None:
-            raise ValueError(
-                "`candidates` applies to landmarks chosen by a method name; "
-                "with explicit landmark indices leave it out."
-            )
-        idx = _check_indices(landmarks, n)
-        if not (isinstance(n_components, str) and n_components == "auto") and n_components != idx.size:
-            raise ValueError(
-                f"`n_components`={n_components!r} but {idx.size} landmark indices were given; "
-                "leave n_components out (it is taken from the indices) or make them agree."
-            )
-        return idx
-    method = _check_name("landmarks", landmarks, METHODS, "or an array of row indices of X")
-    n_fit = eligible.size
-    counted = "points" if n_fit == n else "points of positive weight"
-    default = min(n_fit, max(100, math.ceil(math.sqrt(n))))
-    m = _check_count("n_components", n_components, n_fit, default, counted)
-    if candidates is None:
-        pool = min(n_fit, max(_CANDIDATES, m))
-    elif _is_int(candidates) and m <= candidates <= n_fit:
-        pool = int(candidates)
-    else:
-        raise ValueError(
-            f"`candidates` must be None or an int in [n_components, n] = [{m}, {n_fit}]; got {candidates!r}."
-        )
-    cand = eligible if pool == n_fit else np.sort(gen.choice(eligible, size=pool, replace=False))
-    if method == "uniform":
-        return np.sort(gen.choice(cand, size=m, replace=False))
-
-    sub = op if pool == n else KernelOperator(take_rows(op.xp, op.X, cand), None, op.kernel, op.memory_limit)
-    chosen = np.asarray(to_numpy(select_landmarks(sub, m, method=method, rng=gen).indices), dtype=np.int64)
-    return cand[chosen]

@@ -48,7 +48,7 @@ from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 from .._results import Unpackable
 from .._validate import check_int, check_tol
 from ..backend import device_of, small_svd, to_numpy
-from ..operators import _work_dtype
+from ..operators.base import _work_dtype
 from .operator import KernelOperator
 
 __all__ = ["PartialCholesky", "ColumnNystromResult"]

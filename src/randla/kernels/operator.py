@@ -16,7 +16,8 @@ import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 
 from ..backend import device_of, to_numpy
-from ..operators import Operator, _work_dtype
+from ..operators import Operator
+from ..operators.base import _work_dtype
 from .functions import Kernel, is_sparse, make_kernel
 
 __all__ = ["KernelOperator", "kernel_operator", "check_points"]

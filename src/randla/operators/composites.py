@@ -1,0 +1,221 @@
+"""Operators built from others without forming anything: A^T, A - 1 mu^T, A + sI, A + L R."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from array_api_compat import array_namespace, is_array_api_obj
+
+from ..backend import conj_transpose, frobenius_norm
+from .adapters import as_operator
+from .base import Operator, _is_complex
+
+
+
+class _Composite(Operator):
+    """Shares namespace, device and dtypes with the operator it wraps."""
+
+    def _inherit(self, base: Operator, shape):
+        self.base = base
+        self.shape = shape
+        self.xp, self.device = base.xp, base.device
+        self.dtype, self.input_dtype = base.dtype, base.input_dtype
+
+    def _is_real(self) -> bool:
+        return self.base._is_real()
+
+    def as_output(self, x):
+        return self.base.as_output(x)
+
+
+class Transposed(_Composite):
+    """A^H (``conjugate=True``) or A^T of an operator, swapping its products."""
+
+    def __init__(self, A, conjugate: bool = True):
+        base = as_operator(A)
+        self._inherit(base, (base.shape[1], base.shape[0]))
+        # Asked of the operator, not its dtype: a real matrix plus a complex
+        # shift has real dtype and complex products.
+        self.conjugate = conjugate or base._is_real()
+
+    def matmat(self, X):
+        if self.conjugate:
+            return self.base.rmatmat(X)
+        xp = self.xp
+        return xp.conj(self.base.rmatmat(xp.conj(X)))
+
+    def rmatmat(self, Y):
+        if self.conjugate:
+            return self.base.matmat(Y)
+        xp = self.xp
+        return xp.conj(self.base.matmat(xp.conj(Y)))
+
+    def norm(self):
+        return self.base.norm()
+
+    @property
+    def H(self):
+        return self.base if self.conjugate else super().H
+
+
+class Centered(_Composite):
+    """A with its column means (``axis=0``) or row means (``axis=1``) removed.
+
+    The means are computed with one product; A itself is never densified, so
+    PCA of a sparse matrix costs sparse products only.
+    """
+
+    def __init__(self, A, axis: int = 0):
+        base = as_operator(A)
+        if axis not in (0, 1):
+            raise ValueError(f"`axis` must be 0 (columns) or 1 (rows); got {axis!r}.")
+        self._inherit(base, base.shape)
+        xp = self.xp
+        self.axis = axis
+        sums, work = base.sums(axis), self.dtype
+        if sums is None:  # 1^T A (column sums) or A 1 (row sums), as a product
+            ones = self._ones(base.shape[axis])
+            sums = (xp.conj(base.rmatmat(ones)) if axis == 0 else base.matmat(ones))[:, 0]
+            work = sums.dtype  # complex for a real A with a complex shift
+        self._exact_mean = sums / base.shape[axis]  # for norm(): in double where A was summed
+        self.mean = xp.astype(self._exact_mean, work)[:, None]  # (n, 1) or (m, 1)
+
+    def _ones(self, k):
+        return self.xp.ones((k, 1), dtype=self.dtype, device=self.device)
+
+    def matmat(self, X):
+        m, n = self.shape
+        AX = self.base.matmat(X)
+        if self.axis == 0:  # (A - 1 mu^T) X
+            return AX - self._ones(m) @ (self.mean.mT @ X)
+        return AX - self.mean @ (self._ones(n).mT @ X)  # (A - nu 1^T) X
+
+    def rmatmat(self, Y):
+        m, n = self.shape
+        xp = self.xp
+        AY = self.base.rmatmat(Y)
+        if self.axis == 0:  # (A - 1 mu^T)^H Y = A^H Y - conj(mu) 1^T Y
+            return AY - xp.conj(self.mean) @ (self._ones(m).mT @ Y)
+        return AY - self._ones(n) @ conj_transpose(xp, self.mean) @ Y
+
+    def norm(self):
+        exact = self.base.centered_norm(self._exact_mean, self.axis)
+        if exact is not None:
+            return exact
+        total = self.base.norm()
+        if not total:  # unknown, or A = 0
+            return total
+        count = self.shape[self.axis]
+        # ||A - 1 mu^T||^2 = ||A||^2 - m ||mu||^2, in units of ||A||_F so
+        # that no square leaves the float range. The two terms cancel where
+        # the means dwarf the spread; mu summed in double keeps the difference.
+        removed = count * (frobenius_norm(self.xp, self._exact_mean) / total) ** 2
+        return total * math.sqrt(max(1.0 - removed, 0.0))
+
+
+class Shifted(_Composite):
+    """A + shift * I for a square operator."""
+
+    def __init__(self, A, shift: float):
+        base = as_operator(A)
+        if base.shape[0] != base.shape[1]:
+            raise ValueError(f"Shifted needs a square operator; got shape {base.shape}.")
+        if not isinstance(shift, numbers.Number):
+            raise TypeError(f"shift must be a real or complex number; got {shift!r}.")
+        if not np.isfinite(shift):
+            raise ValueError(f"shift must be finite; got {shift!r}.")
+        self._inherit(base, base.shape)
+        self.shift = shift
+        # NumPy complex scalars are not all instances of complex.
+        self._complex_shift = bool(np.iscomplexobj(shift))
+
+    def _is_real(self) -> bool:
+        return self.base._is_real() and not self._complex_shift
+
+    def trace(self):
+        base = self.base.trace()
+        return None if base is None or self._complex_shift else base + self.shift * self.shape[0]
+
+    def matmat(self, X):
+        return self.base.matmat(X) + self.shift * X
+
+    def rmatmat(self, Y):
+        shift = self.shift.conjugate() if self._complex_shift else self.shift
+        return self.base.rmatmat(Y) + shift * Y
+
+
+class PlusLowRank(_Composite):
+    """A + L @ R with L (m, k) and R (k, n), never formed.
+
+    This is the sparse-plus-low-rank operator of matrix completion and the
+    residual A - L R of a low-rank approximation.
+    """
+
+    def __init__(self, A, L, R):
+        base = as_operator(A)
+        m, n = base.shape
+        # As blocks of the engine: the factors of a Dask result are Dask arrays.
+        L, R = (check_block(base, F, name) for F, name in ((L, "L"), (R, "R")))
+        if L.shape[0] != m or R.shape[1] != n or L.shape[1] != R.shape[0]:
+            raise ValueError(
+                f"PlusLowRank needs L of shape ({m}, k) and R of shape (k, {n}); "
+                f"got {tuple(L.shape)} and {tuple(R.shape)}."
+            )
+        self._inherit(base, base.shape)
+        xp = self.xp
+        if base._is_real() and any(_is_complex(xp, F.dtype) for F in (L, R)):
+            raise TypeError(
+                f"A + L R is computed in A's dtype {base.dtype}, which would drop the imaginary "
+                f"parts of L and R ({L.dtype}, {R.dtype}); pass A as a complex array."
+            )
+        self.L = xp.astype(L, self.dtype, copy=False)
+        self.R = xp.astype(R, self.dtype, copy=False)
+
+    def matmat(self, X):
+        return self.base.matmat(X) + self.L @ (self.R @ X)
+
+    def rmatmat(self, Y):
+        xp = self.xp
+        return self.base.rmatmat(Y) + conj_transpose(xp, self.R) @ (conj_transpose(xp, self.L) @ Y)
+
+    def norm(self):
+        """From ||A + LR||^2 = ||A||^2 + 2 Re tr(R A^H L) + ||LR||^2, with one product."""
+        base = self.base.norm()
+        if base is None:
+            return None
+        xp = self.xp
+        size_l, size_r = frobenius_norm(xp, self.L), frobenius_norm(xp, self.R)
+        if size_l == 0 or size_r == 0:
+            return base
+        # Each term in units of scale^2, with L and R of unit norm, so that no
+        # square leaves the float range (as in frobenius_norm).
+        L, R = self.L / size_l, self.R / size_r
+        scale = max(base, size_l * size_r)
+        low = size_l / scale * size_r  # ||L||_F ||R||_F / scale
+        AhL = self.base.rmatmat(L) / scale  # (n, k)
+        cross = float(xp.real(xp.sum(AhL.mT * R)))  # tr(R A^H L), no conjugate
+        gram = float(xp.real(xp.sum((conj_transpose(xp, L) @ L) * (R @ conj_transpose(xp, R)).mT)))
+        unit = (base / scale) ** 2 + 2 * low * cross + low * low * gram
+        return scale * math.sqrt(max(unit, 0.0))
+
+
+def check_block(base: Operator, F, name: str):
+    """F as a 2-D block of base's library (a Dask F computed), or a clear error."""
+    F = base.as_block(F) if is_array_api_obj(F) else F
+    if not is_array_api_obj(F) or array_namespace(F) is not base.xp:
+        raise TypeError(
+            f"{name} must be an array of A's library ({base.xp.__name__.split('.')[-1]}); got "
+            f"{type(F).__module__}.{type(F).__name__}. Convert it first, e.g. with numpy.asarray or torch.as_tensor."
+        )
+    if F.ndim != 2:
+        raise ValueError(f"{name} must be 2-D; got shape {tuple(F.shape)}. A single factor vector v is v[:, None] or v[None, :].")
+    return F
+
+
+def residual(A, L, R) -> PlusLowRank:
+    """The residual A - L @ R as an operator (never formed)."""
+    op = PlusLowRank(A, L, R)
+    op.L = -op.L  # a new array: the caller's L is left as it was
+    return op
