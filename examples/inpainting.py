@@ -49,8 +49,8 @@ full image's own rank-10 SVD from 30% of the pixels; at k = 30 the SVD gains
 detail that the trailing singular vectors carry cannot be told from noise, so
 the path picks a ``reg`` that shrinks them hard and a higher rank cap changes
 little. ``altmin`` with the same ``reg`` lands within 0.1 dB of
-``softimpute_als``; ``bayes`` beats both, by up to 0.1 dB with 30% of the
-pixels and 0.2-0.45 dB with 10%, in less time, having no path to fit.
+``softimpute_als``; ``bayes`` matches both at k = 10 with 30% of the pixels
+and beats them by 0.2-0.4 dB elsewhere, in less time, having no path to fit.
 
 Run: ``python examples/inpainting.py`` (``--quick`` for the image at half
 resolution and one rank, k = 30; ``--out figure.png`` draws the images side

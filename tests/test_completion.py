@@ -57,7 +57,7 @@ def test_exact_recovery_from_4_r_n_log_n_entries(method):
     m, n, r = 1500, 1000, 5
     data = uniform(m, n, int(4 * r * (m + n) * np.log(m + n)), r, rng=1)
     res = randla.complete(*data, shape=data.shape, rank=r, method=method, reg=1e-6 if method in SOFT else 0.0,
-                          tol=1e-10, max_iter=400, cg_steps=6, rng=0)
+                          center=False, tol=1e-10, max_iter=400, cg_steps=6, rng=0)
     M = truth(data)
     assert np.linalg.norm(res.reconstruct() - M) / np.linalg.norm(M) < 1e-6
     assert res.converged and res.rank == r
@@ -92,11 +92,40 @@ def test_every_method_reaches_the_optimum_of_problem_1(method):
     reg = 2.0
     Z_star = dense_soft_impute(data, reg)
     rank = int(np.sum(np.linalg.svd(Z_star, compute_uv=False) > 1e-8)) + 2
-    res = randla.complete(*data, shape=data.shape, rank=rank, method=method, reg=reg, tol=1e-9, max_iter=3000,
-                          cg_steps=rank + 1, rng=0)
+    res = randla.complete(*data, shape=data.shape, rank=rank, method=method, reg=reg, center=False, tol=1e-9,
+                          max_iter=3000, cg_steps=rank + 1, rng=0)
     Z = res.reconstruct()
     assert objective(data, Z, reg) <= objective(data, Z_star, reg) * (1 + 1e-6)
     assert np.linalg.norm(Z - Z_star) / np.linalg.norm(Z_star) < 1e-3
+
+
+@pytest.mark.parametrize("method", [*SOLVERS, "bayes"])
+def test_centred_fits_move_with_the_data(method):
+    """Adding 3.5 to every entry (ratings on a 1-5 scale) adds 3.5 to every prediction."""
+    data = uniform(300, 200, 15000, 4, noise=0.3, rng=8)
+    reg = {} if method == "bayes" else {"reg": 5.0}
+    fits = [randla.complete(data.rows, data.cols, data.values + shift, data.shape, rank=6, method=method, max_iter=30,
+                            rng=0, **reg) for shift in (0.0, 3.5)]
+    assert fits[1].mean == pytest.approx(fits[0].mean + 3.5, abs=1e-12)
+    rows, cols = np.divmod(np.arange(0, 60000, 7), 200)
+    # to rounding: "bayes" keeps its moments in float32
+    np.testing.assert_allclose(fits[1].predict(rows, cols), fits[0].predict(rows, cols) + 3.5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", SOLVERS)
+def test_centring_predicts_the_mean_where_nothing_was_seen(method):
+    """A user and an item with no entries get the mean rating; uncentred, they get 0."""
+    data = uniform(300, 200, 20000, 4, noise=0.2, rng=9)
+    train, test = data.split(0.1, rng=0)
+    values = train.values + 3.5
+    shape = (301, 201)  # the last row and column are never observed
+    res = randla.complete(train.rows, train.cols, values, shape, rank=6, method=method, reg=2.0, rng=0)
+    assert res.mean == pytest.approx(np.mean(values), rel=1e-12)
+    np.testing.assert_allclose(res.predict([300, 300, 5], [7, 200, 200]), res.mean, rtol=1e-12)
+    rmse = np.sqrt(np.mean((test.values + 3.5 - res.predict(test.rows, test.cols)) ** 2))
+    assert rmse < 1.2 * data.noise
+    raw = randla.complete(train.rows, train.cols, values, shape, rank=6, method=method, reg=2.0, center=False, rng=0)
+    assert raw.mean == 0.0 and np.all(raw.predict([300, 300, 5], [7, 200, 200]) == 0.0)
 
 
 def test_als_and_softimpute_agree():
@@ -394,6 +423,8 @@ def valid():
         (dict(biases=True), ValueError, "altmin"),
         (dict(biases=True, reg=None, method="bayes"), ValueError, "altmin"),
         (dict(method="bayes"), ValueError, "leave `reg` at None"),
+        (dict(method="bayes", reg=None, center=False), ValueError, "always fits the mean"),
+        (dict(method="altmin", biases=True, center=False), ValueError, "always fits the mean"),
         (dict(reg=-1.0), ValueError, "reg"),
         (dict(reg=[]), ValueError, "reg"),
         (dict(validation=1.5), ValueError, "validation"),

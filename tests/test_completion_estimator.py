@@ -27,14 +27,15 @@ def _relative_error(model, test):
 def recovered():
     """An exact recovery of a noiseless rank-3 matrix, and its training entries."""
     train, _ = _noiseless()
-    model = randla.MatrixCompletion(3, method="altmin", reg=1e-6, tol=1e-8, max_iter=300, random_state=0)
+    model = randla.MatrixCompletion(3, method="altmin", reg=1e-6, center=False, tol=1e-8, max_iter=300,
+                                    random_state=0)
     return model.fit(*train, shape=train.shape), train
 
 
 @pytest.mark.parametrize("method", ["softimpute_als", "softimpute", "altmin"])
 def test_recovers_a_noiseless_low_rank_matrix(method):
     train, test = _noiseless()
-    model = randla.MatrixCompletion(3, method=method, reg=1e-6, tol=1e-8, max_iter=300, random_state=0)
+    model = randla.MatrixCompletion(3, method=method, reg=1e-6, center=False, tol=1e-8, max_iter=300, random_state=0)
     assert model.fit(*train, shape=train.shape) is model
     assert _relative_error(model, test) < 1e-4
     assert model.converged_ and 1 <= model.n_iter_ <= 300
@@ -137,7 +138,7 @@ def test_params_round_trip_through_clone(recovered):
     model = randla.MatrixCompletion(4, method="altmin", reg=[1.0, 0.1], validation=0.2, biases=True,
                                     max_iter=50, tol=1e-4, cg_steps=5, oversample=3, random_state=7)
     params = model.get_params()
-    assert params == dict(rank=4, method="altmin", reg=[1.0, 0.1], n_reg=10, validation=0.2, biases=True,
+    assert params == dict(rank=4, method="altmin", reg=[1.0, 0.1], n_reg=10, validation=0.2, center=True, biases=True,
                           max_iter=50, tol=1e-4, cg_steps=5, oversample=3, random_state=7)
     assert clone(model).get_params() == params
     assert model.set_params(rank=2, reg=0.5) is model and model.rank == 2 and model.reg == 0.5

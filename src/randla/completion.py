@@ -26,6 +26,9 @@ factorisation, which replaces the one ``reg`` of (1) by a Gaussian prior per
 component and a noise variance, all fitted to the data: no path to search,
 and the most accurate predictions where many rows have few entries.
 
+By default the mean of the entries is fitted first and (1) is solved for
+the centred entries (``center``); ``center=False`` solves (1) as stated.
+
 Nothing m x n is ever formed: memory is O(|Omega| + (m + n) k), and
 O(|Omega| + (m + n) k^2) for ``"bayes"``.
 """
@@ -256,6 +259,7 @@ def complete(
     reg=None,
     n_reg: int = 10,
     validation=None,
+    center: bool = True,
     biases: bool = False,
     max_iter: int = 100,
     tol: float | None = None,
@@ -304,6 +308,15 @@ def complete(
         path's is in ``path``). With a single ``reg``, a held-out fraction is
         only monitored and never fitted (so too for ``"bayes"``, which needs
         no held-out entries).
+    center : bool
+        Fit the entries minus their mean mu (``result.mean``): Z is then
+        mu + a low-rank part, and only that part is penalised in (1). Ratings
+        on a 1-5 scale need this: uncentred, the nuclear norm shrinks every
+        prediction towards 0, and a row or column with no entries is
+        predicted as 0 rather than mu. ``False`` solves (1) for the entries
+        as they are, as problem (1) states; a noiseless low-rank matrix is
+        then recovered at its own rank, where centring can add one to it.
+        ``"bayes"`` and ``biases=True`` always fit the mean.
     biases : bool
         ``"altmin"`` only: fit X_ij ~ mean + b_i + c_j + (L R^T)_ij with the
         biases under the same L2 penalty.
@@ -365,6 +378,9 @@ def complete(
     )
     if biases and method != "altmin":
         raise ValueError(f"`biases=True` needs method='altmin'; method={method!r} fits no biases.")
+    if not center and (biases or method == "bayes"):
+        fits = "biases=True" if biases else "method='bayes'"
+        raise ValueError(f"{fits} always fits the mean of the entries; leave `center` at True.")
     if method == "bayes" and regs is not None:
         raise ValueError("method='bayes' fits a prior per component instead of `reg`; leave `reg` at None.")
     validation = _check_validation(validation, m, n, entries.dtype)
@@ -374,7 +390,7 @@ def complete(
 
     train, held = (entries.split(validation, rng) if isinstance(validation, float)
                    else (entries, validation))
-    mean = float(np.mean(train.values)) if biases or method == "bayes" else 0.0
+    mean = float(np.mean(train.values, dtype=np.float64)) if center else 0.0
     start, sigma_max = _spectral_start(train, rank, mean, rng)
     if method == "bayes":
         return _complete_bayes(train, start, options, held)

@@ -109,10 +109,10 @@ def softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor,
     objective never increases (the argument of [MHT2010, Lemma 2]).
     """
     U, s, Vh = svd_form(model)
-    V = Vh.T
+    V, mean = Vh.T, model.mean
     converged, it = False, 0
     for it in range(1, max_iter + 1):
-        current = Model(U * s, V)
+        current = Model(U * s, V, mean)
         residual = entries.values - current.values(entries)
         monitor.record(current, residual, reg * float(np.sum(s)))
         Y = PlusLowRank(entries.sparse(residual), U * s, V.T)
@@ -124,10 +124,10 @@ def softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor,
         sigma = np.maximum(sigma[:rank] - reg, 0.0)
         keep = max(int(np.count_nonzero(sigma)), 1)
         U, s, V = Q @ u[:, :keep], sigma[:keep], QW @ vh[:keep].T
-        if has_converged(current, Model(U * s, V), tol, monitor.scale):
+        if has_converged(current, Model(U * s, V, mean), tol, monitor.scale):
             converged = True
             break
-    return Model(U * s, V), converged, it
+    return Model(U * s, V, mean), converged, it
 
 
 def _warm(model: Model, rank: int, reg: float, rng):
@@ -168,7 +168,8 @@ def softimpute_als(entries, model, reg, rank, *, max_iter, tol, monitor, rng):
     soft-thresholds the singular values [HMLZ2015, Alg. 3.1, step 4].
     """
     U, s, V = _warm(model, rank, reg, rng)
-    d = np.sqrt(s)
+    d, mean = np.sqrt(s), model.mean
+    target = entries.values - entries.dtype.type(mean) if mean else entries.values
     converged, it = False, 0
 
     def ridge(d):
@@ -176,24 +177,24 @@ def softimpute_als(entries, model, reg, rank, *, max_iter, tol, monitor, rng):
             return np.where(d > 0, d / (d**2 + reg), 0.0)
 
     for it in range(1, max_iter + 1):
-        current = Model(U * d**2, V)
-        residual = entries.values - current.values(entries)
+        current = Model(U * d**2, V, mean)
+        residual = target - entries.model_values(U * d**2, V)
         monitor.record(current, residual, reg * float(np.sum(d**2)))
         B = (entries.sparse(residual).T @ U + V * d**2) * ridge(d)
         V, d2, rot = thin_svd(B * d)
         U, d = U @ rot.T, np.sqrt(d2)
-        residual = entries.values - entries.model_values(U * d**2, V)
+        residual = target - entries.model_values(U * d**2, V)
         A = (entries.sparse(residual) @ V + U * d**2) * ridge(d)
         U, d2, rot = thin_svd(A * d)
         V, d = V @ rot.T, np.sqrt(d2)
-        if has_converged(current, Model(U * d**2, V), tol, monitor.scale):
+        if has_converged(current, Model(U * d**2, V, mean), tol, monitor.scale):
             converged = True
             break
-    residual = entries.values - entries.model_values(U * d**2, V)
+    residual = target - entries.model_values(U * d**2, V)
     U, sigma, rot = thin_svd(entries.sparse(residual) @ V + U * d**2)
     V = V @ rot.T
     sigma = np.maximum(sigma - reg, 0.0)
-    return Model(U * sigma, V), converged, it
+    return Model(U * sigma, V, mean), converged, it
 
 
 def _cg_rows(entries, target, X, fixed, reg, steps, transpose):

@@ -30,8 +30,9 @@ class MatrixCompletion(BaseEstimator):
     """A low-rank matrix from a few observed entries, with predictions and top-k recommendations.
 
     A shell over :func:`randla.complete`, which solves the nuclear-norm
-    regularised problem min 1/2 sum_Omega (X_ij - Z_ij)^2 + reg ||Z||_* with
-    rank(Z) <= ``rank``. Not meant for ``check_estimator``: ``fit`` takes
+    regularised problem min 1/2 sum_Omega (X_ij - mu - Z_ij)^2 + reg ||Z||_*
+    with rank(Z) <= ``rank``, mu the mean of the entries (0 with
+    ``center=False``). Not meant for ``check_estimator``: ``fit`` takes
     observed entries (rows, cols, values), not (X, y).
 
     Parameters
@@ -46,6 +47,9 @@ class MatrixCompletion(BaseEstimator):
         Length of the default path (``reg=None``).
     validation : float, (rows, cols, values) or None, default None
         Held-out entries for choosing ``reg``.
+    center : bool, default True
+        Fit the entries minus their mean, which predictions add back (see
+        :func:`randla.complete`).
     biases : bool, default False
         Row and column biases (``method="altmin"`` only).
     max_iter : int, default 100
@@ -85,13 +89,14 @@ class MatrixCompletion(BaseEstimator):
     (2, 5)
     """
 
-    def __init__(self, rank=10, *, method="softimpute_als", reg=None, n_reg=10, validation=None, biases=False,
-                 max_iter=100, tol=None, cg_steps=3, oversample=10, random_state=None):
+    def __init__(self, rank=10, *, method="softimpute_als", reg=None, n_reg=10, validation=None, center=True,
+                 biases=False, max_iter=100, tol=None, cg_steps=3, oversample=10, random_state=None):
         self.rank = rank
         self.method = method
         self.reg = reg
         self.n_reg = n_reg
         self.validation = validation
+        self.center = center
         self.biases = biases
         self.max_iter = max_iter
         self.tol = tol
@@ -103,7 +108,7 @@ class MatrixCompletion(BaseEstimator):
         """Fit Z to the entries X[rows[t], cols[t]] = values[t], or to a SciPy sparse matrix ``rows``."""
         result = complete(
             rows, cols, values, shape, rank=self.rank, method=self.method, reg=self.reg, n_reg=self.n_reg,
-            validation=self.validation, biases=self.biases, max_iter=self.max_iter, tol=self.tol,
+            validation=self.validation, center=self.center, biases=self.biases, max_iter=self.max_iter, tol=self.tol,
             cg_steps=self.cg_steps, oversample=self.oversample, rng=_random_seed(self.random_state),
         )
         self.result_ = result
