@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 import randla
 from randla.testing import ratings
@@ -52,6 +54,7 @@ def test_keeps_the_observed_pattern_sparse(recovered):
     assert np.all(model.seen_[train.rows, train.cols] == 1)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter caps for speed
 @pytest.mark.parametrize("container", [sp.coo_matrix, sp.csr_matrix, sp.csr_array])
 def test_sparse_input_fits_like_index_arrays(container):
     data = ratings(300, 200, 6000, 3, noise=0.1, rng=2)
@@ -157,6 +160,7 @@ def test_errors_of_complete_come_through():
         randla.MatrixCompletion(2, method="svd").fit(*data)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter caps for speed
 def test_same_random_state_same_model():
     data = ratings(300, 200, 6000, 3, noise=0.1, rng=3)
     params = dict(rank=3, method="softimpute", reg=0.5, max_iter=10)
@@ -195,3 +199,13 @@ def test_bayes_fits_without_reg_and_reports_its_noise_level():
     err = test.values - model.predict(test.rows, test.cols)
     assert np.sqrt(np.mean(err**2)) < 1.1 * 0.3
     assert model.recommend(0, 5).shape == (5,)
+
+
+def test_a_fit_stopped_by_max_iter_warns():
+    data = ratings(300, 200, 6000, 3, noise=0.1, rng=3)
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        model = randla.MatrixCompletion(3, reg=0.5, max_iter=3, random_state=0).fit(*data, shape=data.shape)
+    assert not model.converged_ and model.n_iter_ == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert randla.MatrixCompletion(3, reg=0.5, max_iter=500, random_state=0).fit(*data, shape=data.shape).converged_

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_ridge import KernelRidge as ExactKernelRidge
 from sklearn.metrics import adjusted_rand_score
 from sklearn.metrics.pairwise import pairwise_kernels, rbf_kernel
@@ -245,6 +246,37 @@ def test_kernel_ridge_multi_output_and_float32():
     pred = model.predict(X.astype(np.float32))
     assert pred.shape == (800, 2) and pred.dtype == np.float32
     assert np.allclose(pred[:, 1], -2 * pred[:, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_ridge_warns_when_cg_stops_short_and_takes_a_preconditioner_rank():
+    X, y = randla.testing.kernel_regression(1500, d=3, rng=0)
+    params = dict(alpha=1e-4, gamma=0.5, solver="pcg", n_components=None, random_state=0)
+    # The default rank (100) is far below this small alpha's effective dimension: 200 steps reach only ~2e-3.
+    with pytest.warns(ConvergenceWarning, match="preconditioner_rank"):
+        short = randla.KernelRidge(**params, max_iter=20).fit(X, y)
+    assert not short.converged_ and short.n_iter_ == 20
+    exact = ExactKernelRidge(alpha=1e-4, kernel="rbf", gamma=0.5).fit(X, y).predict(X[:200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = randla.KernelRidge(**params, preconditioner_rank=600).fit(X, y)
+    assert model.converged_ and model.n_iter_ <= 20
+    np.testing.assert_allclose(model.predict(X[:200]), exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+
+
+def test_kernel_ridge_gives_the_gaussian_process_posterior_of_a_direct_fit():
+    X, y = randla.testing.kernel_regression(600, d=3, rng=1)
+    model = randla.KernelRidge(alpha=0.1, gamma=0.5, n_components=150, random_state=0).fit(X, y)
+    mean, std = model.predict(X[:50], return_std=True)
+    expected = model.result_.predict(X[:50], return_std=True)
+    np.testing.assert_array_equal(mean, expected[0])
+    np.testing.assert_array_equal(std, expected[1])
+    np.testing.assert_array_equal(mean, model.predict(X[:50]))
+    assert model.log_marginal_likelihood_value_ == model.result_.log_marginal_likelihood
+    assert np.isfinite(model.log_marginal_likelihood_value_)
+    pcg = randla.KernelRidge(alpha=0.1, gamma=0.5, solver="pcg", n_components=None, random_state=0).fit(X, y)
+    assert pcg.log_marginal_likelihood_value_ is None
+    with pytest.raises(ValueError, match="return_std=True needs"):
+        pcg.predict(X[:5], return_std=True)
 
 
 def test_kernel_ridge_rejects_full_system_without_pcg():

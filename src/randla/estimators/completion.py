@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from .._validate import check_int
@@ -53,6 +56,7 @@ class MatrixCompletion(BaseEstimator):
     biases : bool, default False
         Row and column biases (``method="altmin"`` only).
     max_iter : int, default 100
+        A fit that stops here warns with scikit-learn's ``ConvergenceWarning``.
     tol : float or None, default None
         Stop when ||Z_new - Z||_F <= tol ||Z||_F (None: 1e-3, or 1e-2 for
         ``"bayes"``).
@@ -118,6 +122,12 @@ class MatrixCompletion(BaseEstimator):
         self.converged_ = result.converged
         self.reg_ = result.reg
         self.seen_ = _observed_pattern(rows, cols, result.shape)
+        if not result.converged:
+            warnings.warn(
+                f"The {result.method} fit stopped at max_iter={self.max_iter} before Z changed by less than tol per "
+                "step: the model is short of the optimum of its problem. Raise max_iter.",
+                ConvergenceWarning, stacklevel=2,
+            )
         return self
 
     def predict(self, rows, cols) -> np.ndarray:

@@ -13,6 +13,7 @@ from sklearn.base import (
     RegressorMixin,
     TransformerMixin,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validate import check_int
@@ -196,7 +197,12 @@ class KernelRidge(RegressorMixin, BaseEstimator):
     tol : float, optional
         Relative residual for ``"pcg"`` (default 1e-6).
     max_iter : int, optional
-        CG iteration cap for ``"pcg"`` (default 200).
+        CG iteration cap for ``"pcg"`` (default 200). A fit that stops
+        short of ``tol`` warns with scikit-learn's ``ConvergenceWarning``.
+    preconditioner_rank : int or "auto", default "auto"
+        Rank of the randomized Nyström preconditioner of the full system
+        (``solver="pcg"``, ``n_components=None``); small ``alpha`` needs a
+        larger one (see :func:`randla.kernel_ridge`).
     memory_limit : int, default 256 MiB
         Bytes of kernel blocks held at a time.
     random_state : None, int or RandomState
@@ -210,6 +216,11 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         CG iterations; 1 for the direct solver (one factorisation).
     residuals_ : ndarray
         Relative residual norms of the solver (see :class:`randla.KRRResult`).
+    log_marginal_likelihood_value_ : float or None
+        The evidence of the Gaussian-process model of a direct Nyström fit
+        with one ``alpha`` (see :func:`randla.nystrom_kernel_ridge`), else
+        None; such a fit also gives ``predict(X, return_std=True)``.
+    result_ : KRRResult
 
     Examples
     --------
@@ -222,7 +233,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
 
     def __init__(self, alpha=1.0, *, kernel="rbf", gamma=None, degree=None, coef0=None, kernel_params=None,
                  n_components="auto", solver="nystrom", landmarks="rpcholesky", tol=None, max_iter=None,
-                 memory_limit=DEFAULT_MEMORY_LIMIT, random_state=None):
+                 preconditioner_rank="auto", memory_limit=DEFAULT_MEMORY_LIMIT, random_state=None):
         self.alpha = alpha
         self.kernel = kernel
         self.gamma = gamma
@@ -234,6 +245,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         self.landmarks = landmarks
         self.tol = tol
         self.max_iter = max_iter
+        self.preconditioner_rank = preconditioner_rank
         self.memory_limit = memory_limit
         self.random_state = random_state
 
@@ -254,7 +266,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             "max_iter": 200 if self.max_iter is None else self.max_iter,
         }
         if self.solver == "pcg" and self.n_components is None:
-            result = kernel_ridge(X, y, **iterative, **common)
+            result = kernel_ridge(X, y, rank=self.preconditioner_rank, **iterative, **common)
         else:
             m = self.n_components
             if m is None:
@@ -276,12 +288,22 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         self.converged_ = result.converged
         self.n_iter_ = max(result.n_iter, 1)
         self.residuals_ = result.residuals
+        self.log_marginal_likelihood_value_ = result.log_marginal_likelihood
+        if not result.converged:
+            warnings.warn(
+                f"Conjugate gradients stopped after max_iter={self.n_iter_} iterations at a relative residual of "
+                f"{result.residuals[-1]:.2g}, above tol={iterative['tol']:g}: the predictions are not those of the "
+                "kernel ridge solution. Raise max_iter, or preconditioner_rank (needed for small alpha).",
+                ConvergenceWarning, stacklevel=2,
+            )
         return self
 
-    def predict(self, X):
+    def predict(self, X, return_std=False):
+        """f(X); ``return_std=True`` also gives the Gaussian-process posterior
+        standard deviation (see ``log_marginal_likelihood_value_``)."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
-        return self.result_.predict(X.astype(self.centers_.dtype, copy=False))
+        return self.result_.predict(X.astype(self.centers_.dtype, copy=False), return_std=return_std)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
