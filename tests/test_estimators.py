@@ -57,6 +57,20 @@ def test_nystroem_features_reproduce_the_landmark_factor():
     assert np.allclose(Zn @ Zn.T, Cn @ np.linalg.pinv(W, rcond=1e-12, hermitian=True) @ Cn.T, atol=1e-6)
 
 
+@pytest.mark.parametrize("landmarks", ["rpcholesky", "uniform"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nystroem_fit_transform_is_the_factor_transform_gives(landmarks, dtype):
+    X = randla.testing.clustered(600, 3, 8, rng=0).X.astype(dtype)
+    est = randla.Nystroem(gamma=0.5, n_components=40, landmarks=landmarks, random_state=0)
+    Z = est.fit_transform(X)
+    assert Z.dtype == dtype and Z.shape == (600, len(est.component_indices_))
+    again = randla.Nystroem(gamma=0.5, n_components=40, landmarks=landmarks, random_state=0).fit(X)
+    np.testing.assert_array_equal(again.component_indices_, est.component_indices_)
+    # Equal to rounding, amplified by the conditioning of T = F[S]^-1 that transform applies.
+    bound = 100 * np.linalg.cond(est.normalization_.astype(np.float64)) * np.finfo(dtype).eps
+    np.testing.assert_allclose(Z, est.transform(X), rtol=0, atol=bound)
+
+
 def test_nystroem_normalization_maps_as_sklearns():
     """z(x) = k(x, components_) @ normalization_.T, scikit-learn's formula; in
     double for single-precision rows given to a model fitted in double."""

@@ -138,6 +138,16 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         self.random_state = random_state
 
     def fit(self, X, y=None):
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit and return the features of X: the landmark factor F itself, with
+        no second pass over the kernel (F = K[:, S] F[S]^{-T}, see Notes)."""
+        return self._fit(X)
+
+    def _fit(self, X):
+        """Fit; the training points' features (n, m)."""
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32])
         K = kernel_operator(X, kernel=self.kernel, **_kernel_params(self))
         m = _capped_components(self.n_components, X.shape[0])
@@ -149,7 +159,7 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         self.normalization_ = solve_triangular(head, np.eye(len(idx), dtype=head.dtype), lower=True)
         self.trace_error_ = chosen.trace_error
         self._kernel = K.kernel
-        return self
+        return np.asarray(chosen.factor, dtype=X.dtype)
 
     def transform(self, X):
         check_is_fitted(self)
