@@ -30,11 +30,11 @@ import randla
         randla.KernelRidge(alpha=0.1, n_components=20, random_state=0),
         randla.KernelRidge(kernel="laplacian", alpha=0.1, n_components=20, random_state=0),
         randla.KernelRidge(alpha=0.1, solver="pcg", n_components=None, random_state=0),
-        randla.SpectralClustering(n_clusters=3, n_components=30, random_state=0),
+        randla.SpectralClustering(n_clusters=3, n_landmarks=30, random_state=0),
     ]
 )
 @pytest.mark.filterwarnings("ignore:n_components=.*n_samples:UserWarning")
-@pytest.mark.filterwarnings("ignore:n_components=.*n_clusters:UserWarning")
+@pytest.mark.filterwarnings("ignore:n_landmarks=.*n_components:UserWarning")
 def test_sklearn_conventions(estimator, check):
     check(estimator)
 
@@ -149,19 +149,24 @@ def test_nystroem_of_a_kernel_that_is_zero_on_the_data():
         (randla.KernelRidge(n_components="all"), "an int >= 1, 'auto' or None; got 'all'"),
         (randla.KernelRidge(n_components=2.5), "an int >= 1, 'auto' or None; got 2.5"),
         (randla.SpectralClustering(n_components="x"), "an int >= 1; got 'x'"),
+        (randla.SpectralClustering(n_landmarks=0), "an int >= 1; got 0"),
     ],
 )
 def test_bad_n_components_named_in_the_error(estimator, match):
     X, y = randla.testing.kernel_regression(50, d=2, rng=0)
-    with pytest.raises(ValueError, match=f"`n_components` must be {match}"):
+    name = "n_landmarks" if getattr(estimator, "n_landmarks", None) == 0 else "n_components"
+    with pytest.raises(ValueError, match=f"`{name}` must be {match}"):
         estimator.fit(X, y)
 
 
 def test_spectral_clustering_takes_at_least_one_landmark_per_cluster():
     X = randla.testing.clustered(300, 2, 4, rng=0).X
-    with pytest.warns(UserWarning, match="n_components=2 < n_clusters=4: using 4 landmarks"):
-        est = randla.SpectralClustering(4, n_components=2, random_state=0).fit(X)
+    with pytest.warns(UserWarning, match="n_landmarks=2 < n_components=4: using 4 landmarks"):
+        est = randla.SpectralClustering(4, n_landmarks=2, random_state=0).fit(X)
     assert est.embedding_.shape == (300, 4)
+    with pytest.warns(UserWarning, match="n_landmarks=5 < n_components=8: using 8 landmarks"):
+        est = randla.SpectralClustering(4, n_components=8, n_landmarks=5, random_state=0).fit(X)
+    assert est.embedding_.shape == (300, 8)
 
 
 @pytest.mark.parametrize("solver,n_components", [("nystrom", 600), ("pcg", 600), ("pcg", None)])
@@ -213,8 +218,8 @@ def test_kernel_estimators_take_sparse_points_as_scikit_learns():
     Z = est.transform(X)
     assert np.trace(K - Z @ Z.T) == pytest.approx(est.trace_error_, abs=1e-10 * np.trace(K))
     blobs = randla.testing.clustered(300, 5, 3, rng=0).X
-    dense = randla.SpectralClustering(3, n_components=60, random_state=0).fit(blobs).labels_
-    sparse = randla.SpectralClustering(3, n_components=60, random_state=0).fit(sp.csr_array(blobs)).labels_
+    dense = randla.SpectralClustering(3, n_landmarks=60, random_state=0).fit(blobs).labels_
+    sparse = randla.SpectralClustering(3, n_landmarks=60, random_state=0).fit(sp.csr_array(blobs)).labels_
     assert adjusted_rand_score(dense, sparse) == 1.0
 
 
@@ -303,7 +308,7 @@ def test_kernel_ridge_rejects_full_system_without_pcg():
 
 def test_spectral_clustering_finds_planted_clusters():
     data = randla.testing.clustered(1200, 3, 5, imbalance=4.0, rng=0)
-    labels = randla.SpectralClustering(5, gamma=1.0, n_components=100, random_state=0).fit_predict(data.X)
+    labels = randla.SpectralClustering(5, gamma=1.0, n_landmarks=100, random_state=0).fit_predict(data.X)
     assert adjusted_rand_score(data.labels, labels) > 0.99
 
 

@@ -13,7 +13,7 @@ import randla
 
 def test_recovers_planted_clusters():
     data = randla.testing.clustered(2000, 2, 6, imbalance=8.0, rng=1)
-    labels, embedding = randla.spectral_clustering(data.X, 6, gamma=1.0, n_components=120, rng=0)
+    labels, embedding = randla.spectral_clustering(data.X, 6, gamma=1.0, n_landmarks=120, rng=0)
     assert adjusted_rand_score(data.labels, labels) > 0.99
     assert embedding.shape == (2000, 6)
     assert np.allclose(np.linalg.norm(embedding, axis=1), 1.0)
@@ -24,17 +24,17 @@ def test_eigenvalues_match_the_exact_normalised_affinity():
     K = rbf_kernel(X, gamma=1.0)
     d = K.sum(axis=1)
     exact = np.linalg.eigvalsh(K / np.sqrt(np.outer(d, d)))[::-1][:4]
-    r = randla.spectral_clustering(X, 4, gamma=1.0, n_components=150, rng=0)
+    r = randla.spectral_clustering(X, 4, gamma=1.0, n_landmarks=150, rng=0)
     assert np.allclose(r.eigenvalues, exact, atol=1e-3)
     assert np.all(r.eigenvalues <= 1 + 1e-8)
 
 
 def test_same_rng_same_labels_and_torch_input():
     X = randla.testing.clustered(400, 2, 3, imbalance=2.0, rng=3).X
-    a = randla.spectral_clustering(X, 3, gamma=1.0, n_components=50, rng=5)
-    b = randla.spectral_clustering(X, 3, gamma=1.0, n_components=50, rng=5)
+    a = randla.spectral_clustering(X, 3, gamma=1.0, n_landmarks=50, rng=5)
+    b = randla.spectral_clustering(X, 3, gamma=1.0, n_landmarks=50, rng=5)
     assert np.array_equal(a.labels, b.labels)
-    t = randla.spectral_clustering(torch.from_numpy(X), 3, gamma=1.0, n_components=50, rng=5)
+    t = randla.spectral_clustering(torch.from_numpy(X), 3, gamma=1.0, n_landmarks=50, rng=5)
     assert adjusted_rand_score(a.labels, t.labels) == pytest.approx(1.0)
 
 
@@ -50,18 +50,23 @@ def test_bad_input():
         randla.spectral_clustering(np.full((5, 2), np.nan), 2)
 
 
-def test_embedding_has_one_column_per_cluster():
+def test_embedding_has_one_column_per_cluster_or_n_components():
     X = np.random.default_rng(0).standard_normal((600, 2))
-    with pytest.raises(ValueError, match="n_components.*at least n_clusters=6"):
-        randla.spectral_clustering(X, 6, n_components=3, rng=0)
-    r = randla.spectral_clustering(X, 6, n_components=6, rng=0)
+    with pytest.raises(ValueError, match="n_landmarks.*at least n_components=6"):
+        randla.spectral_clustering(X, 6, n_landmarks=3, rng=0)
+    r = randla.spectral_clustering(X, 6, n_landmarks=6, rng=0)
     assert r.embedding.shape == (600, 6) and r.eigenvalues.shape == (6,)
+    # n_components as in scikit-learn: the eigenvectors kept, here fewer than the clusters
+    r = randla.spectral_clustering(X, 6, n_components=3, n_landmarks=40, rng=0)
+    assert r.embedding.shape == (600, 3) and r.eigenvalues.shape == (3,) and set(r.labels) == set(range(6))
+    with pytest.raises(ValueError, match="n_landmarks`=10 must be at least n_components=12"):
+        randla.spectral_clustering(X, 6, n_components=12, n_landmarks=10, rng=0)
 
 
 def test_rank_deficient_kernel_warns_and_keeps_the_shapes():
     # Identical points: the kernel matrix is all ones, of rank 1, and its
     # normalised affinity has eigenvalues 1, 0, 0, ...
-    with pytest.warns(UserWarning, match="numerical rank 1 < n_clusters=3"):
+    with pytest.warns(UserWarning, match="numerical rank 1 < n_components=3.*only 1 of the 3 clusters"):
         r = randla.spectral_clustering(np.ones((20, 2)), 3, rng=0)
     assert r.embedding.shape == (20, 3) and r.eigenvalues.shape == (3,)
     assert np.allclose(r.eigenvalues, [1.0, 0.0, 0.0])
@@ -81,13 +86,13 @@ def test_narrow_bandwidth_is_not_mistaken_for_a_negative_kernel():
     # degree is at least k(x, x) = 1; they are now clustered, with a warning.
     X, _ = three_blobs()
     with pytest.warns(UserWarning, match=r"13 of the 180 points have no affinity to any of the 50 landmarks"):
-        r = randla.spectral_clustering(X, 3, gamma=1e4, n_components=50, rng=0)
+        r = randla.spectral_clustering(X, 3, gamma=1e4, n_landmarks=50, rng=0)
     assert r.labels.shape == (180,) and np.all((r.labels >= 0) & (r.labels < 3))
     assert np.all(np.isfinite(r.embedding)) and np.all(r.eigenvalues <= 1 + 1e-8)
     norms = np.linalg.norm(r.embedding, axis=1)
     assert np.sum(norms == 0) == 13 and np.allclose(norms[norms > 0], 1.0)
     with pytest.warns(UserWarning, match="no affinity to any of the 50 landmarks"):
-        est = randla.SpectralClustering(3, gamma=1e4, n_components=50, random_state=0).fit(X)
+        est = randla.SpectralClustering(3, gamma=1e4, n_landmarks=50, random_state=0).fit(X)
     assert est.labels_.shape == (180,)
 
 
@@ -95,7 +100,7 @@ def test_narrow_bandwidth_with_every_point_reached_is_unchanged():
     # The degrees stay those of the approximation wherever they are positive:
     # adding the residual diagonal to all of them mixes these clusters.
     X, truth = three_blobs()
-    r = randla.spectral_clustering(X, 3, gamma=100, n_components=50, rng=0)
+    r = randla.spectral_clustering(X, 3, gamma=100, n_landmarks=50, rng=0)
     assert adjusted_rand_score(truth, r.labels) == pytest.approx(1.0)
 
 
@@ -120,7 +125,7 @@ def test_degrees_left_non_positive_by_the_approximation_name_it(monkeypatch):
     monkeypatch.setattr(clustering, "select_landmarks", lambda *args, **kwargs: fake)
     with pytest.raises(ValueError, match="approximation with 2 landmarks gives 1 of the 3 points a degree <= 0, "
                                          "although the 'rbf' kernel is non-negative. Use more landmarks"):
-        randla.spectral_clustering(np.eye(3), 2, n_components=2, rng=0)
+        randla.spectral_clustering(np.eye(3), 2, n_landmarks=2, rng=0)
 
 
 def test_points_similar_to_nothing_are_named():
@@ -130,4 +135,4 @@ def test_points_similar_to_nothing_are_named():
     X = sp.random_array((100, 30), density=0.2, format="csr", rng=0)
     X = sp.csr_array(X.toarray() * (np.arange(100) % 37 != 5)[:, None])
     with pytest.raises(ValueError, match=r"3 of the 100 points have k\(x, x\) = 0 under the 'cosine' kernel.*\[5, 42, 79\]"):
-        randla.spectral_clustering(X, 2, kernel="cosine", n_components=20, rng=0)
+        randla.spectral_clustering(X, 2, kernel="cosine", n_landmarks=20, rng=0)

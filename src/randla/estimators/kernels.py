@@ -331,10 +331,16 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
     ----------
     n_clusters : int, default 8
     kernel, gamma, kernel_params
-        The affinity (non-negative kernel), as in :class:`Nystroem`.
-    n_components : int, default 200
-        Landmarks m (capped at n_samples; raised to n_clusters, with a
-        warning, as the embedding takes one eigenvector per cluster).
+        The affinity (non-negative kernel), as in :class:`Nystroem`: the
+        default ``gamma`` is 1 / n_features, where scikit-learn's
+        ``SpectralClustering`` takes 1.0. There is no nearest-neighbour
+        affinity.
+    n_components : int, optional
+        Eigenvectors in the embedding, as in scikit-learn; default
+        ``n_clusters``.
+    n_landmarks : int, default 200
+        Landmarks m (capped at n_samples; raised to ``n_components``, with a
+        warning, as the eigenvectors come from an approximation of rank m).
     landmarks : str, default "rpcholesky"
     n_init : int, default 10
         k-means restarts.
@@ -343,7 +349,7 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
     Attributes
     ----------
     labels_ : ndarray (n,)
-    embedding_ : ndarray (n, n_clusters)
+    embedding_ : ndarray (n, n_components)
     landmark_indices_ : ndarray (m,)
 
     Examples
@@ -351,18 +357,19 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
     >>> import numpy as np, randla
     >>> rng = np.random.default_rng(0)
     >>> X = np.concatenate([rng.normal(0, 0.3, (150, 2)), rng.normal(4, 0.3, (50, 2))])
-    >>> labels = randla.SpectralClustering(2, n_components=40, random_state=0).fit_predict(X)
+    >>> labels = randla.SpectralClustering(2, n_landmarks=40, random_state=0).fit_predict(X)
     >>> sorted(np.bincount(labels).tolist())
     [50, 150]
     """
 
-    def __init__(self, n_clusters=8, *, kernel="rbf", gamma=None, kernel_params=None, n_components=200,
-                 landmarks="rpcholesky", n_init=10, random_state=None):
+    def __init__(self, n_clusters=8, *, kernel="rbf", gamma=None, kernel_params=None, n_components=None,
+                 n_landmarks=200, landmarks="rpcholesky", n_init=10, random_state=None):
         self.n_clusters = n_clusters
         self.kernel = kernel
         self.gamma = gamma
         self.kernel_params = kernel_params
         self.n_components = n_components
+        self.n_landmarks = n_landmarks
         self.landmarks = landmarks
         self.n_init = n_init
         self.random_state = random_state
@@ -372,17 +379,19 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None):
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32])
         k = check_int("n_clusters", self.n_clusters, 1)
-        m = min(check_int("n_components", self.n_components, 1), X.shape[0])
-        if m < min(k, X.shape[0]):
+        c = k if self.n_components is None else check_int("n_components", self.n_components, 1)
+        m = min(check_int("n_landmarks", self.n_landmarks, 1), X.shape[0])
+        if m < min(c, X.shape[0]):
             warnings.warn(
-                f"n_components={m} < n_clusters={k}: using {k} landmarks, as the embedding takes "
-                "one eigenvector per cluster.",
+                f"n_landmarks={m} < n_components={c}: using {c} landmarks, as the embedding takes "
+                f"{c} eigenvectors.",
                 UserWarning,
                 stacklevel=2,
             )
-            m = k
+            m = c
         result = spectral_clustering(
-            X, self.n_clusters, kernel=self.kernel, n_components=m, landmarks=self.landmarks,
+            X, self.n_clusters, kernel=self.kernel, n_components=self.n_components, n_landmarks=m,
+            landmarks=self.landmarks,
             n_init=self.n_init, rng=_random_seed(self.random_state), **_kernel_params(self),
         )
         self.labels_ = result.labels

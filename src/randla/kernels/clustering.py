@@ -32,9 +32,9 @@ class SpectralClusteringResult(Unpackable):
     ----------
     labels : ndarray of int, shape (n,)
         Cluster of each point, in 0 .. n_clusters - 1.
-    embedding : ndarray, shape (n, n_clusters)
+    embedding : ndarray, shape (n, n_components)
         Row-normalised spectral embedding the labels were found in.
-    eigenvalues : ndarray, shape (n_clusters,)
+    eigenvalues : ndarray, shape (n_components,)
         Top eigenvalues of the approximate normalised affinity (at most 1).
     landmarks : ndarray of int
         Indices of the landmark points.
@@ -53,7 +53,8 @@ def spectral_clustering(
     n_clusters: int,
     *,
     kernel="rbf",
-    n_components: int = 200,
+    n_components: int | None = None,
+    n_landmarks: int = 200,
     landmarks: str = "rpcholesky",
     n_init: int = 10,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
@@ -72,9 +73,13 @@ def spectral_clustering(
         The affinity, as in :func:`randla.kernel_operator` (an ``"rbf"``
         kernel by default); it must be non-negative for the degrees to be
         meaningful.
-    n_components : int, default 200
+    n_components : int, optional
+        Eigenvectors in the embedding, as in scikit-learn's
+        ``SpectralClustering``; default ``n_clusters``.
+    n_landmarks : int, default 200
         Number of landmark columns m of the Nyström factor (capped at n), at
-        least ``n_clusters``: the embedding takes one eigenvector per cluster.
+        least ``n_components``: the eigenvectors come from an approximation
+        of rank m.
     landmarks : str, default "rpcholesky"
         Landmark selection method of :func:`randla.landmarks`.
     n_init : int, default 10
@@ -99,19 +104,20 @@ def spectral_clustering(
     Warns
     -----
     UserWarning
-        When the kernel matrix has numerical rank below ``n_clusters``
+        When the kernel matrix has numerical rank below ``n_components``
         (duplicate points, or a bandwidth too wide for the data): the
-        embedding's last columns are then 0 and fewer than ``n_clusters``
-        clusters can be told apart; some labels may go unused.
+        embedding's last columns are then 0, and with the default
+        ``n_components`` fewer than ``n_clusters`` clusters can be told
+        apart; some labels may go unused.
     UserWarning
         When some points have no affinity to any landmark (a bandwidth too
-        narrow for ``n_components``): their embedding rows are 0 and their
+        narrow for ``n_landmarks``): their embedding rows are 0 and their
         labels arbitrary.
 
     Notes
     -----
     The embedding is that of Ng, Jordan & Weiss (2001): the top
-    ``n_clusters`` eigenvectors of D^{-1/2} K D^{-1/2}, rows scaled to unit
+    ``n_components`` eigenvectors of D^{-1/2} K D^{-1/2}, rows scaled to unit
     length, then k-means (Lloyd's iterations from k-means++ seeding). With
     the Nyström factor of Fowlkes et al. (2004) this costs n m kernel
     evaluations and O(n m^2) arithmetic. The degrees are those of the
@@ -125,7 +131,7 @@ def spectral_clustering(
     >>> import numpy as np, randla
     >>> rng = np.random.default_rng(0)
     >>> X = np.concatenate([rng.normal(0, 0.3, (200, 2)), rng.normal(3, 0.3, (100, 2))])
-    >>> labels, _ = randla.spectral_clustering(X, 2, n_components=50, rng=0)
+    >>> labels, _ = randla.spectral_clustering(X, 2, n_landmarks=50, rng=0)
     >>> sorted(np.bincount(labels).tolist())
     [100, 200]
     """
@@ -134,12 +140,13 @@ def spectral_clustering(
     k = check_int("n_clusters", n_clusters, 1)
     if k > n:
         raise ValueError(f"n_samples={n} should be >= n_clusters={k}: every cluster needs a point.")
-    if check_int("n_components", n_components, 1) < k:
+    c = k if n_components is None else check_int("n_components", n_components, 1, n)
+    if check_int("n_landmarks", n_landmarks, 1) < c:
         raise ValueError(
-            f"`n_components`={n_components} must be at least n_clusters={k}: the embedding takes "
-            "one eigenvector per cluster from an approximation of rank n_components."
+            f"`n_landmarks`={n_landmarks} must be at least n_components={c}: the embedding takes "
+            f"{c} eigenvectors from an approximation of rank n_landmarks."
         )
-    m = min(n_components, n)
+    m = min(n_landmarks, n)
     n_init = check_int("n_init", n_init, 1)
     gen = check_rng(rng)
     isolated = np.flatnonzero(np.asarray(to_numpy(K.diagonal())) <= 0)
@@ -160,13 +167,13 @@ def spectral_clustering(
                 f"spectral clustering needs positive degrees (row sums of the kernel); the Nystrom "
                 f"approximation with {F.shape[1]} landmarks gives {count} of the {n} points a degree <= 0, "
                 f"although the {K.kernel.name!r} kernel is non-negative. Use more landmarks "
-                "(`n_components`) or a wider bandwidth (a smaller `gamma`)."
+                "(`n_landmarks`) or a wider bandwidth (a smaller `gamma`)."
             )
         raise ValueError(
             f"spectral clustering needs positive degrees (row sums of the kernel); the "
             f"{K.kernel.name!r} kernel gives {count} of the {n} points a degree <= 0: it takes negative "
             f"values, or its Nystrom approximation with {F.shape[1]} landmarks is too coarse. Use a "
-            "non-negative kernel such as 'rbf' or 'laplacian', or more landmarks (`n_components`)."
+            "non-negative kernel such as 'rbf' or 'laplacian', or more landmarks (`n_landmarks`)."
         )
     unseen_rows = ~np.any(F != 0, axis=1)
     unseen = int(np.sum(unseen_rows))
@@ -174,29 +181,30 @@ def spectral_clustering(
         warnings.warn(
             f"{unseen} of the {n} points have no affinity to any of the {F.shape[1]} landmarks (their "
             "kernel values to all of them are 0): their labels are arbitrary. Use more landmarks "
-            "(`n_components`) or a wider bandwidth (a smaller `gamma`).",
+            "(`n_landmarks`) or a wider bandwidth (a smaller `gamma`).",
             UserWarning,
             stacklevel=2,
         )
     G = F / np.sqrt(degrees)[:, None]
     U, s, _ = small_svd(np, G)
-    if s.size < k:
+    if s.size < c:
         warnings.warn(
-            f"the kernel matrix has numerical rank {s.size} < n_clusters={k} (duplicate points, or a "
-            f"bandwidth too wide for the data): the embedding's last {k - s.size} columns are 0 and "
-            f"only {s.size} of the {k} clusters can be told apart; some labels may go unused.",
+            f"the kernel matrix has numerical rank {s.size} < n_components={c} (duplicate points, or a "
+            f"bandwidth too wide for the data): the embedding's last {c - s.size} columns are 0"
+            + (f" and only {s.size} of the {k} clusters can be told apart; some labels may go unused."
+               if s.size < k else "."),
             UserWarning,
             stacklevel=2,
         )
-        U, s = np.pad(U, ((0, 0), (0, k - s.size))), np.pad(s, (0, k - s.size))
+        U, s = np.pad(U, ((0, 0), (0, c - s.size))), np.pad(s, (0, c - s.size))
     U[unseen_rows] = 0  # the SVD's rounding there is no information; it would be scaled to unit length
-    embedding = _unit_rows(U[:, :k])
+    embedding = _unit_rows(U[:, :c])
     best, best_inertia = None, np.inf
     for _ in range(n_init):
         labels, inertia = _kmeans(embedding, k, gen)
         if inertia < best_inertia:
             best, best_inertia = labels, inertia
-    return SpectralClusteringResult(best.astype(np.int64), embedding, s[:k] ** 2, np.asarray(chosen.indices))
+    return SpectralClusteringResult(best.astype(np.int64), embedding, s[:c] ** 2, np.asarray(chosen.indices))
 
 
 def _degrees(K, F) -> np.ndarray:
