@@ -151,8 +151,10 @@ def eigh(
 
     Notes
     -----
-    Randomized subspace iteration for a basis Q, then the Rayleigh-Ritz
-    problem Q^H A Q [HMT2011, Alg. 5.3]. Passes over A: 2 power_iters + 2.
+    Randomized subspace iteration for a basis Q [HMT2011, Alg. 5.3], then
+    the Rayleigh-Ritz problem on the block Krylov basis [Q, A Q], which
+    keeps eigenvalues of opposite signs near the k-th apart. Passes over A:
+    2 power_iters + 3.
     A is checked to be Hermitian on the first sketch, with no pass of its own
     (at ``rank + oversample == 1``, on one product with A^H, which a
     ``LinearOperator`` given only ``matvec`` lacks: it is then taken to be
@@ -181,6 +183,11 @@ def eigh(
     for _ in range(2 * power_iters):
         Y = op.matmat(normalize(xp, Y, normalizer))
     Q = orthonormalize(xp, Y)
+    # Rayleigh-Ritz on [Q, A Q] rather than Q alone: where eigenvalues of both
+    # signs crowd the k-th, Q mixes their eigenvectors and Q^H A Q's values
+    # cancel towards 0 (by half on a random graph's adjacency); the Krylov
+    # block separates them for one more pass.
+    Q = orthonormalize(xp, xp.concat([Q, op.matmat(Q)], axis=1))
     T = conj_transpose(xp, Q) @ op.matmat(Q)
     w, v = small_eigh(xp, T)
     order = xp.argsort(-xp.abs(w))[:rank]
