@@ -88,6 +88,22 @@ def test_plain_methods_report_output_errors_with_a_gram():
     assert spec.relative_errors()[15] == pytest.approx(actual, rel=1e-4)
 
 
+@pytest.mark.parametrize("method", ["exact", "rsi", "rsvd", "whitened", "fisher"])
+def test_weighted_output_errors_are_those_of_the_prefixes(method):
+    # The allocator reads these curves: with output weights the components'
+    # cross terms count, and leaving them out once predicted 0 for errors of 0.6.
+    W = _weight(60, 90)
+    X = _inputs(90, 300)
+    weights = torch.logspace(-2, 1, 60, dtype=torch.float64)[torch.randperm(60, generator=torch.Generator().manual_seed(2))]
+    spec = spectrum(W, 30, method, gram=X @ X.T, output_weights=weights, row_importance=weights, rng=0)
+    total = float((weights * (W.double() @ X).square().sum(dim=1)).sum())
+    predicted = spec.relative_errors()
+    for r in (1, 5, 15, 30):
+        u, d = spec.factors(r)
+        actual = float((weights * ((W.double() - (u @ d).double()) @ X).square().sum(dim=1)).sum()) / total
+        assert predicted[r] == pytest.approx(actual, rel=1e-4, abs=1e-9)
+
+
 def test_fisher_minimises_the_row_weighted_error():
     W = _weight(70, 50)
     importance = torch.logspace(-2, 2, 70, dtype=torch.float64)

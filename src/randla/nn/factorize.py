@@ -67,8 +67,10 @@ class Spectrum:
     ----------
     up, down : (m, cap) and (cap, n) tensors
         W_hat(r) = up[:, :r] @ down[:r] is the method's rank-r truncation.
-    energies : (cap,) float64 ndarray
-        How much each component removes from the method's squared error.
+    sizes : (cap,) float64 ndarray
+        Each component's own squared norm in the method's error measure.
+    errors : (cap + 1,) float64 ndarray
+        The method's squared error at ranks 0..cap (index r).
     total : float
         The method's squared error at rank 0 (its norm of W, squared).
     seconds : float
@@ -77,18 +79,18 @@ class Spectrum:
 
     up: torch.Tensor
     down: torch.Tensor
-    energies: np.ndarray
+    sizes: np.ndarray
+    errors: np.ndarray
     total: float
     seconds: float = 0.0
 
     @property
     def cap(self) -> int:
-        return int(self.energies.shape[0])
+        return int(self.sizes.shape[0])
 
     def squared_errors(self) -> np.ndarray:
         """The method's squared error at ranks 0..cap (index r), never negative."""
-        kept = np.concatenate([[0.0], np.cumsum(self.energies)])
-        return np.clip(self.total - kept, 0.0, None)
+        return np.clip(self.errors, 0.0, None)
 
     def relative_errors(self) -> np.ndarray:
         """Squared relative error at ranks 0..cap (index r)."""
@@ -151,16 +153,23 @@ def spectrum(
     down = U.mH @ (M if method == "fisher" else Wd)
     up = U if left is None else U / left[:, None]
     if gram is None:
-        energies = S.double().square()
+        sizes = S.double().square()
         total = float(M.abs().double().square().sum())
+        errors = total - torch.cumsum(sizes, 0)
     else:
-        # Output error of W_hat = sum_i a_i b_i^T with a_i = up[:, i], b_i = down[i]: component i
-        # carries (a_i^T diag(w) a_i)(b_i^T G b_i), w the output weights. Exact for ``whitened``
-        # (its rows b_i are G-orthogonal), the diagonal approximation otherwise.
+        # Output error of W_hat(k) = sum_{i<=k} a_i b_i^T, a_i = up[:, i], b_i = down[i],
+        # with D = diag(output weights): E_k = tr(D W G W^T) - 2 sum_{i<=k} a_i^T D W G b_i + sum_{i,j<=k} (a_i^T D a_j)(b_i^T G b_j).
+        # The cross terms vanish only when D = I and the a_i are orthonormal; weighted
+        # outputs (and fisher's columns) need them all.
         weights = torch.ones(W.shape[0], dtype=torch.float64, device=W.device) if output_weights is None else output_weights
-        Dd = down.double()
-        energies = (up.double().square() * weights[:, None]).sum(dim=0) * ((Dd @ gram) * Dd).sum(dim=1)
-        Wd64 = Wd.double()
-        total = float((weights * ((Wd64 @ gram) * Wd64).sum(dim=1)).sum())
+        A, B = up.double(), down.double()
+        WG = Wd.double() @ gram
+        DA = A * weights[:, None]
+        linear = (DA * (WG @ B.T)).sum(dim=0)
+        cross = (A.T @ DA) * (B @ gram @ B.T)
+        sizes = cross.diagonal()
+        total = float((weights * (WG * Wd.double()).sum(dim=1)).sum())
+        errors = total - torch.cumsum(2 * linear - 2 * torch.tril(cross, -1).sum(dim=1) - sizes, 0)
+    errors = np.concatenate([[total], errors.cpu().numpy()])
     seconds = time.perf_counter() - start
-    return Spectrum(up.to(W.dtype), down.to(W.dtype), energies.cpu().numpy(), total, seconds)
+    return Spectrum(up.to(W.dtype), down.to(W.dtype), sizes.cpu().numpy(), errors, total, seconds)
