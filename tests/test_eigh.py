@@ -118,6 +118,13 @@ def test_eigh_rank_deficient():
     assert_orthonormal_columns(V, 1e-10)
 
 
+def test_eigh_with_a_sketch_of_n_columns_is_exact_without_passes():
+    A = symmetric(30, "polynomial", rate=0.5, rng=0)
+    r = randla.eigh(A, 25, rng=0)  # l = min(25 + 10, 30): the identity
+    assert r.power_iters == 0
+    np.testing.assert_allclose(r.w, exact_eigvals(A)[:25], rtol=1e-10)
+
+
 def test_eigh_zero_matrix():
     w, V = randla.eigh(np.zeros((30, 30)), 4, rng=0)
     assert np.array_equal(w, np.zeros(4))

@@ -422,6 +422,8 @@ def test_auto_power_iters():
     value = auto_power_iters(10, (300, 200))
     assert isinstance(value, int) and value == 4
     assert auto_power_iters(10, (300, 200), "block_krylov") == 2
+    # A sketch of min(m, n) columns spans the range: passes would repeat it.
+    assert auto_power_iters(200, (300, 200)) == auto_power_iters(200, (300, 200), "block_krylov") == 0
 
 
 @pytest.mark.parametrize(

@@ -458,6 +458,10 @@ def test_auto_power_iters(method, expected):
     A = planted(60, 40, rng=0).A
     assert randla.svd(A, 4, method=method, rng=0).power_iters == expected
     assert randla.svd(A, 4, method=method, power_iters=0, rng=0).power_iters == 0
+    # k + oversample >= min(m, n): the sketch spans the range, and passes would only repeat it.
+    full = randla.svd(A, 30, method=method, rng=0)
+    assert full.power_iters == 0
+    np.testing.assert_allclose(full.S, singular_values(A)[:30], rtol=1e-12)
 
 
 def test_explicit_power_iters_improve_accuracy():

@@ -154,7 +154,7 @@ def eigh(
     Randomized subspace iteration for a basis Q [HMT2011, Alg. 5.3], then
     the Rayleigh-Ritz problem on the block Krylov basis [Q, A Q], which
     keeps eigenvalues of opposite signs near the k-th apart. Passes over A:
-    2 power_iters + 3.
+    2 power_iters + 3 (2 with a sketch of n columns, which spans A's range).
     A is checked to be Hermitian on the first sketch, with no pass of its own
     (at ``rank + oversample == 1``, on one product with A^H, which a
     ``LinearOperator`` given only ``matvec`` lacks: it is then taken to be
@@ -172,11 +172,12 @@ def eigh(
     rank = check_rank(rank, op.shape)
     oversample = check_int("oversample", oversample, 0)
     power_iters = check_power_iters(power_iters)
+    l = min(rank + oversample, op.shape[0])
     if power_iters == "auto":
-        power_iters = auto_power_iters(rank, op.shape)
+        power_iters = auto_power_iters(l, op.shape)
     normalizer = check_normalizer(normalizer)
     rng = check_rng(rng)
-    omega = draw_for(op, check_sketch(sketch), min(rank + oversample, op.shape[0]), rng)
+    omega = draw_for(op, check_sketch(sketch), l, rng)
     xp = op.xp
     Y = checked_product(omega.apply, op)
     _check_hermitian(op, omega.dense(), Y)
@@ -187,7 +188,8 @@ def eigh(
     # signs crowd the k-th, Q mixes their eigenvectors and Q^H A Q's values
     # cancel towards 0 (by half on a random graph's adjacency); the Krylov
     # block separates them for one more pass.
-    Q = orthonormalize(xp, xp.concat([Q, op.matmat(Q)], axis=1))
+    if l < op.shape[0]:
+        Q = orthonormalize(xp, xp.concat([Q, op.matmat(Q)], axis=1))
     T = conj_transpose(xp, Q) @ op.matmat(Q)
     w, v = small_eigh(xp, T)
     order = xp.argsort(-xp.abs(w))[:rank]

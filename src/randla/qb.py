@@ -182,10 +182,11 @@ def build_basis(op: Operator, o: Options, *, oversample_cap: bool = False) -> Ba
             rng=o.rng,
         )
         return Basis(found.Q, found.W, power_iters, found.error, found.converged, found.norm)
+    l = min(o.rank + o.oversample, min(op.shape))
     power_iters = o.power_iters
     if power_iters == "auto":
-        power_iters = 0 if o.method == "rsvd" else auto_power_iters(o.rank, op.shape, o.method)
-    omega = draw_for(op, o.sketch, min(o.rank + o.oversample, min(op.shape)), o.rng)
+        power_iters = 0 if o.method == "rsvd" else auto_power_iters(l, op.shape, o.method)
+    omega = draw_for(op, o.sketch, l, o.rng)
     if o.method == "block_krylov":
         Q = block_krylov(op, omega, power_iters=power_iters)
     else:
