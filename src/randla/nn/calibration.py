@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import torch
 
 from .layers import is_conv1d, linear_weight
 
-__all__ = ["LayerStatistics", "collect", "output_tensor", "call_model", "is_encoder_decoder"]
+__all__ = ["LayerStatistics", "collect", "output_tensor", "call_model", "attention_mask", "is_encoder_decoder"]
 
 
 @dataclass
@@ -26,12 +27,46 @@ class LayerStatistics:
 
 
 def call_model(model, batch):
-    """model(**batch) for a mapping (a tokenizer's output), model(*batch) for a tuple, else model(batch)."""
+    """model(**batch) for a mapping (a tokenizer's output), model(*batch) for a tuple, else model(batch).
+
+    A mapping goes whole to a forward whose one required argument it does not
+    name: sentence-transformers' ``forward(input, **kwargs)`` takes the dict.
+    """
     if isinstance(batch, Mapping):
-        return model(**batch)
+        return model(batch) if _takes_the_mapping(model, batch) else model(**batch)
     if isinstance(batch, (tuple, list)):
         return model(*batch)
     return model(batch)
+
+
+def _forward_parameters(model):
+    try:
+        return inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # a forward without a signature to read
+        return None
+
+
+def _takes_the_mapping(model, batch) -> bool:
+    parameters = _forward_parameters(model)
+    if parameters is None:
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p.name for p in parameters.values() if p.kind in positional and p.default is p.empty]
+    return len(required) == 1 and required[0] not in batch
+
+
+def attention_mask(model, batch):
+    """The batch's ``attention_mask``: by name in a mapping, by the forward's
+    argument of that name in a tuple, or inside a tuple's one mapping."""
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 1 and isinstance(batch[0], Mapping):
+            return attention_mask(model, batch[0])
+        parameters = _forward_parameters(model)
+        names = [] if parameters is None else list(parameters)
+        if "attention_mask" in names[: len(batch)]:
+            batch = {"attention_mask": batch[names.index("attention_mask")]}
+    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+    return mask if isinstance(mask, torch.Tensor) else None
 
 
 def is_encoder_decoder(model) -> bool:
@@ -55,31 +90,34 @@ def _calibration_call(model, batch):
 
 
 def output_tensor(output) -> torch.Tensor:
-    """The main tensor of a model's output: itself, ``last_hidden_state``, or the first element."""
+    """The main tensor of a model's output: itself, its ``last_hidden_state``
+    or ``sentence_embedding``, else its first floating-point tensor (a
+    sentence-transformers dict starts with the integer ``input_ids``)."""
     if isinstance(output, torch.Tensor):
         return output
-    hidden = getattr(output, "last_hidden_state", None)
-    if isinstance(hidden, torch.Tensor):
-        return hidden
-    first = next(iter(output.values())) if isinstance(output, Mapping) else output[0]
-    if isinstance(first, torch.Tensor):
-        return first
-    raise TypeError(f"cannot find the output tensor of a model that returned {type(output).__name__}.")
+    for name in ("last_hidden_state", "sentence_embedding"):
+        found = output.get(name) if isinstance(output, Mapping) else getattr(output, name, None)
+        if isinstance(found, torch.Tensor):
+            return found
+    values = output.values() if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else ()
+    found = next((v for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+    if found is None:
+        raise TypeError(f"cannot find a floating-point output tensor in a model's {type(output).__name__} output.")
+    return found
 
 
-def _token_mask(batch, x: torch.Tensor):
-    """Rows of x that are real tokens: the batch's ``attention_mask`` where its shape matches x's leading axes."""
-    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
-    if isinstance(mask, torch.Tensor) and tuple(mask.shape) == tuple(x.shape[:-1]):
+def _token_mask(mask, x: torch.Tensor):
+    """Rows of x that are real tokens: ``mask`` where its shape matches x's leading axes."""
+    if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
         return mask.reshape(-1).to(torch.bool)
     return None
 
 
-def _random_projection_loss(output, batch, generator):
+def _random_projection_loss(output, mask, generator):
     """<g, y> with g ~ N(0, I) per output entry: its squared gradient estimates the Gauss-Newton diagonal E||dy/dW||^2."""
     y = output_tensor(output)
     g = torch.randn(y.shape, generator=generator, dtype=y.dtype, device="cpu").to(y.device)
-    mask = _token_mask(batch, y)
+    mask = _token_mask(mask, y)
     if mask is not None:
         g = g * mask.reshape(y.shape[:-1]).unsqueeze(-1).to(y.dtype)
     return (g * y).sum()
@@ -106,7 +144,8 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
     """Run ``model`` over every batch of ``calibration`` and gather :class:`LayerStatistics` per module name.
 
     Gram matrices are accumulated in float64 over real tokens only (padding
-    is skipped where the batch has an ``attention_mask``). With
+    is skipped where the batch has an ``attention_mask``: see
+    :func:`attention_mask`). With
     ``gradients``, each batch is also back-propagated through
     ``loss(output, batch)`` (default: a random projection of the output,
     which needs no labels), and two sums are kept per output unit: the
@@ -134,7 +173,7 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
     first_inputs = []  # held through the first batch, so that no address is reused
 
     def real_rows(x):
-        keep = _token_mask(current.get("batch"), x)
+        keep = _token_mask(current.get("mask"), x)
         x = x.reshape(-1, x.shape[-1])
         return x if keep is None else x[keep]
 
@@ -175,7 +214,7 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
                 module.weight.requires_grad_(True)
         batches = 0
         for batch in calibration:
-            current["batch"] = batch
+            current["mask"] = attention_mask(model, batch)
             batches += 1
             if batches == 2:
                 # Release the tensors but keep the count: a layer first reached
@@ -187,9 +226,10 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
                 continue
             # The caller's no_grad or inference_mode would leave no graph, and every gradient zero.
             with torch.inference_mode(False), torch.enable_grad():
-                batch = current["batch"] = _without_inference_tensors(batch)
+                batch = _without_inference_tensors(batch)
+                current["mask"] = attention_mask(model, batch)
                 output = _calibration_call(model, batch)
-                value = loss(output, batch) if loss is not None else _random_projection_loss(output, batch, generator)
+                value = loss(output, batch) if loss is not None else _random_projection_loss(output, current["mask"], generator)
                 weights = [m.weight for m in modules.values()]
                 # A loss that no selected weight reaches (layers off the output's path) has no graph.
                 grads = [None] * len(weights)

@@ -304,9 +304,11 @@ def compress(
         take more than their share, uniform allocation lowers the fraction
         that every layer keeps until the total fits.
     calibration : iterable of batches, optional
-        Model inputs (a mapping is passed as ``model(**batch)``, a tuple as
+        Model inputs (a mapping is passed as ``model(**batch)``, or whole to
+        a forward taking one dict as sentence-transformers' does; a tuple as
         ``model(*batch)``). Padding is skipped where a batch has an
-        ``attention_mask``.
+        ``attention_mask``: by that key in a mapping, or at the position of
+        the forward's argument of that name in a tuple.
     loss : callable(output, batch) -> scalar tensor, optional
         The loss whose squared gradients weigh rows for ``fisher``; default a
         random Gaussian projection of the output, whose expected squared
