@@ -185,7 +185,7 @@ def _compress(args) -> int:
         f"({100 * report.reduction:.1f}% removed) in {report.seconds:.1f} s"
     )
     _remove_earlier_outputs(out)
-    save_compressed(compressed, out, report=report)
+    save_compressed(compressed, out, report=report, factors_only=True)  # the rest is the original's
     print(f"saved the factors to {out}")
     try:
         from .plot import plot_compression

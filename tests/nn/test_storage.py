@@ -164,3 +164,58 @@ def test_conv1d_round_trip_and_mismatch(conv1d_mlp, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
     with pytest.raises(ValueError, match="no linear layer \\(torch.nn.Linear or transformers' Conv1D\\) named '2'"):
         load_compressed(torch.nn.Sequential(net[0], torch.nn.GELU(), torch.nn.Conv2d(60, 20, 1)), tmp_path / "out")
+
+
+def _finetuned():
+    """A compressed net whose layer left dense, norm and factors were all trained after compression."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(40, 60), torch.nn.LayerNorm(60), torch.nn.Linear(60, 3))
+    small, _ = compress(net, reduction=0.5, include="0", rng=0)
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return net, small
+
+
+def test_training_after_compression_is_kept(tmp_path):
+    net, small = _finetuned()
+    save_compressed(small, tmp_path)
+    x = torch.randn(8, 40)
+    assert torch.equal(load_compressed(net, tmp_path)(x), small(x))
+    # The whole state is saved: a model of the same architecture with other weights serves as the skeleton.
+    other = torch.nn.Sequential(torch.nn.Linear(40, 60), torch.nn.LayerNorm(60), torch.nn.Linear(60, 3))
+    assert torch.equal(load_compressed(other, tmp_path)(x), small(x))
+
+
+def test_factors_only_leaves_the_rest_to_the_original(tmp_path):
+    from safetensors.torch import load_file
+
+    net, small = _finetuned()
+    save_compressed(small, tmp_path, factors_only=True)
+    assert sorted(load_file(tmp_path / FACTORS)) == ["0.bias", "0.down", "0.up"]
+    loaded = load_compressed(net, tmp_path)
+    assert torch.equal(loaded[2].weight, net[2].weight) and torch.equal(loaded[0].up, small[0].up)
+
+
+def test_a_saved_state_that_does_not_fit_is_refused_untouched(tmp_path):
+    net, small = _finetuned()
+    save_compressed(small, tmp_path)
+    wider = torch.nn.Sequential(torch.nn.Linear(40, 60), torch.nn.LayerNorm(60), torch.nn.Linear(60, 4))
+    before = _state(wider)
+    with pytest.raises(ValueError, match=r"its '2.weight' is of shape \(3, 60\); the model's is of shape \(4, 60\)"):
+        load_compressed(wider, tmp_path, inplace=True)
+    assert all(torch.equal(before[k], v) for k, v in wider.state_dict().items())
+    shorter = torch.nn.Sequential(torch.nn.Linear(40, 60), torch.nn.LayerNorm(60))
+    with pytest.raises(ValueError, match="holds '2.weight', which the model has no entry of"):
+        load_compressed(shorter, tmp_path)
+
+
+def test_tied_weights_are_saved_and_stay_tied(tmp_path):
+    torch.manual_seed(0)
+    embed, head = torch.nn.Embedding(30, 16), torch.nn.Linear(16, 30, bias=False)
+    head.weight = embed.weight
+    net = torch.nn.ModuleDict({"embed": embed, "mid": torch.nn.Linear(16, 16), "head": head})
+    small, _ = compress(net, rank=4, include="mid", rng=0)
+    save_compressed(small, tmp_path)
+    loaded = load_compressed(net, tmp_path)
+    assert loaded["head"].weight is loaded["embed"].weight and torch.equal(loaded["embed"].weight, net["embed"].weight)

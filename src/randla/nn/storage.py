@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .layers import LINEAR_KINDS, LowRankLinear, is_linear, linear_weight, module_places, replace_module
@@ -18,6 +19,7 @@ __all__ = ["save_compressed", "load_compressed", "write_atomically", "FACTORS", 
 FACTORS = "factors.safetensors"
 DESCRIPTION = "compression.json"
 FORMAT = "randla.nn.compressed/1"
+REST = "rest/"  # prefix of the state_dict entries saved beside the factors
 
 
 def write_atomically(path: Path, data: bytes):
@@ -35,14 +37,19 @@ def write_atomically(path: Path, data: bytes):
         raise
 
 
-def save_compressed(model: nn.Module, path, *, report=None) -> Path:
-    """Write the low-rank layers of ``model`` to the directory ``path``.
+def save_compressed(model: nn.Module, path, *, report=None, factors_only: bool = False) -> Path:
+    """Write the low-rank layers of ``model``, and the rest of its state, to the directory ``path``.
 
     ``factors.safetensors`` holds each layer's ``up``, ``down`` and ``bias``
-    (a shared down-projection once); ``compression.json`` names the layers,
-    their shapes and ranks, the SHA-256 of the factors file and, if given,
-    the :class:`CompressionReport`. Both files are written atomically, the
+    (a shared down-projection once) and, unless ``factors_only``, every
+    other entry of the model's ``state_dict`` (embeddings, norms, layers
+    left dense), so that training after compression is kept;
+    ``compression.json`` names the layers, their shapes and ranks, the
+    SHA-256 of the factors file and, if given, the
+    :class:`CompressionReport`. Both files are written atomically, the
     description last, so a reader never pairs it with other factors.
+    ``factors_only=True`` writes the factors alone, for a model whose other
+    weights are the original's: smaller, but what else changed is lost.
     """
     from safetensors.torch import save
 
@@ -64,15 +71,32 @@ def save_compressed(model: nn.Module, path, *, report=None) -> Path:
             "down": down_key,
             "bias": layer.bias is not None,
         }
+    rest = [] if factors_only else _rest(model, layers)
+    for key, value in rest:
+        # A copy each: safetensors refuses tensors sharing memory (tied embeddings).
+        tensors[REST + key] = value.detach().cpu().clone().contiguous()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     data = save(tensors)
     write_atomically(path / FACTORS, data)
-    description = {"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "layers": entries}
+    description = {"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "layers": entries,
+                   "rest": [key for key, _ in rest]}
     if report is not None:
         description["report"] = _report_dict(report)
     write_atomically(path / DESCRIPTION, json.dumps(description, indent=1).encode())
     return path
+
+
+def _prefixes(model, modules) -> tuple:
+    """The prefix ``name.`` of every place of ``modules`` in ``model`` (one module may be used at several)."""
+    places = module_places(model)
+    return tuple(f"{place}." for module in modules for place in places[id(module)])
+
+
+def _rest(model, layers) -> list:
+    """(key, tensor) of the state_dict entries outside the low-rank layers."""
+    inside = _prefixes(model, layers.values())
+    return [(key, value) for key, value in model.state_dict().items() if not key.startswith(inside)]
 
 
 def _report_dict(report) -> dict:
@@ -130,7 +154,10 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
     """Rebuild a model saved by :func:`save_compressed` from its original, uncompressed ``model``.
 
     Each saved layer replaces the ``torch.nn.Linear`` or transformers
-    ``Conv1D`` of that name (its shape is read out x in either way).
+    ``Conv1D`` of that name (its shape is read out x in either way), and the
+    rest of the saved state (unless saved ``factors_only``) overwrites the
+    model's. ``model`` gives the architecture: with the whole state saved,
+    one built from its config (``AutoModel.from_config``) serves as well.
 
     Every layer, shape, rank and tensor is checked before anything changes:
     a directory without ``compression.json`` raises ``FileNotFoundError``; a
@@ -171,6 +198,7 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
                 got = "missing" if tensor is None else f"{tuple(tensor.shape)} {tensor.dtype}"
                 _fail(path, f"tensor {key!r} should be a float tensor of shape {want}; it is {got}.")
         built[name] = (down, entry.get("bias"))
+    rest = _checked_rest(path, description, tensors, model, built)
     model = model if inplace else copy.deepcopy(model)
     places = module_places(model)
     shared = {}
@@ -182,4 +210,25 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
         layer = LowRankLinear(_like(tensors[f"{name}.up"], target.weight), shared[down_key], bias)
         for place in places[id(target)]:
             replace_module(model, place, layer)
+    state = model.state_dict()
+    with torch.no_grad():
+        for key in rest:
+            state[key].copy_(tensors[REST + key])
     return model
+
+
+def _checked_rest(path, description, tensors, model, layers) -> list:
+    """The saved state_dict keys outside the low-rank layers, each checked against ``model``'s."""
+    rest = description.get("rest", [])
+    if not isinstance(rest, list) or not all(isinstance(key, str) for key in rest):
+        _fail(path, "its 'rest' is not a list of state_dict keys.")
+    state = model.state_dict()
+    inside = _prefixes(model, [model.get_submodule(name) for name in layers])
+    for key in rest:
+        tensor, mine = tensors.get(REST + key), state.get(key)
+        if mine is None or key.startswith(inside):
+            _fail(path, f"it holds {key!r}, which the model has no entry of (outside the factored layers).")
+        if tensor is None or tuple(tensor.shape) != tuple(mine.shape):
+            got = "missing" if tensor is None else f"of shape {tuple(tensor.shape)}"
+            _fail(path, f"its {key!r} is {got}; the model's is of shape {tuple(mine.shape)}.")
+    return rest
