@@ -789,6 +789,17 @@ def test_tol_mode_auto_power_iters(method, expected):
     assert randla.svd(A, tol=0.2, method=method, rng=0).power_iters == expected
 
 
+def test_tol_below_the_dtypes_resolution_warns():
+    # Below sqrt(eps) the estimate subtracts numbers equal to working precision:
+    # float32 at tol = 1e-5 once stopped at rank 349 of 378, with converged=True.
+    A = planted(300, 200, "polynomial", rate=1.0, rng=0).A
+    with pytest.warns(UserWarning, match=r"tol=1e-05 is below what float32 arithmetic resolves \(sqrt\(eps\) / 2 = 1.7e-04\)"):
+        randla.svd(A.astype(np.float32), tol=1e-5, rng=0)
+    randla.svd(A, tol=1e-5, rng=0)  # float64 resolves it: no warning (they are errors here)
+    with pytest.warns(UserWarning, match="tol=1e-09 is below what float64 arithmetic resolves"):
+        randla.svd(torch.from_numpy(A), tol=1e-9, rng=0)
+
+
 def test_tol_mode_same_rng_same_result():
     A = planted(200, 100, rng=0).A
     a, b = randla.svd(A, tol=0.1, rng=9), randla.svd(A, tol=0.1, rng=9)

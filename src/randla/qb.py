@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from ._results import Unpackable
 from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
-from .backend import conj_transpose
+from .backend import conj_transpose, finfo_eps
 from .operators import Operator, as_operator
 from .rangefinder import (
     adaptive_qb,
@@ -160,6 +161,21 @@ class Basis:
     norm: float | None = None
 
 
+def _check_resolution(op: Operator, tol: float):
+    """Warn where ``tol`` is below sqrt(eps) / 2: the error indicator's square is off by up to ~eps / 4
+    (see :func:`randla.rangefinder.adaptive_qb`), as much as tol^2 itself there."""
+    resolution = finfo_eps(op.xp, op.dtype) ** 0.5 / 2
+    if tol < resolution:
+        name = getattr(op.dtype, "__name__", None) or str(op.dtype).removeprefix("torch.")
+        warnings.warn(
+            f"tol={tol:g} is below what {name} arithmetic resolves (sqrt(eps) / 2 = {resolution:.1e}): the error "
+            "estimate and `converged` cannot be trusted there, and the rank may fall short. Decompose float64 data "
+            "for a tighter tolerance.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def build_basis(op: Operator, o: Options, *, oversample_cap: bool = False) -> Basis:
     """Run the range finder the options ask for: fixed size or adaptive.
 
@@ -168,6 +184,7 @@ def build_basis(op: Operator, o: Options, *, oversample_cap: bool = False) -> Ba
     afterwards (a basis of exactly k columns gives poor top-k factors).
     """
     if o.tol is not None:
+        _check_resolution(op, o.tol)
         power_iters = 0 if o.method == "rsvd" else (2 if o.power_iters == "auto" else o.power_iters)
         extra = o.oversample if oversample_cap else 0
         cap = min(op.shape) if o.rank is None else min(o.rank + extra, min(op.shape))
