@@ -1035,8 +1035,14 @@ def test_composite_arguments_get_clear_errors():
 def test_error_helpers_check_their_arguments():
     A = planted(60, 40, rng=0).A
     r = randla.svd(A, 5, rng=0)
-    with pytest.raises(TypeError, match="approx must be a randla result.*got ndarray"):
+    with pytest.raises(TypeError, match="approx must be a randla result.*got ndarray.*randla.spectral_norm"):
         randla.estimate_error(A, r.reconstruct())
+    # The route it names, for a general B: exact to rounding.
+    from scipy.sparse.linalg import aslinearoperator
+
+    B = r.reconstruct()
+    norm = randla.spectral_norm(aslinearoperator(A) - aslinearoperator(B), rng=0)
+    assert norm.estimate == pytest.approx(np.linalg.norm(A - B, 2), rel=1e-8)
     q = randla.qb(A, 5, rng=0)
     assert randla.posterior_error_bound(A, q, rng=0) == randla.posterior_error_bound(A, q.Q, rng=0)
     with pytest.raises(ValueError, match="Q must have A's 60 rows"):

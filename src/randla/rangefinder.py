@@ -376,7 +376,8 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
         raise TypeError(
             "approx must be a randla result with factors() (of svd, qb, eigh, nystrom, pca, interpolative, "
             f"cur, rpcholesky, ...) or a pair (L, R) with A_hat = L @ R; got {type(approx).__name__}. "
-            "For a dense A_hat, pass (A_hat, I) or compare the arrays directly."
+            "For any other B, ||A - B||_2 is randla.spectral_norm(aslinearoperator(A) - aslinearoperator(B)) "
+            "(scipy.sparse.linalg.aslinearoperator)."
         )
     res = residual(op, L, R)
     xp = res.xp
