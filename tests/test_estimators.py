@@ -321,3 +321,13 @@ def test_recommend_suggests_only_a_fix_that_helps():
     assert "exclude_seen" not in str(info.value)
     with pytest.raises(ValueError, match=r"or pass exclude_seen=False"):
         model.recommend(0, k=20)
+
+
+def test_scikit_learns_copy_is_accepted_and_x_never_changed():
+    X = randla.testing.low_rank(400, 30, rank=5, noise=0.01, rng=0)
+    before = X.copy()
+    for make in (lambda copy: randla.PCA(5, copy=copy, random_state=0),
+                 lambda copy: randla.IncrementalPCA(5, copy=copy, batch_size=200)):
+        Z = make(False).fit_transform(X)
+        assert np.array_equal(X, before)
+        np.testing.assert_array_equal(Z, make(True).fit_transform(X))

@@ -61,14 +61,20 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ----------
     n_components : int, float or None, default None
         An int k in [1, min(n_samples, n_features)]; a float in (0, 1), the
-        share of the variance to explain (the fewest components that do,
-        found adaptively); None keeps min(n_samples, n_features).
+        share of the variance to explain (the fewest of the randomized
+        components that do, found adaptively: on slowly decaying spectra a
+        few percent more than the exact minimum, as its axes capture a
+        little less than the exact ones); None keeps min(n_samples, n_features).
     whiten : bool, default False
         Scale the transformed columns to unit variance.
     oversample, power_iters, method
         As in :func:`randla.svd`. With a float ``n_components`` the basis grows
         by blocks until the share is reached, so ``oversample`` does not apply,
-        and ``method`` must be ``"rsi"`` or ``"rsvd"``.
+        and ``method`` must be ``"rsi"`` or ``"rsvd"``. scikit-learn's
+        ``iterated_power`` and ``n_oversamples`` are ``power_iters`` and
+        ``oversample`` here.
+    copy : bool, default True
+        Accepted as scikit-learn's; X is never changed either way.
     random_state : None, int or RandomState
 
     Attributes
@@ -98,8 +104,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, n_components=None, *, whiten=False, oversample=10, power_iters="auto", method="rsi",
-                 random_state=None):
+                 copy=True, random_state=None):
         self.n_components = n_components
+        self.copy = copy
         self.whiten = whiten
         self.oversample = oversample
         self.power_iters = power_iters
@@ -262,6 +269,8 @@ class IncrementalPCA(PCA):
         sparse one densified).
     sketch_size : int or None, default None
         As in :class:`randla.StreamingPCA` (default 4 n_components).
+    copy : bool, default True
+        Accepted as scikit-learn's; X is never changed either way.
 
     Attributes
     ----------
@@ -285,9 +294,10 @@ class IncrementalPCA(PCA):
     ((2000, 4), 2000)
     """
 
-    def __init__(self, n_components=None, *, whiten=False, batch_size=None, sketch_size=None):
+    def __init__(self, n_components=None, *, whiten=False, copy=True, batch_size=None, sketch_size=None):
         self.n_components = n_components
         self.whiten = whiten
+        self.copy = copy
         self.batch_size = batch_size
         self.sketch_size = sketch_size
 
@@ -364,8 +374,8 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     ----------
     n_components : int or float, default 2
         An int k in [1, min(n_samples, n_features)]; or a float in (0, 1),
-        the share of the energy ||X||_F^2 to capture (the fewest components
-        that do, found adaptively).
+        the share of the energy ||X||_F^2 to capture (the fewest of the
+        randomized components that do, found adaptively; see :class:`PCA`).
     oversample, power_iters, method
         As in :func:`randla.svd` (and :class:`PCA`, for a float ``n_components``).
     random_state : None, int or RandomState

@@ -198,6 +198,10 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         Landmarks m of the Nyström model. ``"auto"``: min(n, max(100,
         ceil(sqrt(n)))). None with ``solver="pcg"``: the full, exact KRR
         system, solved by CG with a randomized Nyström preconditioner.
+        The default is an approximation, which can predict visibly unlike
+        scikit-learn's exact ``KernelRidge`` (digits, n = 1347, rbf
+        gamma = 0.01: 95.3% accuracy with 100 landmarks, 98.7% exact and
+        with 600); where n is small enough for exact KRR, ask for it.
     solver : {"nystrom", "pcg"}, default "nystrom"
         ``"nystrom"``: Nyström KRR solved directly (:func:`randla.nystrom_kernel_ridge`).
         ``"pcg"``: conjugate gradients, on the Nyström system (Falkon) when
