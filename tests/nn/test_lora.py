@@ -31,6 +31,25 @@ def test_adapter_holds_the_principal_part():
     assert torch.allclose(init.A @ init.A.T, init.B.T @ init.B, atol=1e-4)
 
 
+@pytest.mark.parametrize("scaling", [2.0, 0.5])
+def test_a_scaled_adapter_starts_from_the_weight(scaling):
+    # LoRA's forward is residual x + s B A x, s = lora_alpha / r: an unscaled split
+    # would start 26-52% away from W where s != 1.
+    linear = _linear()
+    W = linear.weight.detach()
+    A, B, residual = pissa_init(linear, 16, scaling=scaling, rng=0)
+    assert torch.allclose(scaling * B @ A + residual, W, atol=1e-5)
+    plain = pissa_init(linear, 16, rng=0)
+    assert torch.allclose(residual, plain.residual, atol=1e-5)
+    assert torch.allclose(B, plain.B / scaling**0.5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scaling", [0, -1.0, float("inf"), float("nan"), True, "2"])
+def test_bad_scaling(scaling):
+    with pytest.raises(ValueError, match="`scaling` must be a finite float > 0"):
+        pissa_init(_linear(), 4, scaling=scaling)
+
+
 def test_tensor_input_and_dtype():
     W = torch.randn(30, 40, dtype=torch.float64)
     A, B, residual = pissa_init(W, 5, rng=0)

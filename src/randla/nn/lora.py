@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -17,12 +19,12 @@ __all__ = ["pissa_init", "PissaInit"]
 
 @dataclass(frozen=True, repr=False)
 class PissaInit(Unpackable):
-    """W = B @ A + residual; unpacks as ``A, B, residual``.
+    """W = scaling * B @ A + residual; unpacks as ``A, B, residual``.
 
     Attributes
     ----------
-    A : (rank, in_features) tensor, sqrt(S) V^T
-    B : (out_features, rank) tensor, U sqrt(S)
+    A : (rank, in_features) tensor, sqrt(S / scaling) V^T
+    B : (out_features, rank) tensor, U sqrt(S / scaling)
     residual : (out_features, in_features) tensor, the frozen base weight
     error : float
         ||residual||_F / ||W||_F, what the adapter leaves out at initialisation.
@@ -39,7 +41,8 @@ class PissaInit(Unpackable):
         return int(self.A.shape[0])
 
 
-def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", rng=None) -> PissaInit:
+def pissa_init(linear, rank: int, *, scaling: float = 1.0, oversample: int = 10, power_iters="auto",
+               rng=None) -> PissaInit:
     """Split a layer's weight into its principal rank-``rank`` part, as adapter factors, and the rest.
 
     Parameters
@@ -50,6 +53,11 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
         back into it as ``residual.T``.
     rank : int
         Rank of the adapter.
+    scaling : float > 0, default 1
+        The factor s of the adapter's forward, ``residual @ x + s * B @ A @ x``:
+        PEFT's ``lora_alpha / r`` (``lora_alpha / sqrt(r)`` with rsLoRA). A
+        and B are divided by sqrt(s), so the adapted layer starts from W
+        whatever s is.
     oversample, power_iters, rng :
         As in :func:`randla.svd`; the top singular triplets come from
         randomized subspace iteration.
@@ -74,6 +82,8 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
     if not isinstance(W, torch.Tensor) or W.ndim != 2:
         raise TypeError(f"`linear` must be a {LINEAR_KINDS} or a 2-D tensor; got {type(linear).__name__}.")
     rank = check_rank(rank, tuple(W.shape))
+    if isinstance(scaling, bool) or not isinstance(scaling, numbers.Real) or not 0 < scaling < math.inf:
+        raise ValueError(f"`scaling` must be a finite float > 0 (lora_alpha / r); got {scaling!r}.")
     oversample = check_int("oversample", oversample, 0)
     power_iters = check_power_iters(power_iters)
     W = W.detach()
@@ -82,9 +92,9 @@ def pissa_init(linear, rank: int, *, oversample: int = 10, power_iters="auto", r
     full = (torch.float32, torch.float64, torch.complex64, torch.complex128)
     work = W.to(dtype if dtype in full else torch.complex64 if W.is_complex() else torch.float32)
     U, S, Vh = randomized_svd(work, rank, oversample=oversample, power_iters=power_iters, rng=check_rng(rng))
-    root = S.sqrt()
+    root = (S / scaling).sqrt()
     B = U * root[None, :]
     A = root[:, None] * Vh
-    residual = work - B @ A
+    residual = work - scaling * (B @ A)
     error = float(torch.linalg.norm(residual) / torch.linalg.norm(work).clamp_min(torch.finfo(work.dtype).tiny))
     return PissaInit(A.to(dtype), B.to(dtype), residual.to(dtype), error)
