@@ -54,6 +54,12 @@ def test_load_encoder_names_a_folder_that_is_not_a_hugging_face_model(tmp_path):
         load_encoder(tmp_path)
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         load_encoder(tmp_path / "notes.txt")
+    # A sentence-transformers module folder has a config.json too, with no model_type.
+    pooling = tmp_path / "1_Pooling"
+    pooling.mkdir()
+    (pooling / "config.json").write_text('{"word_embedding_dimension": 384, "pooling_mode_mean_tokens": true}')
+    with pytest.raises(ValueError, match="names no model_type.*sentence-transformers module folder.*the top one"):
+        load_encoder(pooling)
 
 
 def _auto(folder):

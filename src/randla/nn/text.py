@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import numbers
 import os
 from collections.abc import Mapping
@@ -36,10 +37,18 @@ def load_encoder(model_dir):
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir} is not a directory; pass a local Hugging Face model directory.")
     # Without it transformers blames a missing tokenizer library instead (sentencepiece, tiktoken).
-    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+    config = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(config):
         raise FileNotFoundError(
             f"{model_dir} has no config.json, so it is not a Hugging Face model directory; "
             "pass the folder that holds the model's config.json, weights and tokenizer files."
+        )
+    if not _names_a_model_type(config):
+        # A sentence-transformers module folder (1_Pooling/) has a config.json of its own.
+        raise ValueError(
+            f"{config} names no model_type, so {model_dir} is not a Hugging Face model directory (a "
+            "sentence-transformers module folder such as 1_Pooling/ looks like one); pass the folder that holds "
+            "the model's config.json, weights and tokenizer files: for sentence-transformers, the top one."
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -51,6 +60,15 @@ def load_encoder(model_dir):
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModel.from_pretrained(model_dir, local_files_only=True)
     return model.eval(), _with_pad_token(tokenizer)
+
+
+def _names_a_model_type(config) -> bool:
+    try:
+        with open(config, "rb") as stream:
+            description = json.load(stream)
+    except (ValueError, OSError):
+        return False
+    return isinstance(description, dict) and isinstance(description.get("model_type"), str)
 
 
 def read_sentences(path, *, minimum: int = 1) -> list:
