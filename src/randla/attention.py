@@ -71,6 +71,27 @@ def _check_inputs(Q, K, V=None, *, batched: bool = True):
     return xp, *out, *([None] if V is None else [])
 
 
+def _check_key_mask(xp, key_mask, K, landmarks: int = 1):
+    """``key_mask`` as a bool array, True where a key is real; each sequence keeps at least ``landmarks``."""
+    if key_mask is None:
+        return None
+    if not is_array_api_obj(key_mask) or array_namespace(key_mask) is not xp:
+        raise TypeError(f"`key_mask` must be an array of the keys' library; got {type(key_mask).__name__}.")
+    if key_mask.ndim < 1 or int(key_mask.shape[-1]) != int(K.shape[-2]):
+        raise ValueError(f"`key_mask` must have shape (..., n_keys) with n_keys = {K.shape[-2]} (True for a real "
+                         f"key, as a tokenizer's attention_mask); got {tuple(key_mask.shape)}.")
+    try:
+        np.broadcast_shapes(tuple(key_mask.shape[:-1]), tuple(K.shape[:-2]))
+    except ValueError:
+        raise ValueError(f"the leading axes of `key_mask` {tuple(key_mask.shape[:-1])} must broadcast with the "
+                         f"keys' {tuple(K.shape[:-2])}.") from None
+    mask = xp.astype(key_mask, xp.bool) if key_mask.dtype != xp.bool else key_mask
+    fewest = int(xp.min(xp.sum(xp.astype(mask, xp.int64), axis=-1)))
+    if fewest < landmarks:
+        raise ValueError(f"every sequence needs at least {landmarks} real key(s) in `key_mask`; one has {fewest}.")
+    return mask
+
+
 def _check_scale(scale, d: int) -> float:
     if scale is None:
         return 1.0 / math.sqrt(d)
@@ -217,12 +238,27 @@ def _segment_means(xp, X, m: int):
     return xp.asarray(M, dtype=X.dtype, device=device_of(X)) @ X
 
 
+def _masked_segment_means(xp, X, m: int, mask):
+    """:func:`_segment_means` of each sequence's real tokens (``mask``), as if the others were not there."""
+    device = device_of(X)
+    real = xp.astype(mask, X.dtype)
+    length = xp.sum(real, axis=-1, keepdims=True)  # (..., 1)
+    rank = xp.cumulative_sum(real, axis=-1) - 1  # position among the real tokens
+    # Segment j holds ranks in [round(j L / m), round((j + 1) L / m)), as np.linspace(0, L, m + 1) rounds.
+    steps = xp.arange(1, m + 1, dtype=X.dtype, device=device)
+    bounds = xp.round(steps * (length / m))  # (..., m)
+    segment = xp.sum(xp.astype(bounds[..., :, None] <= rank[..., None, :], xp.int64), axis=-2)  # (..., n)
+    j = xp.arange(m, device=device)[:, None]
+    member = xp.astype((segment[..., None, :] == j) & mask[..., None, :], X.dtype)  # (..., m, n)
+    return (member / xp.sum(member, axis=-1, keepdims=True)) @ X
+
+
 def _uniform_landmarks(xp, X, m: int, rng):
     idx = np.sort(rng.choice(int(X.shape[-2]), m, replace=False))
     return xp.take(X, xp.asarray(idx, device=device_of(X)), axis=X.ndim - 2)
 
 
-def nystrom_attention(Q, K, V, landmarks: int = 64, *, scale=None, method: str = "segment_means",
+def nystrom_attention(Q, K, V, landmarks: int = 64, *, key_mask=None, scale=None, method: str = "segment_means",
                       rcond: float = 1e-2, rng=None):
     """Softmax attention P V approximated through m landmarks, in time linear in n.
 
@@ -243,6 +279,14 @@ def nystrom_attention(Q, K, V, landmarks: int = 64, *, scale=None, method: str =
         ``rcond=0`` the result is exact attention up to rounding (the default
         ``rcond`` drops the small singular values of the landmark kernel:
         about 1% off).
+    key_mask : bool array, shape (..., n_keys), optional
+        True for a real key, False for padding (a tokenizer's
+        ``attention_mask``; ``mask[:, None, :]`` for keys of shape (batch,
+        heads, n, d)); with ``"segment_means"`` only. Padding takes no
+        part: the landmarks are segment means of each sequence's real keys
+        (and real queries, where queries and keys are one sequence), and no
+        probability goes to a padded key. A padded sequence's real queries
+        then get what its unpadded copy gets.
     scale : float, default 1/sqrt(d)
     method : {"segment_means", "uniform"}, default "segment_means"
         "segment_means": means of m contiguous segments of the queries and
@@ -292,14 +336,27 @@ def nystrom_attention(Q, K, V, landmarks: int = 64, *, scale=None, method: str =
     method = check_choice("method", method, ("segment_means", "uniform"))
     if isinstance(rcond, bool) or not isinstance(rcond, numbers.Real) or not 0 <= rcond < 1:
         raise ValueError(f"`rcond` must be a number in [0, 1); got {rcond!r}.")
+    mask = _check_key_mask(xp, key_mask, K, m)
     if method == "uniform":
+        if mask is not None:
+            raise ValueError(
+                "`key_mask` works with method='segment_means': uniform landmarks would differ per sequence."
+            )
         gen = check_rng(rng)
         Ql, Kl = _uniform_landmarks(xp, Q, m, gen), _uniform_landmarks(xp, K, m, gen)
+    elif mask is not None:
+        # Queries share the keys' padding where they are one sequence (self-attention).
+        same = int(Q.shape[-2]) == int(K.shape[-2])
+        Ql = _masked_segment_means(xp, Q, m, mask) if same else _segment_means(xp, Q, m)
+        Kl = _masked_segment_means(xp, K, m, mask)
     else:
         Ql, Kl = _segment_means(xp, Q, m), _segment_means(xp, K, m)
     F = _softmax(xp, Q @ Kl.mT, s)  # (..., n_q, m)
     A = _softmax(xp, Ql @ Kl.mT, s)  # (..., m, m)
-    B = _softmax(xp, Ql @ K.mT, s)  # (..., m, n_k)
+    scores = Ql @ K.mT
+    if mask is not None:
+        scores = xp.where(mask[..., None, :], scores, -math.inf)
+    B = _softmax(xp, scores, s)  # (..., m, n_k)
     A_pinv = xp.astype(xp.linalg.pinv(xp.astype(A, xp.float64), rtol=float(rcond)), Q.dtype)
     out = F @ (A_pinv @ (B @ V))
     return xp.astype(out, input_dtype) if _half(xp, input_dtype) else out
@@ -321,14 +378,17 @@ def _orthogonal_gaussian(d: int, m: int, rng: np.random.Generator) -> np.ndarray
     return np.concatenate(blocks, axis=1)
 
 
-def _positive_features(xp, X, W, stabilizer: str):
+def _positive_features(xp, X, W, stabilizer: str, mask=None):
     """exp(W^T x - |x|^2 / 2) / sqrt(m) with a common factor taken out for range.
 
     ``"rows"`` divides each row by its own maximum (queries: it cancels in
     their normalisation); ``"all"`` by the maximum over the head's tokens
-    (keys: the same factor in numerator and denominator).
+    (keys: the same factor in numerator and denominator). Tokens outside
+    ``mask`` get the feature 0 and no say in the factor.
     """
     logits = X @ W - xp.sum(X * X, axis=-1, keepdims=True) / 2
+    if mask is not None:
+        logits = xp.where(mask[..., None], logits, -math.inf)
     if stabilizer == "rows":
         top = xp.max(logits, axis=-1, keepdims=True)
     else:
@@ -336,7 +396,7 @@ def _positive_features(xp, X, W, stabilizer: str):
     return xp.exp(logits - top) / math.sqrt(W.shape[1])
 
 
-def performer_attention(Q, K, V, n_features: int = 256, *, scale=None, causal: bool = False,
+def performer_attention(Q, K, V, n_features: int = 256, *, key_mask=None, scale=None, causal: bool = False,
                         orthogonal: bool = True, rng=None):
     """Softmax attention P V approximated by positive random features (FAVOR+), linear in n.
 
@@ -352,6 +412,10 @@ def performer_attention(Q, K, V, n_features: int = 256, *, scale=None, causal: b
     V : array, shape (..., n_keys, d_v)
     n_features : int, default 256
         m, the number of random features; the error falls like 1/sqrt(m).
+    key_mask : bool array, shape (..., n_keys), optional
+        True for a real key, False for padding (a tokenizer's
+        ``attention_mask``; ``mask[:, None, :]`` for keys of shape (batch,
+        heads, n, d)): padded keys get the feature 0, so no weight.
     scale : float, default 1/sqrt(d)
     causal : bool, default False
         Query i sees keys j <= i + n_keys - n_queries, by prefix sums over
@@ -388,6 +452,7 @@ def performer_attention(Q, K, V, n_features: int = 256, *, scale=None, causal: b
     """
     input_dtype = getattr(V, "dtype", None)
     xp, Q, K, V = _check_inputs(Q, K, V)
+    mask = _check_key_mask(xp, key_mask, K)
     m = check_int("n_features", n_features, 1)
     s = _check_scale(scale, int(Q.shape[-1]))
     n_q, n_k = int(Q.shape[-2]), int(K.shape[-2])
@@ -400,7 +465,7 @@ def performer_attention(Q, K, V, n_features: int = 256, *, scale=None, causal: b
     W = xp.asarray(draw, dtype=Q.dtype, device=device_of(Q))
     root = math.sqrt(s)
     phi_q = _positive_features(xp, Q * root, W, "rows")
-    phi_k = _positive_features(xp, K * root, W, "all")
+    phi_k = _positive_features(xp, K * root, W, "all", mask)
     if causal:
         out = _causal_linear_attention(xp, phi_q, phi_k, V)
     else:
@@ -437,5 +502,6 @@ def _causal_linear_attention(xp, phi_q, phi_k, V):
             weights = (block_q @ phi_k[..., shared : stop + offset, :].mT) * mask
             numerator = numerator + weights @ V[..., shared : stop + offset, :]
             denominator = denominator + xp.sum(weights, axis=-1, keepdims=True)
-        blocks.append(numerator / denominator)
+        # A query that sees padded keys alone (left padding) gets 0, not 0 / 0.
+        blocks.append(numerator / xp.where(denominator > 0, denominator, xp.ones_like(denominator)))
     return xp.concat(blocks, axis=-2)
