@@ -229,7 +229,10 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
                 batch = _without_inference_tensors(batch)
                 current["mask"] = attention_mask(model, batch)
                 output = _calibration_call(model, batch)
-                value = loss(output, batch) if loss is not None else _random_projection_loss(output, current["mask"], generator)
+                if loss is not None:
+                    value = loss(output, batch)
+                else:
+                    value = _random_projection_loss(output, current["mask"], generator)
                 weights = [m.weight for m in modules.values()]
                 # A loss that no selected weight reaches (layers off the output's path) has no graph.
                 grads = [None] * len(weights)

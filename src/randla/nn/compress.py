@@ -455,7 +455,9 @@ def compress(
                 low_rank = LowRankLinear(up_part, shared, linear.bias).to(linear.weight.device)
                 for place in selected[name][1]:
                     replace_module(model, place, low_rank)
-            curves = (None, None) if spec is None else (np.sqrt(spec.sizes / max(spec.total, 1e-300)), np.sqrt(spec.relative_errors()))
+            curves = (None, None)
+            if spec is not None:
+                curves = (np.sqrt(spec.sizes / max(spec.total, 1e-300)), np.sqrt(spec.relative_errors()))
             seconds = spec.seconds if spec is not None and first else 0.0
             reports[name] = LayerReport(name, (m, n), r, m * n, after, *layer_errors, seconds, *curves, unit.names)
             offset += m

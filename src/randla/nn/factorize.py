@@ -157,8 +157,9 @@ def spectrum(
         total = float(M.abs().double().square().sum())
         errors = total - torch.cumsum(sizes, 0)
     else:
-        # Output error of W_hat(k) = sum_{i<=k} a_i b_i^T, a_i = up[:, i], b_i = down[i],
-        # with D = diag(output weights): E_k = tr(D W G W^T) - 2 sum_{i<=k} a_i^T D W G b_i + sum_{i,j<=k} (a_i^T D a_j)(b_i^T G b_j).
+        # Output error of W_hat(k) = sum_{i<=k} a_i b_i^T (a_i = up[:, i], b_i = down[i]), with
+        # D = diag(output weights):
+        #   E_k = tr(D W G W^T) - 2 sum_{i<=k} a_i^T D W G b_i + sum_{i,j<=k} (a_i^T D a_j)(b_i^T G b_j).
         # The cross terms vanish only when D = I and the a_i are orthonormal; weighted
         # outputs (and fisher's columns) need them all.
         weights = torch.ones(W.shape[0], dtype=torch.float64, device=W.device) if output_weights is None else output_weights
@@ -167,9 +168,9 @@ def spectrum(
         DA = A * weights[:, None]
         linear = (DA * (WG @ B.T)).sum(dim=0)
         cross = (A.T @ DA) * (B @ gram @ B.T)
-        sizes = cross.diagonal()
         total = float((weights * (WG * Wd.double()).sum(dim=1)).sum())
-        errors = total - torch.cumsum(2 * linear - 2 * torch.tril(cross, -1).sum(dim=1) - sizes, 0)
+        errors = total - torch.cumsum(2 * linear - 2 * torch.tril(cross, -1).sum(dim=1) - cross.diagonal(), 0)
+        sizes = cross.diagonal().clamp(min=0)  # >= 0 but for rounding
     errors = np.concatenate([[total], errors.cpu().numpy()])
     seconds = time.perf_counter() - start
     return Spectrum(up.to(W.dtype), down.to(W.dtype), sizes.cpu().numpy(), errors, total, seconds)
