@@ -159,7 +159,7 @@ def test_other_architectures_compress_and_evaluate(tiny_model_dir, texts, tmp_pa
 
 
 def test_llama_layers_have_no_bias_and_reload(tiny_model_dir, texts, tmp_path, capsys):
-    from randla.nn import load_compressed
+    from randla.nn import load_compressed, save_compressed
     from randla.nn.text import load_encoder, token_batches
 
     calib, _ = texts
@@ -174,6 +174,18 @@ def test_llama_layers_have_no_bias_and_reload(tiny_model_dir, texts, tmp_path, c
     with torch.no_grad():
         states = loaded(**batch).last_hidden_state
     assert loaded.layers[0].self_attn.q_proj.rank == 4 and bool(torch.isfinite(states).all())
+    # The CLI compresses AutoModel; the factors fit the model with its language-model head too.
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir("llama"), local_files_only=True).eval()
+    with_head = load_compressed(lm, out)
+    assert with_head.model.layers[0].self_attn.q_proj.rank == 4
+    with torch.no_grad():
+        assert torch.equal(with_head.model(**batch).last_hidden_state, states)
+        assert with_head(**batch).logits.shape[-1] == lm.config.vocab_size
+    # And factors saved from the model with a head fit the base model.
+    save_compressed(with_head, tmp_path / "lm", factors_only=True)
+    assert load_compressed(model, tmp_path / "lm").layers[0].self_attn.q_proj.rank == 4
 
 
 @pytest.mark.parametrize("method", ["rsi", "whitened", "fisher"])

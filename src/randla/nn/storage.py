@@ -164,7 +164,10 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
     corrupt, incomplete or mismatched one raises ``ValueError``; either way
     ``model`` is left untouched. A module used at several places is replaced
     everywhere, as :func:`compress` does, and the factors are trainable
-    where the weight was. Returns a copy unless ``inplace``.
+    where the weight was. Returns a copy unless ``inplace``. Names saved
+    from a Hugging Face base model (``AutoModel``, as ``randla compress``
+    loads it) fit its model with a head (``AutoModelForCausalLM``) too,
+    through ``base_model_prefix``, and the other way round.
     """
     _check_model(model)
     path = Path(path)
@@ -173,11 +176,12 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
     if not isinstance(layers, dict) or not layers:
         _fail(path, "it lists no layers.")
     modules = dict(model.named_modules())
+    rename = _renaming(model, modules, layers)
     built = {}
     for name, entry in layers.items():
         if not isinstance(entry, dict):
             _fail(path, f"the entry of layer {name!r} is not a JSON object.")
-        target = modules.get(name)
+        target = modules.get(rename(name))
         if not is_linear(target):
             _fail(path, f"the model has no linear layer ({LINEAR_KINDS}) named {name!r}.")
         shape = list(linear_weight(target).shape)
@@ -198,12 +202,12 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
                 got = "missing" if tensor is None else f"{tuple(tensor.shape)} {tensor.dtype}"
                 _fail(path, f"tensor {key!r} should be a float tensor of shape {want}; it is {got}.")
         built[name] = (down, entry.get("bias"))
-    rest = _checked_rest(path, description, tensors, model, built)
+    rest = _checked_rest(path, description, tensors, model, [rename(name) for name in built], rename)
     model = model if inplace else copy.deepcopy(model)
     places = module_places(model)
     shared = {}
     for name, (down_key, has_bias) in built.items():
-        target = model.get_submodule(name)
+        target = model.get_submodule(rename(name))
         if down_key not in shared:
             shared[down_key] = _like(tensors[down_key], target.weight)
         bias = _like(tensors[f"{name}.bias"], target.bias) if has_bias else None
@@ -213,11 +217,21 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
     state = model.state_dict()
     with torch.no_grad():
         for key in rest:
-            state[key].copy_(tensors[REST + key])
+            state[rename(key)].copy_(tensors[REST + key])
     return model
 
 
-def _checked_rest(path, description, tensors, model, layers) -> list:
+def _renaming(model, modules: dict, names):
+    """Saved names -> the model's: as they are, or across a Hugging Face head (``base_model_prefix``),
+    so that factors saved from ``AutoModel`` fit ``AutoModelForCausalLM`` and the other way round."""
+    prefix = getattr(model, "base_model_prefix", None)
+    options = [lambda name: name]
+    if isinstance(prefix, str) and prefix:
+        options += [lambda name: f"{prefix}.{name}", lambda name: name.removeprefix(f"{prefix}.")]
+    return next((rename for rename in options if all(rename(name) in modules for name in names)), options[0])
+
+
+def _checked_rest(path, description, tensors, model, layers, rename) -> list:
     """The saved state_dict keys outside the low-rank layers, each checked against ``model``'s."""
     rest = description.get("rest", [])
     if not isinstance(rest, list) or not all(isinstance(key, str) for key in rest):
@@ -225,8 +239,8 @@ def _checked_rest(path, description, tensors, model, layers) -> list:
     state = model.state_dict()
     inside = _prefixes(model, [model.get_submodule(name) for name in layers])
     for key in rest:
-        tensor, mine = tensors.get(REST + key), state.get(key)
-        if mine is None or key.startswith(inside):
+        tensor, mine = tensors.get(REST + key), state.get(rename(key))
+        if mine is None or rename(key).startswith(inside):
             _fail(path, f"it holds {key!r}, which the model has no entry of (outside the factored layers).")
         if tensor is None or tuple(tensor.shape) != tuple(mine.shape):
             got = "missing" if tensor is None else f"of shape {tuple(tensor.shape)}"
