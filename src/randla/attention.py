@@ -241,11 +241,11 @@ def _segment_means(xp, X, m: int):
 def _masked_segment_means(xp, X, m: int, mask):
     """:func:`_segment_means` of each sequence's real tokens (``mask``), as if the others were not there."""
     device = device_of(X)
-    real = xp.astype(mask, X.dtype)
+    real = xp.astype(mask, xp.float64)  # positions in double, as np.linspace computes the unmasked bounds
     length = xp.sum(real, axis=-1, keepdims=True)  # (..., 1)
     rank = xp.cumulative_sum(real, axis=-1) - 1  # position among the real tokens
     # Segment j holds ranks in [round(j L / m), round((j + 1) L / m)), as np.linspace(0, L, m + 1) rounds.
-    steps = xp.arange(1, m + 1, dtype=X.dtype, device=device)
+    steps = xp.arange(1, m + 1, dtype=xp.float64, device=device)
     bounds = xp.round(steps * (length / m))  # (..., m)
     segment = xp.sum(xp.astype(bounds[..., :, None] <= rank[..., None, :], xp.int64), axis=-2)  # (..., n)
     j = xp.arange(m, device=device)[:, None]
