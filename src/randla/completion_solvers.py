@@ -82,6 +82,11 @@ def svd_form(model: Model, drop_zero: bool = True):
     return QL @ u[:, :keep], s[:keep], vh[:keep] @ QR.T
 
 
+def centred(entries: Entries, mean: float) -> np.ndarray:
+    """The entries minus the fitted mean, once per fit rather than per step."""
+    return entries.values - entries.dtype.type(mean) if mean else entries.values
+
+
 def has_converged(old: Model, new: Model, tol: float, scale: float) -> bool:
     """||Z_new - Z_old||_F <= tol max(||Z_old||_F, ||Z_new||_F, tol scale), from k x k Gram matrices.
 
@@ -110,10 +115,11 @@ def softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor,
     """
     U, s, Vh = svd_form(model)
     V, mean = Vh.T, model.mean
+    target = centred(entries, mean)
     converged, it = False, 0
     for it in range(1, max_iter + 1):
         current = Model(U * s, V, mean)
-        residual = entries.values - current.values(entries)
+        residual = target - entries.model_values(U * s, V)
         monitor.record(current, residual, reg * float(np.sum(s)))
         Y = PlusLowRank(entries.sparse(residual), U * s, V.T)
         G = rng.standard_normal((V.shape[0], oversample)).astype(entries.dtype, copy=False)
@@ -169,7 +175,7 @@ def softimpute_als(entries, model, reg, rank, *, max_iter, tol, monitor, rng):
     """
     U, s, V = _warm(model, rank, reg, rng)
     d, mean = np.sqrt(s), model.mean
-    target = entries.values - entries.dtype.type(mean) if mean else entries.values
+    target = centred(entries, mean)
     converged, it = False, 0
 
     def ridge(d):
@@ -262,6 +268,7 @@ def altmin(entries, model, reg, rank, *, max_iter, tol, cg_steps, biases, monito
     if biases and model.row_bias is not None:
         b, c = model.row_bias.copy(), model.col_bias.copy()
     ones_m, ones_n = np.ones((m, 1), entries.dtype), np.ones((n, 1), entries.dtype)
+    target = centred(entries, mean)
     converged, it = False, 0
 
     def penalty(L, R):
@@ -272,7 +279,6 @@ def altmin(entries, model, reg, rank, *, max_iter, tol, cg_steps, biases, monito
         current = Model(L, R, mean, b, c)
         residual = entries.values - current.values(entries)
         monitor.record(current, residual, penalty(L, R))
-        target = entries.values - mean
         if biases:
             X = _cg_rows(entries, target - c.take(entries.cols), np.hstack([L, b[:, None]]),
                          np.hstack([R, ones_n]), reg, cg_steps, transpose=False)
