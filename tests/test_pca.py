@@ -370,3 +370,54 @@ def test_estimator_fitted_in_double_transforms_single_precision_in_double(estima
 def test_estimator_share_of_variance_needs_a_growing_basis():
     with pytest.raises(ValueError, match="float `n_components`.*block_krylov' takes an int"):
         randla.PCA(n_components=0.9, method="block_krylov").fit(data())
+
+
+def tall(dtype=np.float64, offset=3.0):
+    """Rows far more than features, where the covariance solver applies."""
+    A = planted(4000, 40, decay="exponential", rate=0.8, dtype=np.float64, rng=1).A
+    return (A + offset * (1 + np.arange(40) / 40)).astype(dtype)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("n_components", [5, 0.9, None])
+def test_estimator_covariance_solver_is_exact(sparse, n_components):
+    X = sparse_random(4000, 40, 8000, rng=1) if sparse else tall()
+    exact = SklearnPCA(n_components=n_components, svd_solver="full").fit(X.toarray() if sparse else X)
+    ours = randla.PCA(n_components=n_components, svd_solver="covariance_eigh")
+    Z = ours.fit_transform(X)
+    X = X.toarray() if sparse else X
+    assert ours.n_components_ == exact.n_components_
+    for name in ["explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_"]:
+        np.testing.assert_allclose(getattr(ours, name), getattr(exact, name), rtol=1e-10, atol=1e-12)
+    assert ours.noise_variance_ == pytest.approx(exact.noise_variance_, rel=1e-8, abs=1e-12)
+    np.testing.assert_allclose(ours.components_, exact.components_, atol=1e-8)  # same sign convention
+    np.testing.assert_allclose(Z, exact.transform(X), atol=1e-8)
+
+
+def test_estimator_auto_solver_takes_the_covariance_of_tall_data_only():
+    X, wide = tall(), data()
+    assert X.shape[0] >= 10 * X.shape[1] and wide.shape[0] < 10 * wide.shape[1]
+    auto = randla.PCA(4, random_state=0).fit(X)
+    exact = randla.PCA(4, svd_solver="covariance_eigh").fit(X)
+    np.testing.assert_array_equal(auto.components_, exact.components_)
+    for other in (wide, sp.csr_array(X)):  # sparse data: scikit-learn's default is not exact either
+        auto = randla.PCA(4, random_state=0).fit(other)
+        randomized = randla.PCA(4, svd_solver="randomized", random_state=0).fit(other)
+        np.testing.assert_array_equal(auto.components_, randomized.components_)
+
+
+def test_estimator_covariance_solver_keeps_single_precision_far_from_zero():
+    """The rows are centred in double before the Gram product, so an offset
+    10^4 times the spread costs no accuracy (X^T X - m mean mean^T would
+    lose about 8 of float32's 7 digits to cancellation)."""
+    X = tall(np.float32, offset=3e4)
+    exact = SklearnPCA(n_components=5, svd_solver="full").fit(X.astype(np.float64))
+    ours = randla.PCA(n_components=5, svd_solver="covariance_eigh").fit(X)
+    assert ours.components_.dtype == np.float32
+    np.testing.assert_allclose(ours.explained_variance_, exact.explained_variance_, rtol=1e-5)
+    np.testing.assert_allclose(ours.components_, exact.components_, atol=1e-5)
+
+
+def test_estimator_bad_svd_solver_named_in_the_error():
+    with pytest.raises(ValueError, match="`svd_solver` must be one of 'auto', 'randomized', 'covariance_eigh'.*'full'"):
+        randla.PCA(3, svd_solver="full").fit(tall())

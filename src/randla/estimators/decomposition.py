@@ -38,6 +38,41 @@ def _rank_and_tol(n_components, limit: int, share: str, method, *, allow_none: b
         raise ValueError(f"`n_components` must be {allowed}{' or None' if allow_none else ''}; got {k!r}.") from None
 
 
+_SOLVERS = ("auto", "randomized", "covariance_eigh")
+_GRAM_CHUNK_BYTES = 1 << 25  # rows centred in double at a time for the Gram matrix
+
+
+def _covariance_solver_fits(X) -> bool:
+    """scikit-learn's rule for its default solver on dense data: the n x n
+    covariance is small and the data much taller than wide, so one pass and
+    an exact eigendecomposition beat any sketch."""
+    m, n = X.shape
+    return not sp.issparse(X) and n <= 1000 and m >= 10 * n
+
+
+def _centred_gram(X):
+    """(X - 1 mean^T)^T (X - 1 mean^T) and the mean, in double.
+
+    Dense rows are centred before the product, a chunk at a time, so data
+    far from zero lose nothing to cancellation (X^T X - m mean mean^T would
+    lose the spread's digits). Sparse data are never densified: there the
+    rank-one correction is applied to X^T X, exact where the means are small
+    beside the spread, as in most sparse data.
+    """
+    m, n = X.shape
+    mean = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
+    if sp.issparse(X):
+        X = X.astype(np.float64)
+        gram = (X.T @ X).toarray() - m * np.outer(mean, mean)
+        return (gram + gram.T) / 2, mean
+    gram = np.zeros((n, n))
+    step = max(1, _GRAM_CHUNK_BYTES // (8 * n))
+    for start in range(0, m, step):
+        C = X[start : start + step].astype(np.float64) - mean
+        gram += C.T @ C  # NumPy computes a product with its own transpose by syrk
+    return gram, mean
+
+
 def _signs_fixed(components):
     """The rows with their largest-magnitude entry positive, whether the data were
     tall or wide, as scikit-learn's (``svd_flip(u_based_decision=False)``)."""
@@ -55,7 +90,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     Like :class:`sklearn.decomposition.PCA` with ``svd_solver="randomized"``,
     over :func:`randla.pca`: sparse input is centred implicitly, never
     densified, and a variance share picks the number of components without
-    a full SVD.
+    a full SVD. On data much taller than wide, the exact eigendecomposition
+    of the covariance matrix is cheaper than any sketch, and ``"auto"``
+    uses it, as scikit-learn's default does.
 
     Parameters
     ----------
@@ -64,7 +101,20 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         share of the variance to explain (the fewest of the randomized
         components that do, found adaptively: on slowly decaying spectra a
         few percent more than the exact minimum, as its axes capture a
-        little less than the exact ones); None keeps min(n_samples, n_features).
+        little less than the exact ones; with the covariance solver, exactly
+        the fewest); None keeps min(n_samples, n_features).
+    svd_solver : {"auto", "randomized", "covariance_eigh"}, default "auto"
+        ``"covariance_eigh"``: one pass forms the n_features x n_features
+        covariance matrix in double precision (dense rows centred first,
+        sparse ones never densified) and ``numpy.linalg.eigh`` gives exact
+        axes and variances. It costs n_samples n_features^2 operations and
+        n_features^2 memory, and resolves variances down to about 1e-16
+        times the largest (the square of the data's own precision); for
+        sparse data, down to 1e-16 times n_samples ||mean_||^2 (the mean is
+        subtracted from X^T X). ``"randomized"``: :func:`randla.pca`.
+        ``"auto"``: the covariance solver for dense data with n_features <=
+        1000 and n_samples >= 10 n_features (scikit-learn's rule), the
+        randomized one otherwise.
     whiten : bool, default False
         Scale the transformed columns to unit variance.
     oversample, power_iters, method
@@ -72,7 +122,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         by blocks until the share is reached, so ``oversample`` does not apply,
         and ``method`` must be ``"rsi"`` or ``"rsvd"``. scikit-learn's
         ``iterated_power`` and ``n_oversamples`` are ``power_iters`` and
-        ``oversample`` here.
+        ``oversample`` here. Unused by the covariance solver.
     copy : bool, default True
         Accepted as scikit-learn's; X is never changed either way.
     random_state : None, int or RandomState
@@ -103,9 +153,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     (4, (300, 4))
     """
 
-    def __init__(self, n_components=None, *, whiten=False, oversample=10, power_iters="auto", method="rsi",
-                 copy=True, random_state=None):
+    def __init__(self, n_components=None, *, whiten=False, svd_solver="auto", oversample=10, power_iters="auto",
+                 method="rsi", copy=True, random_state=None):
         self.n_components = n_components
+        self.svd_solver = svd_solver
         self.copy = copy
         self.whiten = whiten
         self.oversample = oversample
@@ -126,19 +177,48 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Fit; the validated X."""
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         m, n = X.shape
-        rank, tol = _rank_and_tol(self.n_components, min(m, n), "the share of the variance to explain", self.method)
-        result = pca(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters,
-                     method=self.method, rng=_random_seed(self.random_state))
-        k = result.rank
-        self.components_ = _signs_fixed(result.Vh)
-        self.explained_variance_ = result.explained_variance
-        self.explained_variance_ratio_ = result.explained_variance_ratio
-        self.singular_values_ = result.S
-        self.mean_ = result.mean
-        self.n_components_, self.n_samples_ = k, m
-        left = result.total_variance - float(np.sum(self._variance()))
-        self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
+        if self.svd_solver not in _SOLVERS:
+            raise ValueError(f"`svd_solver` must be one of {', '.join(map(repr, _SOLVERS))}; got {self.svd_solver!r} "
+                             "(for scikit-learn's 'full' on tall data, 'covariance_eigh' is as exact).")
+        exact = self.svd_solver == "covariance_eigh" or (self.svd_solver == "auto" and _covariance_solver_fits(X))
+        share = "the share of the variance to explain"
+        if exact:
+            self._fit_covariance(X, share)
+        else:
+            rank, tol = _rank_and_tol(self.n_components, min(m, n), share, self.method)
+            result = pca(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters,
+                         method=self.method, rng=_random_seed(self.random_state))
+            self._set_axes(result.Vh, result.S, result.mean, result.total_variance, m)
         return X
+
+    def _fit_covariance(self, X, share: str):
+        """The exact axes from the eigendecomposition of the covariance matrix."""
+        m, n = X.shape
+        gram, mean = _centred_gram(X)
+        eigenvalues, eigenvectors = np.linalg.eigh(gram)
+        eigenvalues, axes = np.maximum(eigenvalues[::-1], 0.0), eigenvectors[:, ::-1].T
+        limit = min(m, n)
+        k = self.n_components
+        if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
+            captured = np.cumsum(eigenvalues) / max(np.sum(eigenvalues), np.finfo(float).tiny)
+            k = min(int(np.searchsorted(captured, k, side="right")) + 1, limit)  # the fewest that explain more
+        else:
+            k, _ = _rank_and_tol(k, limit, share, "rsi")
+        S = np.sqrt(eigenvalues[:k])
+        self._set_axes(axes[:k].astype(X.dtype), S.astype(X.dtype), mean.astype(X.dtype), float(np.trace(gram)) / (m - 1), m)
+
+    def _set_axes(self, Vh, S, mean, total_variance: float, m: int):
+        """The fitted attributes from the axes and the centred data's singular values."""
+        n = Vh.shape[1]
+        k = S.shape[0]
+        self.components_ = _signs_fixed(Vh)
+        self.singular_values_, self.mean_ = S, mean
+        self.n_components_, self.n_samples_ = k, m
+        self.explained_variance_ = (S / math.sqrt(m - 1)) ** 2
+        ratio = self._variance() / total_variance if total_variance > 0 else np.zeros(k)
+        self.explained_variance_ratio_ = ratio.astype(S.dtype)
+        left = total_variance - float(np.sum(self._variance()))
+        self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
 
     @property
     def _n_features_out(self):  # names the output columns, pca0, pca1, ...
