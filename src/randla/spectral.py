@@ -20,9 +20,9 @@ import numpy as np
 
 from ._results import Unpackable
 from ._validate import check_int, check_rng
-from .backend import frobenius_norm, standard_normal
+from .backend import device_of, frobenius_norm, standard_normal
 from .operators import as_operator
-from .rangefinder import _project_out, checked_product
+from .rangefinder import checked_product
 
 __all__ = ["spectral_norm", "SpectralNormResult", "stable_rank", "StableRankResult"]
 
@@ -109,16 +109,16 @@ def _bidiagonalize(op, steps: int, rng):
     was exhausted (then its Ritz values are eigenvalues of A^H A).
     """
     xp, n, size = op.xp, op.shape[1], max(op.shape)
+    steps = min(steps, n)
     v = standard_normal(xp, (n, 1), _start_dtype(op), op.device, rng)
     v = v / frobenius_norm(xp, v)
-    V, U, alphas, betas = [v], [], [], []
+    V, U, alphas, betas = _Basis(xp, steps, v), None, [], []
     eps = float(xp.finfo(v.dtype).eps)
     scale = 0.0  # the largest entry of B so far, a stand-in for ||A||_2
-    steps = min(steps, n)
     for step in range(steps):
         w = checked_product(op.matmat, v)
-        if U:
-            w = _project_out(xp, xp.concat(U, axis=1), w - betas[-1] * U[-1])
+        if U is not None:
+            w = U.project_out(w - betas[-1] * U.last())
         alpha = frobenius_norm(xp, w)
         alphas.append(alpha)
         scale = max(scale, alpha)
@@ -126,10 +126,14 @@ def _bidiagonalize(op, steps: int, rng):
         # A^H A maps span(V) into itself: further steps would add noise.
         if alpha <= _breakdown(eps, size) * scale:
             return alphas, betas, True
-        U.append(w / alpha)
+        u = w / alpha
+        if U is None:
+            U = _Basis(xp, steps, u)
+        else:
+            U.append(u)
         if step + 1 == steps:
             break
-        z = _project_out(xp, xp.concat(V, axis=1), checked_product(op.rmatmat, U[-1]) - alpha * v)
+        z = V.project_out(checked_product(op.rmatmat, u) - alpha * v)
         beta = frobenius_norm(xp, z)
         if beta <= _breakdown(eps, size) * scale:
             return alphas, betas, True
@@ -138,6 +142,42 @@ def _bidiagonalize(op, steps: int, rng):
         v = z / beta
         V.append(v)
     return alphas, betas, len(alphas) == n  # n steps span all of C^n
+
+
+class _Basis:
+    """Orthonormal vectors stored as the rows of one array allocated up front,
+    so that projecting against all of them reads contiguous memory and no
+    step copies the earlier vectors."""
+
+    def __init__(self, xp, capacity: int, first):
+        self.xp, self.size = xp, 0
+        self.rows = xp.zeros((capacity, first.shape[0]), dtype=first.dtype, device=device_of(first))
+        self.append(first)
+
+    def append(self, y):
+        self.rows[self.size, :] = y[:, 0]
+        self.size += 1
+
+    def last(self):
+        return self.rows[self.size - 1, :][:, None]
+
+    def project_out(self, y):
+        """y minus its component in the span of the vectors.
+
+        One classical Gram-Schmidt pass, and a second only where the first
+        removed most of y (the "twice is enough" test of Kahan and Parlett,
+        threshold 1/sqrt(2)): either way y ends orthogonal to working
+        accuracy, which the Ritz value's lower bound needs. In the Lanczos
+        recurrence y is nearly orthogonal already, so the second pass is
+        rarely made.
+        """
+        xp, rows = self.xp, self.rows[: self.size, :]
+        conj = xp.conj(rows) if xp.isdtype(rows.dtype, "complex floating") else rows
+        before = frobenius_norm(xp, y)
+        y = y - rows.T @ (conj @ y)
+        if frobenius_norm(xp, y) < before / math.sqrt(2):
+            y = y - rows.T @ (conj @ y)
+        return y
 
 
 def _breakdown(eps: float, size: int) -> float:
