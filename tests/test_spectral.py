@@ -417,3 +417,39 @@ def test_lanczos_vectors_stay_orthonormal_when_a_new_one_is_nearly_dependent(dty
         y = Q @ draw(20, 1) + leak * draw(5000, 1)
         z = basis.project_out(y)
         assert np.linalg.norm(Q.conj().T @ z) <= 1e-14 * np.linalg.norm(z)
+
+
+def exact_count(A, eps):
+    s = np.linalg.svd(dense(A), compute_uv=False)
+    return int(np.sum(s > eps * s[0]))
+
+
+# Polynomial decay puts the singular values 1% apart at the threshold: 2
+# iterations miscount one of them, 4 resolve them.
+@pytest.mark.parametrize("decay, rate, power_iters", [("exponential", 0.9, 2), ("polynomial", 1.0, 4)])
+@pytest.mark.parametrize("level", [1e-2, 1e-4, 1e-6])
+def test_numerical_rank_counts_the_singular_values_above_the_threshold(decay, rate, power_iters, level):
+    A = planted(1000, 500, decay, rate=rate, rng=0).A
+    s = np.linalg.svd(A, compute_uv=False) / np.linalg.norm(A, 2)
+    i = int(np.sum(s > level))  # the threshold halfway (geometrically) between two singular values
+    eps = float(np.sqrt(s[i - 1] * s[i])) if i < len(s) else level
+    assert randla.numerical_rank(A, eps, power_iters=power_iters, rng=0) == exact_count(A, eps)
+
+
+@pytest.mark.parametrize("container", ["csr", "torch", "linear_operator"])
+def test_numerical_rank_of_any_container(container):
+    A = low_rank(400, 300, rank=37, noise=1e-9, rng=1)
+    M = {"csr": sp.csr_array(A), "torch": torch.from_numpy(A), "linear_operator": aslinearoperator(A)}[container]
+    assert randla.numerical_rank(M, 1e-6, rng=0) == 37
+
+
+def test_numerical_rank_of_full_rank_and_zero_matrices():
+    A = np.random.default_rng(0).standard_normal((60, 40))
+    assert randla.numerical_rank(A, 1e-3, rng=0) == 40 == exact_count(A, 1e-3)
+    assert randla.numerical_rank(np.zeros((50, 30)), 1e-6, rng=0) == 0
+
+
+@pytest.mark.parametrize("eps", [0, 1, -1e-3, "1e-3", True])
+def test_numerical_rank_bad_eps(eps):
+    with pytest.raises(ValueError, match="`eps` must be a float in \\(0, 1\\)"):
+        randla.numerical_rank(np.eye(5), eps)

@@ -37,7 +37,7 @@ from .pca import PCAResult, pca
 from .qb import QBResult, qb
 from .rangefinder import estimate_error, posterior_error_bound
 from .streaming import StreamingPCA
-from .spectral import SpectralNormResult, StableRankResult, spectral_norm, stable_rank
+from .spectral import SpectralNormResult, StableRankResult, numerical_rank, spectral_norm, stable_rank
 from .svd import SVDResult, svd
 
 __version__ = "0.1.0"
@@ -69,6 +69,7 @@ __all__ = [
     "estimate_error",
     "posterior_error_bound",
     "spectral_norm",
+    "numerical_rank",
     "stable_rank",
     "SpectralNormResult",
     "StableRankResult",

@@ -4,10 +4,12 @@
   random start, with a lower bound that always holds and an upper bound that
   holds with a chosen probability (Kuczynski & Wozniakowski 1992);
 - :func:`stable_rank` - ||A||_F^2 / ||A||_2^2, the "effective rank" used to
-  compare weight matrices of neural networks, with the interval that follows.
+  compare weight matrices of neural networks, with the interval that follows;
+- :func:`numerical_rank` - the number of singular values above eps ||A||_2.
 
-Both touch A only through products with one vector, so they work on sparse,
-implicit and GPU matrices of any size.
+The first two touch A only through products with one vector, the third
+through a randomized SVD, so all work on sparse, implicit and GPU matrices
+of any size.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import numpy as np
 
 from ._results import Unpackable
 from ._validate import check_int, check_rng
-from .backend import device_of, frobenius_norm, standard_normal
+from .backend import device_of, frobenius_norm, standard_normal, to_numpy
 from .operators import as_operator
-from .rangefinder import checked_product
+from .rangefinder import checked_product, estimate_error
+from .svd import svd
 
-__all__ = ["spectral_norm", "SpectralNormResult", "stable_rank", "StableRankResult"]
+__all__ = ["spectral_norm", "SpectralNormResult", "stable_rank", "StableRankResult", "numerical_rank"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -370,3 +373,57 @@ def stable_rank(
     estimate = min(max((frobenius / spectral.estimate) ** 2, 1.0), top)
     lower = min(max((frobenius / spectral.upper_bound) ** 2, 1.0), top)
     return StableRankResult(estimate, lower, frobenius, spectral)
+
+
+def numerical_rank(A, eps: float, *, power_iters: int = 2, rng=None) -> int:
+    """The number of singular values of A above eps ||A||_2.
+
+    The counterpart of ``scipy.linalg.interpolative.estimate_rank``: a
+    randomized SVD of rank k = 16, 32, 64, ... (doubling, so the work is at
+    most about twice that of the final size) until fewer than k of its
+    singular values exceed the threshold and the residual's spectral norm,
+    estimated by :func:`randla.estimate_error`, is below it too (so no
+    singular value above it is left out). The count is then that of the
+    last SVD.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+        Anything :func:`randla.svd` takes; never copied or densified.
+    eps : float in (0, 1)
+        The threshold relative to ||A||_2. It should lie above the
+        precision of A's dtype times about sqrt(max(m, n)); below that the
+        count reads rounding noise.
+    power_iters : int, default 2
+        Subspace iterations of each SVD. Singular values close to the
+        threshold need more: where neighbours lie 1% apart there (polynomial
+        decay 1/i near i = 100), 2 miscount one of them and 4 do not.
+    rng : None, int, SeedSequence, BitGenerator or Generator
+
+    Returns
+    -------
+    int
+        0 for the zero matrix.
+
+    Examples
+    --------
+    >>> import randla
+    >>> A = randla.testing.low_rank(300, 200, rank=12, noise=1e-8, rng=0)
+    >>> randla.numerical_rank(A, 1e-6, rng=0)
+    12
+    """
+    if not (isinstance(eps, numbers.Real) and not isinstance(eps, bool) and 0.0 < eps < 1.0):
+        raise ValueError(f"`eps` must be a float in (0, 1), the threshold relative to ||A||_2; got {eps!r}.")
+    op, rng = as_operator(A), check_rng(rng)
+    power_iters = check_int("power_iters", power_iters, 0)
+    threshold = eps * spectral_norm(op, rng=rng).estimate
+    if threshold == 0.0:
+        return 0
+    limit = min(op.shape)
+    k = min(16, limit)
+    while True:
+        result = svd(op, k, power_iters=power_iters, rng=rng)
+        count = int(np.count_nonzero(to_numpy(result.S) > threshold))
+        if k == limit or (count < k and estimate_error(op, result, power_iters=10, rng=rng) <= threshold):
+            return count
+        k = min(2 * k, limit)
