@@ -5,10 +5,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_val_score
 
 import randla
 from randla.testing import ratings
@@ -201,11 +203,269 @@ def test_bayes_fits_without_reg_and_reports_its_noise_level():
     assert model.recommend(0, 5).shape == (5,)
 
 
-def test_a_fit_stopped_by_max_iter_warns():
+def test_a_fit_stopped_by_max_iter_warns_once():
     data = ratings(300, 200, 6000, 3, noise=0.1, rng=3)
-    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+    with pytest.warns(ConvergenceWarning, match="max_iter=3") as caught:
         model = randla.MatrixCompletion(3, reg=0.5, max_iter=3, random_state=0).fit(*data, shape=data.shape)
+    assert len(caught) == 1 and caught[0].filename == __file__  # not once from complete and once from fit
     assert not model.converged_ and model.n_iter_ == 3
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert randla.MatrixCompletion(3, reg=0.5, max_iter=500, random_state=0).fit(*data, shape=data.shape).converged_
+
+
+# ---- scikit-learn's (X, y): model selection on held-out entries
+
+
+def _pairs(entries):
+    """The (N, 2) array of (row, col) pairs of a Ratings."""
+    return np.column_stack([entries.rows, entries.cols])
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """A 300 x 200 rank-3 matrix plus noise 0.1, a quarter of its entries observed; 20% of those held out."""
+    data = ratings(300, 200, 15000, 3, noise=0.1, row_activity=0, col_activity=0, decay=0, rng=4)
+    return data.split(0.2, rng=1)
+
+
+def test_fit_takes_x_and_y_as_it_takes_rows_cols_values(noisy):
+    train, test = noisy
+    params = dict(rank=3, reg=1.0, max_iter=300, random_state=0)
+    plain = randla.MatrixCompletion(**params).fit(*train, shape=train.shape)
+    from_pairs = randla.MatrixCompletion(**params).fit(_pairs(train), train.values, shape=train.shape)
+    frame = pd.DataFrame({"user": train.rows, "item": train.cols})
+    from_frame = randla.MatrixCompletion(**params).fit(frame, pd.Series(train.values))
+    expected = plain.predict(test.rows, test.cols)
+    for model in (from_pairs, from_frame):
+        np.testing.assert_array_equal(model.predict(_pairs(test)), expected)
+        np.testing.assert_array_equal(model.predict(test.rows, test.cols), expected)
+        assert model.row_ids_ is None and model.col_ids_ is None
+    np.testing.assert_array_equal(from_frame.predict(pd.DataFrame({"u": test.rows, "i": test.cols})), expected)
+
+
+def test_score_is_r2_of_the_held_out_entries(noisy):
+    train, test = noisy
+    model = randla.MatrixCompletion(3, reg=1.0, max_iter=300, random_state=0).fit(_pairs(train), train.values)
+    residual = test.values - model.predict(_pairs(test))
+    r2 = 1 - residual @ residual / np.sum((test.values - test.values.mean()) ** 2)
+    assert model.score(_pairs(test), test.values) == pytest.approx(r2, rel=1e-12)
+    assert r2 > 0.95  # noise 0.1 on entries of unit variance: 0.99 is the most to expect
+
+
+def test_grid_search_picks_a_reg_that_predicts_near_the_noise_level(noisy):
+    train, test = noisy
+    search = GridSearchCV(randla.MatrixCompletion(3, max_iter=300, random_state=0), {"reg": [0.3, 3.0, 30.0]},
+                          cv=KFold(3, shuffle=True, random_state=0))
+    search.fit(_pairs(train), train.values)
+    scores = search.cv_results_["mean_test_score"]
+    assert search.best_params_ == {"reg": [0.3, 3.0, 30.0][int(np.argmax(scores))]}
+    assert search.best_params_["reg"] != 30.0  # reg = 30 shrinks every prediction to the mean: R^2 near 0
+    rmse = np.sqrt(np.mean((search.predict(_pairs(test)) - test.values) ** 2))
+    assert rmse < 1.2 * train.noise  # measured 1.08
+
+
+def test_grid_search_over_the_rank_finds_the_planted_rank(noisy):
+    train, _ = noisy
+    search = GridSearchCV(randla.MatrixCompletion(reg=1.0, max_iter=300, random_state=0), {"rank": [1, 3, 8]},
+                          cv=KFold(3, shuffle=True, random_state=0))
+    search.fit(_pairs(train), train.values)
+    assert search.best_params_ == {"rank": 3}
+
+
+def test_cross_val_score_runs_with_rows_unseen_in_a_fold(noisy):
+    """Rows held out whole from a training fold (an index past its shape, or a name it never saw) get the mean:
+    the fold is scored, not refused."""
+    train, _ = noisy
+    model = randla.MatrixCompletion(3, reg=1.0, max_iter=300, random_state=0)
+    folds = KFold(3, shuffle=True, random_state=0)
+    r2 = cross_val_score(model, _pairs(train), train.values, cv=folds)
+    rmse = -cross_val_score(model, _pairs(train), train.values, cv=folds, scoring="neg_root_mean_squared_error")
+    # two thirds of the training entries per fold: measured R^2 0.98, RMSE 1.5 x the noise
+    assert r2.shape == rmse.shape == (3,) and np.all(r2 > 0.95) and np.all(rmse < 2 * train.noise)
+    # Folds by user: every test user is new to its training fold.
+    names = pd.DataFrame({"user": [f"user{i}" for i in train.rows], "item": train.cols})
+    by_user = GroupKFold(3).split(names, groups=train.rows)
+    r2 = cross_val_score(model, names, train.values, cv=by_user)
+    assert np.all(np.abs(r2) < 0.05)  # the mean alone: R^2 near 0
+
+
+def test_clone_and_params_round_trip_after_a_fit_on_x_and_y(noisy):
+    train, _ = noisy
+    model = randla.MatrixCompletion(3, reg=1.0, max_iter=300, random_state=0).fit(_pairs(train), train.values)
+    fresh = clone(model)
+    assert fresh.get_params() == model.get_params()
+    with pytest.raises(NotFittedError):
+        fresh.predict(_pairs(train))
+    assert fresh.set_params(rank=2).fit(_pairs(train), train.values).U_.shape == (300, 2)
+    assert model.U_.shape == (300, 3)
+
+
+def test_bad_x_or_y_is_refused(noisy):
+    train, _ = noisy
+    model = randla.MatrixCompletion(3, reg=1.0, max_iter=300, random_state=0)
+    with pytest.raises(ValueError, match=r"`X` must be an \(N, 2\) array.*got shape \(11982, 3\)"):
+        model.fit(np.column_stack([train.rows, train.cols, train.cols]), train.values)
+    with pytest.raises(TypeError, match=r"fit\(X, y\)"):
+        model.fit(_pairs(train))
+    with pytest.raises(ValueError, match="same length"):
+        model.fit(_pairs(train), train.values[:-1])
+    model.fit(_pairs(train), train.values)
+    with pytest.raises(ValueError, match=r"`X` must be an \(N, 2\) array"):
+        model.predict(train.rows)
+
+
+# ---- ids, and rows and columns not seen in fit
+
+
+@pytest.fixture(scope="module")
+def named():
+    """The noiseless rank-3 matrix with users and items named, fitted on a DataFrame of names."""
+    train, test = _noiseless()
+    frame = pd.DataFrame({"user": [f"user{i}" for i in train.rows], "item": [f"item{j}" for j in train.cols]})
+    model = randla.MatrixCompletion(3, method="altmin", reg=1e-6, center=False, tol=1e-8, max_iter=300,
+                                    random_state=0)
+    return model.fit(frame, train.values), train, test
+
+
+def test_ids_are_fitted_in_order_of_first_appearance_and_recover_the_matrix(named):
+    model, train, test = named
+    users = list(dict.fromkeys(f"user{i}" for i in train.rows))
+    items = list(dict.fromkeys(f"item{j}" for j in train.cols))
+    assert list(model.row_ids_) == users and list(model.col_ids_) == items and model.shape_ == (300, 200)
+    position = {name: p for p, name in enumerate(users)}
+    assert model.seen_[[position[f"user{i}"] for i in train.rows[:50]], [items.index(f"item{j}")
+                                                                          for j in train.cols[:50]]].sum() == 50
+    names = ([f"user{i}" for i in test.rows], [f"item{j}" for j in test.cols])
+    truth = test.truth(test.rows, test.cols)
+    assert np.linalg.norm(model.predict(*names) - truth) / np.linalg.norm(truth) < 1e-4
+    np.testing.assert_array_equal(model.predict(np.column_stack(names)), model.predict(*names))
+
+
+def test_recommendations_by_id_are_item_ids(named):
+    model, train, _ = named
+    for user in range(5):
+        truth = train.truth(np.full(200, user), np.arange(200))
+        truth[train.cols[train.rows == user]] = -np.inf
+        expected = [f"item{j}" for j in np.argsort(-truth, kind="stable")[:10]]
+        assert list(model.recommend(f"user{user}", 10)) == expected
+    assert model.recommend(["user3", "user0"], 4).shape == (2, 4)
+    with pytest.raises(ValueError, match="'nobody', not a row id seen in fit.*recommend_new"):
+        model.recommend(["user0", "nobody"], 3)
+
+
+def test_unknown_rows_and_cols_predict_the_mean_and_the_known_sides_bias():
+    data = ratings(300, 200, 15000, 3, noise=0.1, rng=4)
+    frame = pd.DataFrame({"user": [f"user{i}" for i in data.rows], "item": data.cols})
+    model = randla.MatrixCompletion(3, method="altmin", reg=1.0, biases=True, max_iter=100, random_state=0)
+    model.fit(frame, data.values + 3.0)
+    result, user = model.result_, list(model.row_ids_).index("user7")
+    got = model.predict(["user7", "nobody", "nobody", "user7"], [250, 4, 250, 4])
+    expected = [result.mean + result.row_bias[user], result.mean + result.col_bias[4], result.mean,
+                result.predict([user], [4])[0]]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # integer indices: one past the fitted shape is unseen, a negative one is an error
+    plain = randla.MatrixCompletion(3, reg=1.0, max_iter=300, random_state=0).fit(*data, shape=data.shape)
+    np.testing.assert_allclose(plain.predict([300, 0, 10**9], [0, 200, 10**9]), plain.result_.mean, rtol=1e-12)
+    with pytest.raises(ValueError, match="`rows` holds index -1, below 0"):
+        plain.predict([-1], [0])
+
+
+def test_ids_with_a_shape_are_refused(named):
+    _, train, _ = named
+    with pytest.raises(ValueError, match="Leave `shape` at None"):
+        randla.MatrixCompletion(3).fit([f"u{i}" for i in train.rows], train.cols, train.values, shape=(300, 200))
+
+
+def test_held_out_entries_may_be_given_by_id(named):
+    _, train, test = named
+    users, items = [f"user{i}" for i in train.rows], [f"item{j}" for j in train.cols]
+    held = ([f"user{i}" for i in test.rows], [f"item{j}" for j in test.cols], test.values)
+    model = randla.MatrixCompletion(3, reg=[1.0, 0.1], validation=held, max_iter=300, random_state=0)
+    model.fit(users, items, train.values)
+    assert model.reg_ == min(model.result_.path, key=lambda p: p.validation_rmse).reg
+    assert np.all(np.isfinite([p.validation_rmse for p in model.result_.path]))
+    with pytest.raises(ValueError, match="`validation` holds row ids not among the fitted entries"):
+        model.set_params(validation=(["nobody"], ["item0"], [1.0])).fit(users, items, train.values)
+
+
+# ---- folding in a new row
+
+
+def _ridge(F, target, reg):
+    """The ridge solution from its normal equations."""
+    return np.linalg.solve(F.T @ F + reg * np.eye(F.shape[1]), F.T @ target)
+
+
+@pytest.mark.parametrize("biases", [False, True])
+def test_fold_in_is_the_exact_ridge_solution(biases):
+    data = ratings(300, 200, 15000, 4, noise=0.3, rng=6)
+    method = "altmin" if biases else "softimpute_als"
+    model = randla.MatrixCompletion(4, method=method, reg=2.0, biases=biases, max_iter=300, random_state=0)
+    model.fit(*data, shape=data.shape)
+    rng = np.random.default_rng(0)
+    cols = rng.choice(200, 25, replace=False)
+    values = rng.normal(size=25) + 1.0
+    before = cols.copy(), values.copy()
+    F = model.Vh_.T[cols] * np.sqrt(model.S_)
+    target = values - model.result_.mean
+    if biases:
+        F = np.column_stack([F, np.ones(25)])
+        target = target - model.result_.col_bias[cols]
+    expected = _ridge(F, target, 2.0)
+    np.testing.assert_allclose(model.fold_in(cols, values), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(before[0], cols)
+    np.testing.assert_array_equal(before[1], values)
+    # columns past the fitted shape carry no factor and are left out
+    np.testing.assert_allclose(model.fold_in(np.append(cols, 200), np.append(values, 9.0)), expected, rtol=1e-10)
+
+
+def test_fold_in_gives_back_a_fitted_rows_factor_at_the_optimum(recovered):
+    model, train = recovered
+    for row in (0, 17, 250):
+        mine = train.rows == row
+        factor = model.fold_in(train.cols[mine], train.values[mine])
+        np.testing.assert_allclose(factor, model.U_[row] * np.sqrt(model.S_), rtol=1e-5, atol=1e-8)
+
+
+def test_a_folded_in_row_of_a_low_rank_matrix_is_predicted_near_the_truth():
+    data = ratings(301, 200, 24000, 3, noise=0.0, row_activity=0, col_activity=0, decay=0, rng=0)
+    new = data.rows == 300
+    model = randla.MatrixCompletion(3, method="altmin", reg=1e-6, center=False, tol=1e-8, max_iter=300,
+                                    random_state=0).fit(data.rows[~new], data.cols[~new], data.values[~new])
+    assert model.shape_ == (300, 200) and 40 <= new.sum() <= 120
+    factor = model.fold_in(data.cols[new], data.values[new])
+    predicted = model.result_.mean + model.Vh_.T @ (np.sqrt(model.S_) * factor)
+    truth = data.truth(np.full(200, 300), np.arange(200))
+    assert np.linalg.norm(predicted - truth) / np.linalg.norm(truth) < 1e-4
+    truth[data.cols[new]] = -np.inf
+    np.testing.assert_array_equal(model.recommend_new(data.cols[new], data.values[new], k=10),
+                                  np.argsort(-truth, kind="stable")[:10])
+
+
+def test_recommend_new_by_id_leaves_out_the_rows_own_items(named):
+    model, train, _ = named
+    mine = train.rows == 0
+    items = [f"item{j}" for j in train.cols[mine]]
+    top = model.recommend_new(items, train.values[mine], k=10)
+    assert not set(top) & set(items)
+    np.testing.assert_array_equal(top, model.recommend("user0", 10))  # user0 folded in is user0
+    assert set(items) & set(model.recommend_new(items, train.values[mine], k=200, exclude_seen=False))
+    with pytest.raises(ValueError, match=f"exceeds the {200 - len(items)} candidate columns of the new row"):
+        model.recommend_new(items, train.values[mine], k=201 - len(items))
+
+
+def test_fold_in_refuses_bad_entries_and_bayes(recovered):
+    model, _ = recovered
+    with pytest.raises(ValueError, match="same length"):
+        model.fold_in([0, 1], [1.0])
+    with pytest.raises(ValueError, match="more than once"):
+        model.fold_in([0, 0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="NaN"):
+        model.fold_in([0, 1], [1.0, np.nan])
+    with pytest.raises(TypeError, match="integer indices"):
+        model.fold_in([0.5], [1.0])
+    data = ratings(200, 100, 4000, 2, noise=0.3, rng=0)
+    bayes = randla.MatrixCompletion(2, method="bayes", random_state=0).fit(*data, shape=data.shape)
+    with pytest.raises(ValueError, match="method='bayes'"):
+        bayes.fold_in([0, 1], [1.0, 2.0])

@@ -2,7 +2,9 @@
 
 Each takes a start (factors L, R and biases) and returns the finished model,
 whether it converged and the number of iterations; ``monitor`` records the
-RMSE and objective of every iteration. The references are those of
+RMSE and objective of every iteration, and ``monitor.converged(old, new,
+tol)`` applies the stopping rule (:func:`within_tol`) and records the
+relative change it read. The references are those of
 :mod:`randla.completion`.
 """
 
@@ -87,12 +89,8 @@ def centred(entries: Entries, mean: float) -> np.ndarray:
     return entries.values - entries.dtype.type(mean) if mean else entries.values
 
 
-def has_converged(old: Model, new: Model, tol: float, scale: float) -> bool:
-    """||Z_new - Z_old||_F <= tol max(||Z_old||_F, ||Z_new||_F, tol scale), from k x k Gram matrices.
-
-    ``scale`` is ||P_Omega(X)||_F: a Z that shrinks towards zero stops once it
-    is negligible beside the data, and a Z that stays zero has converged.
-    """
+def squared_change(old: Model, new: Model) -> tuple[float, float]:
+    """||Z_new - Z_old||_F^2 and max(||Z_old||_F^2, ||Z_new||_F^2), from k x k Gram matrices."""
     def inner(a, b):
         return float(np.sum((a[0].T @ b[0]) * (a[1].T @ b[1])))
 
@@ -100,8 +98,22 @@ def has_converged(old: Model, new: Model, tol: float, scale: float) -> bool:
     # Grams over 20000 rows misread changes below ~1e-3 ||Z||_F (1.1e-4 as 0).
     a, b = ([np.asarray(x, dtype=np.float64) for x in model.factors()] for model in (old, new))
     before, after = inner(a, a), inner(b, b)
-    change = max(before + after - 2 * inner(a, b), 0.0)
-    return change <= tol**2 * max(before, after, (tol * scale) ** 2)
+    return max(before + after - 2 * inner(a, b), 0.0), max(before, after)
+
+
+def within_tol(change: float, size: float, tol: float, scale: float) -> bool:
+    """The stopping rule on :func:`squared_change`'s output: ||Z_new - Z_old||_F <= tol max(||Z_old||_F,
+    ||Z_new||_F, tol scale).
+
+    ``scale`` is ||P_Omega(X)||_F: a Z that shrinks towards zero stops once it
+    is negligible beside the data, and a Z that stays zero has converged.
+    """
+    return change <= tol**2 * max(size, (tol * scale) ** 2)
+
+
+def has_converged(old: Model, new: Model, tol: float, scale: float) -> bool:
+    """||Z_new - Z_old||_F <= tol max(||Z_old||_F, ||Z_new||_F, tol scale) (see :func:`within_tol`)."""
+    return within_tol(*squared_change(old, new), tol, scale)
 
 
 def softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor, rng):
@@ -130,7 +142,7 @@ def softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor,
         sigma = np.maximum(sigma[:rank] - reg, 0.0)
         keep = max(int(np.count_nonzero(sigma)), 1)
         U, s, V = Q @ u[:, :keep], sigma[:keep], QW @ vh[:keep].T
-        if has_converged(current, Model(U * s, V, mean), tol, monitor.scale):
+        if monitor.converged(current, Model(U * s, V, mean), tol):
             converged = True
             break
     return Model(U * s, V, mean), converged, it
@@ -193,7 +205,7 @@ def softimpute_als(entries, model, reg, rank, *, max_iter, tol, monitor, rng):
         A = (entries.sparse(residual) @ V + U * d**2) * ridge(d)
         U, d2, rot = thin_svd(A * d)
         V, d = V @ rot.T, np.sqrt(d2)
-        if has_converged(current, Model(U * d**2, V, mean), tol, monitor.scale):
+        if monitor.converged(current, Model(U * d**2, V, mean), tol):
             converged = True
             break
     residual = target - entries.model_values(U * d**2, V)
@@ -289,7 +301,7 @@ def altmin(entries, model, reg, rank, *, max_iter, tol, cg_steps, biases, monito
         else:
             L = _cg_rows(entries, target, L, R, reg, cg_steps, transpose=False)
             R = _cg_rows(entries, target, R, L, reg, cg_steps, transpose=True)
-        if has_converged(current, Model(L, R, mean, b, c), tol, monitor.scale):
+        if monitor.converged(current, Model(L, R, mean, b, c), tol):
             converged = True
             break
     return Model(L, R, mean, b, c), converged, it
