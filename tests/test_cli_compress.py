@@ -215,3 +215,210 @@ def test_an_encoder_decoder_has_no_fidelity_to_measure(tiny_model_dir, texts, tm
     assert main(["evaluate", t5, str(out), "--eval", str(evaluation)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("randla: error:") and "encoder-decoder model (t5)" in err
+
+
+# -- where and how the model runs: --device, --dtype, --max-length, --batch-size -----------------
+
+
+@pytest.mark.parametrize("command", ["compress", "evaluate"])
+@pytest.mark.parametrize("device, cuda, message", [
+    ("gpu", None, "--device 'gpu' is not a torch device"),
+    ("cuda:x", None, "--device 'cuda:x' is not a torch device"),
+    ("cuda", (False, 0), "--device 'cuda': CUDA is not available"),
+    ("cuda:2", (True, 2), "--device 'cuda:2': torch sees 2 CUDA device(s), cuda:0 to cuda:1"),
+    ("mps", None, "--device 'mps' cannot hold the float64 tensors"),  # MPS has no float64, where it exists
+    ("meta", None, "--device 'meta' holds shapes but no numbers"),
+])
+def test_a_device_torch_cannot_use_is_refused_before_any_work(texts, tmp_path, capsys, monkeypatch, command, device,
+                                                               cuda, message):
+    if cuda is not None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda[0])
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda[1])
+    _, evaluation = texts
+    out = tmp_path / "out"
+    arguments = {"compress": ["compress", str(gt.get_model_path()), "--rank", "4", "--out", str(out)],
+                 "evaluate": ["evaluate", str(gt.get_model_path()), str(out), "--eval", str(evaluation)]}[command]
+    assert main([*arguments, "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("randla: error:") and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_batch_size_and_max_length_shape_the_batches_and_cut_lines_are_counted(tiny_model_dir, tmp_path, capsys,
+                                                                               monkeypatch):
+    import randla.nn
+    from transformers import AutoTokenizer
+
+    lines = [*docstring_sentences(12), " ".join(docstring_sentences(8))]
+    calib = tmp_path / "calib.txt"
+    calib.write_text("\n".join(lines) + "\n")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir("gpt2"))
+    lengths = [len(tokenizer(line)["input_ids"]) for line in lines]  # whole, untruncated
+    assert 1 <= sum(n > 64 for n in lengths) < sum(n > 48 for n in lengths) < len(lines)
+    seen, real = [], randla.nn.compress
+
+    def recording(model, **options):
+        seen.extend(options["calibration"])
+        return real(model, **options)
+
+    monkeypatch.setattr(randla.nn, "compress", recording)
+    arguments = ["compress", str(tiny_model_dir("gpt2")), "--rank", "4", "--method", "whitened", "--calib", str(calib),
+                 "--out", str(tmp_path / "out")]
+    assert main([*arguments, "--max-length", "48", "--batch-size", "5"]) == 0
+    longer = sum(n > 48 for n in lengths)
+    assert f"randla: warning: {longer} of the 13 lines of {calib} are longer than 48 tokens and are cut to 48" in \
+        capsys.readouterr().err
+    assert [tuple(batch["input_ids"].shape) for batch in seen] == [(5, 48), (5, 48), (3, 48)]
+
+    seen.clear()
+    assert main(arguments) == 0  # by default 64 sentences a batch, and as many tokens as the model has positions
+    longer = sum(n > 64 for n in lengths)
+    assert f"randla: warning: {longer} of the 13 lines of {calib} are longer than 64 tokens" in capsys.readouterr().err
+    assert [tuple(batch["input_ids"].shape) for batch in seen] == [(13, 64)]
+
+
+def test_max_length_beyond_the_models_positions_and_batch_size_zero_are_refused(tiny_model_dir, texts, tmp_path,
+                                                                                capsys):
+    calib, evaluation = texts
+    model, out = str(tiny_model_dir("gpt2")), tmp_path / "out"
+    assert main(["compress", model, "--rank", "4", "--calib", str(calib), "--max-length", "65", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("randla: error: --max-length 65 is more than the model's 64 positions")
+    assert not out.exists()
+    for command in (["compress", model, "--rank", "4", "--out", str(out)], ["evaluate", model, str(out), "--eval",
+                                                                             str(evaluation)]):
+        assert main([*command, "--batch-size", "0"]) == 2
+        assert "argument --batch-size: must be an int >= 1; got '0'" in capsys.readouterr().err
+
+
+def test_evaluate_cuts_lines_to_max_length(tiny_model_dir, texts, tmp_path, capsys):
+    _, evaluation = texts
+    model, out = str(tiny_model_dir("llama")), tmp_path / "out"
+    assert main(["compress", model, "--rank", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", model, str(out), "--eval", str(evaluation), "--max-length", "4", "--batch-size", "7"]) == 0
+    captured = capsys.readouterr()
+    assert "randla: warning: 48 of the 48 lines" in captured.err and "fidelity on 48 sentences" in captured.out
+
+
+# -- causal language models: perplexity of the original and of the compressed model ---------------
+
+
+@pytest.fixture(scope="module")
+def causal_lm_dir(tiny_model_dir, tmp_path_factory):
+    """A factory: ``causal_lm_dir(kind)`` -> a directory of the tiny ``kind`` model saved with a random
+    language-model head (its config names GPT2LMHeadModel or LlamaForCausalLM)."""
+    import transformers
+
+    built = {}
+
+    def make(kind):
+        if kind not in built:
+            folder = tmp_path_factory.mktemp(f"causal-{kind}")
+            torch.manual_seed(0)
+            config = transformers.AutoConfig.from_pretrained(tiny_model_dir(kind))
+            transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+            transformers.AutoTokenizer.from_pretrained(tiny_model_dir(kind)).save_pretrained(folder)
+            built[kind] = folder
+        return built[kind]
+
+    return make
+
+
+def _torch_perplexity(model, batches) -> float:
+    """exp of the mean next-token cross-entropy over real tokens, by torch.nn.functional.cross_entropy."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            logits = model(**batch).logits.double()
+            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)[:, 1:]
+            total += float(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                             labels.reshape(-1), reduction="sum"))
+            count += int((labels != -100).sum())
+    return float(torch.tensor(total / count, dtype=torch.float64).exp())
+
+
+def _perplexities(text):
+    found = re.search(r"perplexity on (\d+) tokens of .*: original ([0-9.]+), compressed ([0-9.]+)", text)
+    return int(found.group(1)), float(found.group(2)), float(found.group(3))
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_a_causal_language_model_is_scored_by_perplexity(causal_lm_dir, texts, tmp_path, capsys, kind):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from randla.nn import LowRankLinear, load_compressed
+    from randla.nn.text import read_sentences, token_batches
+
+    _, evaluation = texts
+    model, out = str(causal_lm_dir(kind)), tmp_path / "out"
+    assert main(["compress", model, "--rank", "4", "--eval", str(evaluation), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "fidelity on 48 sentences" in captured.out
+    tokens, original, compressed = _perplexities(captured.out)
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert saved["perplexity"]["original"] == pytest.approx(original, abs=1e-4) and saved["scored_tokens"] == tokens
+
+    # The directory fits the model with its head, as transformers loads it; the CLI scored both models right.
+    language_model = AutoModelForCausalLM.from_pretrained(model).eval()
+    rebuilt = load_compressed(language_model, out)
+    assert {m.rank for m in rebuilt.modules() if isinstance(m, LowRankLinear)} == {4}
+    batches = token_batches(AutoTokenizer.from_pretrained(model), read_sentences(evaluation), max_length=64)
+    assert saved["perplexity"]["original"] == pytest.approx(_torch_perplexity(language_model, batches), rel=1e-6)
+    assert saved["perplexity"]["compressed"] == pytest.approx(_torch_perplexity(rebuilt, batches), rel=1e-6)
+    assert compressed != pytest.approx(original, rel=1e-5)  # rank 4 of 32 changes the model
+    assert tokens == sum(int(b["attention_mask"].sum()) - b["attention_mask"].shape[0] for b in batches)
+
+    assert main(["evaluate", model, str(out), "--eval", str(evaluation)]) == 0
+    again = capsys.readouterr().out
+    assert _perplexities(again) == pytest.approx((tokens, original, compressed), abs=1e-4)
+    assert _fidelity(again) == pytest.approx(_fidelity(captured.out), abs=1e-4)
+
+
+def test_a_model_saved_without_its_head_gets_no_perplexity(tiny_model_dir, texts, tmp_path, capsys):
+    _, evaluation = texts
+    assert main(["compress", str(tiny_model_dir("gpt2")), "--rank", "4", "--eval", str(evaluation),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "perplexity" not in capsys.readouterr().out
+    assert "perplexity" not in json.loads((tmp_path / "out" / "evaluation.json").read_text())
+
+
+def test_bfloat16_factors_are_saved_in_bfloat16_and_score_near_float32(causal_lm_dir, texts, tmp_path, capsys):
+    from safetensors import safe_open
+
+    calib, evaluation = texts
+    model = str(causal_lm_dir("gpt2"))
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / dtype
+        assert main(["compress", model, "--rank", "8", "--method", "whitened", "--calib", str(calib), "--eval",
+                     str(evaluation), "--dtype", dtype, "--out", str(out)]) == 0
+        captured = capsys.readouterr()
+        assert f"; {dtype} on cpu)" in captured.err
+        with safe_open(out / "factors.safetensors", framework="pt") as factors:
+            assert {factors.get_tensor(key).dtype for key in factors.keys()} == {getattr(torch, dtype)}
+        results[dtype] = json.loads((out / "evaluation.json").read_text())
+        assert main(["evaluate", model, str(out), "--eval", str(evaluation), "--dtype", dtype]) == 0
+        assert _perplexities(capsys.readouterr().out)[1:] == pytest.approx(
+            tuple(results[dtype]["perplexity"].values()), abs=1e-4)
+    for key in ("original", "compressed"):
+        # bf16 keeps 8 significant bits: logits off by ~2^-9 of their size, a perplexity by under 1%.
+        assert results["bfloat16"]["perplexity"][key] == pytest.approx(results["float32"]["perplexity"][key], rel=0.01)
+    assert results["bfloat16"]["cosine"] == pytest.approx(results["float32"]["cosine"], abs=0.01)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_results_are_the_cpus(causal_lm_dir, texts, tmp_path, capsys):
+    calib, evaluation = texts
+    results = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        # The exact SVD: the random sketches of rsi are drawn by each device's own generator.
+        assert main(["compress", str(causal_lm_dir("llama")), "--reduction", "0.3", "--method", "whitened", "--solver",
+                     "exact", "--calib", str(calib), "--eval", str(evaluation), "--device", device,
+                     "--out", str(out)]) == 0, capsys.readouterr().err
+        assert f"; float32 on {device})" in capsys.readouterr().err
+        results[device] = json.loads((out / "evaluation.json").read_text())
+    for key in ("original", "compressed"):
+        assert results["cuda"]["perplexity"][key] == pytest.approx(results["cpu"]["perplexity"][key], rel=1e-3)
+    assert results["cuda"]["cosine"] == pytest.approx(results["cpu"]["cosine"], abs=1e-3)

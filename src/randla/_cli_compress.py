@@ -20,12 +20,24 @@ MODEL_DIR holds any model ``transformers.AutoModel`` loads: an encoder
 (BERT), a decoder (GPT-2, Llama; a tokenizer without a padding token pads
 with its end-of-sequence token) or an encoder-decoder (T5; its decoder reads
 the calibration sentences shifted by one token, and ``--eval`` is refused, as
-it has no sentence embedding to compare).
+it has no sentence embedding to compare). The layers compressed are those of
+the model ``AutoModel`` loads; where the directory holds a causal language
+model (its config names a ``...ForCausalLM`` or ``...LMHeadModel``), the
+evaluation also loads it with its head (``AutoModelForCausalLM``), puts the
+factors in, and reports the perplexity of both models on the sentences.
+
+Both commands take ``--device`` (where the model and the text batches go),
+``--dtype`` (what the model is loaded and run in; the factors are computed in
+float32 at least and saved in this dtype), ``--max-length`` (tokens per
+sentence; a count of the lines cut is printed) and ``--batch-size``
+(sentences per forward pass).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -59,6 +71,7 @@ def add_commands(commands, run):
     compress.add_argument("--include", action="append", metavar="PATTERN", help="module names to compress (glob)")
     compress.add_argument("--exclude", action="append", metavar="PATTERN", help="module names to keep (glob)")
     compress.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    _add_runtime_options(compress)
     compress.add_argument("--out", required=True, metavar="OUT_DIR", help="where to write the compressed factors")
     compress.set_defaults(command=lambda args: run(_compress, args))
 
@@ -70,7 +83,63 @@ def add_commands(commands, run):
     evaluate.add_argument("model", metavar="MODEL_DIR", help="the original model directory")
     evaluate.add_argument("compressed", metavar="OUT_DIR", help="the directory `randla compress` wrote")
     evaluate.add_argument("--eval", required=True, metavar="TEXT_FILE", help="sentences, one per line")
+    _add_runtime_options(evaluate)
     evaluate.set_defaults(command=lambda args: run(_evaluate, args))
+
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _add_runtime_options(command):
+    """Where and how the model runs, and how text reaches it: the options both subcommands share."""
+    command.add_argument("--device", default="cpu", metavar="DEVICE",
+                         help="torch device for the model and the text batches: cpu (default), cuda, cuda:1, mps, ...")
+    command.add_argument("--dtype", choices=DTYPES, default="float32",
+                         help="dtype the model is loaded and run in (default: float32); factors are computed in "
+                         "float32 at least and saved in this dtype")
+    command.add_argument("--max-length", type=_positive_int, metavar="N",
+                         help="tokens per sentence; longer ones are cut (default: 128, or the model's positions if fewer)")
+    command.add_argument("--batch-size", type=_positive_int, default=64, metavar="B",
+                         help="sentences per forward pass (default: 64)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1; got {text!r}")
+    return value
+
+
+def _checked_device(text: str):
+    """The torch device ``--device`` names, once a tensor can be made on it; else a ``ValueError`` saying why."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"--device {text!r} is not a torch device ({exc}); pass e.g. cpu, cuda, cuda:1 or mps.") from None
+    if device.type == "meta":
+        raise ValueError("--device 'meta' holds shapes but no numbers, so no model can run there; pass e.g. cpu or cuda.")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "it finds no CUDA GPU"
+            raise ValueError(f"--device {text!r}: CUDA is not available to torch {torch.__version__} ({why}); "
+                             "pass --device cpu, or run where torch sees a GPU.")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {text!r}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}.")
+    try:
+        # randla.nn keeps calibration statistics and errors in float64 on the model's device.
+        torch.zeros(1, dtype=torch.float64, device=device)
+    except Exception as exc:  # torch says no in many ways: RuntimeError, TypeError, NotImplementedError, ImportError
+        # The first sentence: torch may go on to list every backend it has.
+        why = re.split(r"(?<=\.)\s", str(exc).strip(), maxsplit=1)[0] or type(exc).__name__
+        raise ValueError(f"--device {text!r} cannot hold the float64 tensors randla.nn computes with there ({why}); "
+                         "pass --device cpu or a CUDA device.") from None
+    return device
 
 
 class _LayerBar:
@@ -93,23 +162,81 @@ class _LayerBar:
 _EVAL_MINIMUM = 2
 
 
-def _fidelity(model, compressed, tokenizer, sentences) -> dict:
-    from .nn.text import embed, fidelity, token_batches, token_limit
+def _load(args, device, *, head: bool):
+    """(model, tokenizer, language model or None) of MODEL_DIR, on ``device`` in ``--dtype``.
 
-    batches = token_batches(tokenizer, sentences, max_length=token_limit(model))
+    ``model`` is what ``AutoModel`` loads: the layers compressed, the
+    sentence embeddings compared. Where ``head`` is asked for and the
+    directory holds a causal language model, that is loaded instead
+    (``AutoModelForCausalLM``, once) and ``model`` is its base model.
+    """
+    import torch
+
+    from .nn.causal import is_causal_lm, load_causal_lm
+    from .nn.text import load_config, load_encoder
+
+    dtype = getattr(torch, args.dtype)
+    if head and is_causal_lm(load_config(args.model)):
+        language_model, tokenizer = load_causal_lm(args.model, dtype=dtype)
+        language_model.to(device)
+        return language_model.base_model, tokenizer, language_model
+    model, tokenizer = load_encoder(args.model, dtype=dtype)
+    return model.to(device), tokenizer, None
+
+
+def _max_length(args, model) -> int:
+    """``--max-length``, refused beyond the model's positions; by default 128 or the positions if fewer."""
+    from .nn.text import token_limit
+
+    if args.max_length is None:
+        return token_limit(model)
+    positions = token_limit(model, default=args.max_length)
+    if positions < args.max_length:
+        raise ValueError(f"--max-length {args.max_length} is more than the model's {positions} positions "
+                         f"(max_position_embeddings in its config); pass at most {positions}.")
+    return args.max_length
+
+
+def _token_batches(args, tokenizer, sentences, path, max_length: int, device) -> list:
+    """The sentences of ``path`` as batches on ``device``, with a warning where some are cut to ``max_length``."""
+    from .nn.text import count_truncated, token_batches
+
+    cut = count_truncated(tokenizer, sentences, max_length=max_length)
+    if cut:
+        print(f"randla: warning: {cut} of the {len(sentences)} lines of {path} are longer than {max_length} tokens "
+              f"and are cut to {max_length} (--max-length)", file=sys.stderr)
+    return token_batches(tokenizer, sentences, batch_size=args.batch_size, max_length=max_length, device=device)
+
+
+def _evaluation(models, compressed_models, batches) -> dict:
+    """Fidelity of the compressed base model's sentence embeddings; perplexities where a language model is given.
+
+    ``models`` and ``compressed_models`` are (base model, language model or None) pairs.
+    """
+    from .nn.causal import perplexity, predicted_tokens
+    from .nn.text import embed, fidelity
+
     start = time.perf_counter()
-    reference = embed(model, batches)
-    result = fidelity(reference, embed(compressed, batches))
+    reference = embed(models[0], batches)
+    result = fidelity(reference, embed(compressed_models[0], batches))
     result["sentences"] = int(reference.shape[0])
+    if models[1] is not None:
+        result["perplexity"] = {"original": perplexity(models[1], batches),
+                                "compressed": perplexity(compressed_models[1], batches)}
+        result["scored_tokens"] = sum(int(predicted_tokens(batch).sum()) for batch in batches)
     result["seconds"] = time.perf_counter() - start
     return result
 
 
-def _print_fidelity(result: dict, path):
+def _print_evaluation(result: dict, path):
     print(
         f"fidelity on {result['sentences']} sentences of {path}: mean cosine {result['cosine']:.4f}, "
         f"top-{result['k']} neighbour agreement {result['neighbours']:.4f}"
     )
+    if "perplexity" in result:
+        scores = result["perplexity"]
+        print(f"perplexity on {result['scored_tokens']} tokens of {path}: original {scores['original']:.4f}, "
+              f"compressed {scores['compressed']:.4f}")
 
 
 def _write_json(path: Path, content: dict):
@@ -143,9 +270,9 @@ def _remove_earlier_outputs(out: Path):
 
 
 def _compress(args) -> int:
-    from .nn import compress, save_compressed
+    from .nn import compress, load_compressed, save_compressed
     from .nn.compress import check_target
-    from .nn.text import check_embeds, load_encoder, read_sentences, token_batches, token_limit, with_decoder_inputs
+    from .nn.text import check_embeds, read_sentences, with_decoder_inputs
 
     check_target(args.reduction, args.rank, args.energy)
     if args.method in ("whitened", "fisher") and args.calib is None:
@@ -155,15 +282,21 @@ def _compress(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {args.out!r} exists and is not a directory.")
+    device = _checked_device(args.device)
     # Read the text files first: a wrong path fails before the long part.
     calibration = None if args.calib is None else read_sentences(args.calib)
     evaluation = None if args.eval is None else read_sentences(args.eval, minimum=_EVAL_MINIMUM)
-    model, tokenizer = load_encoder(args.model)
+    model, tokenizer, language_model = _load(args, device, head=evaluation is not None)
     if evaluation is not None:
         check_embeds(model, args.model)
+    max_length = _max_length(args, model)
     if calibration is not None:
-        calibration = with_decoder_inputs(model, token_batches(tokenizer, calibration, max_length=token_limit(model)))
-    print(f"compressing {args.model} ({args.method}, {args.allocation} allocation)", file=sys.stderr)
+        calibration = with_decoder_inputs(model, _token_batches(args, tokenizer, calibration, args.calib, max_length,
+                                                                device))
+    if evaluation is not None:
+        evaluation = _token_batches(args, tokenizer, evaluation, args.eval, max_length, device)
+    print(f"compressing {args.model} ({args.method}, {args.allocation} allocation; {args.dtype} on {device})",
+          file=sys.stderr)
     compressed, report = compress(
         model,
         reduction=args.reduction,
@@ -195,20 +328,33 @@ def _compress(args) -> int:
         plot_compression(report, out / "spectra.png")
         print(f"plotted spectra and error against rank to {out / 'spectra.png'}")
     if evaluation is not None:
-        result = _fidelity(model, compressed, tokenizer, evaluation)
-        _print_fidelity(result, args.eval)
+        compressed_language_model = None
+        if language_model is not None:
+            # The saved factors in the model with its head, as `randla evaluate` rebuilds it; its
+            # base model is the compressed one (the copy compress made is let go).
+            compressed_language_model = load_compressed(language_model, out)
+            compressed = compressed_language_model.base_model
+        result = _evaluation((model, language_model), (compressed, compressed_language_model), evaluation)
+        _print_evaluation(result, args.eval)
         _write_json(out / "evaluation.json", result)
     return 0
 
 
 def _evaluate(args) -> int:
     from .nn import load_compressed
-    from .nn.text import check_embeds, load_encoder, read_sentences
+    from .nn.text import check_embeds, read_sentences
 
+    device = _checked_device(args.device)
     evaluation = read_sentences(args.eval, minimum=_EVAL_MINIMUM)
-    model, tokenizer = load_encoder(args.model)
+    model, tokenizer, language_model = _load(args, device, head=True)
     check_embeds(model, args.model)
-    compressed = load_compressed(model, args.compressed)
-    result = _fidelity(model, compressed, tokenizer, evaluation)
-    _print_fidelity(result, args.eval)
+    max_length = _max_length(args, model)
+    if language_model is None:
+        compressed, compressed_language_model = load_compressed(model, args.compressed), None
+    else:
+        compressed_language_model = load_compressed(language_model, args.compressed)
+        compressed = compressed_language_model.base_model
+    batches = _token_batches(args, tokenizer, evaluation, args.eval, max_length, device)
+    result = _evaluation((model, language_model), (compressed, compressed_language_model), batches)
+    _print_evaluation(result, args.eval)
     return 0

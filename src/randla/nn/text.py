@@ -22,17 +22,37 @@ import torch
 from .calibration import call_model, is_encoder_decoder, output_tensor
 
 __all__ = [
-    "load_encoder", "token_batches", "token_limit", "with_decoder_inputs", "embed", "check_embeds", "fidelity",
-    "read_sentences",
+    "load_encoder", "load_config", "checked_model_dir", "token_batches", "count_truncated", "token_limit",
+    "with_decoder_inputs", "embed", "check_embeds", "fidelity", "read_sentences",
 ]
 
 
-def load_encoder(model_dir):
+def load_encoder(model_dir, *, dtype=None):
     """(model, tokenizer) of a local Hugging Face model directory, with no network access.
 
-    The model is what ``transformers.AutoModel`` loads, in eval mode. The
-    tokenizer pads: with its end-of-sequence token where the directory names
-    no padding token (GPT-2, Llama).
+    The model is what ``transformers.AutoModel`` loads, in eval mode, in
+    ``dtype`` (a ``torch.dtype``; default: transformers' choice, the dtype
+    the checkpoint was saved in). The tokenizer pads: with its
+    end-of-sequence token where the directory names no padding token
+    (GPT-2, Llama).
+    """
+    transformers = checked_model_dir(model_dir)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(model_dir, local_files_only=True, **_dtype_option(dtype))
+    return model.eval(), _with_pad_token(tokenizer)
+
+
+def load_config(model_dir):
+    """The ``transformers`` configuration of a local Hugging Face model directory, with no network access."""
+    transformers = checked_model_dir(model_dir)
+    return transformers.AutoConfig.from_pretrained(model_dir, local_files_only=True)
+
+
+def checked_model_dir(model_dir):
+    """The ``transformers`` module, once ``model_dir`` is known to be a local Hugging Face model directory.
+
+    Network access is turned off (``HF_HUB_OFFLINE``) unless the environment
+    already says otherwise.
     """
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir} is not a directory; pass a local Hugging Face model directory.")
@@ -52,14 +72,20 @@ def load_encoder(model_dir):
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        from transformers import AutoModel, AutoTokenizer
+        import transformers
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
         raise ImportError("loading Hugging Face models needs transformers: pip install 'randla[nn]'") from exc
     hf_logging.disable_progress_bar()  # randla reports its own progress
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModel.from_pretrained(model_dir, local_files_only=True)
-    return model.eval(), _with_pad_token(tokenizer)
+    return transformers
+
+
+def _dtype_option(dtype) -> dict:
+    if dtype is None:
+        return {}
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"`dtype` must be a floating-point torch.dtype (torch.float32, torch.bfloat16); got {dtype!r}.")
+    return {"dtype": dtype}
 
 
 def _names_a_model_type(config) -> bool:
@@ -113,17 +139,39 @@ def _with_pad_token(tokenizer):
     return padded
 
 
-def token_batches(tokenizer, sentences, *, batch_size: int = 64, max_length: int = 128) -> list:
-    """Tokenised batches (mappings for ``model(**batch)``), padded per batch.
+def token_batches(tokenizer, sentences, *, batch_size: int = 64, max_length: int = 128, device=None) -> list:
+    """Tokenised batches (mappings for ``model(**batch)``) of ``batch_size`` sentences, padded per batch.
 
-    A tokenizer without a padding token (GPT-2's, Llama's) pads with its
+    Each sentence is cut to ``max_length`` tokens (:func:`count_truncated`
+    says how many are). The tensors are on ``device`` (default: the CPU). A
+    tokenizer without a padding token (GPT-2's, Llama's) pads with its
     end-of-sequence token, on a copy: ``tokenizer`` itself is not changed.
     """
+    for name, value in (("batch_size", batch_size), ("max_length", max_length)):
+        _check_positive(name, value)
     tokenizer = _with_pad_token(tokenizer)
-    return [
+    batches = [
         tokenizer(sentences[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         for i in range(0, len(sentences), batch_size)
     ]
+    return batches if device is None else [batch.to(device) for batch in batches]
+
+
+def count_truncated(tokenizer, sentences, *, max_length: int) -> int:
+    """How many of ``sentences`` have more than ``max_length`` tokens, so that :func:`token_batches` cuts them.
+
+    Tokens are counted as the model reads them, special tokens included.
+    """
+    _check_positive("max_length", max_length)
+    # Cut at one token more than the limit, a longer sentence still shows as longer; uncut,
+    # transformers would log a warning for each beyond the model's own limit.
+    lengths = tokenizer(list(sentences), truncation=True, max_length=max_length + 1)["input_ids"]
+    return sum(len(ids) > max_length for ids in lengths)
+
+
+def _check_positive(name: str, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1; got {value!r}.")
 
 
 def token_limit(model, default: int = 128) -> int:
