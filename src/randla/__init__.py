@@ -31,7 +31,7 @@ from .kernels import (
     rpcholesky,
     sparse_rbf_features,
 )
-from .kernels.clustering import SpectralClusteringResult, spectral_clustering
+from .kernels.clustering import SpectralClusteringResult, graph_spectral_clustering, spectral_clustering
 from .operators import Centered, Operator, PlusLowRank, Shifted, Transposed, as_operator, residual
 from .pca import PCAResult, pca
 from .qb import QBResult, qb
@@ -42,8 +42,8 @@ from .svd import SVDResult, svd
 
 __version__ = "0.1.0"
 
-_ESTIMATORS = ("PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering",
-               "MatrixCompletion")
+_ESTIMATORS = ("PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "RandomFourierFeatures", "KernelRidge",
+               "SpectralClustering", "MatrixCompletion")
 
 
 def __getattr__(name):
@@ -102,6 +102,7 @@ __all__ = [
     "fourier_features",
     "sparse_rbf_features",
     "spectral_clustering",
+    "graph_spectral_clustering",
     "SpectralClusteringResult",
     *_ESTIMATORS,
     "attention_operator",

@@ -12,7 +12,8 @@ estimator is first used.
 
 from .completion import MatrixCompletion
 from .decomposition import PCA, IncrementalPCA, TruncatedSVD
-from .kernels import KernelRidge, Nystroem, SpectralClustering
+from .clustering import SpectralClustering
+from .kernels import KernelRidge, Nystroem, RandomFourierFeatures
 
-__all__ = ["PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "KernelRidge", "SpectralClustering",
-           "MatrixCompletion"]
+__all__ = ["PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "RandomFourierFeatures", "KernelRidge",
+           "SpectralClustering", "MatrixCompletion"]

@@ -5,6 +5,7 @@ decompositions run unchanged.
 """
 
 from .features import FeatureMap, RandomFeatures, fourier_features, sparse_rbf_features
+from .dense_krr import dense_kernel_ridge
 from .functions import KERNELS, Kernel
 from .krr import KRRResult, kernel_ridge, nystrom_kernel_ridge
 from .landmarks import column_nystrom, landmarks, rpcholesky
@@ -27,5 +28,6 @@ __all__ = [
     "RandomFeatures",
     "nystrom_kernel_ridge",
     "kernel_ridge",
+    "dense_kernel_ridge",
     "KRRResult",
 ]

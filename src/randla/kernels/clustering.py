@@ -6,22 +6,34 @@ landmark columns (Fowlkes, Belongie, Chung & Malik 2004), the degrees are
 D ~ F (F^T 1) and the normalised matrix is G G^T with G = D^{-1/2} F, whose
 top eigenvectors are the left singular vectors of the n x m matrix G: the
 work is O(n m^2) and K is never formed.
+
+:func:`graph_spectral_clustering` takes the affinity as a matrix instead, a
+sparse graph (k nearest neighbours) or a dense one, and finds the same
+embedding from it directly.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
+from array_api_compat import array_namespace
 
 from .._results import Unpackable
 from .._validate import check_int, check_rng
 from ..backend import small_svd, to_numpy
+from ..operators import Operator
 from .landmarks import landmarks as select_landmarks
 from .operator import DEFAULT_MEMORY_LIMIT, kernel_operator
 
-__all__ = ["spectral_clustering", "SpectralClusteringResult"]
+__all__ = ["spectral_clustering", "graph_spectral_clustering", "SpectralClusteringResult"]
+
+#: sigma of the shift-inverted operator ((1 + sigma) I - N)^{-1}, which maps
+#: N's eigenvalue 1 to 1 / sigma and 1 - delta to 1 / (delta + sigma).
+_SHIFT = 1e-8
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,7 @@ class SpectralClusteringResult(Unpackable):
     eigenvalues : ndarray, shape (n_components,)
         Top eigenvalues of the approximate normalised affinity (at most 1).
     landmarks : ndarray of int
-        Indices of the landmark points.
+        Indices of the landmark points (none for :func:`graph_spectral_clustering`).
     """
 
     labels: np.ndarray
@@ -199,12 +211,236 @@ def spectral_clustering(
         U, s = np.pad(U, ((0, 0), (0, c - s.size))), np.pad(s, (0, c - s.size))
     U[unseen_rows] = 0  # the SVD's rounding there is no information; it would be scaled to unit length
     embedding = _unit_rows(U[:, :c])
+    labels = _best_kmeans(embedding, k, n_init, gen)
+    return SpectralClusteringResult(labels, embedding, s[:c] ** 2, np.asarray(chosen.indices))
+
+
+def graph_spectral_clustering(
+    affinity,
+    n_clusters: int,
+    *,
+    n_components: int | None = None,
+    n_init: int = 10,
+    rng=None,
+) -> SpectralClusteringResult:
+    """Cluster the nodes of a weighted graph by the spectrum of its normalised affinity.
+
+    Parameters
+    ----------
+    affinity : array or SciPy sparse matrix, shape (n, n)
+        Symmetric, non-negative affinities between the n points: a sparse
+        graph, such as the symmetrised k-nearest-neighbour connectivity
+        scikit-learn's ``kneighbors_graph`` makes (never densified), or a
+        dense matrix. The diagonal (self-affinity) is left out, as
+        scikit-learn's ``spectral_embedding`` leaves it out.
+    n_clusters : int
+        Number of clusters, at least 1 and at most n.
+    n_components : int, optional
+        Eigenvectors in the embedding; default ``n_clusters``.
+    n_init : int, default 10
+        k-means restarts on the embedding; the best is kept.
+    rng : None, int or numpy Generator
+        Seeds the eigensolver's sketch and k-means.
+
+    Returns
+    -------
+    SpectralClusteringResult
+        Unpacks as ``labels, embedding``; ``eigenvalues`` are the top ones of
+        the normalised affinity (at most 1), ``landmarks`` is empty.
+
+    Raises
+    ------
+    ValueError
+        An affinity that is not square, has NaN, Inf or negative entries, or
+        is not symmetric; ``n_clusters`` outside [1, n].
+    TypeError
+        An affinity that is not a matrix of real numbers.
+
+    Warns
+    -----
+    UserWarning
+        When the graph has more connected components than ``n_components``
+        (points with no affinity to any other among them): the top eigenspace
+        then holds one indicator per component, and which components share a
+        cluster is arbitrary.
+
+    Notes
+    -----
+    The embedding of :func:`spectral_clustering`: the top ``n_components``
+    eigenvectors of N = D^{-1/2} A D^{-1/2} (D the degrees, A off its
+    diagonal), rows scaled to unit length, then k-means (Ng, Jordan & Weiss
+    2001). They are found by :func:`randla.eigh` on the shift-inverted
+    operator ((1 + sigma) I - N)^{-1}, sigma = 1e-8, applied by one sparse LU
+    factorisation of the graph (SuperLU, minimum degree ordering on the
+    symmetric pattern; dense Cholesky for a dense affinity), as
+    scikit-learn's default ARPACK solver factors its shifted Laplacian. It
+    maps eigenvalue 1 - delta of N to 1 / (delta + sigma), which separates
+    what N itself crowds together: a k-nearest-neighbour graph of points
+    along curves has eigenvalues within 1e-3 of 1 (make_moons(1000,
+    noise=0.05), 10 neighbours: 1, 1, 0.99972, 0.99958, ...; closer still as
+    n grows), where subspace iteration on N converges at the rate of their
+    ratio per pass: with 32 columns, 50 passes missed the two moons at
+    n = 5000 (adjusted Rand index 0.02) and 200 passes at n = 20000 (0.76).
+    Randomized subspace iteration on the inverse converges in its default
+    passes (1.0 at n = 20000, in 1.2 s). The factorisation's fill-in is small
+    for graphs of low-dimensional points and larger for high-dimensional
+    ones (42 times nnz(A) for 20000 points of 50 dimensions: 7 s).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp, randla
+    >>> path = sp.diags_array([np.ones(99), np.ones(99)], offsets=[-1, 1]).tolil()
+    >>> path[49, 50] = path[50, 49] = 0       # two chains of 50 points
+    >>> labels, _ = randla.graph_spectral_clustering(path.tocsr(), 2, rng=0)
+    >>> np.bincount(labels).tolist()
+    [50, 50]
+    """
+    from ..eigh import eigh
+
+    A = _check_affinity(affinity)
+    n = A.shape[0]
+    k = check_int("n_clusters", n_clusters, 1)
+    if k > n:
+        raise ValueError(f"n_samples={n} should be >= n_clusters={k}: every cluster needs a point.")
+    c = k if n_components is None else check_int("n_components", n_components, 1, n)
+    n_init = check_int("n_init", n_init, 1)
+    gen = check_rng(rng)
+    A = _off_diagonal(A)
+    degrees = np.asarray(A.sum(axis=1), dtype=np.float64).ravel()
+    _warn_if_split(A, c, int(np.sum(degrees == 0)))
+    inverse_sqrt = np.divide(1.0, np.sqrt(degrees), out=np.zeros(n), where=degrees > 0)
+    if sp.issparse(A):
+        N = sp.csr_array(sp.diags_array(inverse_sqrt) @ A @ sp.diags_array(inverse_sqrt))
+    else:
+        N = inverse_sqrt[:, None] * A * inverse_sqrt[None, :]
+    mu, V = eigh(_ShiftInverted(N, _SHIFT), c, rng=gen)
+    V = np.asarray(V)
+    V[degrees == 0] = 0  # no affinity, no information: rows of rounding would be scaled to unit length
+    embedding = _unit_rows(V)
+    labels = _best_kmeans(embedding, k, n_init, gen)
+    eigenvalues = np.minimum(1.0 + _SHIFT - 1.0 / np.asarray(mu, dtype=np.float64), 1.0)
+    return SpectralClusteringResult(labels, embedding, eigenvalues, np.zeros(0, dtype=np.int64))
+
+
+def nearest_neighbour_graph(X, n_neighbors: int = 10):
+    """(C + C^T) / 2 for the k-nearest-neighbour connectivity C of the points X (each point
+    among its own neighbours): the sparse affinity scikit-learn's SpectralClustering builds."""
+    from sklearn.neighbors import kneighbors_graph
+
+    k = check_int("n_neighbors", n_neighbors, 1)
+    if k > X.shape[0]:
+        raise ValueError(
+            f"`n_neighbors`={k} must be at most n_samples={X.shape[0]}: each point's neighbours are points "
+            "of X (itself among them)."
+        )
+    C = sp.csr_array(kneighbors_graph(X, n_neighbors=k, include_self=True))
+    return sp.csr_array((C + C.T) * 0.5)
+
+
+class _ShiftInverted(Operator):
+    """((1 + shift) I - N)^{-1} of a normalised affinity N, whose eigenvalues lie in
+    [-1, 1]: symmetric positive definite, applied by one factorisation."""
+
+    hermitian = True
+
+    def __init__(self, N, shift: float):
+        from scipy.linalg import cho_factor, cho_solve
+        from scipy.sparse.linalg import splu
+
+        n = N.shape[0]
+        self.shape = (n, n)
+        self.xp = array_namespace(np.empty(0))
+        self.dtype = self.input_dtype = np.dtype(np.float64)
+        if sp.issparse(N):
+            M = sp.csc_array(sp.identity(n, format="csc") * (1.0 + shift) - N)
+            # Minimum degree on the pattern of M + M^T, with diagonal pivots: the
+            # ordering for a symmetric matrix (the default, COLAMD, filled 3.6x more
+            # on 20000 points of 50 dimensions and took 6x longer).
+            self._solve = splu(M, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True}).solve
+        else:
+            M = -N
+            M[np.diag_indices(n)] += 1.0 + shift
+            factor = cho_factor(M, check_finite=False)
+            self._solve = lambda B: cho_solve(factor, B, check_finite=False)
+
+    def matmat(self, X):
+        return self._solve(np.ascontiguousarray(X, dtype=np.float64))
+
+    def rmatmat(self, Y):
+        return self.matmat(Y)
+
+
+def _check_affinity(A):
+    """A as a symmetric, non-negative float64 matrix (CSR, or a NumPy array), a new one."""
+    sparse = sp.issparse(A)
+    A = A if sparse else np.asarray(A)
+    if A.dtype.kind not in "biuf":
+        raise TypeError(f"the affinity matrix must hold real numbers; got dtype {A.dtype}.")
+    if len(A.shape) != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        raise ValueError(
+            f"the affinity matrix must be square, (n, n) for n points, with one row and column per point; "
+            f"got shape {tuple(A.shape)}."
+        )
+    eps = np.finfo(A.dtype if A.dtype.kind == "f" else np.float64).eps
+    if sparse:
+        A = sp.csr_array(A, dtype=np.float64, copy=True)
+        A.sum_duplicates()
+    else:
+        A = np.array(A, dtype=np.float64)
+    values = A.data if sparse else A
+    if not np.all(np.isfinite(values)):
+        raise ValueError("the affinity matrix contains NaN or Inf; every affinity must be a finite number >= 0.")
+    if values.size and values.min() < 0:
+        raise ValueError(
+            "Negative values in data: the affinity matrix must be non-negative (similarities, 0 for none); "
+            f"its smallest entry is {float(values.min())!r}. For distances, pass a similarity such as "
+            "exp(-gamma * distance**2)."
+        )
+    scale = float(values.max()) if values.size else 0.0
+    gap = abs(A - A.T).max()
+    if gap > math.sqrt(eps) * scale:  # what rounding leaves of a symmetric formula, with room
+        raise ValueError(
+            f"the affinity matrix must be symmetric; A[i, j] and A[j, i] differ by up to {float(gap)!r}. A "
+            "directed graph (such as a k-nearest-neighbour connectivity matrix) can be symmetrised: "
+            "pass (A + A.T) / 2."
+        )
+    return (A + A.T) / 2  # symmetric to the last bit, for the eigensolver
+
+
+def _off_diagonal(A):
+    """A with its diagonal set to 0 (self-affinities carry no link between points)."""
+    if sp.issparse(A):
+        A = sp.csr_array(A - sp.diags_array(A.diagonal()))
+        A.eliminate_zeros()
+        return A
+    np.fill_diagonal(A, 0.0)  # A is ours: _check_affinity made it
+    return A
+
+
+def _warn_if_split(A, n_components: int, isolated: int):
+    from scipy.sparse.csgraph import connected_components
+
+    count = connected_components(A, directed=False)[0]
+    if count > n_components:
+        alone = f", {isolated} of them single points with no affinity to any other" if isolated else ""
+        warnings.warn(
+            f"the affinity graph has {count} connected components{alone}, more than the "
+            f"n_components={n_components} eigenvectors: each component is an eigenvector of eigenvalue 1, and "
+            "which of them share a cluster is arbitrary. Connect the graph (more neighbours, a wider kernel) "
+            "or ask for as many components.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _best_kmeans(embedding: np.ndarray, k: int, n_init: int, gen: np.random.Generator) -> np.ndarray:
+    """Labels of the k-means run of least inertia among ``n_init``."""
     best, best_inertia = None, np.inf
     for _ in range(n_init):
         labels, inertia = _kmeans(embedding, k, gen)
         if inertia < best_inertia:
             best, best_inertia = labels, inertia
-    return SpectralClusteringResult(best.astype(np.int64), embedding, s[:c] ** 2, np.asarray(chosen.indices))
+    return best.astype(np.int64)
 
 
 def _degrees(K, F) -> np.ndarray:

@@ -7,7 +7,8 @@ random features are drawn without looking at the data; their error falls like
 
 - :func:`fourier_features` - random Fourier features of the shift-invariant
   kernels ``rbf``, ``laplacian`` and ``matern`` [RR2007, Alg. 1], in the
-  lower-variance cos/sin form [SS2015].
+  lower-variance cos/sin form [SS2015] (with one random-phase cosine more
+  for an odd number of features).
 - :func:`sparse_rbf_features` - features of the Gaussian kernel of sparse,
   high-dimensional data in time linear in nnz(X): a sparse embedding of the
   points, then random Fourier features, then an optional rank-r truncation,
@@ -46,7 +47,7 @@ from ..backend import device_of, to_numpy
 from .functions import KERNELS, Kernel, make_kernel
 from .operator import check_points
 
-__all__ = ["fourier_features", "sparse_rbf_features", "FeatureMap", "RandomFeatures"]
+__all__ = ["fourier_features", "fourier_feature_map", "sparse_rbf_features", "FeatureMap", "RandomFeatures"]
 
 #: Kernels with a known spectral density to draw frequencies from.
 FOURIER_KERNELS = ("rbf", "gaussian", "laplacian", "matern")
@@ -70,15 +71,20 @@ class FeatureMap:
     params : dict
         The kernel's resolved parameters (``gamma``, or ``length_scale`` and
         ``nu``).
-    frequencies : numpy.ndarray, shape (p, D/2)
+    frequencies : numpy.ndarray, shape (p, ceil(D/2))
         Frequencies omega_j drawn from the kernel's spectral density, float64;
         p is ``n_features_in``, or the embedding's width when there is one.
+        Each gives a cosine and a sine feature, except the last for an odd
+        D, which gives one cosine with a random phase (``phase``).
     n_features_in : int
         Number of features d of the points.
     embedding : scipy.sparse.csr_array of shape (d, m), or None
         Sparse sign embedding applied to the points first.
     projection : numpy.ndarray of shape (D, r), or None
         Orthonormal columns the D Fourier features are projected onto.
+    phase : float or None
+        For an odd D, the phase b, uniform in [0, 2 pi), of the last
+        feature sqrt(2/D) cos(omega^T x + b); None for an even D.
     """
 
     kernel: str
@@ -87,13 +93,19 @@ class FeatureMap:
     n_features_in: int
     embedding: sp.csr_array | None = None
     projection: np.ndarray | None = None
+    phase: float | None = None
+
+    @property
+    def n_fourier(self) -> int:
+        """Number of Fourier features D, before any projection."""
+        return 2 * int(self.frequencies.shape[1]) - (self.phase is not None)
 
     @property
     def n_components(self) -> int:
         """Number of output features: D, or r after a projection."""
         if self.projection is not None:
             return int(self.projection.shape[1])
-        return 2 * int(self.frequencies.shape[1])
+        return self.n_fourier
 
     def transform(self, X):
         """The features z(x) of each row x of X, shape (n, ``n_components``).
@@ -119,8 +131,11 @@ class FeatureMap:
         else:
             P = Y @ _like(Y, self.frequencies)
         xp = array_namespace(P)
-        scale = 1.0 / math.sqrt(self.frequencies.shape[1])  # sqrt(2 / D)
-        Z = xp.concat([xp.cos(P), xp.sin(P)], axis=1) * scale
+        if self.phase is None:
+            scale = 1.0 / math.sqrt(self.frequencies.shape[1])  # sqrt(2 / D)
+            Z = xp.concat([xp.cos(P), xp.sin(P)], axis=1) * scale
+        else:
+            Z = _with_phase(xp, P, self.phase) * math.sqrt(2.0 / self.n_fourier)
         if self.projection is not None:
             Z = Z @ _like(Z, self.projection)
         return Z
@@ -174,8 +189,9 @@ def fourier_features(X, n_components: int, *, kernel: str = "rbf", rng=None, **p
         Points, one per row: NumPy array or torch tensor (any device), or a
         SciPy sparse matrix or array (never densified).
     n_components : int
-        Number of features D, even: D/2 frequencies, each giving a cosine and
-        a sine.
+        Number of features D >= 1: floor(D/2) frequencies, each giving a
+        cosine and a sine, and for an odd D one more giving a cosine with a
+        random phase (see Notes).
     kernel : {"rbf", "gaussian", "laplacian", "matern"}, default "rbf"
         The kernel, with scikit-learn's parameters (see
         :mod:`randla.kernels.functions`): rbf exp(-gamma ||x - y||_2^2),
@@ -198,9 +214,8 @@ def fourier_features(X, n_components: int, *, kernel: str = "rbf", rng=None, **p
     Raises
     ------
     ValueError
-        A kernel that is not shift-invariant (use Nystrom), an odd or
-        non-positive ``n_components``, a bad kernel parameter, NaN/Inf in X,
-        or X not 2-D.
+        A kernel that is not shift-invariant (use Nystrom), a non-positive
+        ``n_components``, a bad kernel parameter, NaN/Inf in X, or X not 2-D.
     TypeError
         X is not an array of real numbers.
 
@@ -214,10 +229,16 @@ def fourier_features(X, n_components: int, *, kernel: str = "rbf", rng=None, **p
     1/length_scale (Rasmussen & Williams 2006, eq. 4.15). Then
     z(x) = sqrt(2/D) [cos(W^T x), sin(W^T x)] for W = [omega_1 ...
     omega_{D/2}] [RR2007, Alg. 1, with a sine in place of a random phase].
+    For an odd D the last feature is sqrt(2/D) cos(omega^T x + b) with b
+    uniform in [0, 2 pi), the random-phase feature sqrt(2) cos(omega^T x + b)
+    of [RR2007, Alg. 1] with weight 1/D: 2 cos(omega^T x + b)
+    cos(omega^T y + b) averages cos(omega^T (x - y)) over b, as a cosine and
+    sine pair does exactly, so with weight 2/D per pair and 1/D for it the
+    weights sum to 1 and Z Z^T stays unbiased.
 
-    Error: z(x)^T z(y) is unbiased for k(x, y) and exact on the diagonal
-    (cos^2 + sin^2 = 1), with variance (1 + k(2 delta) - 2 k(delta)^2) / D
-    at delta = x - y. Each entry's error is O(1/sqrt(D)); the largest over n
+    Error: z(x)^T z(y) is unbiased for k(x, y) and, for an even D, exact on
+    the diagonal (cos^2 + sin^2 = 1), with variance
+    (1 + k(2 delta) - 2 k(delta)^2) / D at delta = x - y. Each entry's error is O(1/sqrt(D)); the largest over n
     points is O(sqrt(log(n) / D)) by Hoeffding's inequality and a union bound
     (every term is bounded by 1), and [RR2007, Claim 1] bounds it uniformly
     over a compact set. The relative Frobenius error of Z Z^T falls like
@@ -249,12 +270,20 @@ def fourier_features(X, n_components: int, *, kernel: str = "rbf", rng=None, **p
     True
     """
     X = _check_data(X)
-    D = _check_components(n_components)
-    spec = _fourier_kernel(kernel, int(X.shape[1]), params)
-    rng = check_rng(rng)
-    W = _frequencies(spec, int(X.shape[1]), D // 2, rng)
-    fmap = FeatureMap(spec.name, spec.params, W, int(X.shape[1]))
+    fmap = fourier_feature_map(int(X.shape[1]), n_components, kernel=kernel, rng=rng, **params)
     return RandomFeatures(fmap._apply(X), fmap)
+
+
+def fourier_feature_map(n_features: int, n_components: int, *, kernel: str = "rbf", rng=None,
+                        **params) -> FeatureMap:
+    """The frozen map of :func:`fourier_features` for points of ``n_features``
+    coordinates, drawn without featurising any point (the same draw for the
+    same ``rng``)."""
+    D = _check_components(n_components)
+    spec = _fourier_kernel(kernel, n_features, params)
+    rng = check_rng(rng)
+    W, phase = _draw(spec, n_features, D, rng)
+    return FeatureMap(spec.name, spec.params, W, n_features, phase=phase)
 
 
 def sparse_rbf_features(
@@ -281,7 +310,8 @@ def sparse_rbf_features(
         SciPy sparse matrix or array (CSR, CSC or any other format; never
         densified), or a dense NumPy array or torch tensor (any device).
     n_components : int
-        Number of random Fourier features D, even.
+        Number of random Fourier features D >= 1 (for an odd D, one is a
+        random-phase cosine, as in :func:`fourier_features`).
     rank : int, optional
         Keep the best rank-r part of the features: Z is (n, r) with Z Z^T the
         best rank-r approximation of the D-feature Z_D Z_D^T. Default: no
@@ -308,7 +338,7 @@ def sparse_rbf_features(
     Raises
     ------
     ValueError
-        Odd or non-positive ``n_components``, ``rank`` outside [1, min(n, D)],
+        Non-positive ``n_components``, ``rank`` outside [1, min(n, D)],
         ``sketch_size`` < 1, a non-positive or doubly given ``gamma`` /
         ``bandwidth``, NaN/Inf in X, or X not 2-D.
     TypeError
@@ -385,8 +415,8 @@ def sparse_rbf_features(
     spec = make_kernel("rbf", d, params)
     rng = check_rng(rng)
     embedding = _sparse_embedding(d, m, min(_EMBEDDING_NNZ, m), rng) if m < d else None
-    W = _frequencies(spec, d if embedding is None else m, D // 2, rng)
-    fmap = FeatureMap("rbf", spec.params, W, d, embedding=embedding)
+    W, phase = _draw(spec, d if embedding is None else m, D, rng)
+    fmap = FeatureMap("rbf", spec.params, W, d, embedding=embedding, phase=phase)
     Z = fmap._apply(X)
     if rank is None:
         return RandomFeatures(Z, fmap)
@@ -399,12 +429,9 @@ def sparse_rbf_features(
 
 def _check_components(n_components) -> int:
     ok = isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool)
-    if ok and n_components >= 2 and n_components % 2 == 0:
+    if ok and n_components >= 1:
         return int(n_components)
-    raise ValueError(
-        "`n_components` must be an even int >= 2 (the features come in cosine/sine pairs); "
-        f"got {n_components!r}."
-    )
+    raise ValueError(f"`n_components` must be an int >= 1, the number of features; got {n_components!r}.")
 
 
 def _fourier_kernel(kernel, n_features: int, params: dict) -> Kernel:
@@ -425,6 +452,20 @@ def _check_data(X):
 
 
 # -- the computation -------------------------------------------------------------
+
+
+def _draw(kernel: Kernel, dim: int, D: int, rng: np.random.Generator):
+    """(frequencies (dim, ceil(D/2)), phase) for D features; the phase is None for
+    an even D, whose draw is the frequencies alone."""
+    W = _frequencies(kernel, dim, (D + 1) // 2, rng)
+    return W, (float(rng.uniform(0.0, 2.0 * math.pi)) if D % 2 else None)
+
+
+def _with_phase(xp, P, phase: float):
+    """Features of projections P (n, h + 1) before the common scale sqrt(2/D): cos
+    and sin of the first h columns, then cos(p + phase) of the last."""
+    pairs = P[:, :-1]
+    return xp.concat([xp.cos(pairs), xp.sin(pairs), xp.cos(P[:, -1:] + phase)], axis=1)
 
 
 def _frequencies(kernel: Kernel, dim: int, half: int, rng: np.random.Generator) -> np.ndarray:

@@ -30,6 +30,11 @@ computed from inner products, ``linear``, ``polynomial``, ``cosine`` and
 ``rbf``: blocks then cost the sparse products of the rows, and rbf
 distances come from ||x||^2 + ||y||^2 - 2 <x, y> about the origin.
 
+A callable kernel takes two blocks of points and returns their (p, q)
+block; one written as scikit-learn's callables are, for two single points
+x and y returning the number k(x, y), is evaluated one pair at a time (a
+Python call per entry: slow; see :func:`randla.kernel_operator`).
+
 ``gamma`` defaults to 1 / d (d the number of features), and to 1 for
 ``chi2``, as in scikit-learn. ``bandwidth`` sigma may be given instead:
 gamma = 1 / (2 sigma^2) for ``rbf``, 1 / sigma for ``laplacian`` and
@@ -89,6 +94,7 @@ class Kernel:
     params: dict = field(default_factory=dict)
     function: Callable | None = None  # the user's callable, for name == "callable"
     sparse_points: bool = False  # blocks then pass through a sparse product
+    pairwise: bool = False  # the callable takes two points, not two blocks (scikit-learn's form)
 
     @property
     def unit_diagonal(self) -> bool:
@@ -146,6 +152,8 @@ class Kernel:
     def __call__(self, xp, A, B):
         B = self.prepare(xp, B)
         if self.name == "callable":
+            if self.pairwise:
+                return _pairwise_block(xp, self.function, A, B.points, self.params)
             block = self.function(A, B.points, **self.params)
             return block.toarray() if is_sparse(block) else block
         if is_sparse(A) or is_sparse(B.points):
@@ -189,6 +197,8 @@ class Kernel:
         if self.unit_diagonal:
             return xp.ones(A.shape[0], dtype=A.dtype, device=_device(A))
         if self.name == "callable":
+            if self.pairwise:  # one call per point, not a block of calls per point
+                return _pairwise_diagonal(xp, self.function, A, self.params)
             return _callable_diagonal(self, xp, A)
         if self.name == "cosine":
             if is_sparse(A):
@@ -341,6 +351,34 @@ def _callable_diagonal(kernel: Kernel, xp, A, block: int = 256):
         Ab = A[start : start + block]
         parts.append(xp.linalg.diagonal(kernel(xp, Ab, Ab)))
     return xp.concat(parts)
+
+
+def point(P, i: int):
+    """Point i of P as scikit-learn hands it to a callable of two points: a 1-D
+    row, or a (1, d) matrix for SciPy sparse P."""
+    return P[[i]] if is_sparse(P) else P[i]
+
+
+def _pairwise_block(xp, function, A, B, params: dict):
+    """k(A, B) from a callable of two points, one Python call per entry."""
+    block = np.empty((A.shape[0], B.shape[0]))
+    for i in range(A.shape[0]):
+        a = point(A, i)
+        for j in range(B.shape[0]):
+            block[i, j] = float(function(a, point(B, j), **params))
+    return _as_points_array(xp, block, A)
+
+
+def _pairwise_diagonal(xp, function, A, params: dict):
+    values = np.array([float(function(point(A, i), point(A, i), **params)) for i in range(A.shape[0])])
+    return _as_points_array(xp, values, A)
+
+
+def _as_points_array(xp, values: np.ndarray, A):
+    """Host float64 values in the library, dtype and device of the points A."""
+    if is_sparse(A):
+        return values.astype(A.dtype, copy=False)
+    return xp.asarray(values, dtype=A.dtype, device=_device(A))
 
 
 def _positive(name: str, value, kernel: str) -> float:

@@ -75,7 +75,7 @@ class KRRResult(Unpackable):
     alpha : float or numpy.ndarray
         The ridge penalty, or one per target (shape (t,)).
     solver : str
-        ``"direct"`` or ``"pcg"``.
+        ``"direct"``, ``"pcg"`` or ``"dense"`` (:func:`randla.kernels.dense_kernel_ridge`).
     preconditioner : str or None
         ``"falkon"``, ``"nystrom"``, a landmark method name, or None.
     converged : bool
@@ -88,9 +88,10 @@ class KRRResult(Unpackable):
     memory_limit : int
         Bytes of kernel blocks ``predict`` may hold at a time.
     log_marginal_likelihood : float or None
-        Nystrom KRR by the direct solver with one ``alpha``: the evidence
-        log p(y) of the Gaussian-process model it is the posterior mean of
-        (see :func:`nystrom_kernel_ridge`), summed over targets; else None.
+        Nystrom KRR by the direct solver, or dense exact KRR, with one
+        ``alpha``: the evidence log p(y) of the Gaussian-process model it is
+        the posterior mean of (see :func:`nystrom_kernel_ridge`), summed over
+        targets; else None.
     """
 
     dual_coef: object
@@ -125,12 +126,13 @@ class KRRResult(Unpackable):
         ``GaussianProcessRegressor.predict`` does with ``alpha`` as the noise
         variance (the noise itself is not included: add ``alpha`` to the
         variance for that of a new observation). Only for Nystrom KRR by the
-        direct solver with one ``alpha``; see :func:`nystrom_kernel_ridge`.
+        direct solver with one ``alpha``; see :func:`nystrom_kernel_ridge`
+        (and for exact KRR formed densely, :func:`randla.kernels.dense_kernel_ridge`).
         """
         if return_std and self._posterior is None:
             raise ValueError(
                 "return_std=True needs the Gaussian-process posterior, which only nystrom_kernel_ridge with "
-                "solver='direct' and a single alpha keeps; this model was fitted "
+                "solver='direct' and dense_kernel_ridge keep, with a single alpha; this model was fitted "
                 + ("with one alpha per target." if np.ndim(self.alpha) else f"with solver={self.solver!r}.")
             )
         xp = points_namespace(self.centers)
@@ -161,10 +163,13 @@ class KRRResult(Unpackable):
         return out, xp.astype(xp.concat(stds) if len(stds) > 1 else stds[0], X.dtype)
 
     def _std(self, xp, X, C):
-        T, TB = self._posterior
         C = as_float64(xp, C)
         prior = as_float64(xp, self.kernel.diagonal(xp, X))
-        variance = prior - xp.sum((C @ T) ** 2, axis=1) + self.alpha * xp.sum((C @ TB) ** 2, axis=1)
+        if callable(self._posterior):  # exact KRR (dense_kernel_ridge): the variance the data explain
+            variance = prior - self._posterior(xp, C)
+        else:
+            T, TB = self._posterior
+            variance = prior - xp.sum((C @ T) ** 2, axis=1) + self.alpha * xp.sum((C @ TB) ** 2, axis=1)
         return xp.sqrt(xp.clip(variance, min=0))
 
 

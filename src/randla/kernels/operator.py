@@ -18,7 +18,7 @@ from array_api_compat import array_namespace, is_array_api_obj
 from ..backend import device_of, to_numpy
 from ..operators import Operator
 from ..operators.base import _work_dtype
-from .functions import Kernel, is_sparse, make_kernel
+from .functions import Kernel, is_sparse, make_kernel, point
 
 __all__ = ["KernelOperator", "kernel_operator", "check_points"]
 
@@ -286,7 +286,12 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
         ``"polynomial"`` (alias ``"poly"``), ``"linear"``, ``"cosine"``, ``"chi2"``
         (non-negative points), or a callable ``k(A, B, **params)``
         returning the (p, q) block for blocks A (p, d) and B (q, d) in their
-        own library. See :mod:`randla.kernels.functions` for the formulas.
+        own library. A callable written for scikit-learn, ``k(x, y,
+        **params)`` of two single points (1-D rows; (1, d) matrices of
+        sparse points) returning a number, is recognised and evaluated one
+        pair at a time: a Python call per kernel entry, hundreds of times
+        slower than one call per block. See :mod:`randla.kernels.functions`
+        for the formulas.
     memory_limit : int, default 256 MiB
         Bytes the temporary kernel blocks of one product may take; beside
         them a product holds one copy of the points for rbf and cosine
@@ -309,8 +314,10 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
         NaN or Inf in the points, mismatched feature counts, a non-positive
         bandwidth, negative points for ``chi2``, sparse points for a kernel
         not computed from inner products, a kernel that is not positive
-        semidefinite (scikit-learn's ``sigmoid``), or a callable kernel found
-        not symmetric positive semidefinite on a small sample of the points.
+        semidefinite (scikit-learn's ``sigmoid``), a callable that returns
+        neither a (p, q) block for two blocks of points nor a number for two
+        points, or a callable kernel found not symmetric positive
+        semidefinite on a small sample of the points.
     TypeError
         Non-array points, or a kernel that is neither a name nor a callable.
 
@@ -341,6 +348,8 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
     kernel = make_kernel(kernel, int(X.shape[1]), params)
     if is_sparse(X) or is_sparse(Y):
         kernel = dataclasses.replace(kernel, sparse_points=True)
+    if kernel.name == "callable":
+        kernel = _callable_form(kernel, X, X if Y is None else Y)
     op = KernelOperator(X, Y, kernel, int(memory_limit))
     op.kernel.check_points(op.xp, X, "X")
     if Y is not None:
@@ -348,6 +357,58 @@ def kernel_operator(X, Y=None, kernel="rbf", *, memory_limit: int = DEFAULT_MEMO
     if op.kernel.name == "callable":
         _check_callable(op)
     return op
+
+
+def _callable_form(kernel: Kernel, X, Y) -> Kernel:
+    """The callable as it is written: for blocks, k(A, B) -> (p, q) array, or for
+    two points, k(x, y) -> number (scikit-learn's form, then marked ``pairwise``).
+
+    Told apart by a call on blocks of 2 and 3 points (fewer where there are
+    fewer), where a function of two points fails or returns one number; an
+    error of the user's function is kept as the cause of ours. With d = 3
+    features, 4 points for B: ``np.dot(x, y)`` of blocks A (2, 3), B (3, 3)
+    would return a block of the right shape, A B rather than A B^T.
+    """
+    p, q = min(2, X.shape[0]), min(3 if X.shape[1] != 3 else 4, Y.shape[0])
+    block, block_error = _call(kernel, X[:p], Y[:q])
+    if _is_block(block, (p, q)):
+        return kernel
+    value, value_error = _call(kernel, point(X, 0), point(Y, 0))
+    if _is_number(value):
+        return dataclasses.replace(kernel, pairwise=True)
+    raise ValueError(
+        "a callable kernel must take two blocks of points A (p, d) and B (q, d) and return the (p, q) "
+        "block k(A, B), e.g. lambda A, B: np.exp(-scipy.spatial.distance.cdist(A, B, 'sqeuclidean')); "
+        "or, as scikit-learn's, take two points and return the number k(x, y). On blocks of "
+        f"{p} and {q} points it {_outcome(block, block_error)}, and on two points it "
+        f"{_outcome(value, value_error)}."
+    ) from block_error or value_error
+
+
+def _call(kernel: Kernel, A, B):
+    """(result, None) or (None, the exception): the user's code may fail in any way."""
+    try:
+        return kernel.function(A, B, **kernel.params), None
+    except Exception as error:
+        return None, error
+
+
+def _is_block(block, shape) -> bool:
+    return (is_array_api_obj(block) or is_sparse(block)) and tuple(block.shape) == shape
+
+
+def _is_number(value) -> bool:
+    """A real number: a Python or NumPy scalar, or a 0-d array (a torch scalar)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return True
+    return is_array_api_obj(value) and tuple(value.shape) == ()
+
+
+def _outcome(value, error) -> str:
+    if error is not None:
+        return f"raised {type(error).__name__}: {error}"
+    shape = getattr(value, "shape", None)
+    return f"returned shape {tuple(shape)}" if shape is not None else f"returned a {type(value).__name__}"
 
 
 def _check_callable(op: KernelOperator, sample: int = 64):
