@@ -98,7 +98,8 @@ def _add_runtime_options(command):
                          help="dtype the model is loaded and run in (default: float32); factors are computed in "
                          "float32 at least and saved in this dtype")
     command.add_argument("--max-length", type=_positive_int, metavar="N",
-                         help="tokens per sentence; longer ones are cut (default: 128, or the model's positions if fewer)")
+                         help="tokens per sentence; longer ones are cut "
+                              "(default: 128, or the model's positions if fewer)")
     command.add_argument("--batch-size", type=_positive_int, default=64, metavar="B",
                          help="sentences per forward pass (default: 64)")
 
@@ -120,9 +121,12 @@ def _checked_device(text: str):
     try:
         device = torch.device(text)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"--device {text!r} is not a torch device ({exc}); pass e.g. cpu, cuda, cuda:1 or mps.") from None
+        raise ValueError(
+            f"--device {text!r} is not a torch device ({exc}); pass e.g. cpu, cuda, cuda:1 or mps."
+        ) from None
     if device.type == "meta":
-        raise ValueError("--device 'meta' holds shapes but no numbers, so no model can run there; pass e.g. cpu or cuda.")
+        raise ValueError("--device 'meta' holds shapes but no numbers, so no model can run there; "
+                         "pass e.g. cpu or cuda.")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is built without CUDA" if torch.version.cuda is None else "it finds no CUDA GPU"

@@ -1,4 +1,5 @@
-"""Spectral clustering as a scikit-learn estimator: by a kernel (Nyström), a nearest-neighbour graph or a given affinity."""
+"""Spectral clustering as a scikit-learn estimator: by a kernel (Nyström), a
+nearest-neighbour graph or a given affinity."""
 
 from __future__ import annotations
 

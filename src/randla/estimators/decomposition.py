@@ -205,7 +205,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         else:
             k, _ = _rank_and_tol(k, limit, share, "rsi")
         S = np.sqrt(eigenvalues[:k])
-        self._set_axes(axes[:k].astype(X.dtype), S.astype(X.dtype), mean.astype(X.dtype), float(np.trace(gram)) / (m - 1), m)
+        total_variance = float(np.trace(gram)) / (m - 1)
+        self._set_axes(axes[:k].astype(X.dtype), S.astype(X.dtype), mean.astype(X.dtype), total_variance, m)
 
     def _set_axes(self, Vh, S, mean, total_variance: float, m: int):
         """The fitted attributes from the axes and the centred data's singular values."""

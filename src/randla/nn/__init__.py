@@ -14,5 +14,5 @@ from .layers import LowRankLinear
 from .lora import PissaInit, pissa_init
 from .storage import load_compressed, save_compressed
 
-__all__ = ["LowRankLinear", "compress", "CompressionReport", "LayerReport", "pissa_init", "PissaInit", "save_compressed", "load_compressed",
-           "perplexity"]
+__all__ = ["LowRankLinear", "compress", "CompressionReport", "LayerReport", "pissa_init", "PissaInit",
+           "save_compressed", "load_compressed", "perplexity"]

@@ -113,7 +113,8 @@ def perplexity(model, batches) -> float:
     total, count = 0.0, 0
     for batch in batches:
         if not isinstance(batch, Mapping) or "input_ids" not in batch:
-            raise TypeError(f"each batch must be a mapping with input_ids (a tokenizer's output); got {type(batch).__name__}.")
+            raise TypeError("each batch must be a mapping with input_ids (a tokenizer's output); "
+                            f"got {type(batch).__name__}.")
         logits = _logits(call_model(model, batch), model)
         scored = predicted_tokens(batch)
         targets = batch["input_ids"][:, 1:][scored]

@@ -84,7 +84,8 @@ def _dtype_option(dtype) -> dict:
     if dtype is None:
         return {}
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"`dtype` must be a floating-point torch.dtype (torch.float32, torch.bfloat16); got {dtype!r}.")
+        raise ValueError("`dtype` must be a floating-point torch.dtype (torch.float32, torch.bfloat16); "
+                         f"got {dtype!r}.")
     return {"dtype": dtype}
 
 
