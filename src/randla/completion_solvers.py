@@ -111,11 +111,6 @@ def within_tol(change: float, size: float, tol: float, scale: float) -> bool:
     return change <= tol**2 * max(size, (tol * scale) ** 2)
 
 
-def has_converged(old: Model, new: Model, tol: float, scale: float) -> bool:
-    """||Z_new - Z_old||_F <= tol max(||Z_old||_F, ||Z_new||_F, tol scale) (see :func:`within_tol`)."""
-    return within_tol(*squared_change(old, new), tol, scale)
-
-
 def softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor, rng):
     """[MHT2010, Alg. 1] with a rank cap; Z = L R^T with L = U diag(s), R = V.
 
