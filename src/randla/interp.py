@@ -60,7 +60,8 @@ from ._skeleton import (
 from ._validate import check_choice, check_int, check_power_iters, check_rank, check_rng, check_tol
 from .backend import conj_transpose, frobenius_norm, qr
 from .operators import Operator, as_operator
-from .rangefinder import adaptive_qb, check_sketch, draw_for
+from .qb import check_resolution
+from .rangefinder import adaptive_qb, check_sketch, draw_for, indicator_floor
 from .svd import SVDResult
 
 __all__ = ["interpolative", "two_sided_id", "IDResult", "TwoSidedIDResult"]
@@ -297,6 +298,7 @@ def interpolative(
         k, error, converged = rank, None, True
         r = numerical_rank(R, k, op)
     else:
+        check_resolution(op, tol, stacklevel=3)
         found = _tolerance_id(A, op, work, axis, rank, tol, sketch, oversample, power_iters, rng)
         R, perm, k, r, error, converged = found
     idx = perm[:k].astype(np.int64)
@@ -457,7 +459,10 @@ def _tolerance_id(A, op, work, axis, rank, tol, sketch, oversample, power_iters,
                 normalizer="auto",
                 rng=rng,
             )
-        R, perm, k, error = _rank_for_tol(A, op, work, axis, tol, basis, cap, rng)
+        # A basis that stopped short of its target, where a block found only
+        # rounding, is as good as the indicator resolves: that is the goal then.
+        goal = tol if basis.converged else max(tol, math.sqrt(basis.error**2 + indicator_floor(work.xp, work.dtype)))
+        R, perm, k, error = _rank_for_tol(A, op, work, axis, goal, basis, cap, rng)
         # The ID needs some of the basis as oversampling: when no k passes,
         # a basis to a tighter target (so wider) is tried, up to the width.
         if error <= tol or not basis.converged or basis.Q.shape[1] >= width:

@@ -28,6 +28,7 @@ from ._validate import check_choice, check_int, check_rng
 from .backend import (
     NORMALIZERS,
     conj_transpose,
+    finfo_eps,
     frobenius_norm,
     namespace,
     normalize,
@@ -49,6 +50,7 @@ __all__ = [
     "draw_for",
     "check_finite",
     "checked_product",
+    "indicator_floor",
     "NORMALIZERS",
     "SKETCHES",
 ]
@@ -257,10 +259,16 @@ def adaptive_qb(
             Y = op.matmat(Zn) - Q @ (conj_transpose(xp, W) @ Zn)
         block = orthonormalize(xp, _project_out(xp, Q, Y))
         Wb = op.rmatmat(block) - W @ (conj_transpose(xp, Q) @ block)
+        share = _captured(xp, block, Wb, norm) if exact else 0.0
+        if exact and Q.shape[1] and share <= 1e-3 * indicator_floor(xp, op.dtype):
+            # The block found only rounding (a thousandth of what the indicator
+            # resolves): more blocks would add rounding up to min(m, n) columns
+            # (an exactly low-rank A at tol ~ sqrt(eps)).
+            break
         Q = xp.concat([Q, block], axis=1)
         W = xp.concat([W, Wb], axis=1)
         if exact:
-            remaining = max(remaining - _captured(xp, block, Wb, norm), 0.0)
+            remaining = max(remaining - share, 0.0)
             if remaining <= target:
                 converged = True
                 break
@@ -273,6 +281,16 @@ def adaptive_qb(
         remaining, norm = _split_estimate(_probe_norm(xp, Y, omega), captured, scale)
         converged = remaining <= target
     return AdaptiveBasis(Q, W, math.sqrt(remaining), converged, exact, norm)
+
+
+def indicator_floor(xp, dtype) -> float:
+    """How far the squared relative error indicator of :func:`adaptive_qb` is off by rounding.
+
+    ~2 eps in float64; single and half precision keep the accounts in double,
+    which leaves ~eps / 4 (see :func:`adaptive_qb`).
+    """
+    eps = finfo_eps(xp, dtype)
+    return 2 * eps if xp.finfo(dtype).bits >= 64 else eps / 4
 
 
 def _captured(xp, block, Wb, norm: float) -> float:

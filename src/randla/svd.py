@@ -9,6 +9,7 @@ from ._results import Unpackable
 from .backend import conj_transpose, qr, small_svd
 from .operators import as_operator
 from .qb import build_basis, check_options
+from .rangefinder import indicator_floor
 
 __all__ = ["svd", "SVDResult", "svd_from_basis"]
 
@@ -91,18 +92,21 @@ def svd_from_basis(xp, Q, W, rank: int | None = None):
     return _lift(xp, Q, Qw, u, s, vh, s.shape[0] if rank is None else rank)
 
 
-def _tolerance_rank(s, norm: float, error: float, tol: float, cap: int) -> tuple[int, float, bool]:
+def _tolerance_rank(s, norm: float, error: float, tol: float, cap: int, floor: float = 0.0):
     """Smallest k whose truncation keeps the total error within tol, or the
     cap if that is smaller; the error of that truncation; whether the cap left tol met.
 
     ||A - U_k S_k Vh_k||_F^2 = ||A - Q Q^H A||_F^2 + sum_{i>k} s_i^2 (the two
     parts are orthogonal), so the tail of s can be spent down to the budget.
     ``error`` is the basis's relative error; squares are taken relative to
-    ||A||_F = ``norm``, where they cannot overflow or underflow.
+    ||A||_F = ``norm``, where they cannot overflow or underflow. Where tol is
+    not met, components worth less than ``floor`` (the indicator's rounding,
+    squared and relative) are rounding too, and are dropped all the same.
     """
     s2 = [(float(v) / norm) ** 2 if norm > 0 else 0.0 for v in s]
     tail, k = error**2, len(s2)
-    while k > 1 and tail + s2[k - 1] <= tol**2:
+    budget = max(tol**2, error**2 + floor)
+    while k > 1 and tail + s2[k - 1] <= budget:
         tail += s2[k - 1]
         k -= 1
     within_cap = k <= cap
@@ -150,7 +154,11 @@ def svd(
     tol : float in (0, 1), optional
         Relative Frobenius error to reach; the basis then grows adaptively
         in blocks of ``block_size`` (Yu, Gu & Li 2018). The estimate holds
-        down to tol ~ 1e-7 in float64 and ~ 1e-3 in float32. bf16 and fp16
+        down to tol ~ 1e-7 in float64 and ~ 1e-3 in float32; below 3e-8
+        and 2.4e-4, where it reads its own rounding, a warning says so.
+        There the basis stops growing once a block finds only rounding, and
+        components at that level are dropped: an exactly low-rank A gives
+        its rank, with ``converged`` False where tol is not certified. bf16 and fp16
         input is decomposed in float32 and the factors are rounded to the
         input's precision afterwards, which adds about eps ||A||_F (eps
         of that precision, 8e-3 for bf16) to the error; the estimate does
@@ -215,7 +223,8 @@ def svd(
     Qw, u, s, vh = _core_svd(xp, basis.W)
     k, error, converged = options.rank, basis.error, basis.converged
     if options.tol is not None:
-        k, error, within_cap = _tolerance_rank(s, basis.norm, basis.error, options.tol, k or s.shape[0])
+        floor = 0.0 if converged else indicator_floor(xp, op.dtype)
+        k, error, within_cap = _tolerance_rank(s, basis.norm, basis.error, options.tol, k or s.shape[0], floor)
         converged = converged and within_cap
     U, S, Vh = (op.as_output(x) for x in _lift(xp, basis.Q, Qw, u, s, vh, k))
     if transposed:
