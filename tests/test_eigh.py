@@ -296,6 +296,45 @@ def test_nystrom_takes_psd_matrices_with_rounding_level_negative_eigenvalues():
         assert randla.nystrom(A, k, rng=0).trace_error >= 0
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("k, tol", [(20, None), (40, None), (40, 1e-6)])
+def test_nystrom_takes_a_gram_matrix_formed_in_float32(seed, k, tol):
+    """A Gram matrix formed in float32 and cast to float64 has negative
+    eigenvalues at float32's rounding (-3e-8 relative); they were refused as
+    "not positive semidefinite" against a threshold tied to float64's eps, and
+    the rounding-level core eigenvalues kept were inverted, costing 1e-4."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((500, 20)).astype(np.float32)
+    K = (X @ X.T).astype(np.float64)
+    w = np.linalg.eigvalsh(K)[::-1]
+    assert w[-1] < 0  # indefinite, at rounding level
+    r = randla.nystrom(K, k, tol=tol, rng=seed)
+    assert np.all(r.S >= 0) and r.trace_error >= 0
+    # Entries carry float32 rounding (6e-8): the top eigenvalues and K itself
+    # are recovered to a few times that, far from float32's sqrt(eps) = 3.5e-4.
+    assert np.abs(r.S[:20] - w[:20]).max() <= 1e-6 * w[0]
+    assert np.linalg.norm(K - (r.U * r.S) @ r.U.T) <= 1e-6 * np.linalg.norm(K)
+
+
+@pytest.mark.parametrize("k", [5, 20])
+@pytest.mark.parametrize("tol", [None, 0.01])
+def test_nystrom_refusal_is_relative_to_the_largest_eigenvalue(k, tol):
+    """A negative eigenvalue of 1e-2 of the largest is refused; one of 1e-7,
+    within rounding of float32 entries, is clipped."""
+    A = psd(200, rank=10, rng=0)
+    w, V = np.linalg.eigh(A)
+    for rel, refused in [(1e-2, True), (1e-7, False)]:
+        w[0] = -rel * w[-1]
+        B = (V * w) @ V.T
+        B = (B + B.T) / 2
+        if refused:
+            with pytest.raises(ValueError, match="not positive semidefinite"):
+                randla.nystrom(B, k, tol=tol, rng=0)
+        else:
+            r = randla.nystrom(B, k, tol=tol, rng=0)
+            assert np.all(r.S >= 0) and r.trace_error >= 0
+
+
 @pytest.mark.parametrize("power_iters", [0, 2])
 def test_passes_over_a_are_as_documented(power_iters):
     """nystrom: power_iters + 1 (with the probes of the trace estimate, where

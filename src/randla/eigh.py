@@ -257,6 +257,17 @@ def nystrom(
     g^H (A - A_hat) g, which is unbiased with standard deviation at most
     sqrt(2 / probes) ||A - A_hat||_F.
 
+    Refusal of A that is not PSD: a ValueError where the smallest eigenvalue
+    of the core Omega^H A Omega (checked when its Cholesky factorisation fails)
+    is below -sqrt(u) times its largest magnitude, or the exact trace error
+    tr(A) - sum(S) below -sqrt(u) max(|tr(A)|, sum(S)). Here u is the unit
+    roundoff of A's entries, but never less than float32's 2^-23, so that the
+    threshold is at least 3.5e-4 relative: a PSD matrix whose entries were
+    rounded in single precision or finer, such as a Gram matrix formed in
+    float32 and cast to float64, passes, and its rounding-level negative
+    eigenvalues are clipped to zero. Entries rounded in half precision and
+    then cast up can still be refused; pass such a matrix in its own dtype.
+
     Examples
     --------
     >>> import randla
@@ -331,10 +342,19 @@ def _rounding(op: Operator) -> float:
     return max(eps, finfo_eps(op.xp, given)) if floating else eps
 
 
+# float32's unit roundoff. Entries are often rounded more coarsely than they are
+# computed in (a Gram or kernel matrix formed in float32, on a GPU say, then cast
+# to float64), and nothing in A tells: the refusal threshold never goes below
+# the one for float32 entries.
+_SINGLE_EPS = 2.0**-23
+
+
 def _refuse_indefinite(value: float, scale: float, eps: float, what: str):
     """A ValueError where ``value``, which is >= 0 for PSD A up to rounding, is
-    clearly negative: below -sqrt(eps) ``scale``, far past any rounding."""
-    if value < -(eps**0.5) * scale:
+    clearly negative: below -sqrt(max(eps, 2^-23)) ``scale`` (3.5e-4 ``scale``
+    or more), far past the rounding of entries held in single precision or finer.
+    Smaller negative values are taken as rounding, and clipped by the callers."""
+    if value < -(max(eps, _SINGLE_EPS) ** 0.5) * scale:
         raise ValueError(
             f"A is not positive semidefinite: {what} = {value:.3g}, which is >= 0 for PSD A. "
             "nystrom approximates PSD matrices; for a Hermitian indefinite A use randla.eigh."
@@ -375,11 +395,13 @@ def _inverse_sqrt_psd(xp, core, rounding: float):
     """Pseudo-inverse square root of a Hermitian PSD core, when Cholesky fails.
 
     Eigenvalues below the rounding level are dropped rather than inverted.
-    A clearly negative one shows that A is not PSD.
+    A clearly negative one shows that A is not PSD; a smaller one is rounding
+    of A's entries, and sets the level: positive eigenvalues no larger than its
+    magnitude are rounding too, and inverting them would amplify it.
     """
     w, v = small_eigh(xp, core)
-    _refuse_indefinite(float(xp.min(w)), float(xp.max(xp.abs(w))), rounding,
-                       "the smallest eigenvalue of Omega^H A Omega (Omega the sketch)")
-    keep = w > finfo_eps(xp, w.dtype) * float(xp.max(xp.abs(w))) * w.shape[0]
+    lowest, largest = float(xp.min(w)), float(xp.max(xp.abs(w)))
+    _refuse_indefinite(lowest, largest, rounding, "the smallest eigenvalue of Omega^H A Omega (Omega the sketch)")
+    keep = w > max(finfo_eps(xp, w.dtype) * largest * w.shape[0], -lowest)
     inv_root = xp.where(keep, 1.0 / xp.sqrt(xp.where(keep, w, xp.ones_like(w))), xp.zeros_like(w))
     return (v * inv_root[None, :]) @ conj_transpose(xp, v)
