@@ -710,13 +710,80 @@ def test_base_operator_is_abstract():
         ({"a": 1}, "got dict"),
         (np.array([[object(), 1]], dtype=object), "dtype object"),
         (np.array([["a", "b"]]), "dtype <U1"),
-        (torch.zeros((3, 3), dtype=torch.bool), "torch tensor of dtype bool"),
     ],
-    ids=["list", "str", "None", "float", "dict", "object_array", "str_array", "torch_bool"],
+    ids=["list", "str", "None", "float", "dict", "object_array", "str_array"],
 )
 def test_non_matrix_type_error(bad, match):
     with pytest.raises(TypeError, match=match):
         randla.as_operator(bad)
+
+
+def test_torch_bool_is_promoted_as_numpy_bool():
+    """Binary matrices are numbers in every library: float64, as NumPy's bool and integers."""
+    B = planted(M, N, rng=0).A > 0
+    s = np.linalg.svd(B.astype(np.float64), compute_uv=False)
+    centred = np.linalg.svd(B - B.mean(axis=0), compute_uv=False)
+    for run, exact in ((randla.svd, s), (randla.pca, centred)):
+        ours, numpy_bool = run(torch.as_tensor(B), 5, power_iters=6, rng=0), run(B, 5, power_iters=6, rng=0)
+        assert ours.S.dtype == torch.float64 and ours.Vh.dtype == torch.float64
+        np.testing.assert_allclose(ours.S.numpy(), exact[:5], rtol=1e-4)
+        np.testing.assert_allclose(ours.S.numpy(), numpy_bool.S, rtol=1e-12)
+    assert randla.as_operator(torch.as_tensor(B)).dtype == torch.float64
+
+
+def _hybrid(A, rows):
+    """A's given rows, stored dense under a sparse row index (sparse_dim 1, dense_dim 1),
+    as the gradient of ``nn.Embedding(sparse=True)``; uncoalesced, the first row split in two."""
+    rows = torch.as_tensor(rows)
+    values = torch.as_tensor(A)[rows]
+    index = torch.cat([rows[:1], rows])[None, :]
+    values = torch.cat([values[:1] / 2, torch.cat([values[:1] / 2, values[1:]])])
+    return torch.sparse_coo_tensor(index, values, A.shape, check_invariants=True)
+
+
+@pytest.mark.parametrize("coalesced", [False, True])
+def test_hybrid_torch_sparse_coo_is_decomposed_as_its_dense_matrix(coalesced):
+    """torch's products refuse a hybrid COO tensor; its stored entries are indexed one by one
+    instead, never the whole matrix densified, and the input left as it was."""
+    A = planted(M, N, "exponential", rate=0.8, rng=0).A
+    G = _hybrid(A, np.arange(0, M, 2))
+    G = G.coalesce() if coalesced else G
+    assert G.dense_dim() == 1 and G.is_coalesced() == coalesced
+    indices, values = G._indices().clone(), G._values().clone()
+    dense = G.to_dense().numpy()
+    s = np.linalg.svd(dense, compute_uv=False)
+    r = randla.svd(G, 5, rng=0)
+    np.testing.assert_allclose(r.S.numpy(), s[:5], rtol=1e-10)
+    assert np.linalg.norm(dense - r.reconstruct().numpy(), 2) <= 1.01 * s[5]
+    p = randla.pca(G, 5, rng=0)
+    centred = np.linalg.svd(dense - dense.mean(axis=0), compute_uv=False)
+    np.testing.assert_allclose(p.S.numpy(), centred[:5], rtol=1e-10)
+    np.testing.assert_allclose(p.mean.numpy(), dense.mean(axis=0), rtol=1e-13)
+    assert p.centered_norm == pytest.approx(np.sqrt(np.sum(centred**2)), rel=1e-13)
+    assert torch.equal(G._indices(), indices) and torch.equal(G._values(), values)
+    op = randla.as_operator(G)
+    assert op._A.dense_dim() == 0 and op._A._nnz() == values.numel()  # the stored entries, not m x n
+
+
+def test_hybrid_torch_sparse_without_sparse_dimensions_and_sparse_embedding_gradients():
+    """The other hybrids of a matrix: all dimensions dense (sparse_dim 0), and a real
+    sparse embedding's gradient, at full rank, where the randomized SVD is exact."""
+    A = planted(20, 12, rng=0).A
+    whole = torch.sparse_coo_tensor(torch.zeros((0, 2), dtype=torch.int64), torch.as_tensor(np.stack([A, A])),
+                                    A.shape, check_invariants=True)  # two parts, summed: 2 A
+    assert whole.sparse_dim() == 0 and whole.dense_dim() == 2
+    np.testing.assert_allclose(randla.svd(whole, 12, rng=0).S.numpy(), np.linalg.svd(2 * A, compute_uv=False),
+                               rtol=1e-12)
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(100, 16, sparse=True)
+    embedding(torch.randint(0, 100, (8, 5))).pow(2).sum().backward()
+    G = embedding.weight.grad
+    dense = G.to_dense().double().numpy()
+    np.testing.assert_allclose(randla.svd(G, 16, rng=0).S.double().numpy(),
+                               np.linalg.svd(dense, compute_uv=False), rtol=1e-4, atol=1e-5 * np.abs(dense).max())
+    np.testing.assert_allclose(randla.pca(G, 16, rng=0).S.double().numpy(),
+                               np.linalg.svd(dense - dense.mean(axis=0), compute_uv=False), rtol=1e-4,
+                               atol=1e-5 * np.abs(dense).max())
 
 
 @pytest.mark.filterwarnings("ignore:Sparse BSR tensor support is in beta")

@@ -189,6 +189,49 @@ def test_torch_data_of_another_float_dtype_is_promoted_as_numpy_would(fit_dtype,
         r.transform(X)
 
 
+@pytest.mark.parametrize("library, dtype", [("torch", torch.bfloat16), ("torch", torch.float16), ("numpy", np.float16)])
+def test_half_precision_transform_is_computed_in_float32_with_the_fits_means(library, dtype):
+    """bf16/fp16 in, computed in float32: transform and inverse_transform round once,
+    at the end, as scores do. Products in the half precision, and a mean rounded to
+    it (a bf16 ulp is 0.25 at 50), were 10 times as far from the exact answer."""
+    Z = low_rank(2000, 64, rank=4, noise=0.05, rng=0)
+    X64 = Z / Z.std() + 50.0 * (1 + np.arange(64) / 64)  # offsets 50-100 times the spread
+    wrap = torch.as_tensor if library == "torch" else np.asarray
+    X = wrap(X64).to(dtype) if library == "torch" else X64.astype(dtype)
+    r = randla.pca(X, 4, rng=0)
+    data, V = to_np(X).astype(np.float64), to_np(r.Vh).astype(np.float64).T
+    mean = data.mean(axis=0)
+    exact = (data - mean) @ V  # in double, from the same half-precision data and axes
+    floor = np.linalg.norm(to_np(wrap(exact).to(dtype) if library == "torch" else exact.astype(dtype)) - exact)
+
+    T = r.transform(X)
+    assert T.dtype == dtype
+    assert np.linalg.norm(to_np(T).astype(np.float64) - exact) <= 1.5 * floor
+    # The training rows' coordinates are the fit's scores, up to both roundings and the fit's own error.
+    assert np.linalg.norm(to_np(T).astype(np.float64) - to_np(r.scores).astype(np.float64)) <= 4 * floor
+
+    back = r.inverse_transform(T)
+    assert back.dtype == dtype
+    exact_back = to_np(T).astype(np.float64) @ V.T + mean
+    rounded = wrap(exact_back).to(dtype) if library == "torch" else exact_back.astype(dtype)
+    floor_back = np.linalg.norm(to_np(rounded).astype(np.float64) - exact_back)
+    assert np.linalg.norm(to_np(back).astype(np.float64) - exact_back) <= 1.1 * floor_back  # rounded twice: 1.4
+
+
+def test_hybrid_torch_sparse_data_transform_as_their_dense_matrix():
+    """A sparse embedding's gradient (dense rows under a sparse row index) is fitted
+    and transformed as the matrix it holds; torch's products refuse it as it is."""
+    X = data()
+    rows = torch.arange(0, M, 3)
+    hybrid = torch.sparse_coo_tensor(rows[None, :], torch.as_tensor(X)[rows], (M, N), check_invariants=True)
+    dense = hybrid.to_dense().numpy()
+    mean, s, _ = exact_pca(dense)
+    r = randla.pca(hybrid, 5, rng=0)
+    np.testing.assert_allclose(r.mean.numpy(), mean, rtol=1e-13)
+    np.testing.assert_allclose(r.S.numpy(), s[:5], rtol=1e-6)
+    np.testing.assert_allclose(r.transform(hybrid).numpy(), (dense - mean) @ r.Vh.numpy().T, atol=1e-12 * s[0])
+
+
 def test_inverse_transform_reconstructs():
     X = data()
     r = randla.pca(X, 10, rng=0)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
+import numpy as np
 from array_api_compat import is_torch_array
 
 from ._results import Unpackable
@@ -41,6 +42,10 @@ class PCAResult(Unpackable):
     power_iters, error_estimate, converged
         As in :class:`randla.SVDResult`; the error is relative to
         ``centered_norm``.
+    work_mean : array, optional (constructor only)
+        The means in the precision the fit computed in, where ``mean`` is
+        coarser (float32 for half-precision data): :meth:`transform` and
+        :meth:`inverse_transform` compute with them.
     """
 
     U: object
@@ -51,7 +56,12 @@ class PCAResult(Unpackable):
     power_iters: int = 0
     error_estimate: float | None = None
     converged: bool = True
+    work_mean: InitVar[object] = None
     _unpack = ("U", "S", "Vh")
+
+    def __post_init__(self, work_mean):
+        # Not a field: kept out of the repr, equality and unpacking of the result.
+        object.__setattr__(self, "_work_mean", work_mean)
 
     @property
     def rank(self) -> int:
@@ -106,38 +116,70 @@ class PCAResult(Unpackable):
 
         X may be of any kind the product ``X @ V`` takes (dense, sparse,
         torch, Dask) and is not densified: the mean is subtracted after the
-        product.
+        product. Half precisions (float16, bfloat16) are computed as the fit
+        was, in float32 with the fit's float32 means (X converted to a float32
+        copy), and rounded once at the end.
         """
         n = int(self.Vh.shape[1])
         if len(X.shape) != 2 or X.shape[1] != n:
             raise ValueError(f"`X` must have shape (p, {n}), rows in the fitted data's columns; got {tuple(X.shape)}.")
-        X, V, mean = _promoted(X, conj_transpose(namespace(self.Vh), self.Vh), self.mean)
-        return X @ V - (mean[None, :] @ V)
+        X, V, mean, dtype = self._promoted(X, conj_transpose(namespace(self.Vh), self.Vh))
+        return _astype(X @ V - (mean[None, :] @ V), dtype)
 
     def inverse_transform(self, Z):
-        """Points (p, k) in principal coordinates back in the data space: Z Vh + 1 mean^T."""
+        """Points (p, k) in principal coordinates back in the data space: Z Vh + 1 mean^T.
+
+        Half precisions are computed in float32 and rounded once, as in :meth:`transform`.
+        """
         if len(Z.shape) != 2 or Z.shape[1] != self.rank:
             raise ValueError(f"`Z` must have shape (p, {self.rank}); got {tuple(Z.shape)}.")
-        Z, Vh, mean = _promoted(Z, self.Vh, self.mean)
-        return Z @ Vh + mean[None, :]
+        Z, Vh, mean, dtype = self._promoted(Z, self.Vh)
+        return _astype(Z @ Vh + mean[None, :], dtype)
+
+    def _promoted(self, X, factor):
+        """X, the factor and the mean in the dtype their products are computed in,
+        and the dtype the result is returned in (None: as the product gives it).
+
+        torch multiplies no two dtypes: its operands are promoted to their
+        common dtype, as NumPy promotes them (NumPy, SciPy and Dask do so
+        within their products). A half-precision product is computed in
+        float32 with the fit's own means, whose rounding to the half precision
+        would cost more than that of the result (a bf16 ulp is 0.5 at 100).
+        A clear error for X of another library.
+        """
+        if is_torch_array(X) != is_torch_array(factor):
+            where = ("in torch: pass X as a torch tensor" if is_torch_array(factor)
+                     else "outside torch: pass X as its data were")
+            raise TypeError(f"the PCA was computed {where}; got {type(X).__module__}.{type(X).__name__}.")
+        mean = self.mean
+        if is_torch_array(X):
+            import torch
+
+            from .operators.adapters import _plain_torch_sparse
+
+            X = _plain_torch_sparse(X)  # hybrid COO, which torch's products refuse
+            dtype = functools.reduce(torch.promote_types, (factor.dtype, mean.dtype), X.dtype)
+            half, work = dtype in (torch.float16, torch.bfloat16), torch.float32
+        else:
+            half = factor.dtype == np.float16 and np.result_type(X.dtype, factor.dtype) == np.float16
+            if not half:
+                return X, factor, mean, None
+            dtype, work = factor.dtype, np.dtype(np.float32)
+        if half and self._work_mean is not None:
+            mean = self._work_mean
+        return (*(_astype(a, work if half else dtype) for a in (X, factor, mean)), dtype)
 
     def reconstruct(self):
         """The dense approximation U diag(S) Vh + 1 mean^T (m x n: only for small X)."""
         return self.scores @ self.Vh + self.mean[None, :]
 
 
-def _promoted(X, *factors):
-    """X and torch factors in their common dtype, as NumPy promotes them (torch
-    multiplies no two dtypes); a clear error for X of another library."""
-    if is_torch_array(X) != is_torch_array(factors[0]):
-        where = "in torch: pass X as a torch tensor" if is_torch_array(factors[0]) else "outside torch: pass X as its data were"
-        raise TypeError(f"the PCA was computed {where}; got {type(X).__module__}.{type(X).__name__}.")
-    if not is_torch_array(X):
-        return (X, *factors)
-    import torch
-
-    dtype = functools.reduce(torch.promote_types, (f.dtype for f in factors), X.dtype)
-    return tuple(a if a.dtype == dtype else a.to(dtype) for a in (X, *factors))
+def _astype(a, dtype):
+    """a in dtype (a torch tensor, NumPy, SciPy sparse or Dask array); a itself
+    where it is in that dtype already or dtype is None."""
+    if dtype is None or a.dtype == dtype:
+        return a
+    return a.to(dtype) if is_torch_array(a) else a.astype(dtype)
 
 
 def pca(
@@ -207,4 +249,6 @@ def pca(
     centred = Centered(base, axis=0)
     result = svd(centred, rank, tol=tol, oversample=oversample, power_iters=power_iters, method=method, rng=rng)
     mean = base.as_output(centred.mean[:, 0])
-    return PCAResult(*result, mean, centred.norm(), result.power_iters, result.error_estimate, result.converged)
+    work_mean = centred.mean[:, 0] if mean.dtype != centred.mean.dtype else None  # half precisions' float32 means
+    return PCAResult(*result, mean, centred.norm(), result.power_iters, result.error_estimate, result.converged,
+                     work_mean=work_mean)

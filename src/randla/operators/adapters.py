@@ -352,10 +352,8 @@ def _adapt(A) -> Operator:
         A = A.detach()
         if A.layout != _torch_strided():
             _check_torch_sparse(A)
-            return _TorchSparse(A)
-        if A.dtype == _torch_bool():
-            raise TypeError("A must hold numbers; got a torch tensor of dtype bool.")
-        return _Dense(A)
+            return _TorchSparse(_plain_torch_sparse(A))
+        return _Dense(A)  # bool, as integers, in float64 (as NumPy's)
     if _is_cupy_sparse(A):
         return _adapt_cupy_sparse(A)
     if is_dask_array(A):
@@ -416,16 +414,35 @@ def _check_torch_sparse(A):
         )
 
 
+def _plain_torch_sparse(A):
+    """A torch sparse tensor as one whose every entry is indexed: a hybrid COO
+    tensor (``A.dense_dim() > 0``, as the gradient of
+    ``nn.Embedding(sparse=True)``, whose stored rows are dense) rebuilt as a
+    2-D COO tensor over the same stored entries, which torch's products take.
+    Only the stored entries are copied, never the whole matrix; A is not modified.
+    Any other tensor is returned as is."""
+    import torch
+
+    if A.layout != torch.sparse_coo or A.dense_dim() == 0:
+        return A
+    indices, values = A._indices(), A._values()  # uncoalesced as they are: the products sum duplicates
+    block = values.shape[1:]  # the dense part of each stored entry: (n,) for stored rows, (m, n) for none
+    # Each stored entry expands into a dense block; its indices are those of the sparse
+    # dimensions, repeated, followed by the position within the block.
+    within = torch.stack(torch.meshgrid(*(torch.arange(s, device=A.device) for s in block), indexing="ij"))
+    within = within.reshape(len(block), 1, -1).expand(-1, indices.shape[1], -1)
+    outer = indices[:, :, None].expand(-1, -1, within.shape[2])
+    full = torch.cat([outer, within]).reshape(2, -1)
+    # Indices valid by construction: no check (a pass over them), and torch's warning that none was made.
+    return torch.sparse_coo_tensor(
+        full, values.reshape(-1), A.shape, is_coalesced=A.is_coalesced(), check_invariants=False
+    )
+
+
 def _torch_strided():
     import torch
 
     return torch.strided
-
-
-def _torch_bool():
-    import torch
-
-    return torch.bool
 
 
 def _is_cupy_sparse(A) -> bool:
