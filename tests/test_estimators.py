@@ -331,3 +331,54 @@ def test_scikit_learns_copy_is_accepted_and_x_never_changed():
         Z = make(False).fit_transform(X)
         assert np.array_equal(X, before)
         np.testing.assert_array_equal(Z, make(True).fit_transform(X))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: randla.PCA(3, svd_solver="randomized", random_state=0),
+        lambda: randla.PCA(3, random_state=0),  # "auto": the covariance solver on these tall data
+        lambda: randla.IncrementalPCA(3, batch_size=100),
+        lambda: randla.TruncatedSVD(3, random_state=0),
+    ],
+    ids=["PCA-randomized", "PCA-auto", "IncrementalPCA", "TruncatedSVD"],
+)
+def test_dask_input_warns_that_it_is_read_into_memory(make):
+    """scikit-learn's validation computes a Dask array whole into NumPy: it was
+    done silently, though randla.pca keeps the same data out of core."""
+    import dask.array as da
+
+    X = randla.testing.low_rank(400, 30, rank=5, noise=0.01, rng=0) + 3.0
+    D = da.from_array(X, chunks=(100, 30))
+    said = r"reads the whole Dask array X into memory.*randla\.pca.*randla\.StreamingPCA\(\.\.\.\)\.fit\(X\)"
+    expected = make().fit(X)
+    with pytest.warns(UserWarning, match=said):
+        estimator = make().fit(D)
+    with pytest.warns(UserWarning, match=said):
+        Z = estimator.transform(D)
+    assert isinstance(Z, np.ndarray)
+    # The same NumPy array reaches the same computation: identical results.
+    np.testing.assert_array_equal(estimator.components_, expected.components_)
+    np.testing.assert_array_equal(estimator.singular_values_, expected.singular_values_)
+    np.testing.assert_array_equal(Z, expected.transform(X))
+    with pytest.warns(UserWarning, match=said):
+        np.testing.assert_array_equal(make().fit_transform(D), make().fit_transform(X))
+    if isinstance(estimator, randla.IncrementalPCA):
+        with pytest.warns(UserWarning, match=said):
+            partial = make().partial_fit(D)
+        np.testing.assert_array_equal(partial.components_, make().partial_fit(X).components_)
+    if isinstance(estimator, randla.PCA):
+        with pytest.warns(UserWarning, match=said):
+            assert estimator.score(D) == expected.score(X)
+
+
+@pytest.mark.parametrize("check_input", [True, False])
+def test_incremental_pca_partial_fit_takes_check_input(check_input):
+    """scikit-learn's partial_fit(X, y=None, check_input=True): passing it raised a TypeError."""
+    X = np.random.default_rng(0).standard_normal((400, 10))
+    given, default = randla.IncrementalPCA(3), randla.IncrementalPCA(3)
+    for batch in np.array_split(X, 4):
+        given.partial_fit(batch, check_input=check_input)
+        default.partial_fit(batch)
+    np.testing.assert_array_equal(given.components_, default.components_)
+    np.testing.assert_allclose(given.mean_, X.mean(axis=0), atol=1e-12)

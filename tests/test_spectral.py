@@ -443,6 +443,18 @@ def test_numerical_rank_of_any_container(container):
     assert randla.numerical_rank(M, 1e-6, rng=0) == 37
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_numerical_rank_of_half_precision_tensors(dtype):
+    """bfloat16 has no NumPy dtype: the count failed with a TypeError from .numpy()."""
+    g = torch.Generator().manual_seed(0)
+    W = (torch.randn(300, 12, generator=g) @ torch.randn(12, 200, generator=g)).to(dtype)
+    assert randla.numerical_rank(W, 1e-2, rng=0) == 12
+    Q, K = torch.randn(2, 256, 32, generator=g, dtype=torch.float32).to(dtype)
+    exact = torch.linalg.svdvals(torch.softmax(Q.float() @ K.float().T / 32**0.5, dim=-1).double())
+    count = randla.numerical_rank(randla.attention_operator(Q, K), 1e-3, power_iters=4, rng=0)
+    assert abs(count - int((exact > 1e-3 * exact[0]).sum())) <= 1
+
+
 def test_numerical_rank_of_full_rank_and_zero_matrices():
     A = np.random.default_rng(0).standard_normal((60, 40))
     assert randla.numerical_rank(A, 1e-3, rng=0) == 40 == exact_count(A, 1e-3)

@@ -287,6 +287,46 @@ def test_a_dask_array_chunked_by_columns_is_read_in_bounded_blocks(monkeypatch):
         randla.StreamingPCA(2).fit(D[D[:, 0] > 0])
 
 
+@pytest.mark.filterwarnings("ignore:Sparse (CSR|BSR) tensor support is in beta")
+@pytest.mark.parametrize("layout", ["coo", "uncoalesced_coo", "hybrid_coo", "csr", "csc", "bsr"])
+def test_torch_sparse_matrices_and_batches_are_fitted_as_dense_ones(layout, monkeypatch):
+    """torch slices no sparse layout by rows and its sparse tensors enter no dense
+    operation: batches are densified one at a time, as SciPy's are."""
+    from randla import streaming
+
+    monkeypatch.setattr(streaming, "_BLOCK_ENTRIES", 40 * 128)  # blocks of 128 rows
+    X = np.where(np.random.default_rng(0).random((1000, 40)) < 0.3, slow_decay(1000, 40), 0.0)
+    X[::7] = 0.0  # empty rows, and blocks that start or end on one
+    dense = torch.as_tensor(X)
+
+    def sparse(T):
+        if layout == "uncoalesced_coo":  # every entry split in two parts
+            C = T.to_sparse_coo()
+            return torch.sparse_coo_tensor(torch.cat([C.indices()] * 2, 1), torch.cat([C.values() / 2] * 2),
+                                           T.shape, check_invariants=True)
+        if layout == "hybrid_coo":
+            return T.to_sparse(1)  # the stored rows dense
+        return {"coo": T.to_sparse_coo, "csr": T.to_sparse_csr, "csc": T.to_sparse_csc,
+                "bsr": lambda: T.to_sparse_bsr((2, 2))}[layout]()
+
+    S = sparse(dense)
+    assert S.layout != torch.strided
+    whole, reference = randla.StreamingPCA(5, sketch_size=40).fit(S), randla.StreamingPCA(5, sketch_size=40).fit(dense)
+    batches, dense_batches = randla.StreamingPCA(5, sketch_size=40), randla.StreamingPCA(5, sketch_size=40)
+    for start in range(0, 1000, 300):
+        batches.partial_fit(sparse(dense[start : start + 300]))
+        dense_batches.partial_fit(dense[start : start + 300])
+    for ours, same in ((whole, reference), (batches, dense_batches)):
+        assert ours.n_samples_seen_ == 1000
+        assert torch.equal(ours.mean_, same.mean_)
+        np.testing.assert_allclose(ours.explained_variance_.numpy(), same.explained_variance_.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(ours.components_.numpy(), same.components_.numpy(), atol=1e-10)
+    # A sketch as wide as the data is exact: the covariance's own eigenvalues.
+    np.testing.assert_allclose(whole.explained_variance_.numpy(), covariance_eigen(X)[0][:5], rtol=1e-10)
+    np.testing.assert_allclose(whole.mean_.numpy(), X.mean(axis=0), rtol=1e-13)
+    assert torch.equal(S.to_dense(), dense)  # the input as it was
+
+
 @pytest.mark.parametrize("wrap", [np.asarray, torch.as_tensor])
 def test_a_3d_array_is_a_sequence_of_batches(wrap):
     X = slow_decay(1000, 40)
@@ -371,3 +411,14 @@ def test_incremental_pca_var_and_sizes_fixed_between_partial_fits():
         model.set_params(n_components=2, sketch_size=None)
     model.set_params(n_components=4).fit(X)  # fit starts over
     assert model.n_components_ == 4
+
+
+def test_fit_starts_over_as_scikit_learn_does():
+    """A second fit mixed both data sets: mean 39.98 where the second set's is 100.04."""
+    rng = np.random.default_rng(0)
+    X1, X2 = rng.standard_normal((300, 10)), rng.standard_normal((200, 10)) * 5 + 100
+    refit, fresh = randla.StreamingPCA(2).fit(X1).fit(X2), randla.StreamingPCA(2).fit(X2)
+    assert refit.n_samples_seen_ == 200
+    np.testing.assert_array_equal(refit.mean_, X2.mean(axis=0))
+    np.testing.assert_array_equal(refit.components_, fresh.components_)
+    assert randla.StreamingPCA(2).fit(X1).fit(X2[:, :4]).mean_.shape == (4,)  # new width: a new fit

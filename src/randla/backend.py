@@ -185,7 +185,11 @@ def to_numpy(x) -> np.ndarray:
     if is_numpy_array(x):
         return x
     if is_torch_array(x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        # NumPy has no bfloat16 (nor float8): those come back in float32, which holds them exactly.
+        if x.is_floating_point() and x.element_size() <= 2 and str(x.dtype) != "torch.float16":
+            x = x.float()
+        return x.numpy()
     if hasattr(x, "get"):
         return x.get()
     return np.asarray(x)

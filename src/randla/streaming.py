@@ -58,8 +58,39 @@ def _row_blocks(X):
         return
     if sp.issparse(X):
         X = X.tocsr()  # slices of rows, without a copy where X is CSR already
+    if _is_torch_sparse(X):
+        yield from _torch_sparse_row_blocks(X, rows)
+        return
     for i in range(0, m, rows):
         yield X[i : i + rows]
+
+
+def _is_torch_sparse(X) -> bool:
+    if not is_torch_array(X):
+        return False
+    import torch
+
+    return X.layout != torch.strided
+
+
+def _torch_sparse_row_blocks(X, rows: int):
+    """Batches of at most ``rows`` rows of a torch sparse matrix, as COO tensors:
+    torch slices no sparse layout by rows. One COO copy of the nonzeros,
+    coalesced (sorted by row, duplicates summed), whose batches' entries are
+    then found by bisection; X itself is not modified."""
+    import torch
+
+    from .operators.adapters import _plain_torch_sparse
+
+    X = _plain_torch_sparse(X.detach().to_sparse_coo()).coalesce()
+    indices, values = X.indices(), X.values()
+    m, n = (int(s) for s in X.shape)
+    starts = list(range(0, m, rows)) + [m]
+    bounds = torch.searchsorted(indices[0], torch.tensor(starts, device=X.device)).tolist()
+    for top, bottom, lo, hi in zip(starts[:-1], starts[1:], bounds[:-1], bounds[1:]):
+        block = indices[:, lo:hi] - torch.tensor([[top], [0]], device=X.device)  # rows from the batch's first
+        yield torch.sparse_coo_tensor(block, values[lo:hi], (bottom - top, n), is_coalesced=True,
+                                      check_invariants=False)
 
 
 class StreamingPCA:
@@ -132,6 +163,9 @@ class StreamingPCA:
         low = self.n_components
         self.sketch_size = (4 * low if sketch_size is None
                             else check_int("sketch_size", sketch_size, low))
+        self._reset()
+
+    def _reset(self):
         self.n_samples_seen_ = 0
         self._xp = self._dtype = self._device = None
         self._sums = self._mean = None  # double
@@ -150,7 +184,7 @@ class StreamingPCA:
             self._xp = array_namespace(self._buffer)
 
     def fit(self, batches):
-        """partial_fit each batch of an iterable in turn (a generator of activations, say).
+        """Start over, then partial_fit each batch of an iterable in turn (a generator of activations, say).
 
         A whole matrix (2-D NumPy, torch, CuPy, SciPy sparse or Dask array)
         is taken a block of at most 2^22 entries at a time; a 3-D array is
@@ -161,6 +195,7 @@ class StreamingPCA:
         """
         if is_dask_array(batches) or sp.issparse(batches) or (is_array_api_obj(batches) and batches.ndim == 2):
             batches = _row_blocks(batches)
+        self._reset()  # as scikit-learn's fit: what earlier calls saw is dropped
         for batch in batches:
             self.partial_fit(batch)
         return self
@@ -198,6 +233,8 @@ class StreamingPCA:
     def _check_batch(self, X):
         if sp.issparse(X):
             X = X.toarray()
+        if _is_torch_sparse(X):  # densified one batch at a time, as SciPy's
+            X = X.detach().to_dense()
         if not is_array_api_obj(X) or isinstance(X, np.matrix):
             raise TypeError(f"a batch must be a 2-D array (NumPy, torch, CuPy or SciPy sparse); "
                             f"got {type(X).__name__}.")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
+from array_api_compat import is_dask_array
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -84,6 +86,19 @@ def _common_dtype(X, fitted):
     return np.result_type(X.dtype, fitted.dtype)
 
 
+def _warn_if_dask(estimator, X):
+    """A UserWarning where X is a Dask array: scikit-learn's validation
+    computes it whole into memory, which out-of-core data may not fit."""
+    if is_dask_array(X):
+        warnings.warn(
+            f"{type(estimator).__name__} reads the whole Dask array X into memory (scikit-learn's input "
+            "validation computes it to NumPy). To keep Dask data out of core, use randla.pca, randla.svd "
+            "or randla.StreamingPCA(...).fit(X), which read it a block at a time.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis by randomized SVD, of dense or sparse data.
 
@@ -93,6 +108,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     a full SVD. On data much taller than wide, the exact eigendecomposition
     of the covariance matrix is cheaper than any sketch, and ``"auto"``
     uses it, as scikit-learn's default does.
+
+    A Dask array is read whole into memory (with a ``UserWarning``);
+    :func:`randla.pca`, :func:`randla.svd` and ``randla.StreamingPCA(...).fit(X)``
+    keep Dask data out of core.
 
     Parameters
     ----------
@@ -175,6 +194,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _fit(self, X):
         """Fit; the validated X."""
+        _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         m, n = X.shape
         if self.svd_solver not in _SOLVERS:
@@ -240,6 +260,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         check_is_fitted(self)
+        _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
         return self._project(X)
 
@@ -268,6 +289,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         through the k axes, without forming the n x n matrix C.
         """
         check_is_fitted(self)
+        _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
         n, k = X.shape[1], self.n_components_
         noise = float(self.noise_variance_)
@@ -339,6 +361,10 @@ class IncrementalPCA(PCA):
     all), and the sketch's error has a certified bound,
     ``variance_error_bound_``.
 
+    A Dask array is read whole into memory (with a ``UserWarning``);
+    ``randla.StreamingPCA(...).fit(X)`` reads it once, a block of rows at a
+    time, and :func:`randla.pca` and :func:`randla.svd` also keep Dask data out of core.
+
     Parameters
     ----------
     n_components : int or None, default None
@@ -383,6 +409,7 @@ class IncrementalPCA(PCA):
         self.sketch_size = sketch_size
 
     def fit(self, X, y=None):
+        _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         self._stream = None
         # A batch is centred in a copy (a sparse one densified): by default at most _BATCH_BYTES of it.
@@ -398,8 +425,14 @@ class IncrementalPCA(PCA):
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
 
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X, y=None, check_input=True):
+        """Add the rows of X to the sketch.
+
+        ``check_input`` is taken for scikit-learn's signature; X is checked
+        either way (one cheap pass beside the sketch's update).
+        """
         first = getattr(self, "_stream", None) is None
+        _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=first)
         if first:
             self.batch_size_ = X.shape[0]
@@ -451,6 +484,10 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     the data are not centred, so sparse input (term counts, TF-IDF) is
     decomposed as it is, never densified.
 
+    A Dask array is read whole into memory (with a ``UserWarning``);
+    :func:`randla.svd`, :func:`randla.pca` and ``randla.StreamingPCA(...).fit(X)``
+    keep Dask data out of core.
+
     Parameters
     ----------
     n_components : int or float, default 2
@@ -497,6 +534,7 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return self
 
     def fit_transform(self, X, y=None):
+        _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         rank, tol = _rank_and_tol(self.n_components, min(X.shape), "the share of ||X||_F^2 to capture", self.method,
                                   allow_none=False)
@@ -518,6 +556,7 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def transform(self, X):
         check_is_fitted(self)
+        _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
         return self._project(X)
 
