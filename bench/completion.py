@@ -362,20 +362,19 @@ def rmse_curves(rows, randla_fit, shrinkage, test, target) -> list[dict]:
     """Test RMSE after each iteration of the fixed-reg fits (untimed reruns with the test entries as validation).
 
     With a single ``reg`` the validation entries are only monitored, so the
-    fit is the timed one. Entry i of the curve is the model after i
-    iterations (0: the spectral start); the last is the returned model.
+    fit is the timed one. Entry i of the curve is the model after i + 1
+    iterations, as in the fit's history; the last is the returned model.
     """
     out = []
     for row in rows.values():
         if row["kind"] != "same_reg" or "failure" in row:
             continue
         fit = randla_fit(row["method"], row["rank_cap"], shrinkage, (test.rows, test.cols, test.values))()
-        curve = [float(v) for v in fit.history.validation_rmse] + [rmse(fit.predict(test.rows, test.cols),
-                                                                        test.values)]
-        reached = next((i for i, v in enumerate(curve) if target is not None and v <= target), None)
+        curve = [float(v) for v in fit.history.validation_rmse]
+        reached = next((i + 1 for i, v in enumerate(curve) if target is not None and v <= target), None)
         out.append({"key": row["key"], "label": row["label"], "curve": curve, "n_iter": fit.n_iter,
                     "first_iteration_at_or_below_fancy": reached})
-        log(f"  curve {row['key']}: {len(curve) - 1} iterations, at or below fancyimpute's test RMSE from "
+        log(f"  curve {row['key']}: {len(curve)} iterations, at or below fancyimpute's test RMSE from "
             f"iteration {reached}")
     return out
 
@@ -566,20 +565,20 @@ def small_markdown(c) -> list[str]:
     if c["curves"] and "failure" not in fancy:
         lines += ["", "### Time to fancyimpute's test RMSE", "",
                   f"Test RMSE after each iteration of the same-reg fits, from reruns with the test entries passed as "
-                  f"`validation` (with one `reg` they are only monitored). Iteration 0 is the spectral start. Time "
-                  f"at that iteration is estimated as the median time × iteration / iterations (the start's SVD "
+                  f"`validation` (with one `reg` they are only monitored), after each iteration from the first. Time "
+                  f"at an iteration is estimated as the median time × iteration / iterations (the start's SVD "
                   f"is not proportional). fancyimpute: {fancy['test_rmse']:.5f} in {_time(fancy['median_s'])} s.", "",
                   "| randla fit | iterations | first iteration at or below | test RMSE there | share of the fit | "
                   "estimated time (s) | × faster than fancyimpute |", "|---|---:|---:|---:|---:|---:|---:|"]
         medians = {r["key"]: r.get("median_s") for r in c["rows"]}
         for cv in c["curves"]:
-            i, total = cv["first_iteration_at_or_below_fancy"], len(cv["curve"]) - 1
+            i, total = cv["first_iteration_at_or_below_fancy"], len(cv["curve"])
             if i is None:
                 lines.append(f"| {cv['label']} | {total} | never | {min(cv['curve']):.5f} (best) | | | |")
                 continue
-            share = i / total if total else 1.0
+            share = i / total
             t = medians[cv["key"]] * share if medians.get(cv["key"]) else None
-            lines.append(f"| {cv['label']} | {total} | {i} | {cv['curve'][i]:.5f} | {share:.2f} | {_time(t)} | "
+            lines.append(f"| {cv['label']} | {total} | {i} | {cv['curve'][i - 1]:.5f} | {share:.2f} | {_time(t)} | "
                          f"{_f(fancy['median_s'] / t if t else None, '.1f')} |")
     defaults = [r for r in c["rows"] if r["kind"] == "default" and r.get("path")]
     if defaults:

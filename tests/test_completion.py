@@ -167,7 +167,7 @@ def test_altmin_without_regularisation_stays_finite_where_rows_have_fewer_entrie
         f = res.history.objective
         assert np.all(np.isfinite(f)) and np.all(np.isfinite(res.reconstruct()))
         assert np.all(np.diff(f) <= 1e-10 * f[0])
-        assert res.history.train_rmse[-1] < 0.5 * res.history.train_rmse[0]  # measured 0.24
+        assert res.history.train_rmse[-1] < 0.6 * res.history.train_rmse[0]  # measured 0.49 (entry 0: after step 1)
 
 
 # ---- method="bayes": the variational Bayesian model
@@ -371,13 +371,17 @@ def test_predict_checks_indices_as_complete_does():
             res.scores(bad)
 
 
-@pytest.mark.parametrize("method", ["softimpute", "softimpute_als"])
-def test_a_model_shrunk_to_zero_has_rank_zero(method):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method", SOLVERS)
+def test_a_model_shrunk_to_zero_has_rank_zero(method, dtype):
     """A reg above every singular value leaves nothing (soft-thresholding is
-    exact; altmin's ridge steps only shrink toward it): rank 0 on the result
-    and on the path, and predictions of the mean alone."""
+    exact; altmin's ridge steps only shrink toward it, and it drops what is
+    left below tol): rank 0 on the result and on the path, and predictions
+    of the mean alone. In float32 altmin's ridge steps overflowed, scaled by
+    a factor that had shrunk to 1e-29."""
     data = uniform(60, 40, 1200, 2, noise=0.0, rng=3)
-    res = randla.complete(*data, shape=data.shape, rank=3, reg=1e6, method=method, rng=0)
+    res = randla.complete(data.rows, data.cols, data.values.astype(dtype), shape=data.shape, rank=3, reg=1e6,
+                          method=method, rng=0)
     assert res.rank == 0 and res.U.shape == (60, 0) and res.Vh.shape == (0, 40)
     np.testing.assert_allclose(res.predict([0, 5], [1, 2]), [res.mean, res.mean])
     path = randla.complete(*data, shape=data.shape, rank=3, reg=[1e6, 1e5], validation=0.2, method=method, rng=0).path
@@ -615,3 +619,132 @@ def test_altmin_does_not_depend_on_the_units_of_the_entries(scale):
     assert scaled.n_iter == plain.n_iter > 1
     np.testing.assert_allclose(scaled.predict(data.rows, data.cols) / scale, plain.predict(data.rows, data.cols),
                                rtol=1e-8, atol=1e-8 * np.abs(data.values).max())
+
+
+# ---- the refit after a path, the ranks and the records of the model returned
+
+
+def _centred(data, values, shape):
+    """An object with the fields dense_soft_impute reads: entries ``values`` of an m x n ``shape``."""
+    return type("Centred", (), dict(rows=data.rows, cols=data.cols, values=values, shape=shape))
+
+
+@pytest.mark.parametrize("method", SOFT)
+def test_the_refit_after_a_path_fits_the_mean_of_all_the_entries(method):
+    """The refit on all the entries centres on their mean, not the training split's: the model returned is the
+    optimum of (1) on all of them, as a fit at the chosen reg is, and a user with no entries gets that mean."""
+    data = ratings(60, 40, 800, rank=3, noise=0.3, rng=1)
+    values, shape = data.values + 3.5, (61, 40)  # row 60: a user with no entries
+    options = dict(rank=40, method=method, tol=1e-9, max_iter=5000, rng=0)
+    res = randla.complete(data.rows, data.cols, values, shape, reg=[3.0, 2.0, 1.0], **options)
+    assert len(res.path) == 3 and res.mean == pytest.approx(np.mean(values), rel=1e-14)
+    direct = randla.complete(data.rows, data.cols, values, shape, reg=res.reg, **options)
+    mu = np.mean(values)
+    Z_star = dense_soft_impute(_centred(data, values - mu, shape), res.reg, iters=20000) + mu  # exact SVDs
+    assert np.abs(direct.reconstruct() - Z_star).max() < 1e-4  # measured 1.1e-5 (before: the same)
+    assert np.abs(res.reconstruct() - Z_star).max() < 1e-4  # measured 1.1e-5 (before: 6.0e-3)
+    assert np.abs(res.reconstruct() - direct.reconstruct()).max() < 1e-4
+    np.testing.assert_allclose(res.predict([60, 60], [0, 39]), mu, rtol=1e-8)  # before: 3.48358 for 3.48164
+
+
+def test_altmin_reports_the_rank_its_model_uses():
+    """Alternating ridge only shrinks unneeded components; the ones that change Z by less than tol are dropped,
+    so altmin reports the optimum's rank (that of exact-SVD soft-impute), not the cap, and rank 0 for a zero
+    model, as the soft-thresholding solvers do."""
+    data = ratings(60, 40, 800, rank=3, noise=0.3, rng=1)
+    reg = 6.0
+    mu = np.mean(data.values)
+    s_star = np.linalg.svd(dense_soft_impute(_centred(data, data.values - mu, data.shape), reg, iters=20000),
+                           compute_uv=False)
+    assert np.count_nonzero(s_star > 1e-8 * s_star[0]) == 3  # 22.0, 3.93, 0.127
+    fits = {method: randla.complete(*data, shape=data.shape, rank=8, method=method, reg=reg, rng=0)
+            for method in SOLVERS}
+    assert [fits[m].rank for m in SOLVERS] == [3, 3, 3]  # altmin: 8 before, down to S = 2e-13
+    np.testing.assert_allclose(fits["altmin"].S[:2], s_star[:2], rtol=1e-2)
+    # what was dropped is below the stopping rule's tol = 1e-3 of Z: the kept part predicts as the whole did
+    Z = fits["altmin"].reconstruct()
+    assert np.linalg.norm(Z - fits["softimpute_als"].reconstruct()) < 1e-2 * np.linalg.norm(Z - mu)
+    zero = randla.complete(*data, shape=data.shape, rank=3, method="altmin", reg=1e6, rng=0)
+    assert zero.rank == 0 and zero.U.shape == (60, 0) and zero.Vh.shape == (0, 40)  # before: rank 3, S ~ 1e-29
+    np.testing.assert_allclose(zero.predict([0, 5], [1, 2]), zero.mean, rtol=1e-12)
+    path = randla.complete(*data, shape=data.shape, rank=6, method="altmin", rng=0).path
+    ranks = [p.rank for p in path]
+    assert ranks[0] < 6 and ranks == sorted(ranks), ranks  # before: [6, 6, 6, ...]; the path's reg decreases
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_last_record_of_the_history_is_the_model_returned(method):
+    """history[-1] and PathPoint.train_rmse describe the model returned (for softimpute_als after its final
+    soft-threshold step), not the iterate before the last step, and there is one record per step."""
+    data = ratings(200, 160, 6000, rank=10, noise=0.5, rng=0)
+    reg = {} if method == "bayes" else {"reg": 6.0}
+    with pytest.warns(ConvergenceWarning, match="max_iter=3 "):
+        res = randla.complete(*data, shape=data.shape, rank=20, method=method, max_iter=3, rng=0, **reg)
+    residual = data.values - res.predict(data.rows, data.cols)
+    rmse = np.sqrt(np.mean(residual**2))
+    h = res.history
+    assert h.train_rmse.size == h.objective.size == h.relative_change.size == res.n_iter == 3
+    assert h.train_rmse[-1] == pytest.approx(rmse, rel=1e-10)  # before: 0.58244 for 0.58136 (softimpute_als)
+    if method in SOFT:  # their objective is (1) itself, with ||Z||_* = sum(S)
+        assert h.objective[-1] == pytest.approx(0.5 * residual @ residual + 6.0 * res.S.sum(), rel=1e-10)
+    elif method == "bayes":  # its data term alone
+        assert h.objective[-1] == pytest.approx(0.5 * residual @ residual, rel=1e-10)
+    if method == "bayes":
+        return
+    # a path on explicit held-out entries returns the chosen fit as it is: its point describes that model
+    train, test = data.split(0.2, rng=1)
+    with pytest.warns(ConvergenceWarning, match="max_iter=3 "):
+        res = randla.complete(*train, shape=data.shape, rank=20, method=method, reg=[12.0, 6.0], max_iter=3,
+                              validation=(test.rows, test.cols, test.values), rng=0)
+    point = next(p for p in res.path if p.reg == res.reg)
+    train_rmse = np.sqrt(np.mean((train.values - res.predict(train.rows, train.cols)) ** 2))
+    assert point.train_rmse == pytest.approx(train_rmse, rel=1e-10)
+    assert point.train_rmse == res.history.train_rmse[-1] and point.rank == res.rank
+    assert point.validation_rmse == pytest.approx(
+        np.sqrt(np.mean((test.values - res.predict(test.rows, test.cols)) ** 2)), rel=1e-10)
+    assert res.history.validation_rmse[-1] == pytest.approx(point.validation_rmse, rel=1e-10)
+
+
+def test_n_reg_1_fits_its_one_reg_on_all_the_entries():
+    """With one reg there is nothing to choose: no held-out split unless asked for, so n_reg=1 is the fit at
+    its reg, sigma_1(P_Omega(X - mu)) / 2, on every entry."""
+    data = ratings(300, 200, 9000, rank=4, noise=0.3, rng=3)
+    res = randla.complete(*data, shape=data.shape, rank=6, n_reg=1, rng=0)
+    assert res.path == () and res.mean == pytest.approx(np.mean(data.values), rel=1e-12)  # before: -0.00273
+    assert np.all(np.isnan(res.history.validation_rmse))
+    X = np.zeros(data.shape)
+    X[data.rows, data.cols] = data.values - np.mean(data.values)
+    assert res.reg == pytest.approx(np.linalg.norm(X, 2) / 2, rel=1e-3)  # LAPACK's sigma_1
+    direct = randla.complete(*data, shape=data.shape, rank=6, reg=res.reg, rng=0)
+    np.testing.assert_allclose(res.reconstruct(), direct.reconstruct(), rtol=0, atol=1e-12)  # before: 1.08 apart
+    asked = randla.complete(*data, shape=data.shape, rank=6, n_reg=1, validation=0.1, rng=0)
+    assert np.all(np.isfinite(asked.history.validation_rmse))  # a split asked for is still made
+
+
+def test_bayes_recovers_a_centred_noiseless_matrix_at_a_tight_tol_only():
+    """The rank=4 recovery of a centred noiseless rank-3 matrix that the docstring quotes holds at a tight tol
+    only; at the default tol both ranks stop at 1.2%."""
+    data = ratings(300, 200, 24000, 3, noise=0, row_activity=0, col_activity=0, decay=0, rng=0)
+    train, test = data.split(0.2, rng=1)
+
+    def error(rank, **options):
+        res = randla.complete(*train, shape=train.shape, rank=rank, method="bayes", max_iter=100, rng=0, **options)
+        return np.linalg.norm(res.predict(test.rows, test.cols) - test.values) / np.linalg.norm(test.values), res
+
+    for rank in (3, 4):
+        e, res = error(rank)
+        assert 0.011 < e < 0.013 and res.n_iter == 3, (rank, e, res.n_iter)  # measured 1.22e-2 both
+    e, res = error(4, tol=1e-6)
+    assert e < 1e-6 and res.n_iter <= 12, (e, res.n_iter)  # measured 4.0e-7 after 10
+
+
+def test_the_default_tol_gap_to_the_optimum_depends_on_the_problem():
+    """Where the cap does not bind the default tol stopped within 0.005% on the Notes' problem, but not on this
+    one (optimum of rank 6), as the README and the Notes now say."""
+    data = ratings(200, 160, 6000, rank=5, noise=0.1, rng=5)
+    mu = np.mean(data.values)
+    centred = _centred(data, data.values - mu, data.shape)
+    best = objective(centred, dense_soft_impute(centred, 3.0, iters=20000), 3.0)
+    res = randla.complete(*data, shape=data.shape, rank=20, method="softimpute", reg=3.0, rng=0)
+    gap = objective(centred, res.reconstruct() - mu, 3.0) / best - 1
+    assert 1e-4 < gap < 3e-4, gap  # measured 1.66e-4

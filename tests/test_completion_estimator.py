@@ -14,6 +14,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_val_s
 
 import randla
 from randla.testing import ratings
+from conftest import torch_sparse
 
 
 def _noiseless(rank=3, rng=0):
@@ -469,3 +470,40 @@ def test_fold_in_refuses_bad_entries_and_bayes(recovered):
     bayes = randla.MatrixCompletion(2, method="bayes", random_state=0).fit(*data, shape=data.shape)
     with pytest.raises(ValueError, match="method='bayes'"):
         bayes.fold_in([0, 1], [1.0, 2.0])
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_fits_torch_sparse_tensors_as_complete_does(layout):
+    """complete reads a torch sparse tensor as SciPy's; so does fit, the observed pattern included."""
+    data = ratings(50, 40, 600, rank=3, noise=0.3, rng=1)
+    A = sp.coo_array((data.values, (data.rows, data.cols)), shape=data.shape)
+    model = randla.MatrixCompletion(3, reg=1.0, random_state=0).fit(torch_sparse(A, layout))  # before: TypeError
+    plain = randla.MatrixCompletion(3, reg=1.0, random_state=0).fit(A)
+    assert (model.seen_ != plain.seen_).nnz == 0 and model.seen_.nnz == 600
+    np.testing.assert_array_equal(model.predict(data.rows, data.cols), plain.predict(data.rows, data.cols))
+    np.testing.assert_array_equal(model.recommend([0, 7], k=5), plain.recommend([0, 7], k=5))
+
+
+def test_tuple_ids_work_in_fit_predict_and_recommend():
+    """Tuples are hashable ids: from an object array or a plain list of them, and as one user in recommend
+    (not the sequence of its parts); the model is the one fitted with the same ids as strings."""
+    data = ratings(60, 40, 800, rank=3, noise=0.3, rng=1)
+    names = [("site", int(i)) for i in data.rows]
+    users = np.empty(len(names), dtype=object)
+    users[:] = names
+    model = randla.MatrixCompletion(3, reg=1.0, random_state=0)
+    from_list = clone(model).fit(names, data.cols, data.values)  # before: ValueError, shape (800, 2)
+    from_array = clone(model).fit(users, data.cols, data.values)
+    as_strings = clone(model).fit([f"site-{i}" for i in data.rows], data.cols, data.values)
+    assert from_list.row_ids_.shape == (len(set(names)),) and from_list.row_ids_[0] == names[0]
+    for fitted in (from_list, from_array):
+        np.testing.assert_array_equal(fitted.predict(names[:5], data.cols[:5]),
+                                      as_strings.predict([f"site-{i}" for i in data.rows[:5]], data.cols[:5]))
+        top = fitted.recommend(("site", 7), 3)  # before: ValueError, 'site' not a row id
+        assert top.shape == (3,)
+        np.testing.assert_array_equal(top, as_strings.recommend("site-7", 3))
+        np.testing.assert_array_equal(fitted.recommend([("site", 7), ("site", 9)], 3),
+                                      as_strings.recommend(["site-7", "site-9"], 3))
+    assert from_list.predict([("site", 10**6)], [0])[0] == pytest.approx(from_list.result_.mean)  # unseen: mu
+    with pytest.raises(ValueError, match="not a row id seen in fit"):
+        from_list.recommend(("site", 10**6), 3)

@@ -285,3 +285,15 @@ def test_ratings_bad_input(kwargs, match):
     args = dict(m=100, n=50, n_observed=500, rank=3) | kwargs
     with pytest.raises(ValueError, match=match):
         randla.testing.ratings(args.pop("m"), args.pop("n"), args.pop("n_observed"), args.pop("rank"), **args)
+
+
+def test_ratings_takes_numpy_int32_sizes_as_python_ints():
+    """m * n of two int32 sizes wrapped around (65536 * 65536 to 0) and refused a valid n_observed."""
+    sizes = dict(m=np.int32(65536), n=np.int32(65536), n_observed=np.int32(1000), rank=np.int32(3))
+    data = randla.testing.ratings(**sizes, rng=0)  # before: RuntimeWarning (overflow), then ValueError
+    plain = randla.testing.ratings(65536, 65536, 1000, rank=3, rng=0)
+    assert data.shape == (65536, 65536) and all(type(d) is int for d in data.shape)
+    np.testing.assert_array_equal(data.rows, plain.rows)
+    np.testing.assert_array_equal(data.values, plain.values)
+    with pytest.raises(ValueError, match=r"m\*n/2 = 2500000000\]"):  # int32 would have read 100000 * 50000 wrapped
+        randla.testing.ratings(np.int32(100000), np.int32(50000), 2_600_000_000, rank=3, rng=0)

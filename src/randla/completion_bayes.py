@@ -156,7 +156,7 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
 
     ``entries`` are the observed values (already centred), ``converged_test(
     (L, R), (L_new, R_new))`` decides when to stop and ``record(L, R)`` is
-    called with the means before each iteration.
+    called with the means after each iteration (last with those returned).
     """
     m, n = entries.shape
     k = L.shape[1]
@@ -185,7 +185,6 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
     col_moments = packing.outer(nu).astype(np.float32)  # a point estimate to start: T_j = 0
     converged, it = False, 0
     for it in range(1, max_iter + 1):
-        record(mu * root, nu * root)
         before = (mu, nu)
         mu, row_moments, row_second, residual = _posteriors(
             pattern, data, nu, col_moments, row_var, noise_var, packing)
@@ -198,6 +197,7 @@ def variational_factorization(entries, L, R, *, max_iter, converged_test, record
         mu, nu = mu * c, nu / c
         row_var, col_var = row_var * c**2, col_var / c**2
         col_moments /= packing.outer(c[None, :])
+        record(mu * root, nu * root)
         if converged_test(tuple(x * root for x in before), (mu * root, nu * root)):
             converged = True
             break

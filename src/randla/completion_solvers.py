@@ -2,10 +2,10 @@
 
 Each takes a start (factors L, R and biases) and returns the finished model,
 whether it converged and the number of iterations; ``monitor`` records the
-RMSE and objective of every iteration, and ``monitor.converged(old, new,
-tol)`` applies the stopping rule (:func:`within_tol`) and records the
-relative change it read. The references are those of
-:mod:`randla.completion`.
+RMSE and objective of the model after every iteration (the last record is
+that of the model returned), and ``monitor.converged(old, new, tol)``
+applies the stopping rule (:func:`within_tol`) and records the relative
+change it read. The references are those of :mod:`randla.completion`.
 """
 
 from __future__ import annotations
@@ -123,11 +123,10 @@ def softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor,
     U, s, Vh = svd_form(model)
     V, mean = Vh.T, model.mean
     target = centred(entries, mean)
+    residual = target - entries.model_values(U * s, V)
     converged, it = False, 0
     for it in range(1, max_iter + 1):
         current = Model(U * s, V, mean)
-        residual = target - entries.model_values(U * s, V)
-        monitor.record(current, residual, reg * float(np.sum(s)))
         Y = PlusLowRank(entries.sparse(residual), U * s, V.T)
         G = rng.standard_normal((V.shape[0], oversample)).astype(entries.dtype, copy=False)
         Q, _ = qr(np, np.hstack([U, Y.matmat(np.hstack([V, G]))]))
@@ -137,7 +136,10 @@ def softimpute(entries, model, reg, rank, *, max_iter, tol, oversample, monitor,
         sigma = np.maximum(sigma[:rank] - reg, 0.0)
         keep = max(int(np.count_nonzero(sigma)), 1)
         U, s, V = Q @ u[:, :keep], sigma[:keep], QW @ vh[:keep].T
-        if monitor.converged(current, Model(U * s, V, mean), tol):
+        new = Model(U * s, V, mean)
+        residual = target - entries.model_values(U * s, V)  # the record's, and the next step's
+        monitor.record(new, residual, reg * float(np.sum(s)))
+        if monitor.converged(current, new, tol):
             converged = True
             break
     return Model(U * s, V, mean), converged, it
@@ -183,6 +185,7 @@ def softimpute_als(entries, model, reg, rank, *, max_iter, tol, monitor, rng):
     U, s, V = _warm(model, rank, reg, rng)
     d, mean = np.sqrt(s), model.mean
     target = centred(entries, mean)
+    residual = target - entries.model_values(U * d**2, V)
     converged, it = False, 0
 
     def ridge(d):
@@ -191,8 +194,6 @@ def softimpute_als(entries, model, reg, rank, *, max_iter, tol, monitor, rng):
 
     for it in range(1, max_iter + 1):
         current = Model(U * d**2, V, mean)
-        residual = target - entries.model_values(U * d**2, V)
-        monitor.record(current, residual, reg * float(np.sum(d**2)))
         B = (entries.sparse(residual).T @ U + V * d**2) * ridge(d)
         V, d2, rot = thin_svd(B * d)
         U, d = U @ rot.T, np.sqrt(d2)
@@ -200,14 +201,18 @@ def softimpute_als(entries, model, reg, rank, *, max_iter, tol, monitor, rng):
         A = (entries.sparse(residual) @ V + U * d**2) * ridge(d)
         U, d2, rot = thin_svd(A * d)
         V, d = V @ rot.T, np.sqrt(d2)
+        residual = target - entries.model_values(U * d**2, V)  # the record's, and the next step's
         if monitor.converged(current, Model(U * d**2, V, mean), tol):
             converged = True
             break
-    residual = target - entries.model_values(U * d**2, V)
+        if it < max_iter:  # the last step's record is that of the thresholded model returned
+            monitor.record(Model(U * d**2, V, mean), residual, reg * float(np.sum(d**2)))
     U, sigma, rot = thin_svd(entries.sparse(residual) @ V + U * d**2)
     V = V @ rot.T
     sigma = np.maximum(sigma - reg, 0.0)
-    return Model(U * sigma, V, mean), converged, it
+    final = Model(U * sigma, V, mean)
+    monitor.record(final, target - entries.model_values(U * sigma, V), reg * float(np.sum(sigma)))
+    return final, converged, it
 
 
 def _cg_rows(entries, target, X, fixed, reg, steps, transpose):
@@ -226,6 +231,9 @@ def _cg_rows(entries, target, X, fixed, reg, steps, transpose):
     # In units of the data: p^T H p is of the fourth power of their scale, which
     # leaves the float range for entries far from 1 (1e-80, 1e80).
     unit_fixed = frobenius_norm(np, fixed) / math.sqrt(fixed.size) or 1.0
+    # A reg that dwarfs the fixed factor (shrinking the model to 0) sets the unit instead: reg / unit_fixed^2
+    # would overflow, and a ridge term 1/eps times the rest leaves H_i = reg I to rounding anyway.
+    unit_fixed = max(unit_fixed, math.sqrt(reg * np.finfo(fixed.dtype).eps))
     unit_target = frobenius_norm(np, target) / math.sqrt(target.size) or 1.0
     fixed, target, reg = fixed / unit_fixed, target / unit_target, reg / unit_fixed**2
     X = X * (unit_fixed / unit_target)
@@ -259,6 +267,33 @@ def _cg_rows(entries, target, X, fixed, reg, steps, transpose):
     return X * (unit_target / unit_fixed)
 
 
+def _drop_negligible(model: Model, tol: float, scale: float):
+    """L, R of ``model`` with the trailing components of L R^T zeroed that together change Z by at most ``tol``.
+
+    Alternating ridge shrinks a component that the optimum does not use by
+    a constant factor per step but never to exactly 0, so without this the
+    rank reported would always be the cap. Dropping the smallest singular
+    values s_k, s_k+1, ... of L R^T changes Z by ||(s_k, s_k+1, ...)||_2,
+    and they are dropped only where that is at most tol max(||Z||_F, tol
+    ``scale``), ``scale`` = ||P_Omega(X)||_F: a change no larger than the
+    step that :func:`within_tol` accepts as converged, so the returned model
+    is as settled, by the stopping rule's own measure, as the last iterate,
+    and stopping at ``tol`` still bounds what it bounded. A model shrunk to
+    nothing beside the data (a reg above sigma_1) thus comes out as zero,
+    rank 0, as the soft-thresholding solvers return it. The zeroed columns
+    keep the shapes of L and R (a warm start revives them).
+    """
+    U, s, Vh = svd_form(Model(model.L, model.R), drop_zero=False)
+    _, size = squared_change(model, model)  # ||Z||_F^2, biases included
+    tail = np.sqrt(np.cumsum((s.astype(np.float64) ** 2)[::-1])[::-1])  # tail[k] = ||s_k..||_2
+    allowed = tol * math.sqrt(max(size, (tol * scale) ** 2))
+    keep = int(np.count_nonzero(tail > allowed))  # tail decreases: components 0..keep-1 stay
+    if keep == np.count_nonzero(s):
+        return model.L, model.R
+    root = np.sqrt(np.where(np.arange(s.size) < keep, s, 0.0)).astype(model.L.dtype)
+    return U * root, Vh.T * root
+
+
 def altmin(entries, model, reg, rank, *, max_iter, tol, cg_steps, biases, monitor, rng):
     """Alternating ridge regression on the observed entries [JNS2013, Alg. 1; GSYZ2023].
 
@@ -284,8 +319,6 @@ def altmin(entries, model, reg, rank, *, max_iter, tol, cg_steps, biases, monito
 
     for it in range(1, max_iter + 1):
         current = Model(L, R, mean, b, c)
-        residual = entries.values - current.values(entries)
-        monitor.record(current, residual, penalty(L, R))
         if biases:
             X = _cg_rows(entries, target - c.take(entries.cols), np.hstack([L, b[:, None]]),
                          np.hstack([R, ones_n]), reg, cg_steps, transpose=False)
@@ -299,4 +332,10 @@ def altmin(entries, model, reg, rank, *, max_iter, tol, cg_steps, biases, monito
         if monitor.converged(current, Model(L, R, mean, b, c), tol):
             converged = True
             break
-    return Model(L, R, mean, b, c), converged, it
+        if it < max_iter:  # the last step's record is that of the truncated model returned
+            new = Model(L, R, mean, b, c)
+            monitor.record(new, entries.values - new.values(entries), penalty(L, R))
+    L, R = _drop_negligible(Model(L, R, mean, b, c), tol, float(np.linalg.norm(entries.values)))
+    final = Model(L, R, mean, b, c)
+    monitor.record(final, entries.values - final.values(entries), penalty(L, R))
+    return final, converged, it

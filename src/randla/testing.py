@@ -423,10 +423,13 @@ def ratings(
     """
     if not (isinstance(m, (int, np.integer)) and isinstance(n, (int, np.integer)) and m >= 1 and n >= 1):
         raise ValueError(f"`m` and `n` must be positive ints; got {m!r} and {n!r}.")
+    # Python ints: m * n of two NumPy int32 sizes would wrap around (65536 * 65536 to 0).
+    m, n = int(m), int(n)
     if not (isinstance(n_observed, (int, np.integer)) and 1 <= n_observed <= m * n // 2):
         raise ValueError(f"`n_observed` must be an int in [1, m*n/2 = {m * n // 2}]; got {n_observed!r}.")
     if not (isinstance(rank, (int, np.integer)) and 1 <= rank <= min(m, n)):
         raise ValueError(f"`rank` must be an int in [1, {min(m, n)}]; got {rank!r}.")
+    n_observed, rank = int(n_observed), int(rank)
     if not noise >= 0:
         raise ValueError(f"`noise` must be >= 0; got {noise!r}.")
     rng = np.random.default_rng(rng)

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
-from .._entries import _as_integers, _as_values
+from .._entries import _as_integers, _as_values, _from_torch
 from .._validate import check_int
 from ..completion import complete
 from ._common import _random_seed
@@ -21,6 +21,7 @@ _SCORE_ELEMENTS = 1 << 22
 
 def _observed_pattern(rows, cols, shape) -> sp.csr_matrix:
     """The m x n CSR pattern (ones, int8) of the entries that ``complete`` accepted."""
+    rows, cols = _from_torch(rows), _from_torch(cols)  # torch sparse as SciPy COO, as ``complete`` reads it
     if sp.issparse(rows):
         coo = rows.tocoo()
         rows, cols = coo.row, coo.col
@@ -57,14 +58,26 @@ def _observations(rows, cols, values):
     return rows, cols, values
 
 
+def _id_array(x, dtype=None) -> np.ndarray:
+    """``x`` as an array, a sequence of tuple ids (("site", 7), ...) as a 1-D object array of them: np.asarray
+    would make each tuple a row of a 2-D array (or fail on tuples of different lengths)."""
+    if not isinstance(x, (np.ndarray, str)) and hasattr(x, "__len__") and len(x):
+        if isinstance(next(iter(x)), tuple) and all(isinstance(v, tuple) for v in x):
+            arr = np.empty(len(x), dtype=object)
+            for t, v in enumerate(x):  # element by element: a slice assignment would broadcast the tuples
+                arr[t] = v
+            return arr
+    return np.asarray(x, dtype=dtype)
+
+
 def _holds_ids(x) -> bool:
     """Whether ``x`` holds ids (strings or other objects) rather than integer indices."""
-    return not (x is None or sp.issparse(x) or _is_torch(x)) and np.asarray(x).dtype.kind in "OUS"
+    return not (x is None or sp.issparse(x) or _is_torch(x)) and _id_array(x).dtype.kind in "OUS"
 
 
 def _encode(name: str, x):
     """Positions 0..u-1 of the ids in ``x``, numbered in order of first appearance; the u ids; id -> position."""
-    x = np.asarray(x)
+    x = _id_array(x)
     if x.ndim != 1:
         raise ValueError(f"`{name}` must be a 1-D array of ids or indices; got shape {x.shape}.")
     position: dict = {}
@@ -79,7 +92,7 @@ def _encode(name: str, x):
 
 def _lookup(name: str, x, position: dict):
     """Positions of the ids in ``x`` (0 where unknown) and a mask of the known ones."""
-    x = np.asarray(x)
+    x = _id_array(x)
     if x.ndim != 1:
         raise ValueError(f"`{name}` must be a 1-D array of ids; got shape {x.shape}.")
     try:
@@ -144,8 +157,8 @@ class MatrixCompletion(RegressorMixin, BaseEstimator):
         Rank cap k of Z.
     method : {"softimpute_als", "softimpute", "altmin", "bayes"}, default "softimpute_als"
     reg : float, sequence of float or None, default None
-        Regularisation weight; a sequence or None is a path chosen on
-        held-out entries (see :func:`randla.complete`).
+        Regularisation weight; a sequence, or None with ``n_reg`` > 1, is a
+        path chosen on held-out entries (see :func:`randla.complete`).
     n_reg : int, default 10
         Length of the default path (``reg=None``).
     validation : float, (rows, cols, values) or None, default None
@@ -224,8 +237,9 @@ class MatrixCompletion(RegressorMixin, BaseEstimator):
         ----------
         rows, cols, values : array_like, shape (N,)
             The entries X[rows[t], cols[t]] = values[t]; rows and columns as
-            integer indices or as hashable ids. Or ``rows`` a SciPy sparse
-            matrix of the observations, alone. Or, scikit-learn's way,
+            integer indices or as hashable ids (tuples too). Or ``rows`` a
+            SciPy sparse matrix (or torch sparse tensor) of the observations,
+            alone. Or, scikit-learn's way,
             ``fit(X, y)``: X an (N, 2) array or two-column DataFrame of
             (row, col) pairs and y the N values.
         shape : (int, int), optional
@@ -331,7 +345,7 @@ class MatrixCompletion(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         m, n = self.shape_
-        users = self._users(user)
+        users, single = self._users(user)
         k = check_int("k", k, 1)
         available = n - (np.diff(self.seen_.indptr)[users] if exclude_seen else np.zeros(users.size, np.intp))
         if users.size and k > available.min():
@@ -352,28 +366,36 @@ class MatrixCompletion(RegressorMixin, BaseEstimator):
                 scores[np.repeat(np.arange(block.size), np.diff(seen.indptr)), seen.indices] = -np.inf
             out[start:start + step] = _top(scores, k)
         out = out if self.col_ids_ is None else self.col_ids_[out]
-        return out[0] if np.ndim(user) == 0 else out
+        return out[0] if single else out
 
-    def _users(self, user) -> np.ndarray:
-        """The row positions of ``user`` (indices or ids), each one seen in ``fit``."""
+    def _users(self, user) -> tuple[np.ndarray, bool]:
+        """The row positions of ``user`` (indices or ids), each one seen in ``fit``; whether ``user`` is a single
+        one."""
         m, n = self.shape_
         if self._row_position is not None:
-            names = np.asarray(user, dtype=object) if np.ndim(user) else np.array([user], dtype=object)
+            try:  # a tuple fitted as an id is one user, not a sequence of them
+                single = np.ndim(user) == 0 or (isinstance(user, tuple) and user in self._row_position)
+            except TypeError:  # a tuple with unhashable parts: not an id
+                single = False
+            names = np.empty(1, dtype=object) if single else _id_array(user, dtype=object)
+            if single:
+                names[0] = user  # not np.array([user]), which would spread a tuple over a second axis
             if names.ndim > 1:
                 raise ValueError(f"`user` must be a row id or a 1-D array of them; got shape {names.shape}.")
             users, known = _lookup("user", names, self._row_position)
             if not known.all():
                 raise ValueError(f"`user` holds {names[~known][0]!r}, not a row id seen in fit; recommend for a "
                                  "new row from its entries with recommend_new(cols, values).")
-            return users
+            return users, single
         users = np.asarray(user)
+        single = users.ndim == 0
         if users.ndim > 1 or (users.size and not np.issubdtype(users.dtype, np.integer)):
             raise ValueError(f"`user` must be an int or a 1-D array of ints in [0, {m}); got {user!r}.")
         users = users.astype(np.intp, copy=False).reshape(-1)
         if users.size and (users.min() < 0 or users.max() >= m):
             bad = users[(users < 0) | (users >= m)][0]
             raise ValueError(f"`user` holds row {bad}, outside [0, {m}) for the {m} x {n} matrix fitted.")
-        return users
+        return users, single
 
     def _col_design(self):
         """The fixed side of a row's ridge problem: column factors V diag(sqrt(S)) (n, r), with a column of ones
