@@ -48,6 +48,8 @@ def test_bad_input():
         randla.spectral_clustering(X, 2, kernel="linear")
     with pytest.raises(ValueError, match="NaN"):
         randla.spectral_clustering(np.full((5, 2), np.nan), 2)
+    with pytest.raises(ValueError, match="`landmarks` must be one of 'rpcholesky'.*; got 'rp-cholesky'"):
+        randla.spectral_clustering(X, 2, landmarks="rp-cholesky")
 
 
 def test_embedding_has_one_column_per_cluster_or_n_components():

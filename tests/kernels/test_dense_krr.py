@@ -150,3 +150,30 @@ def test_grid_search_chooses_as_scikit_learns():
     assert ours.best_params_ == theirs.best_params_
     np.testing.assert_allclose(ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"],
                                rtol=1e-8, atol=1e-10)
+
+
+def test_posterior_std_has_a_column_per_target_as_scikit_learns():
+    # scikit-learn's GaussianProcessRegressor gives 2-D y a std of shape (p, t); ours used to be (p,).
+    X, y, Xt = data(300)
+    Y = np.column_stack([y, np.sin(X[:, 0]), -2 * y])
+    gp = GaussianProcessRegressor(RBF(np.sqrt(0.5 / 0.2)), alpha=0.1, optimizer=None).fit(X, Y)
+    gp_mean, gp_std = gp.predict(Xt, return_std=True)
+    assert gp_std.shape == (100, 3)
+    for model in (dense_kernel_ridge(X, Y, alpha=0.1, gamma=0.2),
+                  randla.nystrom_kernel_ridge(X, Y, alpha=0.1, gamma=0.2, landmarks=np.arange(300))):
+        mean, std = model.predict(Xt, return_std=True)
+        assert std.shape == mean.shape == (100, 3)
+        np.testing.assert_allclose(mean, gp_mean, rtol=0, atol=1e-9 * np.abs(gp_mean).max())
+        np.testing.assert_allclose(std, gp_std, rtol=0, atol=1e-9)
+        std[0, 0] = -1.0  # its own array, not a view of one column: writing a cell changes only that cell
+        assert std[0, 1] != -1.0
+        one = model.predict(Xt[:7], return_std=True)[1]
+        assert one.shape == (7, 3)
+    # 1-D y keeps (p,); one column (n, 1) gives (p, 1), the shape of its predictions.
+    assert dense_kernel_ridge(X, y, alpha=0.1, gamma=0.2).predict(Xt, return_std=True)[1].shape == (100,)
+    single = dense_kernel_ridge(X, y[:, None], alpha=0.1, gamma=0.2).predict(Xt, return_std=True)
+    assert single[0].shape == single[1].shape == (100, 1)
+    on_torch = dense_kernel_ridge(torch.as_tensor(X), torch.as_tensor(Y), alpha=0.1, gamma=0.2)
+    _, std = on_torch.predict(torch.as_tensor(Xt), return_std=True)
+    assert isinstance(std, torch.Tensor) and std.shape == (100, 3)
+    np.testing.assert_allclose(std.numpy(), gp_std, rtol=0, atol=1e-9)

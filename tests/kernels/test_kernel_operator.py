@@ -483,13 +483,33 @@ def test_bad_indices_are_refused_not_misread(backend):
         K.columns(torch.tensor([0, 30]))
 
 
-@pytest.mark.parametrize("name,params", [("rbf", {"gamma": 0.3}), ("polynomial", {"degree": 3, "coef0": 1.0})])
+def torch_kernel(name, X, params):
+    """The dense kernel matrix in plain torch operations, for reference gradients. Zero rows
+    (cosine) and 0 / 0 terms (chi2) go through a where() of 1, so that their gradients stay finite."""
+    if name == "rbf":
+        return torch.exp(-params["gamma"] * ((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=2))
+    if name == "polynomial":
+        return (X @ X.T / X.shape[1] + params["coef0"]) ** params["degree"]
+    if name == "cosine":
+        squares = (X * X).sum(axis=1, keepdim=True)
+        U = X / torch.sqrt(torch.where(squares > 0, squares, 1.0))
+        return U @ U.T
+    sums = X[:, None, :] + X[None, :, :]
+    terms = (X[:, None, :] - X[None, :, :]) ** 2 / torch.where(sums > 0, sums, 1.0)
+    return torch.exp(-params["gamma"] * terms.sum(axis=2))
+
+
+@pytest.mark.parametrize("name,params", [("rbf", {"gamma": 0.3}), ("polynomial", {"degree": 3, "coef0": 1.0}),
+                                         ("cosine", {}), ("chi2", {"gamma": 0.5})])
 @pytest.mark.parametrize("memory_limit", [DEFAULT_MEMORY_LIMIT, 4_000])
 def test_products_carry_gradients(name, params, memory_limit):
     # K @ v used to write the exact diagonal in place into the kernel's output,
     # which autograd keeps for the backward pass. The polynomial diagonal
     # depends on x, so its gradient checks that the diagonal is placed right.
-    X0 = torch.from_numpy(points(40, d=3))
+    # Cosine (unit rows) and chi2 (per-feature terms) used to write over
+    # tensors autograd had kept; their points include a zero row (cosine)
+    # and zero features (chi2), whose gradients must stay finite.
+    X0 = torch.from_numpy(kernel_points(name, 40, d=3))
     V = torch.from_numpy(np.random.default_rng(1).standard_normal((40, 2)))
     weights = torch.from_numpy(np.random.default_rng(2).standard_normal((40, 2)))
     grads = {}
@@ -502,6 +522,14 @@ def test_products_carry_gradients(name, params, memory_limit):
     assert float(grads["block"].norm()) > 0
     for how in ("matmat", "rmatmat"):
         assert torch.allclose(grads[how], grads["block"], rtol=1e-10, atol=1e-10)
+    X = X0.clone().requires_grad_(True)
+    ((torch_kernel(name, X, params) @ V) * weights).sum().backward()
+    assert torch.allclose(grads["block"], X.grad, rtol=1e-10, atol=1e-10)
+    X = X0.clone().requires_grad_(True)
+    (kernel_operator(X, kernel=name, **params).columns([3, 20, 0]) * weights[:, :1]).sum().backward()
+    Xr = X0.clone().requires_grad_(True)
+    (torch_kernel(name, Xr, params)[:, [3, 20, 0]] * weights[:, :1]).sum().backward()
+    assert torch.allclose(X.grad, Xr.grad, rtol=1e-10, atol=1e-10)
     with torch.no_grad():  # the in-place path, for products without autograd
         K = kernel_operator(X0, kernel=name, memory_limit=memory_limit, **params)
         assert torch.allclose(K.matmat(V), K.block() @ V, rtol=1e-12, atol=1e-12)

@@ -11,7 +11,7 @@ from sklearn.utils.validation import validate_data
 
 from .._validate import check_int
 from ..kernels.clustering import graph_spectral_clustering, nearest_neighbour_graph, spectral_clustering
-from ._common import _random_seed
+from ._common import _check_landmarks, _random_seed
 from .kernels import _input_tags, _kernel_params
 
 __all__ = ["SpectralClustering"]
@@ -118,6 +118,7 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
         k = check_int("n_clusters", self.n_clusters, 1)
         c = k if self.n_components is None else check_int("n_components", self.n_components, 1)
         m = min(check_int("n_landmarks", self.n_landmarks, 1), X.shape[0])
+        landmarks = _check_landmarks(self.landmarks)
         if m < min(c, X.shape[0]):
             warnings.warn(
                 f"n_landmarks={m} < n_components={c}: using {c} landmarks, as the embedding takes "
@@ -128,7 +129,7 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
             m = c
         result = spectral_clustering(
             X, self.n_clusters, kernel=affinity, n_components=self.n_components, n_landmarks=m,
-            landmarks=self.landmarks,
+            landmarks=landmarks,
             n_init=self.n_init, rng=_random_seed(self.random_state), **_kernel_params(self, affinity),
         )
         self.labels_ = result.labels

@@ -16,13 +16,14 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validate import check_int
+from .._validate import check_int, check_tol
 from ..kernels.dense_krr import dense_kernel_ridge
 from ..kernels.features import fourier_feature_map
-from ..kernels.krr import kernel_ridge, nystrom_kernel_ridge
+from ..kernels._krr_inputs import check_indices
+from ..kernels.krr import _RESIDUAL, kernel_ridge, nystrom_kernel_ridge
 from ..kernels.landmarks import landmarks as select_landmarks
 from ..kernels.operator import DEFAULT_MEMORY_LIMIT, kernel_operator
-from ._common import _random_seed
+from ._common import _check_landmarks, _random_seed
 
 __all__ = ["Nystroem", "RandomFourierFeatures", "KernelRidge"]
 
@@ -75,6 +76,20 @@ def _capped_components(n_components, n_samples: int, qualifier: str = "") -> int
         )
         return n_samples
     return n_components
+
+
+def _capped_rank(rank, n_samples: int):
+    """``preconditioner_rank`` at most n_samples, as ``n_components`` is capped: rank n is exact,
+    so a rank chosen for the whole data still serves a smaller fold."""
+    if isinstance(rank, str) or rank <= n_samples:  # "auto" or an int checked by _check_solver_params
+        return rank
+    warnings.warn(
+        f"preconditioner_rank={rank} > n_samples={n_samples}: using rank {n_samples}, that of the "
+        "full kernel matrix.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return n_samples
 
 
 class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -168,9 +183,10 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32])
         if self.n_jobs is not None and not isinstance(self.n_jobs, numbers.Integral):
             raise ValueError(f"`n_jobs` must be None or an int, as scikit-learn's (ignored); got {self.n_jobs!r}.")
+        method = _check_landmarks(self.landmarks)
         K = kernel_operator(X, kernel=self.kernel, **_kernel_params(self))
         m = _capped_components(self.n_components, X.shape[0])
-        chosen = select_landmarks(K, m, method=self.landmarks, rng=_random_seed(self.random_state))
+        chosen = select_landmarks(K, m, method=method, rng=_random_seed(self.random_state))
         idx = np.asarray(chosen.indices)
         head = np.asarray(chosen.factor)[idx]  # lower triangular, positive diagonal
         self.components_ = X[idx]
@@ -205,14 +221,18 @@ class KernelRidge(RegressorMixin, BaseEstimator):
 
     Minimises sum_i w_i (y_i - f(x_i))^2 + alpha ||f||_H^2 (scikit-learn's
     KernelRidge objective, no intercept); w_i is ``fit``'s ``sample_weight``,
-    1 without it.
+    1 without it. The default kernel is ``"rbf"``, where scikit-learn's
+    ``KernelRidge`` takes ``"linear"``: pass ``kernel="linear"`` for its
+    default model (plain ridge regression, which needs neither landmarks nor
+    preconditioning: scikit-learn's ``Ridge(fit_intercept=False)`` is the same).
 
     Parameters
     ----------
     alpha : float or array of shape (n_targets,), default 1.0
         Ridge penalty, > 0; an array gives each target its own.
     kernel, gamma, degree, coef0, kernel_params
-        As in :class:`Nystroem`.
+        As in :class:`Nystroem`; ``kernel`` defaults to ``"rbf"`` (scikit-learn's
+        ``KernelRidge``: ``"linear"``).
     n_components : int, "auto" or None, default "auto"
         Landmarks m of the Nyström model. ``"auto"`` with the ``"nystrom"``
         solver: exact KRR, scikit-learn's ``KernelRidge`` to rounding, for
@@ -240,7 +260,8 @@ class KernelRidge(RegressorMixin, BaseEstimator):
     preconditioner_rank : int or "auto", default "auto"
         Rank of the randomized Nyström preconditioner of the full system
         (``solver="pcg"``, ``n_components=None``); small ``alpha`` needs a
-        larger one (see :func:`randla.kernel_ridge`).
+        larger one (see :func:`randla.kernel_ridge`). At most n_samples (a
+        warning says when capped).
     memory_limit : int, default 256 MiB
         Bytes of kernel blocks held at a time.
     random_state : None, int or RandomState
@@ -261,7 +282,8 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         :func:`randla.nystrom_kernel_ridge`), else None; such a fit also
         gives ``predict(X, return_std=True)`` (on the exact path, those of
         scikit-learn's ``GaussianProcessRegressor`` with ``alpha`` as the
-        noise variance).
+        noise variance; shape (p,), or (p, t) for 2-D y as scikit-learn's,
+        the same in every column).
     result_ : KRRResult
 
     Examples
@@ -301,6 +323,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
                 sample_weight = np.full(X.shape[0], sample_weight)
         if self.solver not in ("nystrom", "pcg"):
             raise ValueError(f"`solver` must be 'nystrom' or 'pcg'; got {self.solver!r}.")
+        self._check_solver_params(X.shape[0])
         common = dict(kernel=self.kernel, alpha=self.alpha, sample_weight=sample_weight,
                       memory_limit=self.memory_limit, rng=_random_seed(self.random_state), **_kernel_params(self))
         iterative = {} if self.solver == "nystrom" else {
@@ -308,7 +331,8 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             "max_iter": 200 if self.max_iter is None else self.max_iter,
         }
         if self.solver == "pcg" and self.n_components is None:
-            result = kernel_ridge(X, y, rank=self.preconditioner_rank, **iterative, **common)
+            rank = _capped_rank(self.preconditioner_rank, X.shape[0])
+            result = kernel_ridge(X, y, rank=rank, **iterative, **common)
         elif self._dense_fits(X.shape[0]):
             common.pop("rng")  # nothing random: every point is a centre
             result = dense_kernel_ridge(X, y, **common)
@@ -343,6 +367,25 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             )
         return self
 
+    def _check_solver_params(self, n: int) -> None:
+        """Refuse a bad ``landmarks``, ``tol``, ``max_iter`` or ``preconditioner_rank`` whichever
+        path the data take: the exact path uses none of them, and would otherwise accept on a small
+        sample what the same estimator refuses on more data."""
+        if isinstance(self.landmarks, str):
+            _check_landmarks(self.landmarks, "or an array of row indices of X")
+        else:
+            check_indices(self.landmarks, n)
+        if self.tol is not None:
+            check_tol(self.tol, _RESIDUAL)
+        if self.max_iter is not None:
+            check_int("max_iter", self.max_iter, 1)
+        rank = self.preconditioner_rank
+        auto = isinstance(rank, str) and rank == "auto"
+        if not (auto or (isinstance(rank, numbers.Integral) and not isinstance(rank, bool) and rank >= 1)):
+            raise ValueError(
+                f"`preconditioner_rank` must be 'auto' or an int >= 1 (capped at n_samples); got {rank!r}."
+            )
+
     def _dense_fits(self, n: int) -> bool:
         """Whether ``n_components="auto"`` solves exactly: n <= DENSE_MAX_SAMPLES and the
         dense solve's matrices within ``memory_limit`` (a bad one is left to the Nyström path
@@ -357,8 +400,10 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         return n <= DENSE_MAX_SAMPLES and _DENSE_MATRICES * 8 * n * n <= limit
 
     def predict(self, X, return_std=False):
-        """f(X); ``return_std=True`` also gives the Gaussian-process posterior
-        standard deviation (see ``log_marginal_likelihood_value_``)."""
+        """f(X), shape (p,) or (p, t) as y had; ``return_std=True`` also gives the
+        Gaussian-process posterior standard deviation in the same shape, one
+        column per target as scikit-learn's ``GaussianProcessRegressor``
+        (see ``log_marginal_likelihood_value_``)."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
         return self.result_.predict(X.astype(self.centers_.dtype, copy=False), return_std=return_std)

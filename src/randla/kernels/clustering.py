@@ -23,9 +23,10 @@ import scipy.sparse as sp
 from array_api_compat import array_namespace
 
 from .._results import Unpackable
-from .._validate import check_int, check_rng
+from .._validate import check_choice, check_int, check_rng
 from ..backend import small_svd, to_numpy
 from ..operators import Operator
+from .landmarks import METHODS
 from .landmarks import landmarks as select_landmarks
 from .operator import DEFAULT_MEMORY_LIMIT, kernel_operator
 
@@ -160,6 +161,7 @@ def spectral_clustering(
         )
     m = min(n_landmarks, n)
     n_init = check_int("n_init", n_init, 1)
+    landmarks = check_choice("landmarks", landmarks, METHODS)  # randla.landmarks would call it `method`
     gen = check_rng(rng)
     isolated = np.flatnonzero(np.asarray(to_numpy(K.diagonal())) <= 0)
     if isolated.size:

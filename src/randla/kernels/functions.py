@@ -287,6 +287,9 @@ def chi2_distances(xp, A, B):
         for k in range(A.shape[1]):
             a = part[:, k, None]
             term = a - B[None, :, k]
+            if _needs_grad(term):  # autograd keeps term for the backward pass: no writing over it
+                total = total + term * term / (a + shifted[None, :, k])
+                continue
             term *= term
             term /= a + shifted[None, :, k]
             total += term
@@ -313,9 +316,18 @@ def _unit_rows(xp, A):
     else:
         largest = xp.ones((A.shape[0], 1), dtype=A.dtype, device=_device(A))
     U = A / xp.where(largest > 0, largest, 1)
-    norms = xp.sqrt(xp.linalg.vecdot(U, U, axis=1))[:, None]  # entries at most 1: no overflow, no temporary
-    U /= xp.where(norms > 0, norms, 1)
+    squares = xp.linalg.vecdot(U, U, axis=1)[:, None]  # entries at most 1: no overflow, no temporary
+    # The square root of 1 at zero rows, not of 0: its gradient there would be inf, and NaN once masked.
+    norms = xp.sqrt(xp.where(squares > 0, squares, 1))
+    if _needs_grad(U):  # vecdot kept U for the backward pass: no writing over it
+        return U / norms
+    U /= norms
     return U
+
+
+def _needs_grad(T) -> bool:
+    """Whether autograd records operations on T (a torch tensor that requires grad)."""
+    return bool(getattr(T, "requires_grad", False))
 
 
 def _pairwise(xp, A, B, p: int):

@@ -122,10 +122,12 @@ class KRRResult(Unpackable):
         bytes of kernel entries are held at a time.
 
         ``return_std=True`` also returns the posterior standard deviation of
-        f at each point, shape (p,), as scikit-learn's
-        ``GaussianProcessRegressor.predict`` does with ``alpha`` as the noise
-        variance (the noise itself is not included: add ``alpha`` to the
-        variance for that of a new observation). Only for Nystrom KRR by the
+        f at each point, as scikit-learn's ``GaussianProcessRegressor.predict``
+        does with ``alpha`` as the noise variance (the noise itself is not
+        included: add ``alpha`` to the variance for that of a new
+        observation). Its shape is that of the predictions: (p,), or (p, t)
+        for 2-D y, every column the same (one ``alpha``, one kernel), as
+        scikit-learn gives one per target. Only for Nystrom KRR by the
         direct solver with one ``alpha``; see :func:`nystrom_kernel_ridge`
         (and for exact KRR formed densely, :func:`randla.kernels.dense_kernel_ridge`).
         """
@@ -160,7 +162,9 @@ class KRRResult(Unpackable):
         out = out if self.dual_coef.ndim == 2 else out[:, 0]
         if not return_std:
             return out
-        return out, xp.astype(xp.concat(stds) if len(stds) > 1 else stds[0], X.dtype)
+        std = xp.astype(xp.concat(stds) if len(stds) > 1 else stds[0], X.dtype)
+        # One std for all targets (they share the kernel and alpha); a column per target, as scikit-learn's.
+        return out, (xp.tile(std[:, None], (1, out.shape[1])) if out.ndim == 2 else std)
 
     def _std(self, xp, X, C):
         C = as_float64(xp, C)
