@@ -241,6 +241,7 @@ def test_a_device_torch_cannot_use_is_refused_before_any_work(texts, tmp_path, c
     assert main([*arguments, "--device", device]) == 2
     err = capsys.readouterr().err
     assert err.startswith("randla: error:") and message in err and len(err.strip().splitlines()) == 1
+    assert "not a torch device" not in message or err.rstrip().endswith("pass e.g. cpu, cuda or cuda:1.")  # no mps
     assert not out.exists()
 
 

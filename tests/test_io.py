@@ -198,8 +198,10 @@ def test_mtx_dense_array_format_round_trip(tmp_path, dense):
     np.testing.assert_allclose(loaded, dense, rtol=1e-15)
 
 
-@pytest.mark.parametrize("suffix, compress", [(".mtx.gz", gzip.compress), (".mtx.bz2", bz2.compress)])
+@pytest.mark.parametrize("suffix, compress", [(".mtx.gz", gzip.compress), (".mtx.bz2", bz2.compress),
+                                             (".MTX.GZ", gzip.compress), (".Mtx.Bz2", bz2.compress)])
 def test_mtx_compressed(tmp_path, suffix, compress):
+    """Any case: SciPy alone decompresses only lower-case suffixes."""
     A = sp.random_array((12, 9), density=0.3, rng=2, format="coo")
     text = io.BytesIO()
     scipy.io.mmwrite(text, A)

@@ -349,3 +349,22 @@ def test_block_krylov_basis_never_wider_than_the_range(shape):
     r = randla.qb(A, 25, method="block_krylov", rng=0)
     assert r.Q.shape == (shape[0], 40)
     assert np.linalg.norm(A - r.reconstruct()) <= 1e-12 * np.linalg.norm(A)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(6))
+def test_tol_below_resolution_reports_at_least_the_floor(dtype, seed):
+    """A clipped indicator of 0 claimed converged=True with error_estimate 0.0 at tol = 1e-10,
+    where the true error of an exactly rank-7 float32 matrix is ~3e-7."""
+    from randla.rangefinder import indicator_floor
+
+    rng = np.random.default_rng(seed)
+    A = (rng.standard_normal((300, 7)) @ rng.standard_normal((7, 100))).astype(dtype)
+    with pytest.warns(UserWarning, match="below what .* arithmetic resolves"):
+        r = randla.qb(A, tol=1e-10, rng=seed)
+    Ad = A.astype(np.float64)
+    true = np.linalg.norm(Ad - r.reconstruct().astype(np.float64)) / np.linalg.norm(Ad)
+    assert r.rank == 32  # the first block; the second found only rounding
+    assert not r.converged
+    assert r.error_estimate >= np.sqrt(indicator_floor(np, dtype)) >= true
+    assert true <= 10 * np.finfo(dtype).eps  # A's range is captured, to rounding

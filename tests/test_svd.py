@@ -962,3 +962,78 @@ def test_truncated_svd_estimator_signs_and_fit_transform_as_sklearns(wide):
 def test_truncated_svd_estimator_share_of_energy_needs_a_growing_basis():
     with pytest.raises(ValueError, match="float `n_components`.*block_krylov' takes an int"):
         randla.TruncatedSVD(n_components=0.5, method="block_krylov").fit(_lsa_data())
+
+
+@pytest.mark.parametrize("dtype, noise", [(np.float32, 1e-3), (np.float64, 1e-8)])
+def test_tol_mode_on_a_small_residual(dtype, noise):
+    """residual(A, L, R).norm() cancelled to garbage (24% high in float32, 0.0 in float64), which
+    the tolerance mode took as exact: 195 columns with converged=False, or rank 1 claiming
+    error 0 where the true error was 0.99. It now estimates the norm from its probes."""
+    rng = np.random.default_rng(0)
+    A = (rng.standard_normal((300, 10)) @ rng.standard_normal((10, 200)) + noise * rng.standard_normal((300, 200)))
+    A = A.astype(dtype)
+    L, R = randla.svd(A, 10, rng=0).factors()
+    E = A.astype(np.float64) - L.astype(np.float64) @ R.astype(np.float64)
+    r = randla.svd(randla.residual(A, L, R), tol=0.5, rng=0)
+    true = np.linalg.norm(E - r.reconstruct().astype(np.float64)) / np.linalg.norm(E)
+    assert r.converged and true <= 0.5
+    assert r.error_estimate == pytest.approx(true, rel=0.02)
+    # The truncation is the best of its rank, to the randomized basis's accuracy.
+    s = np.linalg.svd(E, compute_uv=False)
+    assert true <= 1.05 * np.sqrt(np.sum(s[r.rank :] ** 2)) / np.linalg.norm(E)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr", "csc"])
+def test_complex64_torch_sparse_in_tol_mode(layout):
+    """norm() of a complex64 CSR or CSC tensor took torch.real of its values view, which torch refuses."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    D = ((rng.standard_normal((80, 60)) + 1j * rng.standard_normal((80, 60))) * (rng.random((80, 60)) < 0.2))
+    D = D.astype(np.complex64)
+    T = torch.as_tensor(D)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        A = {"coo": T.to_sparse_coo, "csr": T.to_sparse_csr, "csc": T.to_sparse_csc}[layout]()
+    exact = np.linalg.norm(D.astype(np.complex128))
+    assert randla.as_operator(A).norm() == pytest.approx(exact, rel=1e-12)
+    for result in (randla.svd(A, tol=0.3, rng=0), randla.qb(A, tol=0.3, rng=0)):
+        true = np.linalg.norm(D.astype(np.complex128) - to_np(result.reconstruct())) / exact
+        assert result.converged and true <= 0.3
+        # QB spans all 60 columns, where the float32 indicator reads rounding of up to sqrt(eps / 4).
+        assert result.error_estimate == pytest.approx(true, rel=1e-3, abs=2e-4)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-10), (np.float32, 1e-7), (np.float32, 1e-4),
+                                        (np.float64, 1e-10)])
+@pytest.mark.parametrize("seed", range(8))
+def test_tol_below_resolution_never_claims_convergence(dtype, tol, seed):
+    """Below the indicator's floor a clipped indicator of 0 ended the basis at its first block:
+    an exactly rank-7 float32 matrix came back with rank 32, error_estimate 0.0 and
+    converged=True (19 of 40 seeds), its true error 3000 times tol."""
+    from randla.rangefinder import indicator_floor
+
+    rng = np.random.default_rng(seed)
+    A = (rng.standard_normal((300, 7)) @ rng.standard_normal((7, 100))).astype(dtype)
+    with pytest.warns(UserWarning, match="below what .* arithmetic resolves"):
+        r = randla.svd(A, tol=tol, rng=seed)
+    floor = indicator_floor(np, dtype)
+    Ad = A.astype(np.float64)
+    s = np.linalg.svd(Ad, compute_uv=False)
+    true = np.linalg.norm(Ad - r.reconstruct().astype(np.float64)) / np.linalg.norm(Ad)
+    assert r.rank == 7 == int(np.sum(s > 1e3 * np.finfo(dtype).eps * s[0]))  # rounding dropped
+    np.testing.assert_allclose(r.S, s[:7], rtol=100 * np.finfo(dtype).eps)
+    assert not r.converged  # tol is not certified
+    assert r.error_estimate >= math.sqrt(floor) >= true
+
+
+@pytest.mark.parametrize("dtype, tol, converged", [(np.float64, 1e-12, True), (np.float32, 1e-10, False)])
+def test_tol_below_resolution_at_full_width(dtype, tol, converged):
+    """A basis of the whole short side leaves only rounding, ~eps sqrt(n): it meets a tol above that
+    (float64 at 1e-12) and not one below it (float32 at 1e-10)."""
+    A = np.random.default_rng(0).standard_normal((30, 20)).astype(dtype)
+    with pytest.warns(UserWarning, match="below what .* arithmetic resolves"):
+        r = randla.svd(A, tol=tol, rng=0)
+    Ad = A.astype(np.float64)
+    true = np.linalg.norm(Ad - r.reconstruct().astype(np.float64)) / np.linalg.norm(Ad)
+    assert r.rank == 20 and r.converged is converged and bool(true <= tol) is converged

@@ -93,7 +93,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 def _add_runtime_options(command):
     """Where and how the model runs, and how text reaches it: the options both subcommands share."""
     command.add_argument("--device", default="cpu", metavar="DEVICE",
-                         help="torch device for the model and the text batches: cpu (default), cuda, cuda:1, mps, ...")
+                         help="torch device for the model and the text batches: cpu (default), cuda or cuda:N "
+                              "(not mps, which has no float64)")
     command.add_argument("--dtype", choices=DTYPES, default="float32",
                          help="dtype the model is loaded and run in (default: float32); factors are computed in "
                          "float32 at least and saved in this dtype")
@@ -122,7 +123,7 @@ def _checked_device(text: str):
         device = torch.device(text)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(
-            f"--device {text!r} is not a torch device ({exc}); pass e.g. cpu, cuda, cuda:1 or mps."
+            f"--device {text!r} is not a torch device ({exc}); pass e.g. cpu, cuda or cuda:1."
         ) from None
     if device.type == "meta":
         raise ValueError("--device 'meta' holds shapes but no numbers, so no model can run there; "

@@ -25,7 +25,9 @@ Examples
 
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
 import os
 import secrets
 import zipfile
@@ -220,8 +222,14 @@ def _load_mtx(path: Path):
     import scipy.io
     import scipy.sparse as sp
 
+    # SciPy picks decompression by a case-sensitive suffix; open the stream here so A.MTX.GZ reads too.
+    opener = {".mtx.gz": gzip.open, ".mtx.bz2": bz2.open}.get(_suffix(path))
     try:
-        matrix = scipy.io.mmread(path)
+        if opener is None:
+            matrix = scipy.io.mmread(path)
+        else:
+            with opener(path, "rb") as stream:
+                matrix = scipy.io.mmread(stream)
     except PermissionError:
         raise
     except (ValueError, EOFError, OSError) as exc:  # OSError: a corrupt .gz or .bz2 stream

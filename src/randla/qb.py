@@ -202,7 +202,11 @@ def build_basis(op: Operator, o: Options, *, oversample_cap: bool = False) -> Ba
             normalizer=o.normalizer,
             rng=o.rng,
         )
-        return Basis(found.Q, found.W, power_iters, found.error, found.converged, found.norm)
+        error = found.error
+        if not found.converged and o.tol**2 < indicator_floor(op.xp, op.dtype):
+            # Below what the indicator resolves, a reading of 0 is rounding, not a certified error.
+            error = max(error, math.sqrt(indicator_floor(op.xp, op.dtype)))
+        return Basis(found.Q, found.W, power_iters, error, found.converged, found.norm)
     l = min(o.rank + o.oversample, min(op.shape))
     power_iters = o.power_iters
     if power_iters == "auto":

@@ -225,12 +225,22 @@ def adaptive_qb(
     Squared errors are kept relative to ||A||_F^2 and every norm is taken
     with scaling, so the indicator holds at any scale of A: squares of A's
     own size leave the float range beyond ~1e154 (float64) or ~1e19 (float32).
+
+    Where tol^2 is below that rounding (:func:`indicator_floor`), an
+    indicator at or under tol^2 reads rounding, not a certified error: the
+    basis then grows until a block finds only rounding (or the cap), and
+    ``converged`` stays False; ``error`` is the indicator's reading, which
+    rounding may hide up to sqrt(floor).
     """
     xp = op.xp
     m, n = op.shape
     norm = op.norm()
     exact = norm is not None
     target = tol**2
+    floor = indicator_floor(xp, op.dtype)
+    # Below the floor a clipped indicator of 0 would stop at the first block
+    # and claim tol: exact low-rank float32 A gave 32 columns, converged, error 0.
+    resolved = target >= floor
     Q = xp.zeros((m, 0), dtype=op.dtype, device=op.device)
     W = xp.zeros((n, 0), dtype=op.dtype, device=op.device)
     remaining = 0.0 if norm == 0 else 1.0  # ||A - Q Q^H A||_F^2 / ||A||_F^2
@@ -260,7 +270,7 @@ def adaptive_qb(
         block = orthonormalize(xp, _project_out(xp, Q, Y))
         Wb = op.rmatmat(block) - W @ (conj_transpose(xp, Q) @ block)
         share = _captured(xp, block, Wb, norm) if exact else 0.0
-        if exact and Q.shape[1] and share <= 1e-3 * indicator_floor(xp, op.dtype):
+        if exact and Q.shape[1] and share <= 1e-3 * floor:
             # The block found only rounding (a thousandth of what the indicator
             # resolves): more blocks would add rounding up to min(m, n) columns
             # (an exactly low-rank A at tol ~ sqrt(eps)).
@@ -269,11 +279,14 @@ def adaptive_qb(
         W = xp.concat([W, Wb], axis=1)
         if exact:
             remaining = max(remaining - share, 0.0)
-            if remaining <= target:
+            if remaining <= target and resolved:
                 converged = True
                 break
         elif scale > 0:
             captured += _relative_square(frobenius_norm(xp, Wb), scale)
+    if exact and not converged and Q.shape[1] == min(m, n) and tol >= math.sqrt(min(m, n)) * finfo_eps(xp, op.dtype):
+        # A basis of the whole short side leaves only its QR's rounding, ~eps sqrt(min(m, n)): tol is met.
+        converged = True
     if not exact and not converged:
         # The last probe saw the basis before its last block; probe the final one.
         omega = draw_for(op, sketch, block_size, rng)

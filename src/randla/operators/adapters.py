@@ -8,7 +8,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, is_torch_array
 
 from ..backend import device_of, frobenius_norm
-from .base import _CONVERT_BLOCK, _SUM_BLOCK, Operator, _adjoint_product, _double, _work_dtype
+from .base import _CONVERT_BLOCK, _SUM_BLOCK, Operator, _adjoint_product, _double, _real_product, _work_dtype
 from .dask_array import _Dask
 
 
@@ -46,8 +46,11 @@ class _Dense(Operator):
         return [f(i, self.xp.astype(A[i : i + rows], self.dtype)) for i in range(0, self.shape[0], rows)]
 
     def matmat(self, X):
-        parts = self._per_block(lambda _, block: block @ X)
-        return parts[0] if len(parts) == 1 else self.xp.concat(parts)
+        def product(Z):
+            parts = self._per_block(lambda _, block: block @ Z)
+            return parts[0] if len(parts) == 1 else self.xp.concat(parts)
+
+        return _real_product(self.xp, product, X, self.dtype)
 
     def rmatmat(self, Y):
         def transposed_product(Z):
@@ -223,7 +226,7 @@ class _TorchSparse(Operator):
         return A if A.dtype == self.dtype else A.to(self.dtype)
 
     def matmat(self, X):
-        return self._matrix() @ X
+        return _real_product(self.xp, lambda Z: self._matrix() @ Z, X, self.dtype)
 
     def rmatmat(self, Y):
         # (Y^T A)^T = A^T Y; dense @ sparse keeps the sparse operand untouched.
@@ -233,7 +236,9 @@ class _TorchSparse(Operator):
         A = self._matrix()
         import torch
 
-        values = A.coalesce().values() if A.layout == torch.sparse_coo else A.values()
+        # A CSR or CSC tensor's values() is a view that torch.real refuses
+        # (complex entries, summed in double): a copy of the nonzeros.
+        values = A.coalesce().values() if A.layout == torch.sparse_coo else A.values().clone()
         return frobenius_norm(self.xp, values)
 
     def centered_norm(self, mean, axis: int) -> float:
@@ -458,6 +463,6 @@ def _adapt_cupy_sparse(A) -> Operator:
     op.input_dtype = A.dtype
     op.dtype = _work_dtype(xp, A.dtype)
     op._A = A
-    op.matmat = lambda X: A @ X
+    op.matmat = lambda X: _real_product(xp, lambda Z: A @ Z, X, op.dtype)
     op.rmatmat = lambda Y: _adjoint_product(xp, lambda Z: A.T @ Z, Y, op.dtype)
     return op

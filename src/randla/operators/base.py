@@ -44,12 +44,23 @@ def _double(xp, dtype):
     return xp.complex128 if _is_complex(xp, dtype) else xp.float64
 
 
+def _real_product(xp, product, X, a_dtype):
+    """A @ X from a routine for it, where a real A meets a complex X (from a
+    complex shift): A @ Re X + i A @ Im X. Torch multiplies only equal dtypes,
+    and a complex copy of the big matrix would double its memory."""
+    if _is_complex(xp, a_dtype) or not _is_complex(xp, X.dtype):
+        return product(X)
+    return product(xp.real(X)) + 1j * product(xp.imag(X))
+
+
 def _adjoint_product(xp, matmat_t, Y, a_dtype):
     """A^H Y = conj(A^T conj(Y)) from a routine for A^T Y, without conjugating
-    the big matrix; real A and Y need no conjugate at all."""
+    the big matrix; real A needs no conjugate at all."""
     if _is_complex(xp, a_dtype) and not _is_complex(xp, Y.dtype):
         Y = xp.astype(Y, xp.result_type(a_dtype, Y.dtype))  # complex: torch multiplies only equal dtypes
-    return xp.conj(matmat_t(xp.conj(Y))) if _is_complex(xp, Y.dtype) else matmat_t(Y)
+    if not _is_complex(xp, a_dtype):
+        return _real_product(xp, matmat_t, Y, a_dtype)
+    return xp.conj(matmat_t(xp.conj(Y)))
 
 
 def _real_dtype(dtype):
