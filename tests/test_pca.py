@@ -464,3 +464,66 @@ def test_estimator_covariance_solver_keeps_single_precision_far_from_zero():
 def test_estimator_bad_svd_solver_named_in_the_error():
     with pytest.raises(ValueError, match="`svd_solver` must be one of 'auto', 'randomized', 'covariance_eigh'.*'full'"):
         randla.PCA(3, svd_solver="full").fit(tall())
+
+
+def test_estimator_covariance_solver_single_precision_noise_variance_and_score():
+    """float32 data whose last 5 of 50 variances are 1e-8 times the largest, 45 axes kept (the default
+    solver on tall data). The noise variance is summed from the double eigenvalues: the total less the 45
+    leading variances rounded to float32 was 46% too high. The log-likelihood uses the float32 axes made
+    orthonormal in double: as stored they leak ~1e-7 of the leading variances into the noise directions."""
+    rng = np.random.default_rng(15)
+    m, n, k = 600, 50, 45
+    spread = np.r_[np.linspace(10, 1, k), np.full(n - k, 1e-3)]
+    rotation = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    X = ((rng.standard_normal((m, n)) * spread) @ rotation + 1).astype(np.float32)
+    Xd = X.astype(np.float64)  # the same values: the exact answer is LAPACK's on them
+    variances, axes = np.linalg.eigh(np.cov(Xd, rowvar=False))
+    variances, axes = variances[::-1], axes[:, ::-1]
+    noise = variances[k:].mean()
+    C = (axes[:, :k] * (variances[:k] - noise)) @ axes[:, :k].T + noise * np.eye(n)
+    R = Xd - Xd.mean(axis=0)
+    exact = -0.5 * (n * np.log(2 * np.pi) + np.linalg.slogdet(C)[1] + np.sum(R * np.linalg.solve(C, R.T).T, axis=1))
+    ours = randla.PCA(n_components=k).fit(X)
+    assert ours.components_.dtype == np.float32
+    assert ours.noise_variance_ == pytest.approx(noise, rel=1e-6)  # measured 6e-9; was 0.46
+    assert ours.score(X) == pytest.approx(exact.mean(), abs=1e-4)  # measured 1.5e-6 of -105.2; was 0.17
+    np.testing.assert_allclose(ours.score_samples(X), exact, atol=1e-2)  # measured 1.3e-3; was 16 at worst
+
+
+@pytest.mark.parametrize("params,match", [
+    pytest.param(dict(method="bogus"), "`method` must be one of 'rsi', 'rsvd', 'block_krylov'; got 'bogus'",
+                 id="method"),
+    pytest.param(dict(power_iters=-4), "`power_iters` must be 'auto' or an int >= 0; got -4", id="power_iters"),
+    pytest.param(dict(oversample=-3), "`oversample` must be an int >= 0; got -3", id="oversample"),
+    pytest.param(dict(n_components=0.9, method="block_krylov"), "float `n_components`.*block_krylov' takes an int",
+                 id="share-block_krylov"),
+    pytest.param(dict(method="rsvd", power_iters=2), "method='rsvd' makes no power iterations; got power_iters=2",
+                 id="rsvd-power_iters"),
+    pytest.param(dict(whiten="no"), "`whiten` must be a bool.*got 'no'", id="whiten-str"),
+    pytest.param(dict(whiten=None), "`whiten` must be a bool.*got None", id="whiten-None"),
+])
+@pytest.mark.parametrize("svd_solver", ["auto", "covariance_eigh"])
+def test_estimator_checks_every_parameter_whichever_solver_runs(params, match, svd_solver):
+    """Tall data, where the covariance solver uses none of the randomized settings: they are
+    refused all the same, as on wide data, so a fit does not pass or fail by the data's shape."""
+    X = tall()
+    with pytest.raises(ValueError, match=match):
+        randla.PCA(**{"n_components": 3, **params}, svd_solver=svd_solver).fit(X)
+
+
+def test_estimator_whiten_takes_numpy_bools():
+    X = tall()
+    for flag in (np.True_, np.False_):
+        np.testing.assert_array_equal(randla.PCA(3, whiten=flag).fit_transform(X),
+                                      randla.PCA(3, whiten=bool(flag)).fit_transform(X))
+
+
+def test_estimator_share_on_a_flat_spectrum_keeps_at_most_the_documented_excess():
+    """The docstring's worst case for a float n_components: on a flat, noise-like spectrum up to about
+    14% more components than the exact minimum (10% measured here); the share is always reached."""
+    X = np.random.default_rng(1).standard_normal((300, 1000)) + 1  # wide: the randomized solver
+    centred = np.linalg.svd(X - X.mean(axis=0), compute_uv=False) ** 2
+    fewest = int(np.searchsorted(np.cumsum(centred) / centred.sum(), 0.5, side="right")) + 1
+    ours = randla.PCA(n_components=0.5, random_state=0).fit(X)
+    assert fewest <= ours.n_components_ <= 1.15 * fewest
+    assert float(np.sum(ours.explained_variance_ratio_)) >= 0.5

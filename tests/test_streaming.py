@@ -6,6 +6,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -422,3 +423,40 @@ def test_fit_starts_over_as_scikit_learn_does():
     np.testing.assert_array_equal(refit.mean_, X2.mean(axis=0))
     np.testing.assert_array_equal(refit.components_, fresh.components_)
     assert randla.StreamingPCA(2).fit(X1).fit(X2[:, :4]).mean_.shape == (4,)  # new width: a new fit
+
+
+@pytest.mark.parametrize("make,error,match", [
+    pytest.param(lambda X: pd.DataFrame(X), TypeError, r"got a DataFrame of shape \(100, 6\).*df\.to_numpy\(\)",
+                 id="DataFrame"),
+    pytest.param(lambda X: pd.DataFrame(X, columns=list("abcdef")), TypeError, r"DataFrame of shape \(100, 6\)",
+                 id="DataFrame-named-columns"),
+    pytest.param(lambda X: X[0], ValueError, r"got a 1-D ndarray of shape \(6,\).*X\[None, :\]", id="1-D-numpy"),
+    pytest.param(lambda X: torch.from_numpy(X[0]), ValueError, r"got a 1-D Tensor of shape \(6,\)", id="1-D-torch"),
+    pytest.param(lambda X: X.tolist(), TypeError, r"got a list of lists.*np\.asarray\(X\)", id="list-of-lists"),
+])
+def test_fit_names_a_dataframe_a_1d_array_or_nested_lists_it_refuses(make, error, match):
+    """Each was iterated into 'batches' it never held (column labels, numbers, rows as lists),
+    and the error named those: int, str, shape ()."""
+    X = np.random.default_rng(0).standard_normal((100, 6))
+    with pytest.raises(error, match=match):
+        randla.StreamingPCA(2).fit(make(X))
+
+
+@pytest.mark.parametrize("make", [
+    lambda X: X, lambda X: torch.from_numpy(X), lambda X: sp.csr_array(X), lambda X: X.reshape(4, 25, 6),
+    lambda X: [X[:40], X[40:]], lambda X: (X[i : i + 10] for i in range(0, 100, 10)),
+], ids=["numpy", "torch", "sparse", "3-D", "list-of-batches", "generator"])
+def test_fit_takes_every_documented_input(make):
+    X = np.random.default_rng(0).standard_normal((100, 6))
+    pca = randla.StreamingPCA(2).fit(make(X))
+    assert pca.n_samples_seen_ == 100
+    np.testing.assert_allclose(pca.mean_, X.mean(axis=0), atol=1e-14)
+
+
+def test_incremental_estimator_checks_whiten():
+    X = low_rank(200, 10, rank=3, rng=0)
+    for call in (lambda e: e.fit(X), lambda e: e.partial_fit(X)):
+        with pytest.raises(ValueError, match="`whiten` must be a bool.*got 'no'"):
+            call(randla.IncrementalPCA(3, whiten="no"))
+    whitened = randla.IncrementalPCA(3, whiten=np.True_).fit_transform(X)
+    np.testing.assert_allclose(whitened.var(axis=0, ddof=1), 1.0, rtol=1e-10)

@@ -11,6 +11,7 @@ variance. Memory O(l n), time O(l n) per row.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,6 +64,27 @@ def _row_blocks(X):
         return
     for i in range(0, m, rows):
         yield X[i : i + rows]
+
+
+_FIT_TAKES = "StreamingPCA.fit takes a 2-D array (a matrix of rows) or an iterable of 2-D batches"
+
+
+def _check_batches(batches):
+    """Refuse, naming it, what fit would otherwise iterate into things that are no
+    batches (a DataFrame into its column labels, a 1-D array into numbers), whose
+    error would name objects the caller never passed."""
+    shape = tuple(batches.shape) if hasattr(batches, "shape") else "unknown"
+    if hasattr(batches, "to_numpy") and hasattr(batches, "columns"):  # pandas, polars: iterated by column
+        raise TypeError(f"{_FIT_TAKES}; got a {type(batches).__name__} of shape {shape}, which iterates "
+                        "over its columns. Pass df.to_numpy(), or use randla.IncrementalPCA, which takes DataFrames.")
+    ndim = getattr(batches, "ndim", None)
+    if isinstance(ndim, int) and ndim < 2:
+        fix = ("For one sample (a row), pass X[None, :] (or X.reshape(1, -1)); for one feature, X[:, None]."
+               if ndim == 1 else "Pass the matrix of rows it belongs to.")
+        raise ValueError(f"{_FIT_TAKES}; got a {ndim}-D {type(batches).__name__} of shape {shape}. {fix}")
+    if isinstance(batches, (list, tuple)) and batches and isinstance(batches[0], (list, tuple, numbers.Number)):
+        raise TypeError(f"{_FIT_TAKES}; got a {type(batches).__name__} of {type(batches[0]).__name__}s, no arrays. "
+                        "For a matrix given as nested lists, pass np.asarray(X); for batches, a list of 2-D arrays.")
 
 
 def _is_torch_sparse(X) -> bool:
@@ -191,8 +213,10 @@ class StreamingPCA:
         an iterable of batches (b, n) along its first axis. A Dask array is
         so read once, a chunk of rows at a time (split further where one
         holds more entries): one pass over data that stay on disk, where
-        :func:`randla.pca` makes 2q + 3.
+        :func:`randla.pca` makes 2q + 3. A DataFrame (pass ``df.to_numpy()``),
+        a 1-D array (one row is ``X[None, :]``) or nested lists are refused.
         """
+        _check_batches(batches)
         if is_dask_array(batches) or sp.issparse(batches) or (is_array_api_obj(batches) and batches.ndim == 2):
             batches = _row_blocks(batches)
         self._reset()  # as scikit-learn's fit: what earlier calls saw is dropped

@@ -12,14 +12,33 @@ from array_api_compat import is_dask_array
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._validate import check_int
+from .._validate import check_choice, check_int, check_power_iters
 from ..operators import Centered, as_operator
 from ..pca import pca
+from ..qb import METHODS
 from ..streaming import StreamingPCA
 from ..svd import _sign_phases, svd
 from ._common import _random_seed
 
 __all__ = ["PCA", "IncrementalPCA", "TruncatedSVD"]
+
+
+def _is_share(n_components) -> bool:
+    """Whether ``n_components`` is a float in (0, 1), a share to explain."""
+    k = n_components
+    return isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0
+
+
+def _check_share_method(n_components, share: str, method):
+    if _is_share(n_components) and method == "block_krylov":
+        raise ValueError(f"a float `n_components` ({share}) needs method='rsi' or 'rsvd', whose basis grows "
+                         "until it is reached; method='block_krylov' takes an int n_components.")
+
+
+def _check_whiten(whiten):
+    # Not truthiness: whiten="no" would whiten. scikit-learn refuses a non-bool too.
+    if not isinstance(whiten, (bool, np.bool_)):
+        raise ValueError(f"`whiten` must be a bool (True or False); got {whiten!r}.")
 
 
 def _rank_and_tol(n_components, limit: int, share: str, method, *, allow_none: bool = True):
@@ -28,10 +47,8 @@ def _rank_and_tol(n_components, limit: int, share: str, method, *, allow_none: b
     k = n_components
     if k is None and allow_none:
         return limit, None
-    if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
-        if method == "block_krylov":
-            raise ValueError(f"a float `n_components` ({share}) needs method='rsi' or 'rsvd', whose basis grows "
-                             "until it is reached; method='block_krylov' takes an int n_components.")
+    if _is_share(k):
+        _check_share_method(k, share, method)
         return None, math.sqrt(1.0 - k)  # the share captured is 1 - tol^2
     try:
         return check_int("n_components", k, 1, limit), None
@@ -81,6 +98,18 @@ def _signs_fixed(components):
     return components * _sign_phases(np, components)[:, None]
 
 
+def _orthonormal_axes(components):
+    """The axes in double, their rows made orthonormal (the nearest such, the polar
+    factor) where they were stored in single precision: rows orthonormal only to
+    ~1e-7 leak that much of the leading variances into the directions the model
+    gives the noise variance, which can be far smaller."""
+    V = components.astype(np.float64)
+    if components.dtype == np.float64:
+        return V  # orthonormal to rounding already
+    U, _, Wh = np.linalg.svd(V, full_matrices=False)
+    return U @ Wh
+
+
 def _common_dtype(X, fitted):
     """The dtype of the product of X with a fitted array, as NumPy would give it."""
     return np.result_type(X.dtype, fitted.dtype)
@@ -118,10 +147,11 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_components : int, float or None, default None
         An int k in [1, min(n_samples, n_features)]; a float in (0, 1), the
         share of the variance to explain (the fewest of the randomized
-        components that do, found adaptively: on slowly decaying spectra a
-        few percent more than the exact minimum, as its axes capture a
-        little less than the exact ones; with the covariance solver, exactly
-        the fewest); None keeps min(n_samples, n_features).
+        components that do, found adaptively; as their axes capture a little
+        less than the exact ones, that can be more than the exact minimum:
+        up to about 4% more on slowly decaying spectra and up to about 14%
+        more on flat, noise-like ones, measured; with the covariance solver,
+        exactly the fewest); None keeps min(n_samples, n_features).
     svd_solver : {"auto", "randomized", "covariance_eigh"}, default "auto"
         ``"covariance_eigh"``: one pass forms the n_features x n_features
         covariance matrix in double precision (dense rows centred first,
@@ -194,14 +224,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _fit(self, X):
         """Fit; the validated X."""
+        share = "the share of the variance to explain"
+        self._check_params(share)
         _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         m, n = X.shape
-        if self.svd_solver not in _SOLVERS:
-            raise ValueError(f"`svd_solver` must be one of {', '.join(map(repr, _SOLVERS))}; got {self.svd_solver!r} "
-                             "(for scikit-learn's 'full' on tall data, 'covariance_eigh' is as exact).")
         exact = self.svd_solver == "covariance_eigh" or (self.svd_solver == "auto" and _covariance_solver_fits(X))
-        share = "the share of the variance to explain"
         if exact:
             self._fit_covariance(X, share)
         else:
@@ -211,6 +239,21 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self._set_axes(result.Vh, result.S, result.mean, result.total_variance, m)
         return X
 
+    def _check_params(self, share: str):
+        """Every parameter, whichever solver the data's shape picks: an
+        estimator that fits a tall sample must not fail on a wide one."""
+        if self.svd_solver not in _SOLVERS:
+            raise ValueError(f"`svd_solver` must be one of {', '.join(map(repr, _SOLVERS))}; got {self.svd_solver!r} "
+                             "(for scikit-learn's 'full' on tall data, 'covariance_eigh' is as exact).")
+        _check_whiten(self.whiten)
+        method = check_choice("method", self.method, METHODS)
+        power_iters = check_power_iters(self.power_iters)
+        check_int("oversample", self.oversample, 0)
+        if method == "rsvd" and power_iters not in ("auto", 0):  # as randla.svd refuses it
+            raise ValueError(f"method='rsvd' makes no power iterations; got power_iters={power_iters}. "
+                             "Use method='rsi' for power iterations.")
+        _check_share_method(self.n_components, share, method)
+
     def _fit_covariance(self, X, share: str):
         """The exact axes from the eigendecomposition of the covariance matrix."""
         m, n = X.shape
@@ -219,17 +262,23 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         eigenvalues, axes = np.maximum(eigenvalues[::-1], 0.0), eigenvectors[:, ::-1].T
         limit = min(m, n)
         k = self.n_components
-        if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral) and 0.0 < k < 1.0:
+        if _is_share(k):
             captured = np.cumsum(eigenvalues) / max(np.sum(eigenvalues), np.finfo(float).tiny)
             k = min(int(np.searchsorted(captured, k, side="right")) + 1, limit)  # the fewest that explain more
         else:
             k, _ = _rank_and_tol(k, limit, share, "rsi")
         S = np.sqrt(eigenvalues[:k])
         total_variance = float(np.trace(gram)) / (m - 1)
-        self._set_axes(axes[:k].astype(X.dtype), S.astype(X.dtype), mean.astype(X.dtype), total_variance, m)
+        # The variance outside the k axes, summed from the double eigenvalues: the total less
+        # the k variances rounded to float32 would lose it (their rounding can exceed it).
+        left = float(np.sum(eigenvalues[k:])) / (m - 1)
+        self._set_axes(axes[:k].astype(X.dtype), S.astype(X.dtype), mean.astype(X.dtype), total_variance, m,
+                       left=left)
 
-    def _set_axes(self, Vh, S, mean, total_variance: float, m: int):
-        """The fitted attributes from the axes and the centred data's singular values."""
+    def _set_axes(self, Vh, S, mean, total_variance: float, m: int, *, left: float | None = None):
+        """The fitted attributes from the axes and the centred data's singular values;
+        ``left``: the variance outside the axes, in double, where the solver has it
+        without subtracting (by default the total less the axes' variances)."""
         n = Vh.shape[1]
         k = S.shape[0]
         self.components_ = _signs_fixed(Vh)
@@ -238,7 +287,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.explained_variance_ = (S / math.sqrt(m - 1)) ** 2
         ratio = self._variance() / total_variance if total_variance > 0 else np.zeros(k)
         self.explained_variance_ratio_ = ratio.astype(S.dtype)
-        left = total_variance - float(np.sum(self._variance()))
+        if left is None:
+            left = total_variance - float(np.sum(self._variance()))
         self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
 
     @property
@@ -299,7 +349,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 "the fitted covariance is singular (no variance left outside the components, or none along one): "
                 "fit fewer components to score samples."
             )
-        V, mean = self.components_.astype(np.float64), self.mean_.astype(np.float64)
+        V, mean = _orthonormal_axes(self.components_), self.mean_.astype(np.float64)
         Z = np.asarray(X @ V.T) - mean @ V.T  # centred samples in the axes, in double
         if sp.issparse(X):  # ||x - mean||^2 without densifying x
             X = X.astype(np.float64)
@@ -338,7 +388,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """(axes, variances along them, noise variance) of probabilistic PCA, in double."""
         check_is_fitted(self)
         noise = float(self.noise_variance_)
-        return self.components_.astype(np.float64), np.maximum(self._variance(), noise), noise
+        return _orthonormal_axes(self.components_), np.maximum(self._variance(), noise), noise
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -409,6 +459,7 @@ class IncrementalPCA(PCA):
         self.sketch_size = sketch_size
 
     def fit(self, X, y=None):
+        _check_whiten(self.whiten)
         _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         self._stream = None
@@ -431,6 +482,7 @@ class IncrementalPCA(PCA):
         ``check_input`` is taken for scikit-learn's signature; X is checked
         either way (one cheap pass beside the sketch's update).
         """
+        _check_whiten(self.whiten)
         first = getattr(self, "_stream", None) is None
         _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=first)
