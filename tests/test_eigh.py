@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -734,3 +735,23 @@ def test_hermitian_check_needs_no_pass_and_none_for_kernel_matrices(monkeypatch)
     assert np.trace(dense - (U * S) @ U.T) <= 1.001e-3 * np.trace(dense)
     w, V = randla.eigh(K, 10, rng=0)
     np.testing.assert_allclose(w, np.linalg.eigvalsh(dense)[::-1][:10], rtol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr", "csc"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_nystrom_trace_error_is_exact_for_torch_sparse(layout, dtype):
+    """tr(A) read from the diagonal of a torch sparse tensor, as from SciPy's:
+    it was a Girard-Hutchinson estimate (trace_error_exact=False, one more pass)."""
+    P = psd(300, decay="polynomial", rate=1.0, rng=0)
+    D = torch.from_numpy(P).to(dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        A = {"coo": D.to_sparse_coo, "csr": D.to_sparse_csr, "csc": D.to_sparse_csc}[layout]()
+        r = randla.nystrom(A, 10, rng=0)
+    entries = to_np(D).astype(np.float64)
+    S = to_np(r.S).astype(np.float64)
+    assert r.trace_error_exact
+    assert r.trace_error == pytest.approx(np.trace(entries) - S.sum(), rel=1e-12, abs=1e-12 * np.trace(entries))
+    # The rank-10 error of the best PSD approximation bounds it from below; near it for this decay.
+    w = np.linalg.eigvalsh(entries)[::-1]
+    assert w[10:].sum() * (1 - 1e-6) <= r.trace_error <= 2 * w[10:].sum()

@@ -6,6 +6,7 @@ import collections
 import math
 import threading
 import tracemalloc
+import warnings
 
 import cloudpickle
 import dask
@@ -1227,3 +1228,34 @@ def test_real_torch_matrix_takes_complex_blocks(layout, dtype):
     # A sketch of all 40 columns: the exact singular values of S + iI.
     s = np.linalg.svd(explicit + 1j * np.eye(40), compute_uv=False)
     np.testing.assert_allclose(to_np(randla.svd(shifted, 30, rng=0).S), s[:30], rtol=100 * tol)
+
+
+@pytest.mark.parametrize("layout", ["coo", "coo_uncoalesced", "csr", "csc"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.complex128])
+def test_torch_sparse_trace_is_read_from_the_diagonal(layout, dtype):
+    """The sum of the stored diagonal entries, duplicates summed, in double: as
+    cheap as SciPy's, where it was None (a Girard-Hutchinson estimate in nystrom)."""
+    S = sparse_random(M, M, 300, rng=0).toarray() + np.diag(np.arange(1.0, M + 1))
+    if dtype == torch.complex128:
+        S = S + 1j * sparse_random(M, M, 300, rng=1).toarray()
+    # Entries whose sum overflows the half and single precisions.
+    S[0, 0] = S[1, 1] = 6e4 if dtype == torch.float16 else (3e38 if dtype == torch.float32 else 1.0)
+
+    def sparse(D):
+        D = torch.as_tensor(D).to(dtype)
+        if layout == "coo_uncoalesced":  # (2, 2) split in two parts, stored apart
+            coo = D.to_sparse_coo()
+            indices = torch.cat([coo.indices(), torch.tensor([[2], [2]])], dim=1)
+            values = torch.cat([coo.values(), torch.tensor([1.5]).to(dtype)])
+            A = torch.sparse_coo_tensor(indices, values, D.shape, check_invariants=True)
+            assert not A.is_coalesced()
+            return A
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return {"coo": D.to_sparse_coo, "csr": D.to_sparse_csr, "csc": D.to_sparse_csc}[layout]()
+
+    A = sparse(S)
+    entries = to_np(torch.as_tensor(S).to(dtype)).astype(np.complex128)
+    exact = float(np.trace(entries).real) + (1.5 if layout == "coo_uncoalesced" else 0.0)
+    assert randla.as_operator(A).trace() == pytest.approx(exact, rel=1e-15)
+    assert randla.as_operator(sparse(S[:, 1:])).trace() is None

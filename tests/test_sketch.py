@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -282,3 +284,168 @@ def test_properties_hypothesis(kind, n, l, seed):
         np.testing.assert_allclose(np.linalg.norm(D, axis=1), 1.0, rtol=1e-14)
     if kind == "srht":
         np.testing.assert_allclose(D.T @ D, (n / l) * np.eye(l), atol=1e-10)
+
+
+# -- products with data of another precision or container; cost of drawing and of products ------------------
+
+
+def _exact_product(A, omega):
+    return to_np(A).astype(np.float64) @ to_np(omega.dense()).astype(np.float64)
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("data, sketch", [("float32", "float64"), ("float64", "float32")])
+def test_apply_returns_the_data_dtype_whatever_the_sketch_precision(kind, library, data, sketch):
+    """One rule for every kind: A @ Omega in A's dtype. The dense kinds used to
+    return the sketch's float64 on NumPy and to raise on torch (float != double)."""
+    xp, lib = (torch_xp, torch) if library == "torch" else (np_xp, np)
+    A = planted(30, 20, rng=0).A.astype(data)
+    M = torch.from_numpy(A) if library == "torch" else A
+    omega = draw_sketch(kind, 20, 5, xp=xp, dtype=getattr(lib, sketch), rng=0)
+    Y = omega.apply(randla.as_operator(M))
+    assert type(Y) is type(M) and Y.dtype == M.dtype
+    exact = _exact_product(A, omega)
+    err = np.abs(to_np(Y) - exact).max() / np.abs(exact).max()
+    assert err <= 1e-5 and (data == "float32" or err <= 1e-12)
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+def test_a_complex_sketch_of_real_data_is_complex_in_the_data_precision(kind):
+    A = planted(30, 20, rng=0).A.astype(np.float32)
+    omega = draw_sketch(kind, 20, 5, dtype=np.complex128, rng=0)
+    Y = omega.apply(A)
+    assert Y.dtype == np.complex64
+    exact = A.astype(np.float64) @ omega.dense()
+    assert np.abs(Y - exact).max() <= 1e-5 * np.abs(exact).max()
+
+
+_CONTAINERS = {
+    "numpy": lambda A: A,
+    "csr_array": sp.csr_array,
+    "csc_matrix": sp.csc_matrix,
+    "linear_operator": aslinearoperator,
+    "torch": torch.as_tensor,
+    "torch_coo": lambda A: torch_sparse(A, "coo"),
+    "dask": dask_array,
+    "operator": randla.as_operator,
+}
+
+
+@pytest.mark.parametrize("kind", SKETCHES)
+@pytest.mark.parametrize("name", sorted(_CONTAINERS))
+def test_apply_takes_anything_as_operator_takes(kind, name):
+    """apply(A) and A @ sketch for plain matrices, not only randla Operators
+    (apply raised AttributeError: no attribute 'matmat'; A @ sketch a NumPy
+    gufunc error or 'unsupported operand type')."""
+    A = planted(30, 20, rng=0).A
+    M = _CONTAINERS[name](A)
+    op = randla.as_operator(M)
+    omega = draw_sketch(kind, 20, 6, xp=op.xp, dtype=op.dtype, device=op.device, rng=0)
+    expected = _exact_product(A, omega)
+    Y = omega.apply(M)
+    assert type(Y) is type(omega.dense()) and Y.dtype == op.dtype
+    np.testing.assert_allclose(to_np(Y), expected, atol=1e-12)
+    if name != "linear_operator":  # LinearOperator's @ makes an object array of what it does not know
+        np.testing.assert_allclose(to_np(M @ omega), expected, atol=1e-12)
+
+
+def test_apply_refuses_a_matrix_of_the_wrong_width():
+    omega = draw_sketch("sparse_sign", 20, 5, rng=0)
+    with pytest.raises(ValueError, match=r"needs A with 20 columns.*20 x 5 sketch; got A of shape \(20, 30\)"):
+        omega.apply(np.ones((20, 30)))
+    with pytest.raises(TypeError, match="A must be a matrix"):
+        omega.apply([[1.0] * 20])
+
+
+@pytest.mark.parametrize("zeta, l", [(8, 20), (3, 7), (5, 5)])
+def test_sparse_sign_rows_are_uniform_subsets(zeta, l):
+    """Each row: zeta distinct columns, a uniformly random subset of the l (every
+    column and every pair of columns equally likely), independent signs +-1/sqrt(zeta)."""
+    n = 40_000
+    omega = draw_sketch("sparse_sign", n, l, nnz_per_row=zeta, rng=0)
+    S = omega._omega
+    assert S.has_canonical_format and np.array_equal(np.diff(S.indptr), np.full(n, zeta))
+    cols = S.indices.reshape(n, zeta)
+    assert np.all(np.diff(cols, axis=1) > 0)  # sorted, hence distinct
+    np.testing.assert_array_equal(np.abs(S.data), np.full(n * zeta, 1 / np.sqrt(zeta)))
+    p = zeta / l
+    counts = np.bincount(cols.ravel(), minlength=l)
+    assert np.abs(counts - n * p).max() <= 5 * np.sqrt(n * p * (1 - p)) + 1e-9
+    hits = np.zeros((n, l), dtype=np.float64)
+    hits[np.arange(n)[:, None], cols] = 1.0
+    pairs = (hits.T @ hits)[np.triu_indices(l, 1)]
+    q = zeta * (zeta - 1) / (l * (l - 1))
+    assert np.abs(pairs - n * q).max() <= 5 * np.sqrt(n * q * (1 - q)) + 1e-9
+    positive = np.count_nonzero(S.data > 0)
+    assert abs(positive - n * zeta / 2) <= 5 * np.sqrt(n * zeta / 4)
+
+
+def test_drawing_a_sparse_sign_sketch_takes_memory_of_its_nonzeros():
+    """O(n zeta), not the n x l float keys it took (160 MB here, and 32 GB at
+    n = 10^6, l = 2000)."""
+    n, l = 20_000, 1000
+    tracemalloc.start()
+    omega = draw_sketch("sparse_sign", n, l, rng=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert omega._omega.nnz == 8 * n
+    assert peak <= 8 * 8 * n * 8  # measured 3.4 n zeta 8 bytes; n x l float64 keys are 125 n zeta 8 bytes
+
+
+@pytest.mark.parametrize("kind", ["sparse_sign", "countsketch"])
+@pytest.mark.parametrize(
+    "block", ["numpy", "numpy_f32", "numpy_c128", "csr_array", "csr_matrix", "torch", "torch_f32", "torch_c128"]
+)
+def test_sparse_sketch_products_equal_the_dense_ones(kind, block):
+    """matmat, rmatmat and .H @ with the stored sparse Omega: the values, library
+    and dtype of the products with dense()."""
+    library = "torch" if block.startswith("torch") else "numpy"
+    xp, lib = (torch_xp, torch) if library == "torch" else (np_xp, np)
+    for sketch_dtype in ("float64", "float32", "complex128"):
+        omega = draw_sketch(kind, 40, 6, xp=xp, dtype=getattr(lib, sketch_dtype), rng=0)
+        dtype = {"f32": "float32", "c128": "complex128"}.get(block.rpartition("_")[2], "float64")
+        X, Y = planted(6, 3, rng=1).A.astype(dtype), planted(40, 3, rng=2).A.astype(dtype)
+        if dtype == "complex128":
+            X, Y = X + 1j * planted(6, 3, rng=3).A, Y + 1j * planted(40, 3, rng=4).A
+        wrap = {"csr_array": sp.csr_array, "csr_matrix": sp.csr_matrix}.get(block, lib.asarray)
+        X, Y = wrap(X), wrap(Y)
+        D = omega.dense()
+        if library == "torch":  # torch multiplies only equal dtypes
+            common = torch.promote_types(D.dtype, X.dtype)
+            expected = [D.to(common) @ X.to(common), D.to(common).mH @ Y.to(common)]
+        else:
+            expected = [D @ X, D.conj().T @ Y]
+        for got, want in zip([omega.matmat(X), omega.rmatmat(Y), omega.H @ Y], expected + expected[1:]):
+            assert type(got) is type(want) and got.dtype == want.dtype
+            tol = 1e-6 if "float32" in (str(got.dtype), sketch_dtype) or "complex64" in str(got.dtype) else 1e-14
+            np.testing.assert_allclose(to_np(got), to_np(want), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["sparse_sign", "countsketch"])
+def test_sparse_sketch_of_a_sparse_matrix_takes_memory_of_its_nonzeros(kind):
+    """Omega^H A for sketch-and-solve without the dense n x l Omega (160 MB here)."""
+    n, l = 100_000, 200
+    A = sparse_random(n, 20, 20_000, rng=0)
+    omega = draw_sketch(kind, n, l, rng=0)
+    dense_A = A.toarray()
+    expected = omega._omega.T.toarray() @ dense_A
+    for product in (lambda: omega.rmatmat(A), lambda: omega.H @ A, lambda: omega.rmatmat(dense_A)):
+        tracemalloc.start()
+        SA = product()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert type(SA) is np.ndarray and SA.dtype == np.float64
+        np.testing.assert_allclose(SA, expected, atol=1e-12)
+        assert peak <= 4 * 2**20  # measured 0.4 MB; a dense Omega takes 160 MB
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble, np.clongdouble])
+def test_gaussian_in_half_and_extended_precision(dtype):
+    """Drawn in float32 (float64 for long double) and cast, as every other kind
+    is: NumPy's generator raised 'Unsupported dtype' for these."""
+    drawn = {np.float16: np.float32, np.longdouble: np.float64, np.clongdouble: np.complex128}[dtype]
+    D = draw_sketch("gaussian", 400, 100, dtype=dtype, rng=0).dense()
+    assert D.dtype == dtype
+    np.testing.assert_array_equal(D, draw_sketch("gaussian", 400, 100, dtype=drawn, rng=0).dense().astype(dtype))
+    assert abs(float(D.mean().real)) <= 0.01 and abs(float(np.mean(np.abs(D) ** 2)) - 1) <= 0.02

@@ -135,12 +135,22 @@ def _torch_generator(rng, device):
 _TORCH_TO_NUMPY = {"torch.float64": np.float64, "torch.complex128": np.complex128}
 
 
+def _drawn_dtype(rdtype):
+    """The dtype NumPy's (CuPy's) generator draws a real dtype in: float32 or float64."""
+    # By size, not identity: a byte-swapped float64 (">f8") is no np.float64 either.
+    return np.float64 if np.finfo(rdtype).bits >= 64 else np.float32
+
+
 def standard_normal(xp, shape, dtype, device, rng: np.random.Generator):
-    """Standard normal array drawn on ``device``; complex dtypes get CN(0, 1)."""
+    """Standard normal array drawn on ``device``; complex dtypes get CN(0, 1).
+
+    NumPy's and CuPy's generators draw only float32 and float64: half
+    precision is drawn in float32 and long double in float64, then cast.
+    """
     complex_ = xp.isdtype(dtype, "complex floating")
     rdtype = real_dtype(xp, dtype)
     if xp.__name__.endswith("numpy"):
-        out = rng.standard_normal(shape, dtype=np.dtype(rdtype))
+        out = rng.standard_normal(shape, dtype=_drawn_dtype(rdtype))
         if complex_:
             out = (out + 1j * rng.standard_normal(shape, dtype=out.dtype)) / np.sqrt(2)
         return out.astype(dtype, copy=False)
@@ -158,9 +168,9 @@ def standard_normal(xp, shape, dtype, device, rng: np.random.Generator):
         import cupy
 
         crng = cupy.random.default_rng(_seed(rng))
-        out = crng.standard_normal(shape, dtype=rdtype)
+        out = crng.standard_normal(shape, dtype=_drawn_dtype(rdtype))
         if complex_:
-            out = (out + 1j * crng.standard_normal(shape, dtype=rdtype)) / np.sqrt(2)
+            out = (out + 1j * crng.standard_normal(shape, dtype=out.dtype)) / np.sqrt(2)
         return out.astype(dtype)
     host = standard_normal(np, shape, np.float64, "cpu", rng)
     return xp.asarray(host, dtype=dtype, device=device)

@@ -39,10 +39,11 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
+from array_api_compat import is_torch_array
 
 from ._validate import check_choice, check_int, check_rng
-from .backend import conj_transpose, random_signs, standard_normal
-from .operators import Operator
+from .backend import conj_transpose, random_signs, standard_normal, to_numpy
+from .operators import Operator, as_operator
 
 __all__ = ["SKETCHES", "Sketch", "draw_sketch", "identity_sketch"]
 
@@ -50,17 +51,57 @@ SKETCHES = ("gaussian", "rademacher", "sparse_sign", "countsketch", "srht")
 
 
 class Sketch(Operator):
-    """An n x l random test matrix. ``apply(A)`` returns A @ Omega."""
+    """An n x l random test matrix. ``apply(A)`` and ``A @ sketch`` return A @ Omega;
+    ``sketch.H @ A`` is Omega^H A (for the sparse kinds in O(nnz) too)."""
 
     kind: str
+
+    # NumPy would take a sketch for a 0-d object array in A @ sketch; None
+    # makes it defer to __rmatmul__, as SciPy and torch already do.
+    __array_ufunc__ = None
 
     @abc.abstractmethod
     def dense(self):
         """Omega as a dense array in the sketch's namespace and dtype."""
 
-    def apply(self, op: Operator):
-        """A @ Omega for an operator A of shape (m, n)."""
-        return op.matmat(self.dense())
+    def apply(self, op):
+        """A @ Omega for a matrix A of shape (m, n).
+
+        Parameters
+        ----------
+        op : array_like or Operator
+            Anything :func:`randla.as_operator` takes: NumPy array, SciPy
+            sparse matrix, LinearOperator, torch tensor, Dask array, Operator.
+
+        Returns
+        -------
+        array of shape (m, l)
+            In A's library, on its device and in the dtype of its products
+            (float32 for float32 A, whatever the sketch's precision), complex
+            where A or Omega is.
+        """
+        op = self._operand(op)
+        omega = op.xp.asarray(self.dense(), dtype=self._product_dtype(op), device=op.device)
+        return op.matmat(omega)
+
+    def __rmatmul__(self, A):
+        return self.apply(A)
+
+    def _operand(self, A) -> Operator:
+        op = as_operator(A)
+        if op.shape[1] != self.shape[0]:
+            raise ValueError(
+                f"A @ Omega needs A with {self.shape[0]} columns, the rows of this "
+                f"{self.shape[0]} x {self.shape[1]} sketch; got A of shape {op.shape}."
+            )
+        return op
+
+    def _product_dtype(self, op: Operator):
+        """The dtype Omega meets A in: A's product dtype, complex if Omega is."""
+        xp = op.xp
+        if xp.isdtype(op.dtype, "complex floating") or not self.xp.isdtype(self.dtype, "complex floating"):
+            return op.dtype
+        return xp.complex64 if op.dtype == xp.float32 else xp.complex128
 
     def matmat(self, X):
         return self.dense() @ X
@@ -80,7 +121,11 @@ class _DenseSketch(Sketch):
 
 
 class _SparseSketch(Sketch):
-    """Sparse sign / CountSketch, held as a SciPy CSR matrix until applied."""
+    """Sparse sign / CountSketch, held as a SciPy CSR matrix until applied.
+
+    Its entries are real whatever ``dtype`` says (Omega^H = Omega^T), and
+    held in float64 at the values of ``dtype`` (see :func:`draw_sketch`).
+    """
 
     def __init__(self, kind, omega: sp.csr_array, xp, dtype, device, nnz_per_row):
         self.kind, self._omega, self.xp, self.device = kind, omega, xp, device
@@ -92,8 +137,50 @@ class _SparseSketch(Sketch):
         xp = self.xp
         return xp.asarray(self._omega.toarray(), dtype=self.dtype, device=self.device)
 
-    def apply(self, op: Operator):
-        return op.matmat_sparse(self._omega)
+    def apply(self, op):
+        op = self._operand(op)
+        Y = op.matmat_sparse(self._omega)
+        xp, dtype = op.xp, self._product_dtype(op)
+        # Omega is real: a complex sketch of a real A has a real product, returned as complex.
+        if xp.isdtype(dtype, "complex floating") and not xp.isdtype(Y.dtype, "complex floating"):
+            Y = xp.astype(Y, dtype)
+        return Y
+
+    # Products with the stored sparse Omega cost O(nnz): the sketch-and-solve
+    # product Omega^H A (``sketch.H @ A``) must not form the dense n x l Omega.
+    def matmat(self, X):
+        out = self._sparse_product(self._omega, X)
+        return super().matmat(X) if out is None else out
+
+    def rmatmat(self, Y):
+        out = self._sparse_product(self._omega.T, Y)
+        return super().rmatmat(Y) if out is None else out
+
+    def _sparse_product(self, omega, X):
+        """omega @ X in the library and dtype of ``self.dense() @ X``; None for
+        blocks other than NumPy, SciPy sparse, and dense torch of a torch sketch."""
+        if self.xp.__name__.endswith("numpy") and (isinstance(X, np.ndarray) or sp.issparse(X)):
+            dtype = np.result_type(self.dtype, X.dtype)
+            # SciPy's sparse products take no half precision: computed in float32.
+            out = omega.astype(np.float32 if dtype == np.float16 else dtype, copy=False) @ X
+            return np.asarray(out.toarray() if sp.issparse(out) else out, dtype=dtype)
+        if not (self.xp.__name__.endswith("torch") and is_torch_array(X)):
+            return None
+        import torch
+
+        if X.layout != torch.strided:
+            return None
+        dtype = torch.promote_types(self.dtype, X.dtype)
+        csr = sp.csr_array(omega)  # omega.T is CSC: its rows as CSR, O(nnz)
+        rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        indices = torch.as_tensor(np.vstack([rows, csr.indices]), device=X.device)
+        values = torch.as_tensor(csr.data, dtype=dtype, device=X.device)
+        # COO, not CSR: torch's CSR products take no half precision. From a
+        # canonical CSR the indices are sorted and unique: no check needed.
+        S = torch.sparse_coo_tensor(
+            indices, values, csr.shape, is_coalesced=csr.has_canonical_format, check_invariants=False
+        )
+        return S @ X.to(dtype)
 
 
 def identity_sketch(n: int, *, xp, dtype, device) -> Sketch:
@@ -101,9 +188,12 @@ def identity_sketch(n: int, *, xp, dtype, device) -> Sketch:
     return _SparseSketch("identity", sp.eye_array(n, format="csr"), xp, dtype, device, 1)
 
 
-def _sparse_sign(n, l, zeta, rng) -> sp.csr_array:
-    """n x l with zeta nonzeros +-1/sqrt(zeta) per row, at distinct columns."""
-    # argpartition of uniform keys gives zeta distinct columns per row at once.
+def _sparse_sign(n, l, zeta, rng, scale) -> sp.csr_array:
+    """n x l with zeta nonzeros +-scale (1/sqrt(zeta)) per row, at distinct columns.
+
+    The columns of each row are a uniformly random zeta-subset of the l,
+    drawn in O(n zeta^2) time and O(n zeta) memory: never n x l.
+    """
     if zeta == 1:
         # CountSketch hashes the n rows into l buckets. Hashed independently,
         # e^(-n/l) of the buckets stay empty, and an empty column of Omega is
@@ -111,10 +201,26 @@ def _sparse_sign(n, l, zeta, rng) -> sp.csr_array:
         # or one bucket per row (n < l) keeps Omega of full rank.
         cols = (rng.permutation(max(n, l))[:n] % l)[:, None]
     else:
-        cols = np.argpartition(rng.random((n, l)), zeta - 1, axis=1)[:, :zeta]
+        cols = _distinct_columns(n, l, zeta, rng)
     signs = 2.0 * rng.integers(0, 2, size=(n, zeta)) - 1.0
     indptr = np.arange(0, n * zeta + 1, zeta)
-    return sp.csr_array((signs.ravel() / math.sqrt(zeta), cols.ravel(), indptr), shape=(n, l))
+    return sp.csr_array(((scale * signs).ravel(), cols.ravel(), indptr), shape=(n, l))
+
+
+def _distinct_columns(n, l, zeta, rng) -> np.ndarray:
+    """n rows of zeta distinct columns in [0, l), each row a uniform subset, sorted.
+
+    Floyd's algorithm, vectorised over the rows: step j draws t uniform in
+    [0, j] and takes t, or j where the row holds t already. Each step keeps
+    the chosen set a uniform subset of [0, j], without rejection loops.
+    """
+    cols = np.empty((n, zeta), dtype=np.intp)
+    for k, j in enumerate(range(l - zeta, l)):
+        t = rng.integers(0, j + 1, size=n)
+        taken = (cols[:, :k] == t[:, None]).any(axis=1)
+        cols[:, k] = np.where(taken, j, t)
+    cols.sort(axis=1)  # canonical CSR: sorted column indices, none repeated
+    return cols
 
 
 def _srht(n, l, rng) -> np.ndarray:
@@ -175,4 +281,6 @@ def draw_sketch(
         omega = xp.asarray(_srht(n, l, rng), dtype=dtype, device=device)
         return _DenseSketch(kind, omega, xp, device)
     zeta = 1 if kind == "countsketch" else min(check_int("nnz_per_row", nnz_per_row, 1), l)
-    return _SparseSketch(kind, _sparse_sign(n, l, zeta, rng), xp, dtype, device, zeta)
+    # 1/sqrt(zeta) rounded to dtype, as dense() holds it: every product sees the same Omega.
+    scale = float(np.real(to_numpy(xp.asarray(1 / math.sqrt(zeta), dtype=dtype))))
+    return _SparseSketch(kind, _sparse_sign(n, l, zeta, rng, scale), xp, dtype, device, zeta)

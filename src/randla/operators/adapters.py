@@ -241,6 +241,21 @@ class _TorchSparse(Operator):
         values = A.coalesce().values() if A.layout == torch.sparse_coo else A.values().clone()
         return frobenius_norm(self.xp, values)
 
+    def trace(self) -> float | None:
+        if self.shape[0] != self.shape[1]:
+            return None
+        import torch
+
+        A = self._A
+        if A.layout == torch.sparse_coo:
+            # Uncoalesced as it is: the parts of a duplicated entry are all summed below.
+            (rows, cols), values = A._indices(), A._values()
+        else:  # CSR or CSC: their indices as COO, a copy of the nonzeros only
+            coo = A.to_sparse_coo()
+            (rows, cols), values = coo._indices(), coo._values()
+        xp = self.xp
+        return float(xp.real(xp.sum(values[rows == cols], dtype=_double(xp, self.dtype))))
+
     def centered_norm(self, mean, axis: int) -> float:
         A = self._A.to_sparse_coo().coalesce()  # duplicates summed; a copy of the nonzeros only
         return _sparse_centered_norm(self.xp, [(A.indices()[1 - axis], A.values())], mean, self.shape[axis])
