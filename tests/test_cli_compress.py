@@ -40,7 +40,10 @@ def test_compress_then_evaluate_reproduces_the_fidelity(texts, tmp_path, capsys)
     ])
     captured = capsys.readouterr()
     assert status == 0, captured.err
+    # The pooler is off the path of last_hidden_state, whose gradient weighs the layers: kept dense, with a warning.
+    assert re.search(r"randla: warning: .*\('pooler.dense'\).*global allocation leaves them dense", captured.err)
     assert "encoder.layer.0.attention.self.query" in captured.out and "total" in captured.out
+    assert re.search(r"pooler\.dense\s+384x384\s+dense", captured.out)
     assert {"factors.safetensors", "compression.json", "spectra.png", "evaluation.json"} <= {p.name for p in out.iterdir()}
     reported = _fidelity(captured.out)
     assert 0.5 < reported[0] <= 1.0

@@ -40,6 +40,7 @@ import json
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 __all__ = ["add_commands"]
@@ -302,21 +303,29 @@ def _compress(args) -> int:
         evaluation = _token_batches(args, tokenizer, evaluation, args.eval, max_length, device)
     print(f"compressing {args.model} ({args.method}, {args.allocation} allocation; {args.dtype} on {device})",
           file=sys.stderr)
-    compressed, report = compress(
-        model,
-        reduction=args.reduction,
-        rank=args.rank,
-        energy=args.energy,
-        method=args.method,
-        solver=args.solver,
-        allocation=args.allocation,
-        share_inputs=args.share_inputs,
-        calibration=calibration,
-        include=args.include or ("*",),
-        exclude=args.exclude or (),
-        progress=_LayerBar(),
-        rng=args.seed,
-    )
+    with warnings.catch_warnings(record=True) as caught:  # the library's warnings, in the command's voice
+        warnings.simplefilter("always")
+        compressed, report = compress(
+            model,
+            reduction=args.reduction,
+            rank=args.rank,
+            energy=args.energy,
+            method=args.method,
+            solver=args.solver,
+            allocation=args.allocation,
+            share_inputs=args.share_inputs,
+            calibration=calibration,
+            include=args.include or ("*",),
+            exclude=args.exclude or (),
+            progress=_LayerBar(),
+            rng=args.seed,
+        )
+    for caught_warning in caught:
+        if issubclass(caught_warning.category, UserWarning):
+            print(f"randla: warning: {caught_warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename,
+                                   caught_warning.lineno)
     print(report.table())
     print(
         f"{report.params_before:,} -> {report.params_after:,} weight parameters "

@@ -544,3 +544,139 @@ def test_a_bfloat16_model_is_factored_as_accurately_as_its_float32_original(mini
         # (2 * 2^-8)^2 / (2 * 0.56) = 5e-5. The SVD itself runs in float32.
         assert abs(errors[1] - errors[0]) <= 1e-4
         assert layer_half.weight_error == pytest.approx(errors[1], abs=2**-8)  # measured against its bf16 weight
+
+
+def test_a_bare_linear_layer_is_returned_as_its_low_rank_replacement():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 24)
+    before = _weights(linear)
+    small, report = compress(linear, rank=4, method="exact")
+    assert isinstance(small, LowRankLinear) and small.rank == 4
+    assert report.layers[0].name == "" and report.params_after == 4 * (32 + 24)
+    assert report.params_after == small.up.numel() + small.down.numel()  # the report counts what is held
+    W = linear.weight.detach().double()
+    U, S, Vh = torch.linalg.svd(W)
+    optimum = float(S[4:].square().sum().sqrt() / S.square().sum().sqrt())
+    assert float(torch.linalg.norm(small.weight.detach().double() - W) / torch.linalg.norm(W)) == pytest.approx(
+        optimum, rel=1e-5
+    )
+    x = torch.randn(5, 32)
+    truncated = (U[:, :4] * S[:4]) @ Vh[:4] + 0 * W
+    torch.testing.assert_close(small(x).double(), x.double() @ truncated.T + linear.bias.double(), atol=1e-5, rtol=0)
+    # The user's layer is as it was: no stray child named "", same weights.
+    assert list(linear.named_children()) == [] and all(torch.equal(v, before[k]) for k, v in _weights(linear).items())
+    with pytest.raises(ValueError, match="cannot replace itself in place.*inplace=False"):
+        compress(linear, rank=4, inplace=True)
+    assert list(linear.named_children()) == [] and all(torch.equal(v, before[k]) for k, v in _weights(linear).items())
+
+
+class _Pooled(torch.nn.Module):
+    """(h, pooler(h)), as BERT's (last_hidden_state, pooler_output): the pooler is off the path of h."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
+        self.pooler = torch.nn.Linear(32, 32)
+
+    def forward(self, x):
+        h = self.body(x)
+        return h, torch.tanh(self.pooler(h))
+
+
+def _pooled_calibration():
+    g = torch.Generator().manual_seed(2)
+    return [torch.randn(16, 32, generator=g) for _ in range(3)]
+
+
+def test_global_allocation_leaves_a_layer_off_the_output_path_dense_and_warns():
+    model = _Pooled()
+    with pytest.warns(UserWarning, match=r"\('pooler'\).*global allocation leaves them dense.*`loss`.*exclude"):
+        small, report = compress(model, reduction=0.3, calibration=_pooled_calibration(), rng=0)
+    layers = {layer.name: layer for layer in report.layers}
+    assert layers["pooler"].rank is None and layers["pooler"].weight_error == 0.0
+    assert report.params_after <= int(0.7 * report.params_before)  # the others pay for it
+    assert all(layers[name].rank is not None for name in ("body.0", "body.2"))
+    x = torch.randn(4, 32)
+    with torch.no_grad():
+        assert torch.equal(small.pooler(small.body(x)), model.pooler(small.body(x)))
+    # A loss that reaches the pooler measures it: no warning (an error here), and it is weighed and factored.
+    both = lambda output, batch: output[0].square().sum() + output[1].square().sum()  # noqa: E731
+    _, report = compress(model, reduction=0.3, calibration=_pooled_calibration(), loss=both, rng=0)
+    assert report.layers[-1].name == "pooler" and report.layers[-1].rank is not None
+
+
+def test_uniform_fisher_allocation_reports_a_layer_off_the_output_path_truthfully():
+    model = _Pooled()
+    kwargs = dict(reduction=0.3, method="fisher", solver="exact", allocation="uniform", rng=0)
+    with pytest.warns(UserWarning, match="Uniform allocation compresses them.*objective leaves them out"):
+        _, report = compress(model, calibration=_pooled_calibration(), **kwargs)
+    _, measured = compress(model, calibration=_pooled_calibration(), exclude="pooler", **kwargs)
+    pooler = report.layers[-1]
+    assert pooler.name == "pooler" and pooler.rank == int(0.7 * 32 * 32 // 64)  # the uniform rank
+    # Its error curve is its measured (unweighted) output error, not zero at every rank.
+    assert pooler.output_error > 0.1 and pooler.errors[pooler.rank] == pytest.approx(pooler.output_error, rel=1e-6)
+    assert report.objective == pytest.approx(measured.objective, rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["exact", "whitened", "fisher"])
+def test_energy_counts_in_the_methods_own_norm_with_calibration_too(method):
+    from randla.nn.calibration import collect
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.ReLU(), torch.nn.Linear(96, 80))
+    X = torch.randn(256, 64) @ torch.diag(torch.linspace(0.01, 3, 64))
+    W = net[2].weight.detach().double()
+    options = {} if method == "exact" else {"solver": "exact"}
+    if method == "exact":
+        M = W  # the weight's Frobenius norm: LAPACK keeps 80% of ||W||_F^2 at rank 35
+    elif method == "whitened":
+        H = net[1](net[0](X)).detach().double()
+        M = W @ H.T  # ||W X||_F, the whitened output norm
+    else:
+        stats = collect(net, {"2": net[2]}, [X], gradients=True)
+        d = stats["2"].row_importance.sqrt()
+        M = d.clamp(min=1e-3 * float(d.mean()))[:, None] * W  # FWSVD's ||D W||_F
+    s = torch.linalg.svdvals(M)
+    kept = torch.cumsum(s.square(), 0) / s.square().sum()
+    expected = int(torch.searchsorted(kept, torch.tensor(0.8, dtype=torch.float64))) + 1
+    assert float(kept[expected - 1]) - 0.8 > 1e-4 and 0.8 - float(kept[expected - 2]) > 1e-4  # no tie in float32
+    if method == "exact":
+        assert expected == 35
+    _, report = compress(net, energy=0.8, method=method, calibration=[X], include="2", **options)
+    assert report.layers[0].rank == expected
+    if method == "exact":  # calibration (for the output errors in the report) does not change the rank
+        _, alone = compress(net, energy=0.8, method="exact", include="2")
+        assert alone.layers[0].rank == expected
+        assert 1 - report.layers[0].weight_error ** 2 == pytest.approx(float(kept[expected - 1]), abs=1e-6)
+
+
+class _Tokens(torch.nn.Module):
+    """A forward taking (batch, length) ids and a mask by name, as a tokenizer's output is given."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(50, 24)
+        self.hidden, self.out = torch.nn.Linear(24, 48), torch.nn.Linear(48, 24)
+
+    def forward(self, input_ids, attention_mask=None):
+        batch, length = input_ids.shape  # as BERT's forward unpacks it
+        return self.out(torch.relu(self.hidden(self.embed(input_ids))))
+
+
+@pytest.mark.parametrize("kind", ["mapping", "tensor"])
+@pytest.mark.parametrize("target", [{"rank": 6, "method": "whitened"}, {"reduction": 0.4}])
+def test_a_single_batch_is_taken_as_one_batch(kind, target):
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 50, (6, 9), generator=g)
+    mask = torch.ones(6, 9, dtype=torch.long)
+    mask[:3, 6:] = 0
+    batch = {"input_ids": ids, "attention_mask": mask} if kind == "mapping" else ids
+    model = _Tokens()
+    single, got = compress(model, calibration=batch, rng=0, **target)
+    listed, expected = compress(model, calibration=[batch], rng=0, **target)
+    assert [layer.rank for layer in got.layers] == [layer.rank for layer in expected.layers]
+    assert [layer.output_error for layer in got.layers] == [layer.output_error for layer in expected.layers]
+    assert all(torch.equal(v, listed.state_dict()[k]) for k, v in single.state_dict().items())
+    assert batch is not None and (kind == "tensor" or set(batch) == {"input_ids", "attention_mask"})  # untouched

@@ -97,3 +97,12 @@ def test_from_linear_takes_a_linear_subclass():
     out_proj = torch.nn.MultiheadAttention(32, 4).out_proj  # a subclass of nn.Linear
     layer = LowRankLinear.from_linear(out_proj, rank=32, rng=0)
     torch.testing.assert_close(layer.weight, out_proj.weight.detach(), rtol=0, atol=1e-5)
+
+
+def test_replace_module_refuses_the_model_itself():
+    from randla.nn.layers import replace_module
+
+    model = torch.nn.Linear(4, 3)
+    with pytest.raises(ValueError, match="cannot replace the model"):
+        replace_module(model, "", LowRankLinear(torch.randn(3, 2), torch.randn(2, 4)))
+    assert list(model.named_children()) == []

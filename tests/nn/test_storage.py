@@ -219,3 +219,19 @@ def test_tied_weights_are_saved_and_stay_tied(tmp_path):
     save_compressed(small, tmp_path)
     loaded = load_compressed(net, tmp_path)
     assert loaded["head"].weight is loaded["embed"].weight and torch.equal(loaded["embed"].weight, net["embed"].weight)
+
+
+def test_a_bare_linear_layer_round_trips_as_its_low_rank_replacement(tmp_path):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 24)
+    small, _ = compress(linear, rank=4, rng=0)
+    save_compressed(small, tmp_path)
+    before = {k: v.clone() for k, v in linear.state_dict().items()}
+    loaded = load_compressed(linear, tmp_path)
+    x = torch.randn(5, 32)
+    assert type(loaded).__name__ == "LowRankLinear" and torch.equal(loaded(x), small(x))
+    assert list(linear.named_children()) == []
+    with pytest.raises(ValueError, match="cannot replace itself in place.*inplace=False"):
+        load_compressed(linear, tmp_path, inplace=True)
+    assert list(linear.named_children()) == []
+    assert all(torch.equal(v, before[k]) for k, v in linear.state_dict().items())

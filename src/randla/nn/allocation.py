@@ -2,9 +2,11 @@
 
 A layer of shape (m, n) either stays dense (m n parameters, no error) or is
 factored at a rank r in [1, cap] (r (m + n) parameters, squared relative
-error e[r]). ``global_ranks`` minimises the summed error over all layers
-subject to the budget, the allocation problem of Lagrangian rank selection
-(as in ROCKET, Xu et al. 2024, and the knapsack view of SVD-LLM v2).
+error e[r]). ``global_ranks`` approximately minimises the summed error over
+all layers subject to the budget, the allocation problem of Lagrangian rank
+selection (as in ROCKET, Xu et al. 2024, and the knapsack view of SVD-LLM
+v2): a Lagrangian relaxation plus a greedy pass, with no optimality
+guarantee (a multiple-choice knapsack; the dense option can leave a gap).
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def _best_for(e, m, n, cap, price):
 
 
 def global_ranks(shapes, errors, budget: int, caps) -> list:
-    """Ranks minimising the summed squared relative error with at most ``budget`` parameters.
+    """Ranks approximately minimising the summed squared relative error with at most ``budget`` parameters.
 
     A bisection on the price of a parameter gives the cheapest Lagrangian
     allocation within budget; a greedy pass then spends what is left on the

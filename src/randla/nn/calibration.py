@@ -153,6 +153,11 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
     squared gradients of the unit's output (how much the model's output
     moves when the unit's output does).
 
+    ``calibration`` is an iterable of batches; a single batch given as a
+    mapping (a tokenizer's ``BatchEncoding``, a dict) or as one tensor is
+    taken as one batch, as ``[batch]`` would be (iterating it would give its
+    keys or its rows).
+
     Layers that receive the very same input tensor in the first batch get the
     same ``input_key``: they read one input (attention's query, key, value).
 
@@ -168,6 +173,8 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
             "the selected layers' weights were made under torch.inference_mode(), so no gradient can reach "
             "them; build the model outside it, or let randla.nn.compress copy it (inplace=False)."
         )
+    if isinstance(calibration, (Mapping, torch.Tensor)):
+        calibration = [calibration]
     stats = {name: None for name in modules}
     current = {}
     first_inputs = []  # held through the first batch, so that no address is reused

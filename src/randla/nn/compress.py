@@ -9,6 +9,7 @@ import copy
 import fnmatch
 import numbers
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ class CompressionReport:
     ||(W - W_hat) X||_F / ||W X||_F on the calibration inputs X (None without
     calibration). Parameter counts are of the weights (biases are kept as
     they are). ``objective`` is the summed error the rank allocation
-    minimised (with ``reduction``; see :func:`compress`).
+    approximately minimised (with ``reduction``; see :func:`compress`).
     """
 
     layers: tuple
@@ -176,7 +177,11 @@ class _Unit:
         weights = [linear_weight(layers[n]) for n in names]
         weight = torch.cat([w.detach() for w in weights]) if len(names) > 1 else weights[0]
         gram = stats[names[0]].gram if names[0] in stats else None
-        return cls(tuple(names), weight, gram, stacked("row_importance"), stacked("output_sensitivity"))
+        output_weights = stacked("output_sensitivity")
+        if output_weights is not None and not bool(output_weights.any()):
+            # Unmeasured (off the output's path), not free: its errors are the unweighted output errors.
+            output_weights = None
+        return cls(tuple(names), weight, gram, stacked("row_importance"), output_weights)
 
 
 def _cap(shape, rank, reduction, allocation) -> int:
@@ -223,6 +228,27 @@ def _share(units, caps, spectra, layers, stats, reduction, allocation, tolerance
             for seq, value in zip(out, (unit, caps[i], spectra[i])):
                 seq.append(value)
     return out
+
+
+def _blind_message(names, reduction, allocation, method) -> str:
+    """What happens to the layers off the measured output's path (zero sensitivity), and how to change it."""
+    shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if reduction is not None and allocation == "global":
+        what = ("Their error cannot be weighed against the other layers', so global allocation leaves them dense "
+                "(it would otherwise count destroying them as free)")
+    elif reduction is not None:
+        what = ("Uniform allocation compresses them at the same fraction as the other layers; their weight_error and "
+                "output_error in the report are measured, but report.objective leaves them out")
+    else:
+        what = "They are compressed like the other layers"
+    if method == "fisher":
+        what += ", and fisher weighs their rows equally (a plain SVD of the weight)"
+    return (
+        f"the model's output does not depend on {len(names)} selected layer(s) on the calibration data ({shown}): "
+        f"the gradient of their output is zero, as a BERT pooler's is for last_hidden_state. {what}. To compress "
+        "them by their effect, pass a `loss` whose value depends on their output (as on a BERT model's "
+        "pooler_output); to silence this, exclude them (and compress them in a separate call if you wish)."
+    )
 
 
 def _errors(W, up, down, gram):
@@ -278,8 +304,11 @@ def compress(
         One rank for every selected layer.
     energy : float in (0, 1), optional
         Per layer, the smallest rank keeping this fraction of the squared norm
-        (in the method's norm). Exactly one of ``reduction``, ``rank`` and
-        ``energy`` is given.
+        in the method's norm: the weight's Frobenius norm for ``rsi``,
+        ``rsvd`` and ``exact`` (with calibration too), the whitened output
+        norm ||W X||_F for ``whitened``, FWSVD's row-weighted ||D W||_F for
+        ``fisher``. Exactly one of ``reduction``, ``rank`` and ``energy`` is
+        given.
     method : {"rsi", "rsvd", "exact", "whitened", "fisher"}, default "rsi"
         How each weight is truncated (see :mod:`randla.nn.factorize`):
         randomized subspace iteration, randomized SVD without power
@@ -290,27 +319,37 @@ def compress(
         other methods are themselves the solver and take none.
     allocation : {"global", "uniform"}, default "global"
         With ``reduction``: ``"uniform"`` removes the same fraction from
-        every layer; ``"global"`` chooses per-layer ranks that minimise a
-        summed error within the total budget. Without calibration that is
-        the sum of the layers' squared relative weight errors. With
-        calibration it is the sum of their squared output errors, each
-        output unit weighted by the mean squared gradient of the model's
-        output with respect to it (one extra backward pass per batch),
-        which puts the layers on one scale: an
-        error counts as much as it moves the model's output. Global
-        allocation is never worse than uniform on that sum: when the uniform
-        ranks have the smaller sum, they are kept (``report.objective``).
+        every layer; ``"global"`` chooses per-layer ranks that approximately
+        minimise a summed error within the total budget (a Lagrangian
+        relaxation plus a greedy pass; no optimality is guaranteed). Without
+        calibration that is the sum of the layers' squared relative weight
+        errors. With calibration it is the sum of their squared output
+        errors, each output unit weighted by the mean squared gradient of the
+        model's output (or of ``loss``) with respect to it (one extra
+        backward pass per batch), which puts the layers on one scale: an
+        error counts as much as it moves the model's output. A layer the
+        output does not depend on (zero gradient, as a BERT pooler's for
+        last_hidden_state) cannot be weighed so: global allocation leaves it
+        dense, and a ``UserWarning`` names it. (Uniform allocation measures
+        no gradients unless ``method="fisher"`` and compresses it as any
+        other layer; with ``fisher`` it warns too, and ``report.objective``
+        leaves such layers out.) Global allocation is never worse than
+        uniform on that sum: when the uniform ranks have the smaller sum,
+        they are kept (``report.objective``).
         Both stay within the budget: where layers held at rank 1 or dense
         take more than their share, uniform allocation lowers the fraction
         that every layer keeps until the total fits.
     calibration : iterable of batches, optional
         Model inputs (a mapping is passed as ``model(**batch)``, or whole to
         a forward taking one dict as sentence-transformers' does; a tuple as
-        ``model(*batch)``). Padding is skipped where a batch has an
+        ``model(*batch)``). A single batch given as a mapping (a tokenizer's
+        ``BatchEncoding``, a dict) or as one tensor is taken as one batch,
+        as ``[batch]`` would be. Padding is skipped where a batch has an
         ``attention_mask``: by that key in a mapping, or at the position of
         the forward's argument of that name in a tuple.
     loss : callable(output, batch) -> scalar tensor, optional
-        The loss whose squared gradients weigh rows for ``fisher``; default a
+        The loss whose squared gradients weigh rows for ``fisher``, and the
+        output units in global allocation's summed error; default a
         random Gaussian projection of the output, whose expected squared
         gradient is the Gauss-Newton diagonal and needs no labels.
     include, exclude : str or sequence of str
@@ -334,7 +373,10 @@ def compress(
     Returns
     -------
     model : torch.nn.Module
-        The compressed model (a copy unless ``inplace``).
+        The compressed model (a copy unless ``inplace``). Where ``model`` is
+        itself a linear layer, the :class:`LowRankLinear` replacing it where
+        it is factored (``inplace=True`` raises ``ValueError`` then: a module cannot replace
+        itself).
     report : CompressionReport
 
     Notes
@@ -381,6 +423,11 @@ def compress(
             raise ValueError("`share_inputs` needs `calibration` (to find layers reading one input) and `reduction`.")
     rng = check_rng(rng)
     start = time.perf_counter()
+    if inplace and is_linear(model) and "" in _select(model, include, exclude):
+        raise ValueError(
+            f"`model` is itself a linear layer ({type(model).__name__}), selected for compression: a module cannot "
+            "replace itself in place. Pass inplace=False and use the returned model, a LowRankLinear."
+        )
     model = model if inplace else copy.deepcopy(model)
     selected = _select(model, include, exclude)
     layers = {name: layer for name, (layer, _) in selected.items()}
@@ -391,6 +438,10 @@ def compress(
     # Gradients weigh each layer's output error by how much the model's output moves with it.
     gradients = method == "fisher" or (reduction is not None and allocation == "global")
     stats = collect(model, layers, calibration, gradients=gradients, loss=loss) if calibration is not None else {}
+    blind = [name for name, s in stats.items() if s.output_sensitivity is not None and not s.output_sensitivity.any()]
+    if blind:
+        # stacklevel 3: past torch's inference_mode decorator, at the caller.
+        warnings.warn(_blind_message(blind, reduction, allocation, method), UserWarning, stacklevel=3)
 
     def factor(unit, cap):
         return spectrum(
@@ -401,6 +452,9 @@ def compress(
 
     units = [_Unit.of(layers, stats, (name,)) for name in layers]
     caps = [_cap(u.shape, rank, reduction, allocation) for u in units]
+    if reduction is not None and allocation == "global":
+        # A zero weighted error at every rank would make such a layer look free to destroy: keep it dense.
+        caps = [0 if u.names[0] in blind else c for u, c in zip(units, caps)]
     budget = None if reduction is None else int((1.0 - reduction) * sum(u.weight.numel() for u in units))
     if budget is not None and share_inputs is None:  # sharing could lower the least cost; else fail early
         check_budget([u.shape for u in units], caps, budget)
@@ -418,12 +472,17 @@ def compress(
     if stats and reduction is not None:
         # With calibration, errors are the model's sensitivity-weighted output errors, in one unit
         # across layers (a share of their sum at rank 0) rather than each layer's own scale.
-        scale = sum(s.total for s in spectra if s is not None) or 1.0
-        errors = [s.squared_errors() / scale if s is not None else np.zeros(1) for s in spectra]
+        # Layers of unmeasured sensitivity (uniform allocation) are left out: their errors are on another scale.
+        measured = [s is not None and not all(n in blind for n in u.names) for u, s in zip(units, spectra)]
+        scale = sum(s.total for s, m in zip(spectra, measured) if m) or 1.0
+        errors = [s.squared_errors() / scale if m else np.zeros(1 if s is None else s.cap + 1)
+                  for s, m in zip(spectra, measured)]
     if rank is not None:
         ranks = [c if c else None for c in caps]
     elif energy is not None:
-        ranks = energy_ranks(errors, energy, caps)
+        # In the method's own norm, whatever ``errors`` weighs (the output, with calibration).
+        own = [s.norm_relative_errors() if s is not None else np.zeros(1) for s in spectra]
+        ranks = energy_ranks(own, energy, caps)
     else:
         ranks = uniform_ranks(shapes, reduction, caps, budget)
         if allocation == "global":
@@ -454,7 +513,10 @@ def compress(
                 up_part = nn.Parameter(part, requires_grad=linear.weight.requires_grad)
                 low_rank = LowRankLinear(up_part, shared, linear.bias).to(linear.weight.device)
                 for place in selected[name][1]:
-                    replace_module(model, place, low_rank)
+                    if place:
+                        replace_module(model, place, low_rank)
+                    else:  # the model is the layer (inplace=False; refused above otherwise)
+                        model = low_rank
             curves = (None, None)
             if spec is not None:
                 curves = (np.sqrt(spec.sizes / max(spec.total, 1e-300)), np.sqrt(spec.relative_errors()))

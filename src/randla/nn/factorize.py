@@ -75,6 +75,12 @@ class Spectrum:
         The method's squared error at rank 0 (its norm of W, squared).
     seconds : float
         Time the factorisation took.
+    norm_errors : (cap + 1,) float64 ndarray, optional
+        The squared error at ranks 0..cap in the norm the method truncates
+        in, ||M - U_r U_r^T M||_F^2 of its reweighted M (see the module
+        docstring): the weight's Frobenius norm for rsvd, rsi and exact,
+        also with calibration; the whitened output norm for whitened; FWSVD's
+        ||D (W - W_hat)||_F for fisher. ``errors`` where None.
     """
 
     up: torch.Tensor
@@ -83,6 +89,7 @@ class Spectrum:
     errors: np.ndarray
     total: float
     seconds: float = 0.0
+    norm_errors: np.ndarray | None = None
 
     @property
     def cap(self) -> int:
@@ -95,6 +102,13 @@ class Spectrum:
     def relative_errors(self) -> np.ndarray:
         """Squared relative error at ranks 0..cap (index r)."""
         return self.squared_errors() / max(self.total, np.finfo(float).tiny)
+
+    def norm_relative_errors(self) -> np.ndarray:
+        """Squared relative error at ranks 0..cap (index r) in the method's own norm (``norm_errors``)."""
+        if self.norm_errors is None:
+            return self.relative_errors()
+        errors = np.clip(self.norm_errors, 0.0, None)
+        return errors / max(float(self.norm_errors[0]), np.finfo(float).tiny)
 
     def factors(self, rank: int):
         return self.up[:, :rank].contiguous(), self.down[:rank].contiguous()
@@ -152,9 +166,12 @@ def spectrum(
     U = U.to(dtype)
     down = U.mH @ (M if method == "fisher" else Wd)
     up = U if left is None else U / left[:, None]
+    # The truncation's own measure, whatever ``errors`` weighs: what ``energy`` ranks count in.
+    own_total = float(M.abs().double().square().sum())
+    norm_errors = np.concatenate([[own_total], (own_total - torch.cumsum(S.double().square(), 0)).cpu().numpy()])
     if gram is None:
         sizes = S.double().square()
-        total = float(M.abs().double().square().sum())
+        total = own_total
         errors = total - torch.cumsum(sizes, 0)
     else:
         # Output error of W_hat(k) = sum_{i<=k} a_i b_i^T (a_i = up[:, i], b_i = down[i]), with
@@ -173,4 +190,4 @@ def spectrum(
         sizes = cross.diagonal().clamp(min=0)  # >= 0 but for rounding
     errors = np.concatenate([[total], errors.cpu().numpy()])
     seconds = time.perf_counter() - start
-    return Spectrum(up.to(W.dtype), down.to(W.dtype), sizes.cpu().numpy(), errors, total, seconds)
+    return Spectrum(up.to(W.dtype), down.to(W.dtype), sizes.cpu().numpy(), errors, total, seconds, norm_errors)

@@ -125,7 +125,14 @@ class LowRankLinear(nn.Module):
 
 
 def replace_module(model: nn.Module, name: str, module: nn.Module):
-    """Put ``module`` where ``model``'s submodule ``name`` (dotted) is."""
+    """Put ``module`` where ``model``'s submodule ``name`` (dotted) is.
+
+    ``name`` "" is ``model`` itself, which no module can replace in place:
+    a ``ValueError`` says so (use ``module`` in its stead).
+    """
+    if not name:
+        raise ValueError(f"cannot replace the model ({type(model).__name__}) itself in place; use the new "
+                         f"{type(module).__name__} in its stead.")
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
 

@@ -88,9 +88,10 @@ def save_compressed(model: nn.Module, path, *, report=None, factors_only: bool =
 
 
 def _prefixes(model, modules) -> tuple:
-    """The prefix ``name.`` of every place of ``modules`` in ``model`` (one module may be used at several)."""
+    """The prefix ``name.`` of every place of ``modules`` in ``model`` (one module may be used at several);
+    "" for ``model`` itself, whose every key is inside it."""
     places = module_places(model)
-    return tuple(f"{place}." for module in modules for place in places[id(module)])
+    return tuple(f"{place}." if place else "" for module in modules for place in places[id(module)])
 
 
 def _rest(model, layers) -> list:
@@ -164,7 +165,10 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
     corrupt, incomplete or mismatched one raises ``ValueError``; either way
     ``model`` is left untouched. A module used at several places is replaced
     everywhere, as :func:`compress` does, and the factors are trainable
-    where the weight was. Returns a copy unless ``inplace``. Names saved
+    where the weight was. Returns a copy unless ``inplace``; where ``model``
+    is itself the saved linear layer, the new :class:`LowRankLinear`
+    (``inplace=True`` raises ``ValueError`` then: a module cannot replace
+    itself). Names saved
     from a Hugging Face base model (``AutoModel``, as ``randla compress``
     loads it) fit its model with a head (``AutoModelForCausalLM``) too,
     through ``base_model_prefix``, and the other way round.
@@ -203,6 +207,11 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
                 _fail(path, f"tensor {key!r} should be a float tensor of shape {want}; it is {got}.")
         built[name] = (down, entry.get("bias"))
     rest = _checked_rest(path, description, tensors, model, [rename(name) for name in built], rename)
+    if inplace and any(rename(name) == "" for name in built):
+        raise ValueError(
+            f"`model` is itself the linear layer ({type(model).__name__}) saved in {path}: a module cannot replace "
+            "itself in place. Pass inplace=False and use the returned model, a LowRankLinear."
+        )
     model = model if inplace else copy.deepcopy(model)
     places = module_places(model)
     shared = {}
@@ -213,7 +222,10 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
         bias = _like(tensors[f"{name}.bias"], target.bias) if has_bias else None
         layer = LowRankLinear(_like(tensors[f"{name}.up"], target.weight), shared[down_key], bias)
         for place in places[id(target)]:
-            replace_module(model, place, layer)
+            if place:
+                replace_module(model, place, layer)
+            else:  # the model is the layer (inplace=False; refused above otherwise)
+                model = layer
     state = model.state_dict()
     with torch.no_grad():
         for key in rest:
