@@ -509,23 +509,3 @@ def test_spectral_norm_of_real_torch_matrix_with_complex_shift(dtype):
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     assert r.estimate == pytest.approx(exact, rel=tol)
     assert r.estimate <= exact * (1 + tol) and exact <= r.upper_bound
-
-
-@pytest.mark.parametrize("layout", ["coo", "csr", "csc"])
-def test_stable_rank_of_complex64_torch_sparse(layout):
-    """norm() of complex64 CSR and CSC tensors failed (torch.real of a values view)."""
-    import warnings
-
-    rng = np.random.default_rng(0)
-    D = ((rng.standard_normal((80, 60)) + 1j * rng.standard_normal((80, 60))) * (rng.random((80, 60)) < 0.2))
-    D = D.astype(np.complex64)
-    T = torch.as_tensor(D)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        A = {"coo": T.to_sparse_coo, "csr": T.to_sparse_csr, "csc": T.to_sparse_csc}[layout]()
-    Dd = D.astype(np.complex128)
-    exact = (np.linalg.norm(Dd) / np.linalg.norm(Dd, 2)) ** 2
-    r = stable_rank(A, rng=0)
-    assert r.frobenius_norm == pytest.approx(np.linalg.norm(Dd), rel=1e-12)
-    assert r.lower_bound <= exact <= r.estimate * (1 + 1e-5)
-    assert r.estimate == pytest.approx(exact, rel=1e-3)

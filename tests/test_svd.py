@@ -985,7 +985,8 @@ def test_tol_mode_on_a_small_residual(dtype, noise):
 
 @pytest.mark.parametrize("layout", ["coo", "csr", "csc"])
 def test_complex64_torch_sparse_in_tol_mode(layout):
-    """norm() of a complex64 CSR or CSC tensor took torch.real of its values view, which torch refuses."""
+    """norm() of a complex64 CSR or CSC tensor took torch.real of its values view, which torch refuses:
+    svd and qb in tol mode, and stable_rank, failed."""
     import warnings
 
     rng = np.random.default_rng(0)
@@ -1002,6 +1003,12 @@ def test_complex64_torch_sparse_in_tol_mode(layout):
         assert result.converged and true <= 0.3
         # QB spans all 60 columns, where the float32 indicator reads rounding of up to sqrt(eps / 4).
         assert result.error_estimate == pytest.approx(true, rel=1e-3, abs=2e-4)
+    Dd = D.astype(np.complex128)
+    stable = randla.stable_rank(A, rng=0)
+    assert stable.frobenius_norm == pytest.approx(exact, rel=1e-12)
+    ratio = (exact / np.linalg.norm(Dd, 2)) ** 2
+    assert stable.lower_bound <= ratio <= stable.estimate * (1 + 1e-5)
+    assert stable.estimate == pytest.approx(ratio, rel=1e-3)
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-10), (np.float32, 1e-7), (np.float32, 1e-4),
