@@ -259,3 +259,37 @@ def test_bad_input():
         randla.performer_attention(Q, K, V, 0)
     with pytest.raises(ValueError, match="must not be empty"):
         randla.attention_operator(Q[:0], K)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_complex_blocks_are_multiplied_not_cast_to_real(library):
+    """P is real: a complex V, a complex Gaussian sketch and a complex shift of P
+    are multiplied as P Re X + i P Im X (they were cast to real, dropping Im X)."""
+    import array_api_compat.torch as torch_namespace
+
+    from randla.sketch import draw_sketch
+
+    Q, K, _ = qkv(80, 80)
+    Pd = dense_attention(Q, K)
+    rng = np.random.default_rng(1)
+    V = rng.standard_normal((80, 4)) + 1j * rng.standard_normal((80, 4))
+    convert = torch.from_numpy if library == "torch" else np.asarray
+    P = randla.attention_operator(convert(Q), convert(K))
+    out = np.asarray(P.matmat(convert(V)))
+    assert relative(out, Pd @ V) < 1e-14
+    assert relative(np.asarray(P.rmatmat(convert(V))), Pd.T @ V) < 1e-14
+    xp = torch_namespace if library == "torch" else numpy_namespace
+    dtype = torch.complex128 if library == "torch" else np.complex128
+    omega = draw_sketch("gaussian", 80, 5, xp=xp, dtype=dtype, rng=0)
+    assert relative(np.asarray(omega.apply(P)), Pd @ np.asarray(omega.dense())) < 1e-14
+    shifted = Pd + 0.5j * np.eye(80)
+    exact = np.linalg.norm(shifted, 2)
+    estimate = randla.spectral_norm(randla.Shifted(P, 0.5j), rng=0).estimate  # a lower bound: it was 1.228 > 1.147
+    assert exact * (1 - 1e-6) <= estimate <= exact * (1 + 1e-12)
+
+
+def test_meta_tensors_are_refused():
+    """Queries on torch's 'meta' device hold no values: a clear TypeError."""
+    Q = torch.empty(20, 8, device="meta")
+    with pytest.raises(TypeError, match="`Q` is a torch tensor on the 'meta' device"):
+        randla.attention_operator(Q, Q)

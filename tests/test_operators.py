@@ -557,11 +557,11 @@ def test_shifted(shift, container):
 @pytest.mark.parametrize("shift", [np.complex64(1j), np.complex128(2 - 1j), 1j])
 def test_shifted_complex_shift_of_any_type(shift):
     """NumPy complex scalars are complex shifts too (np.complex64 is no
-    subclass of complex): conjugated in the adjoint, and the trace is not real."""
+    subclass of complex): conjugated in the adjoint, and the trace complex."""
     A = planted(N, N, dtype=np.complex128, rng=0).A.astype(np.complex64)
     op = randla.Shifted(A, shift)
     check_products(op, A + shift * np.eye(N), 1e-5)
-    assert op.trace() is None
+    assert op.trace() == pytest.approx(np.trace(A.astype(np.complex128)) + complex(shift) * N, rel=1e-6)
 
 
 @pytest.mark.parametrize("shift", [1j, np.complex64(1 + 1j)])
@@ -575,7 +575,7 @@ def test_shifted_real_matrix_complex_shift_transposes(shift):
     check_products(op.H, explicit.conj().T, 1e-13)
     check_products(op.T.T, explicit, 1e-13)
     check_products(randla.Centered(op).T, (explicit - explicit.mean(axis=0)).T, 1e-13)
-    assert op.trace() is None
+    assert op.trace() == pytest.approx(np.trace(explicit), rel=1e-13)
 
 
 def test_shifted_needs_square():
@@ -1256,6 +1256,153 @@ def test_torch_sparse_trace_is_read_from_the_diagonal(layout, dtype):
 
     A = sparse(S)
     entries = to_np(torch.as_tensor(S).to(dtype)).astype(np.complex128)
-    exact = float(np.trace(entries).real) + (1.5 if layout == "coo_uncoalesced" else 0.0)
+    exact = complex(np.trace(entries)) + (1.5 if layout == "coo_uncoalesced" else 0.0)
     assert randla.as_operator(A).trace() == pytest.approx(exact, rel=1e-15)
     assert randla.as_operator(sparse(S[:, 1:])).trace() is None
+
+
+# -- a real matrix plus a complex shift; complex traces; meta tensors (fix brief 3) --------------------
+
+
+def _shifted_low_rank(shift, library="numpy", n=60):
+    """Shifted(A, shift) of a rank-8 real A, and the explicit complex matrix A + shift I."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((n, 8)) @ rng.standard_normal((8, n))
+    base = torch.from_numpy(A) if library == "torch" else A
+    return randla.Shifted(base, shift), A + complex(shift) * np.eye(n)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shifted_numpy_complex_shift_of_a_real_tensor_keeps_its_imaginary_part(dtype):
+    """torch takes np.complex64(1j) * real tensor as a real tensor: the shift
+    is kept as a Python complex, so the products and the SVD are those of A + iI."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((40, 40))
+    op = randla.Shifted(torch.from_numpy(A).to(dtype), np.complex64(1j))
+    explicit = to_np(torch.from_numpy(A).to(dtype)).astype(np.complex128) + 1j * np.eye(40)
+    tol = 1e-5 if dtype == torch.float32 else 1e-13
+    check_products(op, explicit, tol)
+    r = randla.svd(op, 30, rng=0)  # a sketch of all 40 columns: the exact singular values of A + iI
+    assert r.U.dtype == (torch.complex64 if dtype == torch.float32 else torch.complex128)
+    exact = np.linalg.svd(explicit, compute_uv=False)[:30]
+    np.testing.assert_allclose(to_np(r.S), exact, rtol=100 * tol)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_residual_of_a_complex_shift_keeps_complex_factors(library):
+    """L and R of a real A plus a complex shift are complex: PlusLowRank keeps
+    them complex (they were cast to A's real dtype), so the residual's products
+    are exact and estimate_error a lower bound converging to ||E - L R||_2."""
+    op, E = _shifted_low_rank(10j, library)
+    r = randla.svd(op, 8, rng=0)
+    L, R = r.factors()
+    exact = E - to_np(L) @ to_np(R)
+    res = randla.residual(op, L, R)
+    check_products(res, exact, 1e-13)
+    true_error = np.linalg.norm(exact, 2)
+    estimate = randla.estimate_error(op, r, rng=0)
+    assert 0.9 * true_error <= estimate <= true_error * (1 + 1e-10)
+
+
+@pytest.mark.parametrize("make", [
+    lambda A: A, sp.csr_array, torch.from_numpy, lambda A: torch.from_numpy(A).to_sparse(),
+    lambda A: torch.from_numpy(A).to_sparse_csr(), dask_array,
+], ids=["numpy", "csr", "torch", "torch_coo", "torch_csr", "dask"])
+def test_trace_of_a_complex_matrix_is_complex(make):
+    """tr(A) of a complex non-Hermitian A keeps its imaginary part, as numpy.trace; a real A's is a float."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((5, 5)) + 1j * rng.standard_normal((5, 5))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        trace = randla.as_operator(make(A)).trace()
+        real = randla.as_operator(make(A.real.copy())).trace()
+    assert isinstance(trace, complex) and abs(np.trace(A).imag) > 1
+    assert trace == pytest.approx(complex(np.trace(A)), rel=1e-14)
+    assert isinstance(real, float) and real == pytest.approx(np.trace(A.real), rel=1e-14)
+    assert randla.Shifted(make(A), 2.0).trace() == pytest.approx(complex(np.trace(A)) + 10, rel=1e-14)
+    assert randla.Shifted(make(A.real.copy()), 2j).trace() == pytest.approx(np.trace(A.real) + 10j, rel=1e-14)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_centered_complex_shift_of_a_real_tensor(axis):
+    """Centered(A + 2iI) of a real torch A: complex means meet real blocks,
+    which torch refused to multiply; products and pca match NumPy's exact values."""
+    op, E = _shifted_low_rank(2j, "torch")
+    centred = E - E.mean(axis=axis, keepdims=True)
+    check_products(randla.Centered(op, axis=axis), centred, 1e-13)
+    if axis == 0:
+        r = randla.pca(op, 6, rng=0)
+        exact = np.linalg.svd(centred, compute_uv=False)[:6]
+        np.testing.assert_allclose(to_np(r.S), exact, rtol=1e-10)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_centered_products_of_sparse_a_never_form_a_dense_matrix(axis):
+    """Centered(A, axis=1).rmatmat formed the n x m matrix 1 nu^H (here 32 MB)
+    on every call; each product of either axis now takes O(nnz + (m + n) k) memory."""
+    X = sparse_random(4000, 1000, 20_000, rng=0)
+    C = randla.Centered(X, axis=axis)
+    rng = np.random.default_rng(1)
+    Y, Z = rng.standard_normal((4000, 5)), rng.standard_normal((1000, 5))
+    dense = X.toarray()
+    centred = dense - dense.mean(axis=axis, keepdims=True)
+    tracemalloc.start()
+    try:
+        CY, CZ = C.rmatmat(Y), C.matmat(Z)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**20  # dense A is 32 MB; the blocks 160 kB
+    np.testing.assert_allclose(CY, centred.T @ Y, atol=1e-12 * np.abs(centred.T @ Y).max())
+    np.testing.assert_allclose(CZ, centred @ Z, atol=1e-12 * np.abs(centred @ Z).max())
+
+
+def test_meta_tensors_are_refused_at_the_boundary():
+    """A torch tensor on the 'meta' device has no values: a clear TypeError,
+    not torch's internal errors from deep inside an algorithm."""
+    M = torch.empty(30, 20, device="meta")
+    for f in (randla.as_operator, lambda A: randla.svd(A, 3, rng=0), lambda A: randla.spectral_norm(A, rng=0)):
+        with pytest.raises(TypeError, match=r"A is a torch tensor on the 'meta' device.*materialise"):
+            f(M)
+    with pytest.raises(TypeError, match="K is a torch tensor on the 'meta' device"):
+        randla.rpcholesky(torch.empty(20, 20, device="meta"), 3, rng=0)
+
+
+class _NormOnly(Operator):
+    """An explicit matrix seen through products and its exact norm only (no sums, no centred norm)."""
+
+    def __init__(self, A):
+        self.A, self.shape, self.xp = A, A.shape, randla.as_operator(A).xp
+        self.dtype = self.input_dtype = A.dtype
+
+    def matmat(self, X):
+        return self.A @ X
+
+    def rmatmat(self, Y):
+        return self.A.conj().T @ Y
+
+    def norm(self):
+        return float(np.linalg.norm(self.A))
+
+
+def test_norm_error_bounds_the_norms_of_differences_and_is_zero_for_explicit_matrices():
+    # A + L R and a centred A take ||.||_F as a difference of larger terms; norm_error says how far off it may be.
+    from test_qb import _residual_problem
+
+    res, D = _residual_problem()
+    exact = np.linalg.norm(D)
+    assert abs(res.norm() / exact - 1) <= res.norm_error() < 1e-7
+    assert res.H.norm() == res.norm() and res.H.norm_error() == res.norm_error()  # passed on by A^H
+    op = randla.as_operator(D)
+    assert op.norm() == pytest.approx(exact, rel=1e-14) and op.norm_error() == 0.0
+    # Column means 300x the spread, seen through products only: the difference of squares cancels.
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((200, 100)))
+    V, _ = np.linalg.qr(rng.standard_normal((200, 100)))
+    X = (U * 0.7 ** np.arange(100)) @ V.T
+    B = np.vstack([X, X]) + 300.0 * (1 + rng.random(200))
+    centred = randla.Centered(_NormOnly(B))
+    exact = np.linalg.norm(B - B.mean(axis=0))
+    assert abs(centred.norm() / exact - 1) <= centred.norm_error() < 1e-4
+    dense = randla.Centered(B)
+    assert dense.norm() == pytest.approx(exact, rel=1e-12) and dense.norm_error() == 0.0  # means subtracted entrywise

@@ -368,3 +368,78 @@ def test_tol_below_resolution_reports_at_least_the_floor(dtype, seed):
     assert not r.converged
     assert r.error_estimate >= np.sqrt(indicator_floor(np, dtype)) >= true
     assert true <= 10 * np.finfo(dtype).eps  # A's range is captured, to rounding
+
+
+def _residual_problem():
+    """A - L R for a rank-10 truncation of A, whose tail is 3e-3 ||A_10||: its norm is a difference."""
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((300, 200)))
+    V, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    A = (U * np.concatenate([np.ones(10), 3e-3 * 0.9 ** np.arange(190)])) @ V.T
+    L, R = randla.svd(A, 10, rng=0).factors()
+    return randla.residual(A, L, R), A - L @ R
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-5, 1e-6])
+def test_qb_tol_on_a_residual_below_its_norms_accuracy_probes_the_error(tol):
+    # ||A - L R||_F is a difference known to a relative ~1e-9 here; the indicator read a true error of
+    # 1.4e-6 as 0 and claimed tol = 1e-6 met. Where the norm is too coarse for tol, the error is probed.
+    res, D = _residual_problem()
+    q = randla.qb(res, tol=tol, rng=0)
+    true = np.linalg.norm(D - q.Q @ q.B) / np.linalg.norm(D)
+    assert q.converged and true <= tol
+    assert q.error_estimate == pytest.approx(true, rel=0.2)
+
+
+def test_qb_tol_on_a_centred_operator_counts_the_cancellation_of_its_norm():
+    # Means 300x the spread, reached through products only: Centered.norm is ||A||^2 - m ||mu||^2, which
+    # cancels to a relative ~1e-8 here; converged=True came with a true error 1.003 x tol.
+    from test_operators import _NormOnly
+
+    rng = np.random.default_rng(26)
+    U, _ = np.linalg.qr(rng.standard_normal((400, 200)))
+    V, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    X = (U * 0.93 ** np.arange(200)) @ V.T
+    X -= X.mean(axis=0)
+    A = X + 300.0 * (1 + rng.random(200))
+    # Too coarse for tol^2 = 1e-6: the error is probed, and holds with high probability.
+    failed = 0
+    for seed in range(10):
+        q = randla.qb(randla.Centered(_NormOnly(A)), tol=1e-3, rng=seed)
+        true = np.linalg.norm(X - q.Q @ q.B) / np.linalg.norm(X)
+        assert q.converged and true <= 1.05e-3
+        assert q.error_estimate == pytest.approx(true, rel=0.2)
+        failed += true > 1e-3
+    assert failed <= 1
+
+
+def test_qb_tol_on_a_linear_operator_converges_only_where_tol_holds():
+    # converged=True is decided on an upper confidence bound of the probed error.
+    A = planted(300, 200, "polynomial", rate=0.5, rng=0).A
+    nf = np.linalg.norm(A)
+    for seed in range(20):
+        q = randla.qb(aslinearoperator(A), tol=0.1, rng=seed)
+        assert q.converged and np.linalg.norm(A - q.Q @ q.B) / nf <= 0.1
+
+
+def test_qb_tol_on_a_real_torch_matrix_with_a_complex_shift():
+    # Real dtype, complex products: the basis is complex (a real W met a complex block and torch refused).
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((60, 8)) @ rng.standard_normal((8, 60))
+    q = randla.qb(randla.Shifted(torch.from_numpy(A), 2j), tol=0.5, rng=0)
+    D = A + 2j * np.eye(60)
+    true = np.linalg.norm(D - (q.Q @ q.B).numpy()) / np.linalg.norm(D)
+    assert q.Q.dtype == torch.complex128 and q.converged and true <= 0.5
+    assert q.error_estimate == pytest.approx(true, rel=0.1)
+    ref = randla.qb(randla.Shifted(A, 2j), tol=0.5, rng=0)  # the NumPy run agrees
+    np.testing.assert_allclose((q.Q @ q.B).numpy(), ref.Q @ ref.B, atol=1e-10)
+
+
+@pytest.mark.parametrize("decompose", [randla.qb, randla.svd])
+def test_block_krylov_refuses_a_normalizer(decompose):
+    A = planted(100, 80, "polynomial", rate=0.5, rng=0).A
+    with pytest.raises(ValueError, match="block_krylov.*normalizer='qr'"):
+        decompose(A, 5, method="block_krylov", normalizer="qr", rng=0)
+    decompose(A, 5, method="block_krylov", normalizer="auto", rng=0)
+    with pytest.raises(ValueError, match="normalizer"):  # an unknown name is refused as before
+        decompose(A, 5, method="block_krylov", normalizer="bogus", rng=0)

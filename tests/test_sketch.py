@@ -449,3 +449,16 @@ def test_gaussian_in_half_and_extended_precision(dtype):
     assert D.dtype == dtype
     np.testing.assert_array_equal(D, draw_sketch("gaussian", 400, 100, dtype=drawn, rng=0).dense().astype(dtype))
     assert abs(float(D.mean().real)) <= 0.01 and abs(float(np.mean(np.abs(D) ** 2)) - 1) <= 0.02
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "rademacher", "sparse_sign", "countsketch", "srht"])
+def test_complex_dtypes_as_documented(kind):
+    """The module docs: in a complex dtype "gaussian" is CN(0, 1) (real and
+    imaginary parts of variance 1/2, E|omega|^2 = 1); the other kinds stay real."""
+    D = draw_sketch(kind, 4000, 10, dtype=np.complex128, rng=0).dense()
+    assert D.dtype == np.complex128
+    if kind == "gaussian":
+        assert np.mean(D.real**2) == pytest.approx(0.5, abs=0.03)
+        assert np.mean(D.imag**2) == pytest.approx(0.5, abs=0.03)
+    else:
+        assert not np.any(D.imag)

@@ -471,6 +471,28 @@ def test_numerical_rank_of_full_rank_and_zero_matrices():
     assert randla.numerical_rank(np.zeros((50, 30)), 1e-6, rng=0) == 0
 
 
+def test_numerical_rank_never_counts_values_below_the_threshold_of_the_true_norm():
+    """60 values crowded at the top leave the Lanczos estimate of ||A||_2 2.4e-4 low, and the
+    threshold eps times it counted 10 values 5e-5 below eps ||A||_2: 110 for 100 in 18 of 20 seeds."""
+    s = np.sort(np.concatenate([1 + np.linspace(0, 0.01, 60), np.linspace(0.5, 0.102, 40),
+                                np.full(10, 0.100995), np.linspace(0.05, 0.001, 90)]))[::-1]
+    A = with_spectrum(s, 300)
+    assert exact_count(A, 0.1) == 100
+    assert spectral_norm(A, rng=0).estimate < s[0] * (1 - 1e-4)  # the case: a low estimate
+    assert [randla.numerical_rank(A, 0.1, rng=seed) for seed in range(20)] == [100] * 20
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e157, 1e300])
+def test_numerical_rank_far_from_unit_scale(scale):
+    """The count is scale-invariant; threshold^2 - error^2 in Python floats raised OverflowError beyond 1e157."""
+    gen = np.random.default_rng(0)
+    A = gen.standard_normal((40, 5)) @ gen.standard_normal((5, 30))
+    assert randla.numerical_rank(A * scale, 1e-3, rng=0) == 5
+    p = planted(500, 300, "polynomial", rate=0.5, rng=0)
+    eps = float(p.S[49] + p.S[50]) / 2  # neighbours 1% apart: the refinement counts
+    assert randla.numerical_rank(p.A * scale, eps, rng=0) == exact_count(p.A, eps) == 50
+
+
 @pytest.mark.parametrize("eps", [0, 1, -1e-3, "1e-3", True])
 def test_numerical_rank_bad_eps(eps):
     with pytest.raises(ValueError, match="`eps` must be a float in \\(0, 1\\)"):

@@ -9,6 +9,7 @@ from array_api_compat import is_array_api_obj, is_dask_array, is_torch_array
 
 from .backend import conj_transpose, finfo_eps, namespace, normalize, qr, real_dtype, to_numpy
 from .operators import Operator, as_operator
+from .operators.base import _product_dtype
 from .rangefinder import check_finite, checked_product, draw_for
 from .svd import SVDResult, svd_from_basis
 
@@ -54,8 +55,12 @@ def _torch_wide(x):
 
 
 def to_work(op: Operator, x: np.ndarray):
-    """A host array in the operator's namespace, device and working dtype."""
-    return op.xp.asarray(x, dtype=op.dtype, device=op.device)
+    """A host array in the operator's namespace, device and working dtype.
+
+    The dtype of the products, not ``op.dtype``: a real matrix plus a complex
+    shift has complex products, whose sketches give complex coefficients.
+    """
+    return op.xp.asarray(x, dtype=_product_dtype(op), device=op.device)
 
 
 def cpqr(Y: np.ndarray):
@@ -139,7 +144,10 @@ def take(A, op: Operator, idx: np.ndarray, axis: int):
         index = torch.as_tensor(idx, device=A.device)
         out = A.detach().index_select(1 if axis == 1 else 0, index)  # values, as every result
     elif isinstance(A, np.ndarray):
-        out = np.take(np.asarray(A), idx, axis=axis)
+        # Fancy indexing copies only the k columns (rows); np.take first makes a
+        # C-contiguous copy of all of a Fortran-order, transposed or sliced A.
+        A = np.asarray(A)  # a plain view of np.matrix and np.memmap
+        out = A[:, idx] if axis == 1 else A[idx, :]
     elif is_dask_array(A):
         # With NumPy indices: indices made a Dask array are cast to A's dtype
         # on the way, which warns (ComplexWarning) for complex A.
@@ -199,11 +207,15 @@ def work_columns(A, op: Operator, idx, axis):
 
 
 def as_work_columns(skeleton, op: Operator, axis):
-    """A skeleton as columns of ``work``, dense, in the working dtype."""
+    """A skeleton as columns of ``work``, dense, in the working dtype.
+
+    That is the dtype of the products: the columns of a real matrix plus a
+    complex shift, products with unit vectors, are complex.
+    """
     xp = op.xp
     block = op.as_block(dense_block(skeleton))  # k columns of a Dask A: small, computed here
     if is_torch_array(block) or isinstance(block, np.ndarray):
-        block = xp.asarray(block, dtype=op.dtype, device=op.device)
+        block = xp.asarray(block, dtype=_product_dtype(op), device=op.device)
     return block if axis == 1 else conj_transpose(xp, block)
 
 

@@ -27,7 +27,8 @@ from array_api_compat import array_namespace, is_array_api_obj
 from ._validate import check_choice, check_int, check_rng
 from .backend import device_of
 from .operators import Operator
-from .operators.base import _work_dtype
+from .operators.adapters import check_not_meta
+from .operators.base import _adjoint_product, _real_product, _work_dtype
 
 __all__ = ["AttentionOperator", "attention_operator", "nystrom_attention", "performer_attention"]
 
@@ -42,6 +43,7 @@ def _check_inputs(Q, K, V=None, *, batched: bool = True):
     for name, x in named:
         if not is_array_api_obj(x) or isinstance(x, np.matrix):
             raise TypeError(f"`{name}` must be a NumPy array or torch tensor; got {type(x).__name__}.")
+        check_not_meta(x, f"`{name}`")
     try:
         xp = array_namespace(*(x for _, x in named))
     except TypeError:
@@ -112,7 +114,7 @@ class AttentionOperator(Operator):
 
     Create it with :func:`attention_operator`. ``matmat(V)`` is exact
     attention P V, in P's dtype (float32 for half-precision Q and K, whatever
-    V's); ``rmatmat(Y)`` is P^T Y; ``rows(start, stop)`` evaluates
+    a real V's; its complex counterpart for a complex V); ``rmatmat(Y)`` is P^T Y; ``rows(start, stop)`` evaluates
     a block of rows of P. Each is computed a block of queries at a time,
     within ``memory_limit`` bytes of temporaries.
     """
@@ -147,14 +149,22 @@ class AttentionOperator(Operator):
         return _softmax(xp, S, self.scale)
 
     def matmat(self, X):
-        X = self.xp.astype(X, self.dtype, copy=False)  # V of the model's own (half) precision
+        # P is real: a complex block (a complex sketch, a complex shift of P) is
+        # multiplied as P Re X + i P Im X, as the adapters do, never cast to real.
+        return _real_product(self.xp, self._product, X, self.dtype)
+
+    def rmatmat(self, Y):
+        return _adjoint_product(self.xp, self._transposed_product, Y, self.dtype)
+
+    def _product(self, X):
+        X = self.xp.astype(X, self.dtype, copy=False)  # a real V of the model's own (half) precision
         blocks = []
         for _, _, P in self._blocks():
             blocks.append(P @ X)
             del P  # before the next block is made
         return blocks[0] if len(blocks) == 1 else self.xp.concat(blocks)
 
-    def rmatmat(self, Y):
+    def _transposed_product(self, Y):
         Y = self.xp.astype(Y, self.dtype, copy=False)
         out = None
         for start, stop, P in self._blocks():

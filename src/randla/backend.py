@@ -24,6 +24,7 @@ __all__ = [
     "namespace",
     "device_of",
     "standard_normal",
+    "probe_generator",
     "random_signs",
     "householder_qr",
     "solve_triangular",
@@ -119,6 +120,25 @@ def real_dtype(xp, dtype):
 
 def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**63 - 1))
+
+
+# The spawn key of the streams that a posteriori checks draw their probes from. Sketches are
+# drawn from the user's Generator itself or from default_rng(seed): from no tagged SeedSequence.
+_PROBE_STREAM = 0x70726F62  # "prob" in ASCII
+
+
+def probe_generator(rng: np.random.Generator) -> np.random.Generator:
+    """A stream for the probes of an a posteriori check, apart from every sketch of the same seed.
+
+    A check given the seed that built the approximation would otherwise draw the very sketch
+    Omega that Q came from, and (I - Q Q^H) A Omega = 0 whatever the true error. The child is
+    seeded by ``SeedSequence(seed, spawn_key=(tag,))`` with a seed drawn from ``rng``: the same
+    rng still gives the same probes, and NumPy, torch and CuPy draws (which take their own seeds
+    from the child) all differ from the sketches' draws. ``Generator.spawn`` would not do: it
+    needs a SeedSequence, which a legacy-seeded bit generator lacks, and its children are the
+    ones a user spawns too.
+    """
+    return np.random.default_rng(np.random.SeedSequence(_seed(rng), spawn_key=(_PROBE_STREAM,)))
 
 
 def _torch_generator(rng, device):

@@ -34,6 +34,7 @@ from ._validate import check_choice, check_int, check_power_iters, check_rank, c
 from .backend import conj_transpose
 from .interp import auto_power_iters, check_skeleton_access
 from .operators import as_operator
+from .operators.base import _product_dtype
 from .rangefinder import check_sketch
 from .svd import SVDResult, svd
 
@@ -246,8 +247,10 @@ def _leverage(V: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _linking(op, C, R):
     """U = C^+ A R^+ via thin QRs of the skeletons and one product A Qr."""
     xp = op.xp
-    Cd = xp.asarray(dense_block(C), dtype=op.dtype, device=op.device)
-    Rd = xp.asarray(dense_block(R), dtype=op.dtype, device=op.device)
+    # In the dtype of the products: C and R of a real matrix plus a complex shift are complex.
+    work = _product_dtype(op)
+    Cd = xp.asarray(dense_block(C), dtype=work, device=op.device)
+    Rd = xp.asarray(dense_block(R), dtype=work, device=op.device)
     Qc, Tc = xp.linalg.qr(Cd, mode="reduced")
     Qr, Tr = xp.linalg.qr(conj_transpose(xp, Rd), mode="reduced")
     core = conj_transpose(xp, Qc) @ op.matmat(Qr)

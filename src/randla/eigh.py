@@ -288,6 +288,7 @@ def nystrom(
     sketch = check_sketch(sketch)
     gen = check_rng(rng)
     trace = op.trace()
+    trace = None if trace is None else trace.real  # complex for complex A: Hermitian, its imaginary part rounding
     probe_rng = child_rng(gen)
     k = cap if tol is None else min(cap, 32)
     checked = False  # A == A^H, on the first sketch only: each check is a pass over A

@@ -32,7 +32,12 @@ class QBResult(Unpackable):
 
     ``Q`` (m, l) has orthonormal columns and ``B`` = Q^H A (l, n).
     ``error_estimate`` is ||A - Q B||_F / ||A||_F in ``tol`` mode (None
-    otherwise); ``converged`` whether ``tol`` was met within the rank cap.
+    otherwise): exact up to rounding where ||A||_F is (explicit matrices),
+    else a point estimate from random probes. ``converged`` says whether
+    ``tol`` was met within the rank cap; for a probed estimate (a
+    LinearOperator), whether an upper confidence bound on the error met it,
+    so that the tolerance holds with high probability (about 98%) even
+    where ``error_estimate`` is just under tol.
     """
 
     Q: object
@@ -77,9 +82,15 @@ def qb(
         block. With ``tol``, the cap on the number of columns.
     tol : float in (0, 1), optional
         Grow Q until ||A - Q B||_F <= tol ||A||_F (randQB_EI, Yu, Gu & Li
-        2018, Alg. 2); the columns come in blocks of ``block_size``.
+        2018, Alg. 2); the columns come in blocks of ``block_size``. Where
+        ||A||_F is not known exactly (a LinearOperator), the error is probed
+        and Q grows until an upper confidence bound of the probe meets tol
+        (:func:`randla.rangefinder.adaptive_qb`). Where it is a difference of
+        larger terms (:func:`randla.residual`, a centred operator) known
+        less well than tol needs, the error is probed in the same way.
     oversample, power_iters, method, sketch, normalizer, rng
-        As in :func:`randla.svd`.
+        As in :func:`randla.svd`; ``method="block_krylov"`` takes no
+        ``normalizer``.
     block_size : int, default 32
 
     Returns
@@ -138,6 +149,11 @@ def check_options(op, rank, tol, oversample, power_iters, method, sketch, normal
         )
     if tol is not None and method == "block_krylov":
         raise ValueError("`tol` works with method='rsi' or 'rsvd'; block_krylov takes a fixed rank.")
+    if method == "block_krylov" and check_normalizer(normalizer) != "auto":
+        raise ValueError(
+            f"method='block_krylov' orthonormalises every block fully and takes no normalizer; got "
+            f"normalizer={normalizer!r}. Leave `normalizer` out, or use method='rsi' to choose one."
+        )
     return Options(
         rank=None if rank is None else check_rank(rank, op.shape),
         tol=None if tol is None else check_tol(tol),
@@ -161,6 +177,10 @@ class Basis:
     error: float | None = None
     converged: bool = True
     norm: float | None = None
+    # In tol mode: error and norm with a probed residual at its upper confidence
+    # bound (equal where ||A||_F is exact).
+    error_bound: float | None = None
+    norm_bound: float | None = None
 
 
 def check_resolution(op: Operator, tol: float, stacklevel: int = 4):
@@ -202,11 +222,12 @@ def build_basis(op: Operator, o: Options, *, oversample_cap: bool = False) -> Ba
             normalizer=o.normalizer,
             rng=o.rng,
         )
-        error = found.error
-        if not found.converged and o.tol**2 < indicator_floor(op.xp, op.dtype):
+        error, bound = found.error, found.error_bound
+        floor = indicator_floor(op.xp, op.dtype)
+        if not found.converged and o.tol**2 < floor:
             # Below what the indicator resolves, a reading of 0 is rounding, not a certified error.
-            error = max(error, math.sqrt(indicator_floor(op.xp, op.dtype)))
-        return Basis(found.Q, found.W, power_iters, error, found.converged, found.norm)
+            error, bound = max(error, math.sqrt(floor)), max(bound, math.sqrt(floor))
+        return Basis(found.Q, found.W, power_iters, error, found.converged, found.norm, bound, found.norm_bound)
     l = min(o.rank + o.oversample, min(op.shape))
     power_iters = o.power_iters
     if power_iters == "auto":

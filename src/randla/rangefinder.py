@@ -33,7 +33,9 @@ from .backend import (
     namespace,
     normalize,
     orthonormalize,
+    probe_generator,
     standard_normal,
+    to_numpy,
 )
 from .operators import Operator, as_operator, residual
 from .operators.composites import check_block
@@ -179,7 +181,10 @@ class AdaptiveBasis:
     ``error`` is the relative Frobenius error ||A - Q Q^H A||_F / ||A||_F
     and ``norm`` is ||A||_F (both exact up to rounding when ``exact_norm``,
     else randomized estimates); ``converged`` says whether it reached the
-    tolerance.
+    tolerance. ``error_bound`` and ``norm_bound`` are the same with the
+    probed residual at its upper confidence bound (:func:`probe_estimate`),
+    what convergence is decided on; equal to ``error`` and ``norm`` when
+    ``exact_norm``.
     """
 
     Q: object
@@ -188,6 +193,8 @@ class AdaptiveBasis:
     converged: bool
     exact_norm: bool
     norm: float
+    error_bound: float
+    norm_bound: float
 
 
 def adaptive_qb(
@@ -212,7 +219,15 @@ def adaptive_qb(
     When A does not know its Frobenius norm (a LinearOperator), the fresh
     sketch of each block gives an estimate of ||(I - Q Q^H) A||_F^2 that is
     unbiased [Gaussian trace estimation, HMT2011 Sec. 4.3], and ||A||_F^2 is
-    that plus ||Q^H A||_F^2 = ||W||_F^2, which is known exactly.
+    that plus ||Q^H A||_F^2 = ||W||_F^2, which is known exactly. Convergence
+    is decided on an upper confidence bound of that estimate
+    (:func:`probe_estimate`), so that ``converged`` means the tolerance is
+    met with high probability (the point estimate alone passed it about
+    half the time where the error sat just under tol).
+
+    Where ``op.norm()`` is a difference of larger terms (A + L R, a centred
+    A), its square is off by 2 ``op.norm_error()``; where that is over 1% of
+    tol^2, the norm is treated as unknown and the residual probed.
 
     The indicator subtracts nearly equal numbers. In float64 its square is
     off by up to ~2 eps (rounding of the products with A and of Q's
@@ -235,31 +250,42 @@ def adaptive_qb(
     xp = op.xp
     m, n = op.shape
     norm = op.norm()
-    exact = norm is not None
     target = tol**2
+    if norm is not None and target < 100 * 2 * op.norm_error():
+        # ||A||_F as a difference of larger terms (A + L R, a centred A) is
+        # known only to op.norm_error(), and the indicator, which subtracts
+        # from its square, would read that as error (a residual's 1.4e-6 as
+        # 0 at tol = 1e-6). The residual is probed instead, as for a
+        # LinearOperator: products see no such cancellation.
+        norm = None
+    exact = norm is not None
     floor = indicator_floor(xp, op.dtype)
     # Below the floor a clipped indicator of 0 would stop at the first block
     # and claim tol: exact low-rank float32 A gave 32 columns, converged, error 0.
     resolved = target >= floor
-    Q = xp.zeros((m, 0), dtype=op.dtype, device=op.device)
-    W = xp.zeros((n, 0), dtype=op.dtype, device=op.device)
+    # A real A with a complex shift has a real dtype and complex products.
+    dtype = op.dtype if op._is_real() or xp.isdtype(op.dtype, "complex floating") else _complex(xp, op.dtype)
+    Q = xp.zeros((m, 0), dtype=dtype, device=op.device)
+    W = xp.zeros((n, 0), dtype=dtype, device=op.device)
     remaining = 0.0 if norm == 0 else 1.0  # ||A - Q Q^H A||_F^2 / ||A||_F^2
+    bound, norm_bound = remaining, norm  # the same, with the probed residual at its upper bound
     captured, scale = 0.0, 0.0  # ||Q^H A||_F^2 / scale^2; scale: the first probe (no ||A||_F)
     converged = False
     while Q.shape[1] < max_rank:
         b = min(block_size, max_rank - Q.shape[1])
         omega = draw_for(op, sketch, b, rng)
         # Sketch of the residual: (A - Q W^H) Omega.
-        Y = checked_product(omega.apply, op) - Q @ (conj_transpose(xp, W) @ omega.dense())
+        Y = checked_product(omega.apply, op) - Q @ (conj_transpose(xp, W) @ xp.astype(omega.dense(), dtype))
         if not exact:
-            probe = _probe_norm(xp, Y, omega)
+            probe, upper = probe_estimate(xp, Y, omega)
             if Q.shape[1] == 0:
                 # The first probe sees A itself: it sets the scale. Even a zero
                 # A gets its first block, as when ||A||_F is known.
-                norm = scale = probe
+                norm = norm_bound = scale = probe
             else:
                 remaining, norm = _split_estimate(probe, captured, scale)
-                if remaining <= target:
+                bound, norm_bound = _split_estimate(upper, captured, scale)
+                if bound <= target:
                     converged = True
                     break
         for _ in range(power_iters):
@@ -290,10 +316,19 @@ def adaptive_qb(
     if not exact and not converged:
         # The last probe saw the basis before its last block; probe the final one.
         omega = draw_for(op, sketch, block_size, rng)
-        Y = omega.apply(op) - Q @ (conj_transpose(xp, W) @ omega.dense())
-        remaining, norm = _split_estimate(_probe_norm(xp, Y, omega), captured, scale)
-        converged = remaining <= target
-    return AdaptiveBasis(Q, W, math.sqrt(remaining), converged, exact, norm)
+        Y = omega.apply(op) - Q @ (conj_transpose(xp, W) @ xp.astype(omega.dense(), dtype))
+        probe, upper = probe_estimate(xp, Y, omega)
+        remaining, norm = _split_estimate(probe, captured, scale)
+        bound, norm_bound = _split_estimate(upper, captured, scale)
+        converged = bound <= target
+    if exact:
+        bound, norm_bound = remaining, norm
+    return AdaptiveBasis(Q, W, math.sqrt(remaining), converged, exact, norm, math.sqrt(bound), norm_bound)
+
+
+def _complex(xp, dtype):
+    """The complex dtype of a real one's precision."""
+    return xp.complex128 if xp.finfo(dtype).bits >= 64 else xp.complex64
 
 
 def indicator_floor(xp, dtype) -> float:
@@ -353,6 +388,34 @@ def _probe_norm(xp, Y, omega: Sketch) -> float:
     return frobenius_norm(xp, Y) / math.sqrt(_gram_scale(omega))
 
 
+#: Standard errors added to a probed ||A||_F^2 for its upper confidence bound:
+#: one-sided, about 2.3% under a normal approximation of the mean of l probes.
+CONFIDENCE_Z = 2.0
+
+
+def probe_estimate(xp, Y, omega: Sketch) -> tuple[float, float]:
+    """||A||_F from Y = A Omega (:func:`_probe_norm`) and an upper confidence bound on it.
+
+    Each of the l columns of Omega gives its own unbiased estimate
+    l ||A omega_j||^2 / c of ||A||_F^2, the mean of which is the estimate; the
+    bound adds ``CONFIDENCE_Z`` standard errors of that mean, taken from the
+    spread of the l values. A single column has no spread: there the bound
+    takes the largest Gaussian variance, 2 ||A||_F^4 (A of rank 1), instead.
+    Everything is relative to ||Y||_F, so no square leaves the float range.
+    """
+    estimate = _probe_norm(xp, Y, omega)
+    l = Y.shape[1]
+    if estimate == 0:
+        return 0.0, 0.0
+    if l < 2:
+        spread = math.sqrt(2.0)
+    else:
+        total = frobenius_norm(xp, Y)
+        shares = np.asarray(to_numpy(xp.linalg.vector_norm(Y / total, axis=0)), dtype=np.float64) ** 2
+        spread = math.sqrt(l) * float(np.std(shares, ddof=1))  # relative standard error of the mean
+    return estimate, estimate * math.sqrt(1.0 + CONFIDENCE_Z * spread)
+
+
 def _gram_scale(omega: Sketch) -> float:
     """c with E[Omega Omega^H] = c I, for the trace estimate ||A Omega||_F^2 / c."""
     return float(omega.shape[1]) if omega.kind in ("gaussian", "rademacher") else 1.0
@@ -380,7 +443,11 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
         Passes of the residual and its adjoint.
     block_size : int, optional
         Number of random start vectors; default min(4, n).
-    rng : None, int, numpy Generator, ...
+    rng : None, int, SeedSequence, BitGenerator or Generator
+        Source of the start vectors; the same rng gives the same value. They come from a stream
+        derived from ``rng`` and kept apart from the sketches, so the seed that built ``approx``
+        can be passed again: its sketch, which the approximation captures exactly, would make
+        the first iterate read a residual of zero.
 
     Returns
     -------
@@ -412,7 +479,7 @@ def estimate_error(A, approx, *, power_iters: int = 20, block_size: int | None =
         )
     res = residual(op, L, R)
     xp = res.xp
-    X = standard_normal(xp, (op.shape[1], block_size), res.dtype, res.device, check_rng(rng))
+    X = standard_normal(xp, (op.shape[1], block_size), res.dtype, res.device, probe_generator(check_rng(rng)))
     sigma = 0.0
     for _ in range(power_iters):
         X = orthonormalize(xp, X)
@@ -435,6 +502,13 @@ def posterior_error_bound(A, Q, *, probes: int = 10, rng=None) -> float:
     [HMT2011, Sec. 4.3, Eq. (4.3)]. Costs ``probes`` columns of one product.
     ``Q`` is an orthonormal basis (m, l) in A's library, or a result of
     :func:`randla.qb`.
+
+    The bound needs probes independent of Q. They are drawn from a stream
+    derived from ``rng`` and kept apart from the sketches of every
+    decomposition, so the seed that built Q can be passed again: drawn the
+    way a sketch is, they would be the very sketch Omega that Q spans
+    A Omega of, and the "bound" would be rounding noise (3.5e-14 for a true
+    error of 0.61). The same rng gives the same bound.
     """
     op = as_operator(A)
     probes = check_int("probes", probes, 1)
@@ -445,7 +519,7 @@ def posterior_error_bound(A, Q, *, probes: int = 10, rng=None) -> float:
             f"got shape {tuple(Q.shape)}."
         )
     xp = op.xp
-    omega = standard_normal(xp, (op.shape[1], probes), op.dtype, op.device, check_rng(rng))
+    omega = standard_normal(xp, (op.shape[1], probes), op.dtype, op.device, probe_generator(check_rng(rng)))
     # One dtype for both sides: a half-precision Q meets A's float32 products.
     dtype = xp.result_type(op.dtype, Q.dtype)
     Y = xp.astype(checked_product(op.matmat, omega), dtype, copy=False)

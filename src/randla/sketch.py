@@ -16,6 +16,11 @@ SRHT's signs and columns on the host (NumPy, SciPy), then moved there.
 "srht"          sqrt(n/l) D F R: signs, DCT, l columns      one product
 ==============  ==========================================  ======================
 
+In a complex dtype only "gaussian" is complex: its entries are CN(0, 1) =
+(N(0, 1) + i N(0, 1)) / sqrt(2), with E|omega|^2 = 1, which the bounds of
+:mod:`randla.spectral` for complex A rely on. The other kinds stay real (+-1,
++-1/sqrt(zeta), or signs times the DCT), only stored in the complex dtype.
+
 For SciPy sparse A the two sparse sketches run in input-sparsity time (Clarkson &
 Woodruff 2017; Tropp et al. 2019, Sec. 3.3). The subsampled randomized
 trigonometric transform ("srht", with the orthonormal DCT-II in place of the
@@ -253,6 +258,9 @@ def draw_sketch(
         Shape of Omega: n matches the columns of A, l is the sketch size.
     xp, dtype, device
         Array namespace, dtype and device to draw on (default NumPy float64).
+        For a complex dtype, "gaussian" draws complex CN(0, 1) entries,
+        (N(0, 1) + i N(0, 1)) / sqrt(2) (E|omega|^2 = 1); the other kinds
+        draw their real values and store them in the complex dtype.
     rng : numpy.random.Generator, optional
     nnz_per_row : int, default 8
         Nonzeros per row for ``"sparse_sign"`` (capped at l); the default is

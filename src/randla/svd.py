@@ -27,9 +27,14 @@ class SVDResult(Unpackable):
         Passes of A A^H the range finder made (per block in ``tol`` mode).
     error_estimate : float or None
         In ``tol`` mode, ||A - U S Vh||_F / ||A||_F as tracked by the range
-        finder; None for a fixed rank (see :func:`randla.estimate_error`).
+        finder: exact up to rounding where ||A||_F is (explicit matrices),
+        else a point estimate from random probes (a LinearOperator). None
+        for a fixed rank (see :func:`randla.estimate_error`).
     converged : bool
         In ``tol`` mode, whether the tolerance was met within the rank cap.
+        For a probed estimate, the rank is chosen and convergence decided on
+        an upper confidence bound of the error, not on ``error_estimate``:
+        the tolerance then holds with high probability (about 98%).
     """
 
     U: object
@@ -114,6 +119,11 @@ def _tolerance_rank(s, norm: float, error: float, tol: float, cap: int, floor: f
     return k, math.sqrt(error**2 + sum(s2[k:])), within_cap
 
 
+def _truncation_error(s, norm: float, error: float, k: int) -> float:
+    """The relative error of the rank-k truncation, as :func:`_tolerance_rank` gives it."""
+    return math.sqrt(error**2 + sum((float(v) / norm) ** 2 if norm > 0 else 0.0 for v in s[k:]))
+
+
 def svd(
     A,
     rank: int | None = None,
@@ -156,6 +166,13 @@ def svd(
         in blocks of ``block_size`` (Yu, Gu & Li 2018). The estimate holds
         down to tol ~ 1e-7 in float64 and ~ 1e-3 in float32; below 3e-8
         and 2.4e-4, where it reads its own rounding, a warning says so.
+        Where ||A||_F is not known exactly (a LinearOperator), the error is
+        estimated from random probes, and the rank is the smallest whose
+        upper confidence bound (the estimate plus two standard errors) meets
+        tol: a few percent above the exact minimum rank, and the tolerance
+        holds with high probability. So is it where ||A||_F is a difference of
+        larger terms known less well than tol needs (:func:`randla.residual`:
+        A - L R; a centred operator without access to its entries).
         There the basis stops growing once a block finds only rounding, and
         components at that level are dropped: an exactly low-rank A gives
         its rank, with ``converged`` False where tol is not certified. bf16 and fp16
@@ -171,7 +188,9 @@ def svd(
         "none" only rescales [HMT2011, Alg. 4.3]: after q iterations the
         sketch is (A A^H)^q A Omega, and directions with sigma_i below
         sigma_1 eps^(1 / (2q + 1)) are lost to rounding (at the default
-        q = 4 and float64, sigma_i < 0.018 sigma_1).
+        q = 4 and float64, sigma_i < 0.018 sigma_1). ``method="block_krylov"``
+        orthonormalises every block fully and takes none: anything but
+        "auto" raises a ValueError.
     block_size : int, default 32
         Columns added per step in ``tol`` mode.
     rng : None, int, SeedSequence, BitGenerator or Generator
@@ -224,7 +243,12 @@ def svd(
     k, error, converged = options.rank, basis.error, basis.converged
     if options.tol is not None:
         floor = 0.0 if converged else indicator_floor(xp, op.dtype)
-        k, error, within_cap = _tolerance_rank(s, basis.norm, basis.error, options.tol, k or s.shape[0], floor)
+        # The rank is chosen on the upper bound (the same as the estimate where ||A||_F is exact);
+        # the error reported is the point estimate of that truncation.
+        k, bound, within_cap = _tolerance_rank(
+            s, basis.norm_bound, basis.error_bound, options.tol, k or s.shape[0], floor
+        )
+        error = bound if basis.norm_bound == basis.norm else _truncation_error(s, basis.norm, basis.error, k)
         converged = converged and within_cap
     U, S, Vh = (op.as_output(x) for x in _lift(xp, basis.Q, Qw, u, s, vh, k))
     if transposed:

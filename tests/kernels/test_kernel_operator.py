@@ -541,3 +541,27 @@ def test_numpy_matrix_points_are_plain_arrays():
     K = kernel_operator(np.asmatrix(X), np.asmatrix(X[:5]), kernel="rbf")
     assert type(K.X) is np.ndarray and type(K.Y) is np.ndarray
     assert np.allclose(K.block(), dense_kernel(X, X[:5], "rbf", {"gamma": 1 / 3}), atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_complex_blocks_are_multiplied_as_real_and_imaginary_parts(backend):
+    """K is real: a complex block (a complex sketch, a complex shift of K) is
+    multiplied as K Re V + i K Im V; torch refused the mixed product, and the
+    SVD of K + 0.5i I matches LAPACK's on the dense matrix."""
+    X = points(80, 3)
+    K = kernel_operator(as_backend(X, backend, np.float64))
+    D = dense_kernel(X, X, "rbf", {"gamma": 1 / 3})
+    rng = np.random.default_rng(1)
+    V = rng.standard_normal((80, 4)) + 1j * rng.standard_normal((80, 4))
+    block = torch.from_numpy(V) if backend == "torch" else V
+    np.testing.assert_allclose(host(K.matmat(block)), D @ V, atol=1e-12 * np.abs(D @ V).max())
+    np.testing.assert_allclose(host(K.rmatmat(block)), D.T @ V, atol=1e-12 * np.abs(D.T @ V).max())
+    S = host(randla.svd(randla.Shifted(K, 0.5j), 70, rng=0).S)  # a sketch of all 80 columns: exact
+    exact = np.linalg.svd(D + 0.5j * np.eye(80), compute_uv=False)[:70]
+    np.testing.assert_allclose(S, exact, rtol=1e-10)
+
+
+def test_meta_points_are_refused():
+    """Points on torch's 'meta' device hold no values: a clear TypeError."""
+    with pytest.raises(TypeError, match="X is a torch tensor on the 'meta' device"):
+        kernel_operator(torch.empty(20, 3, device="meta", dtype=torch.float64))

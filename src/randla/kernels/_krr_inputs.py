@@ -10,6 +10,7 @@ from array_api_compat import array_namespace, is_array_api_obj, is_numpy_array
 
 from .._validate import check_choice
 from ..backend import to_numpy
+from ..operators.adapters import check_not_meta
 from .landmarks import METHODS
 from .landmarks import landmarks as select_landmarks
 from .operator import KernelOperator
@@ -29,6 +30,7 @@ def check_targets(y, op: KernelOperator):
         y = np.asarray(y)
     if not is_array_api_obj(y):
         raise TypeError(f"y must be a NumPy array or torch tensor of targets; got {type(y).__name__}.")
+    check_not_meta(y, "y")
     xp, n = op.xp, op.shape[0]
     if array_namespace(y) is not xp:
         y = xp.asarray(to_numpy(y), device=op.device)

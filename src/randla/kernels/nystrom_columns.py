@@ -48,6 +48,7 @@ from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 from .._results import Unpackable
 from .._validate import check_int, check_tol
 from ..backend import device_of, small_svd, to_numpy
+from ..operators.adapters import check_not_meta
 from ..operators.base import _work_dtype
 from .operator import KernelOperator
 
@@ -282,6 +283,7 @@ def as_psd(K) -> _PSD:
         raise TypeError(
             f"{_NEEDS}; got {what}. For a small sparse or implicit PSD matrix, pass it dense (K.toarray())."
         )
+    check_not_meta(K, "K")
     xp = array_namespace(K)
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise ValueError(

@@ -17,7 +17,8 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from ..backend import device_of, to_numpy
 from ..operators import Operator
-from ..operators.base import _work_dtype
+from ..operators.adapters import check_not_meta
+from ..operators.base import _adjoint_product, _real_product, _work_dtype
 from .functions import Kernel, is_sparse, make_kernel, point
 
 __all__ = ["KernelOperator", "kernel_operator", "check_points"]
@@ -51,6 +52,7 @@ def check_points(X, name: str = "X", *, sparse_formats=("csr",)):
         X = np.asarray(X)
     if not is_array_api_obj(X):
         raise TypeError(f"{name} must be a NumPy array or torch tensor of points; got {type(X).__name__}.")
+    check_not_meta(X, name)
     xp = array_namespace(X)
     if X.ndim != 2:
         raise ValueError(
@@ -146,11 +148,12 @@ class KernelOperator(Operator):
         return blocks[0] if len(blocks) == 1 else xp.concat(blocks)
 
     def matmat(self, V):
-        return self._product(self.X, self._points_y, V)
+        # K is real: a complex V (a complex sketch, a complex shift of K) as K Re V + i K Im V.
+        return _real_product(self.xp, lambda Z: self._product(self.X, self._points_y, Z), V, self.dtype)
 
     def rmatmat(self, W):
         # Real symmetric kernel functions: K^T = k(Y, X).
-        return self._product(self._points_y, self.X, W)
+        return _adjoint_product(self.xp, lambda Z: self._product(self._points_y, self.X, Z), W, self.dtype)
 
     def _product(self, A, B, V):
         xp, step = self.xp, self._rows_per_block(B.shape[0])

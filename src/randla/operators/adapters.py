@@ -8,7 +8,9 @@ import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, is_torch_array
 
 from ..backend import device_of, frobenius_norm
-from .base import _CONVERT_BLOCK, _SUM_BLOCK, Operator, _adjoint_product, _double, _real_product, _work_dtype
+from .base import (
+    _CONVERT_BLOCK, _SUM_BLOCK, Operator, _adjoint_product, _double, _number, _real_product, _work_dtype,
+)
 from .dask_array import _Dask
 
 
@@ -66,11 +68,11 @@ class _Dense(Operator):
 
         return _adjoint_product(self.xp, transposed_product, Y, self.dtype)
 
-    def trace(self) -> float | None:
+    def trace(self) -> float | complex | None:
         if self.shape[0] != self.shape[1]:
             return None
         xp = self.xp
-        return float(xp.real(xp.sum(xp.linalg.diagonal(self._A), dtype=_double(xp, self.dtype))))
+        return _number(xp, xp.sum(xp.linalg.diagonal(self._A), dtype=_double(xp, self.dtype)), self.dtype)
 
     def norm(self) -> float:
         if not self.xp.isdtype(self._A.dtype, ("real floating", "complex floating")):  # a mapped integer file
@@ -126,10 +128,10 @@ class _ScipySparse(Operator):
     def matmat_sparse(self, S):
         return np.asarray((self._A @ S).toarray(), dtype=self.dtype)
 
-    def trace(self) -> float | None:
+    def trace(self) -> float | complex | None:
         if self.shape[0] != self.shape[1]:
             return None
-        return float(np.real(self._A.diagonal().sum(dtype=_double(self.xp, self.dtype))))
+        return _number(self.xp, self._A.diagonal().sum(dtype=_double(self.xp, self.dtype)), self.dtype)
 
     def norm(self) -> float:
         A = self._A
@@ -241,7 +243,7 @@ class _TorchSparse(Operator):
         values = A.coalesce().values() if A.layout == torch.sparse_coo else A.values().clone()
         return frobenius_norm(self.xp, values)
 
-    def trace(self) -> float | None:
+    def trace(self) -> float | complex | None:
         if self.shape[0] != self.shape[1]:
             return None
         import torch
@@ -254,7 +256,7 @@ class _TorchSparse(Operator):
             coo = A.to_sparse_coo()
             (rows, cols), values = coo._indices(), coo._values()
         xp = self.xp
-        return float(xp.real(xp.sum(values[rows == cols], dtype=_double(xp, self.dtype))))
+        return _number(xp, xp.sum(values[rows == cols], dtype=_double(xp, self.dtype)), self.dtype)
 
     def centered_norm(self, mean, axis: int) -> float:
         A = self._A.to_sparse_coo().coalesce()  # duplicates summed; a copy of the nonzeros only
@@ -334,8 +336,9 @@ def as_operator(A) -> Operator:
     Raises
     ------
     TypeError
-        If A is not a matrix (a list, a string, an array of objects), or is
-        a NumPy masked array (its mask would be ignored).
+        If A is not a matrix (a list, a string, an array of objects), is
+        a NumPy masked array (its mask would be ignored), or is a torch
+        tensor on the 'meta' device (it holds no values).
     ValueError
         If A is not 2-D or has an empty dimension.
     """
@@ -367,6 +370,7 @@ def _adapt(A) -> Operator:
         return _Linear(A)
     if is_torch_array(A):
         _check_ndim(tuple(A.shape))
+        check_not_meta(A, "A")
         # Read by value: the gradient of a randomized approximation is not that
         # of the exact one, and a graph through every product would hold them all.
         A = A.detach()
@@ -413,6 +417,17 @@ def _check_dask(A):
             f"A is a Dask array of {type(A._meta).__name__} chunks; randla takes Dask arrays "
             "of NumPy chunks. Convert them first, e.g. A.map_blocks(numpy.asarray) for "
             "numpy.matrix chunks, A.map_blocks(lambda b: b.toarray()) for sparse chunks."
+        )
+
+
+def check_not_meta(x, name: str):
+    """A clear TypeError for a torch tensor on the 'meta' device: it has a shape
+    and a dtype but no values, and every product with it fails inside torch."""
+    if is_torch_array(x) and x.device.type == "meta":
+        raise TypeError(
+            f"{name} is a torch tensor on the 'meta' device, which holds no values; randla needs a "
+            "tensor with data on the CPU or a GPU. Load or materialise it first (e.g. "
+            "module.to_empty(device='cpu') and then load_state_dict)."
         )
 
 

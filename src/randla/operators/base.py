@@ -44,6 +44,11 @@ def _double(xp, dtype):
     return xp.complex128 if _is_complex(xp, dtype) else xp.float64
 
 
+def _number(xp, value, dtype) -> float | complex:
+    """A 0-d sum as a Python number: complex for a complex dtype, its imaginary part kept."""
+    return complex(value) if _is_complex(xp, dtype) else float(value)
+
+
 def _real_product(xp, product, X, a_dtype):
     """A @ X from a routine for it, where a real A meets a complex X (from a
     complex shift): A @ Re X + i A @ Im X. Torch multiplies only equal dtypes,
@@ -61,6 +66,16 @@ def _adjoint_product(xp, matmat_t, Y, a_dtype):
     if not _is_complex(xp, a_dtype):
         return _real_product(xp, matmat_t, Y, a_dtype)
     return xp.conj(matmat_t(xp.conj(Y)))
+
+
+def _product_dtype(op):
+    """The dtype of op's products: its ``dtype``, or the complex counterpart
+    where a real dtype has complex products (a real matrix plus a complex
+    shift), into which work blocks must be cast to keep imaginary parts."""
+    xp, dtype = op.xp, op.dtype
+    if op._is_real() or _is_complex(xp, dtype):
+        return dtype
+    return xp.complex64 if dtype == xp.float32 else xp.complex128
 
 
 def _real_dtype(dtype):
@@ -102,6 +117,23 @@ class Operator(abc.ABC):
         """
         return None
 
+    def norm_error(self) -> float:
+        """A bound on the relative error of :meth:`norm`, read after calling it.
+
+        0 where the norm is summed from A's entries (every explicit matrix):
+        that rounding is part of :func:`randla.rangefinder.indicator_floor`.
+        Composites that compute their norm as a difference of larger terms
+        (A + L R, a centred A) set ``_norm_error`` in :meth:`norm`; any other
+        composite passes its base's on. :func:`randla.rangefinder.adaptive_qb`
+        probes the error instead where 2 ``norm_error()`` (the error of
+        ||A||_F^2) is not small against tol^2.
+        """
+        own = getattr(self, "_norm_error", None)
+        if own is not None:
+            return own
+        base = getattr(self, "base", None)
+        return base.norm_error() if isinstance(base, Operator) else 0.0
+
     def squared_norm(self) -> float | None:
         """||A||_F^2 when it is cheap to know exactly; None otherwise.
 
@@ -111,8 +143,11 @@ class Operator(abc.ABC):
         norm = self.norm()
         return None if norm is None else norm * norm
 
-    def trace(self) -> float | None:
-        """tr(A) of a square operator when it is cheap to know exactly; None otherwise."""
+    def trace(self) -> float | complex | None:
+        """tr(A) of a square operator when it is cheap to know exactly; None otherwise.
+
+        A Python complex where A is complex (as numpy.trace gives), a float otherwise.
+        """
         return None
 
     def sums(self, axis: int):

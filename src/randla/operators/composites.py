@@ -10,7 +10,7 @@ from array_api_compat import array_namespace, is_array_api_obj
 
 from ..backend import conj_transpose, finfo_eps, frobenius_norm
 from .adapters import as_operator
-from .base import Operator, _is_complex
+from .base import Operator, _is_complex, _product_dtype
 
 
 
@@ -94,40 +94,63 @@ class Centered(_Composite):
     def _ones(self, k):
         return self.xp.ones((k, 1), dtype=self.dtype, device=self.device)
 
+    # The small products go through _matmul: a real A plus a complex shift has
+    # complex means and products with real blocks, or real means and complex
+    # blocks, and torch multiplies only equal dtypes. The rank-one terms
+    # 1 (mu^T X) and nu (1^T X) are broadcast, never formed as m x n matrices.
     def matmat(self, X):
-        m, n = self.shape
+        n = self.shape[1]
+        xp = self.xp
         AX = self.base.matmat(X)
         if self.axis == 0:  # (A - 1 mu^T) X
-            return AX - self._ones(m) @ (self.mean.mT @ X)
-        return AX - self.mean @ (self._ones(n).mT @ X)  # (A - nu 1^T) X
+            return AX - _matmul(xp, self.mean.mT, X)
+        return AX - self.mean * _matmul(xp, self._ones(n).mT, X)  # (A - nu 1^T) X
 
     def rmatmat(self, Y):
-        m, n = self.shape
+        m = self.shape[0]
         xp = self.xp
         AY = self.base.rmatmat(Y)
         if self.axis == 0:  # (A - 1 mu^T)^H Y = A^H Y - conj(mu) 1^T Y
-            return AY - xp.conj(self.mean) @ (self._ones(m).mT @ Y)
-        return AY - self._ones(n) @ conj_transpose(xp, self.mean) @ Y
+            return AY - xp.conj(self.mean) * _matmul(xp, self._ones(m).mT, Y)
+        # (A - nu 1^T)^H Y = A^H Y - 1 (nu^H Y): the k numbers nu^H Y first, so
+        # that the n x m matrix 1 nu^H is never formed (O(mn) per product).
+        return AY - _matmul(xp, conj_transpose(xp, self.mean), Y)
 
     def norm(self):
+        """||A - 1 mu^T||_F (or ||A - nu 1^T||_F), exact where the base can subtract the means
+        from its entries; else from the difference of squares, whose relative error (cancellation
+        where the means dwarf the spread) :meth:`norm_error` gives."""
         exact = self.base.centered_norm(self._exact_mean, self.axis)
         if exact is not None:
+            self._norm_error = 0.0
             return exact
+        self._norm_error = None  # the base's
         total = self.base.norm()
         if not total:  # unknown, or A = 0
             return total
+        xp = self.xp
         count = self.shape[self.axis]
         # ||A - 1 mu^T||^2 = ||A||^2 - m ||mu||^2, in units of ||A||_F so
         # that no square leaves the float range. The two terms cancel where
         # the means dwarf the spread; mu summed in double keeps the difference.
-        removed = count * (frobenius_norm(self.xp, self._exact_mean) / total) ** 2
-        return total * math.sqrt(max(1.0 - removed, 0.0))
+        removed = count * (frobenius_norm(xp, self._exact_mean) / total) ** 2
+        unit = max(1.0 - removed, 0.0)
+        # The rounding of both squares, with a factor 2 to spare (products sum
+        # m terms): ||A||^2 (summed in double, or off by its own error where
+        # the base's norm is a difference) and m ||mu||^2, off by about 2 eps
+        # |mu|^2 in the dtype mu was summed in. Over what is left of the
+        # difference, that is the relative error adaptive_qb must not read
+        # as an error of its basis (3.7e-6 with means 300 times the spread).
+        eps_mean = finfo_eps(xp, self._exact_mean.dtype)
+        error = 2 * self.base.norm_error() + 2 * finfo_eps(xp, xp.float64) + 4 * eps_mean * removed
+        self._norm_error = error / (2 * unit) if unit > 0 else 1.0
+        return total * math.sqrt(unit)
 
 
 class Shifted(_Composite):
     """A + shift * I for a square operator."""
 
-    def __init__(self, A, shift: float):
+    def __init__(self, A, shift: float | complex):
         base = as_operator(A)
         if base.shape[0] != base.shape[1]:
             raise ValueError(f"Shifted needs a square operator; got shape {base.shape}.")
@@ -136,16 +159,19 @@ class Shifted(_Composite):
         if not np.isfinite(shift):
             raise ValueError(f"shift must be finite; got {shift!r}.")
         self._inherit(base, base.shape)
-        self.shift = shift
         # NumPy complex scalars are not all instances of complex.
         self._complex_shift = bool(np.iscomplexobj(shift))
+        # As a Python number: torch takes np.complex64(1j) * real tensor as a
+        # real tensor, dropping the imaginary part, and a Python number's
+        # precision follows the block's (NumPy's and torch's weak scalars).
+        self.shift = complex(shift) if self._complex_shift else float(shift)
 
     def _is_real(self) -> bool:
         return self.base._is_real() and not self._complex_shift
 
     def trace(self):
         base = self.base.trace()
-        return None if base is None or self._complex_shift else base + self.shift * self.shape[0]
+        return None if base is None else base + self.shift * self.shape[0]  # complex for a complex shift
 
     def matmat(self, X):
         return self.base.matmat(X) + self.shift * X
@@ -179,15 +205,21 @@ class PlusLowRank(_Composite):
                 f"A + L R is computed in A's dtype {base.dtype}, which would drop the imaginary "
                 f"parts of L and R ({L.dtype}, {R.dtype}); pass A as a complex array."
             )
-        self.L = xp.astype(L, self.dtype, copy=False)
-        self.R = xp.astype(R, self.dtype, copy=False)
+        # In the dtype of the products, not A's: a real A plus a complex shift
+        # has complex products, and complex factors (of its SVD) cast to real
+        # would lose their imaginary parts.
+        work = _product_dtype(self)
+        self.L = xp.astype(L, work, copy=False)
+        self.R = xp.astype(R, work, copy=False)
 
     def matmat(self, X):
-        return self.base.matmat(X) + self.L @ (self.R @ X)
+        xp = self.xp
+        return self.base.matmat(X) + _matmul(xp, self.L, _matmul(xp, self.R, X))
 
     def rmatmat(self, Y):
         xp = self.xp
-        return self.base.rmatmat(Y) + conj_transpose(xp, self.R) @ (conj_transpose(xp, self.L) @ Y)
+        LhY = _matmul(xp, conj_transpose(xp, self.L), Y)
+        return self.base.rmatmat(Y) + _matmul(xp, conj_transpose(xp, self.R), LhY)
 
     def norm(self):
         """From ||A + LR||^2 = ||A||^2 + 2 Re tr(R A^H L) + ||LR||^2, with one product.
@@ -196,11 +228,14 @@ class PlusLowRank(_Composite):
         magnitudes times eps, grown like sqrt(max(m, n)) over the sums) exceeds
         sqrt(eps) times the result, eps that of the products' dtype: callers
         then estimate the norm from products, which no cancellation touches.
-        A value returned is within a relative sqrt(eps) / 2 of ||A + LR||_F.
+        A value returned is within a relative sqrt(eps) / 2 of ||A + LR||_F;
+        :meth:`norm_error` then gives the bound for this A, L and R (the
+        rounding below over twice the result's square).
         For the residual A - L R of a rank-k truncation that means None below
         about sqrt(2k) (max(m, n) eps)^(1/4) ||A||_F: at k = 10 and 300 x 200,
         2e-3 ||A||_F in float64 and a third of ||A||_F in float32.
         """
+        self._norm_error = None  # the base's, until a difference is taken below
         base = self.base.norm()
         if base is None:
             return None
@@ -225,9 +260,22 @@ class PlusLowRank(_Composite):
         first = finfo_eps(xp, xp.float64) if xp.finfo(self.dtype).bits < 64 else work
         growth = math.sqrt(max(self.shape))
         rounding = first * (base / scale) ** 2 + growth * work * (2 * low * (base / scale) + low * low)
+        # A base norm that is itself a difference (a nested residual) is off by its own error, squared.
+        rounding += 2 * self.base.norm_error() * (base / scale) ** 2
         if not rounding <= math.sqrt(work) * unit:
             return None
+        # Relative error of the norm: half that of its square. adaptive_qb's
+        # indicator subtracts from that square and cannot resolve below it.
+        self._norm_error = rounding / (2 * unit)
         return scale * math.sqrt(unit)
+
+
+def _matmul(xp, a, b):
+    """a @ b in their common dtype (torch multiplies only equal dtypes)."""
+    if a.dtype != b.dtype:
+        dtype = xp.result_type(a.dtype, b.dtype)
+        a, b = xp.astype(a, dtype, copy=False), xp.astype(b, dtype, copy=False)
+    return a @ b
 
 
 def check_block(base: Operator, F, name: str):

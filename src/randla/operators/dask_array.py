@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..backend import frobenius_norm
-from .base import _SUM_BLOCK, Operator, _adjoint_product, _double, _work_dtype
+from .base import _SUM_BLOCK, Operator, _adjoint_product, _double, _number, _work_dtype
 
 
 
@@ -47,13 +47,13 @@ class _Dask(Operator):
     def rmatmat(self, Y):
         return _adjoint_product(self.xp, lambda Z: self._compute(self._matrix().T @ Z), Y, self.dtype)
 
-    def trace(self) -> float | None:
+    def trace(self) -> float | complex | None:
         if self.shape[0] != self.shape[1]:
             return None
         import dask.array as da
 
         total = da.diagonal(self._A).sum(dtype=_double(self.xp, self.dtype)).compute()
-        return float(np.real(total))
+        return _number(np, total, self.dtype)
 
     def sums(self, axis: int):
         import dask
