@@ -527,3 +527,66 @@ def test_estimator_share_on_a_flat_spectrum_keeps_at_most_the_documented_excess(
     ours = randla.PCA(n_components=0.5, random_state=0).fit(X)
     assert fewest <= ours.n_components_ <= 1.15 * fewest
     assert float(np.sum(ours.explained_variance_ratio_)) >= 0.5
+
+
+def extreme_scale_data():
+    """Tall rows (m >= 10 n: the covariance solver's shape) of rank 5 around a mean of 1."""
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((300, 5)) @ rng.standard_normal((5, 12)) + 1.0
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-150, 1e150, 1e160])
+@pytest.mark.parametrize("solver", ["covariance_eigh", "covariance_eigh sparse", "randomized"])
+def test_estimator_scales_with_the_data_at_any_magnitude(solver, scale):
+    """Singular values, axes and shares at 1e-200 ... 1e160 are those of numpy.linalg.svd on the
+    unscaled data (the values scaled): the squares underflow to 0 below ~1e-160 and overflow above
+    ~1e155, so neither the covariance nor the total variance is formed unscaled. Variances past the
+    double range are inf (NumPy's overflow warning), never an OverflowError or NaN."""
+    X = extreme_scale_data()
+    m, n = X.shape
+    mean, s, vh = exact_pca(X)
+    Xs = sp.csr_array(X * scale) if solver.endswith("sparse") else X * scale
+    with np.errstate(over="ignore"):  # the variances at 1e160 (~1e320): inf
+        ours = randla.PCA(3, svd_solver=solver.split()[0], random_state=0).fit(Xs)
+        variance = (s[:3] / np.sqrt(m - 1) * scale) ** 2
+        noise = (np.sqrt(np.sum(s[3:] ** 2) / ((m - 1) * (n - 3))) * scale) ** 2
+    np.testing.assert_allclose(ours.singular_values_ / scale, s[:3], rtol=1e-12)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, s[:3] ** 2 / np.sum(s**2), rtol=1e-12)
+    assert sin_max_angle(ours.components_.T, vh[:3].T) < 1e-12
+    np.testing.assert_allclose(ours.mean_ / scale, mean, rtol=1e-13)
+    np.testing.assert_allclose(ours.explained_variance_, variance, rtol=1e-12)  # inf at 1e160, 0 at 1e-200
+    assert ours.noise_variance_ == pytest.approx(noise, rel=1e-10)
+    assert np.all(np.isfinite(ours.transform(Xs) / scale))
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-150, 1e150, 1e160])
+def test_truncated_svd_shares_are_scale_free(scale):
+    """TruncatedSVD's shares of the variance at any magnitude are those of the unscaled data,
+    checked against numpy.linalg.svd: the total variance underflows to 0 near 1e-160 and its
+    square overflows near 1e155, so the shares are taken of scaled scores."""
+    X = extreme_scale_data()
+    _, s, vh = np.linalg.svd(X, full_matrices=False)
+    scores = X @ vh[:3].T
+    share = np.var(scores, axis=0) / np.sum(np.var(X, axis=0))
+    with np.errstate(over="ignore"):  # the variances at 1e160: inf
+        ours = randla.TruncatedSVD(3, random_state=0).fit(X * scale)
+        variance = (np.sqrt(np.var(scores, axis=0)) * scale) ** 2
+    np.testing.assert_allclose(ours.singular_values_ / scale, s[:3], rtol=1e-12)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, share, rtol=1e-12)
+    np.testing.assert_allclose(ours.explained_variance_, variance, rtol=1e-12)
+    assert sin_max_angle(ours.components_.T, vh[:3].T) < 1e-12
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e150, 1e160])
+def test_total_variance_is_inf_past_the_double_range_not_an_overflow_error(scale):
+    """||X_c||_F^2 / (m - 1) as a NumPy double: exact where representable, inf with NumPy's
+    overflow warning beyond (~1e320 at 1e160), as explained_variance; never Python's OverflowError."""
+    X = extreme_scale_data()
+    _, s, _ = exact_pca(X)
+    r = randla.pca(X * scale, 3, rng=0)
+    np.testing.assert_allclose(r.explained_variance_ratio, s[:3] ** 2 / np.sum(s**2), rtol=1e-12)
+    if scale > 1e155:
+        with pytest.warns(RuntimeWarning, match="overflow"):
+            assert r.total_variance == np.inf
+    else:
+        assert r.total_variance == pytest.approx(np.sum((s * scale) ** 2) / (X.shape[0] - 1), rel=1e-12)

@@ -460,3 +460,88 @@ def test_incremental_estimator_checks_whiten():
             call(randla.IncrementalPCA(3, whiten="no"))
     whitened = randla.IncrementalPCA(3, whiten=np.True_).fit_transform(X)
     np.testing.assert_allclose(whitened.var(axis=0, ddof=1), 1.0, rtol=1e-10)
+
+
+def extreme_scale_data():
+    """Rows of rank 5 around a mean of 1, 12 features."""
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((200, 5)) @ rng.standard_normal((5, 12)) + 1.0
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-150, 1e150, 1e160])
+def test_streaming_pca_scales_with_the_data_at_any_magnitude(scale):
+    """At 1e-200 ... 1e160 the one-pass PCA is numpy.linalg's of the unscaled data, the values
+    scaled (a sketch of n rows is exact): the buffer's Gram matrix is formed of scaled rows (its
+    squares underflow below ~1e-160 and overflow above ~1e155) and the scatter is kept as a scale
+    and a sum of scaled squares. Variances past the double range are inf (NumPy's overflow
+    warning), never an OverflowError."""
+    X = extreme_scale_data()
+    m, n = X.shape
+    _, s, vh = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    with np.errstate(over="ignore"):  # the variances at 1e160 (~1e320): inf
+        pca = randla.StreamingPCA(3, sketch_size=n)
+        for batch in np.array_split(X * scale, 4):
+            pca.partial_fit(batch)
+        estimator = randla.IncrementalPCA(3, sketch_size=n, batch_size=50).fit(X * scale)
+        total, var = pca.total_variance_, pca.var_
+        exact_total = (np.sqrt(np.sum(s**2) / (m - 1)) * scale) ** 2
+        exact_var = (np.std(X, axis=0) * scale) ** 2
+        variance = (s[:3] / np.sqrt(m - 1) * scale) ** 2
+        noise = (np.sqrt(np.sum(s[3:] ** 2) / ((m - 1) * (n - 3))) * scale) ** 2
+    for ours in (pca, estimator):
+        np.testing.assert_allclose(ours.singular_values_ / scale, s[:3], rtol=1e-12)
+        np.testing.assert_allclose(ours.explained_variance_ratio_, s[:3] ** 2 / np.sum(s**2), rtol=1e-12)
+        np.testing.assert_allclose(np.abs(ours.components_ @ vh[:3].T), np.eye(3), atol=1e-12)
+        np.testing.assert_allclose(ours.mean_ / scale, X.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(estimator.explained_variance_, variance, rtol=1e-12)  # inf at 1e160, 0 at 1e-200
+    assert estimator.noise_variance_ == pytest.approx(noise, rel=1e-10)
+    assert total == pytest.approx(exact_total, rel=1e-12)
+    np.testing.assert_allclose(var, exact_var, rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e160])
+def test_streaming_pca_cuts_are_scale_free(scale):
+    """With a sketch of fewer rows than features (Frequent Directions' cuts), the singular values,
+    shares and axes at 1e-200 and 1e160 are those of the same stream of the unscaled data, scaled."""
+    X = np.random.default_rng(1).standard_normal((400, 30)) * np.linspace(3, 0.1, 30) + 2.0
+    unscaled, scaled = randla.StreamingPCA(3, sketch_size=6), randla.StreamingPCA(3, sketch_size=6)
+    for batch in np.array_split(X, 8):
+        unscaled.partial_fit(batch)
+        scaled.partial_fit(batch * scale)
+    np.testing.assert_allclose(scaled.singular_values_ / scale, unscaled.singular_values_, rtol=1e-9)
+    np.testing.assert_allclose(scaled.explained_variance_ratio_, unscaled.explained_variance_ratio_, rtol=1e-9)
+    np.testing.assert_allclose(np.abs(scaled.components_ @ unscaled.components_.T), np.eye(3), atol=1e-9)
+    assert unscaled.variance_error_bound_ > 1e-3 * unscaled.total_variance_  # the cuts dropped variance
+
+
+@pytest.mark.parametrize("wrap", [np.asarray, sp.csr_array, torch.from_numpy])
+def test_transform_and_inverse_transform_refuse_complex_input(wrap):
+    """As partial_fit refuses complex batches (and scikit-learn's IncrementalPCA.transform): the
+    real axes would silently drop the imaginary part."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 20))
+    pca = randla.StreamingPCA(3).fit(torch.from_numpy(X) if wrap is torch.from_numpy else X)
+    Z = wrap(X[:5] + 1j * rng.standard_normal((5, 20)))
+    with pytest.raises(TypeError, match=r"`X` must hold real numbers.*got dtype .*complex128.*randla\.pca"):
+        pca.transform(Z)
+    if wrap is not sp.csr_array:
+        with pytest.raises(TypeError, match=r"`Z` must hold real numbers.*complex128"):
+            pca.inverse_transform(wrap(np.ones((2, 3)) + 1j))
+
+
+def test_incremental_pca_centres_a_densified_sparse_batch_in_place():
+    """A sparse batch is densified into a private copy, which is centred in place: the batch takes
+    its dense size once, not twice (the default batch's documented 128 MiB holds), and the
+    caller's sparse matrix is left as it was."""
+    X = sp.random_array((20_000, 500), density=0.01, format="csr", rng=np.random.default_rng(0))
+    before = X.copy()
+    batch = 8_000
+    tracemalloc.start()
+    ours = randla.IncrementalPCA(5, batch_size=batch).fit(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.5 * batch * X.shape[1] * 8
+    assert (X != before).nnz == 0
+    dense = randla.IncrementalPCA(5, batch_size=batch).fit(X.toarray())
+    np.testing.assert_allclose(ours.singular_values_, dense.singular_values_, rtol=1e-12)
+    np.testing.assert_allclose(ours.var_, np.var(X.toarray(), axis=0), rtol=1e-12)

@@ -89,10 +89,15 @@ class PCAResult(Unpackable):
 
     @property
     def total_variance(self) -> float | None:
-        """Sum of the variances of all columns, ||X - 1 mean^T||_F^2 / (m - 1)."""
+        """Sum of the variances of all columns, ||X - 1 mean^T||_F^2 / (m - 1).
+
+        Inf (with NumPy's overflow warning) where it exceeds the float64 range,
+        as :attr:`explained_variance` does, while the norm itself is finite.
+        """
         if self.centered_norm is None:
             return None
-        return self.centered_norm**2 / (self.n_samples - 1)
+        # A NumPy double, scaled before squaring: a Python float's square raises OverflowError.
+        return (np.float64(self.centered_norm) / math.sqrt(self.n_samples - 1)) ** 2
 
     @property
     def explained_variance_ratio(self):

@@ -28,12 +28,31 @@ __all__ = ["StreamingPCA"]
 _SQUARES_BLOCK = 1 << 16  # entries of the temporary squares of _column_squares
 
 
-def _column_squares(xp, rows):
-    """The sum of squares of each column, in double, a block of rows at a time:
-    no temporary of the batch's size."""
+def _column_squares(xp, rows, norm: float):
+    """The sum of squares of each column over norm^2, in double, a block of rows
+    at a time: no temporary of the batch's size. Divided before squaring, so
+    that nothing underflows or overflows at any scale of the rows."""
     step = max(1, _SQUARES_BLOCK // int(rows.shape[1]))
-    parts = (rows[i : i + step] for i in range(0, int(rows.shape[0]), step))
-    return sum(xp.sum(part * part, axis=0, dtype=xp.float64) for part in parts)
+    parts = (xp.astype(rows[i : i + step], xp.float64) / norm for i in range(0, int(rows.shape[0]), step))
+    return sum(xp.sum(part * part, axis=0) for part in parts)
+
+
+def _add_square(total, norm: float):
+    """(scale, ssq) of a sum of squares scale^2 ssq, with norm^2 added: as LAPACK's
+    lassq, never a square of data far from 1 (those of 1e-160 underflow, those of
+    1e155 overflow). Also the factor by which the earlier ssq was multiplied."""
+    scale, ssq = total
+    if norm > scale:  # the earlier sum in the new units: its tiny terms may underflow, negligibly
+        shrink = (scale / norm) ** 2
+        return (norm, ssq * shrink + 1.0), shrink
+    return (scale, ssq + (norm / scale) ** 2 if norm else ssq), 1.0
+
+
+def _square(total, divisor: float):
+    """scale^2 ssq / divisor as a NumPy double: inf, with NumPy's overflow warning,
+    only where the value itself exceeds the double range."""
+    scale, ssq = total
+    return (np.float64(scale) * math.sqrt(ssq / divisor)) ** 2
 
 
 _BLOCK_ENTRIES = 1 << 22  # at most this many entries of a whole matrix in one batch
@@ -191,9 +210,11 @@ class StreamingPCA:
         self.n_samples_seen_ = 0
         self._xp = self._dtype = self._device = None
         self._sums = self._mean = None  # double
-        self._scatter = 0.0  # exact sum of squared deviations, double
-        self._column_scatter = None  # the same, column by column, double
-        self._shrinkage = 0.0  # Delta
+        # Sums of squares as (scale, ssq) pairs, scale^2 ssq (see _add_square): their squares
+        # overflow for data near 1e155, or vanish near 1e-160, where the norms do not.
+        self._scatter = (0.0, 0.0)  # exact sum of squared deviations
+        self._column_scatter = None  # the same, column by column, in units of the scatter's scale^2, double
+        self._shrinkage = (0.0, 0.0)  # Delta
         self._buffer = None
         self._axes = None  # cached SVD of the buffer
 
@@ -227,34 +248,47 @@ class StreamingPCA:
     def partial_fit(self, X):
         """Add the rows of X, (b, n): NumPy, torch (any device), CuPy or SciPy sparse.
 
-        A sparse batch is densified one batch at a time (b x n). X is not modified.
+        A sparse batch is densified one batch at a time (b x n) and centred in
+        that copy. X is not modified.
         """
-        X = self._check_batch(X)
+        X, private = self._check_batch(X)
         xp, b = self._xp, int(X.shape[0])
-        # One centred copy of the batch, the rows the sketch takes; the sums and
-        # the scatter are accumulated in double without copies of their own.
+        # One centred copy of the batch, the rows the sketch takes (X itself where X is a copy already,
+        # as a densified sparse batch: a second would double the memory); the sums and the scatter are
+        # accumulated in double without copies of their own.
         sums = xp.sum(X, axis=0, dtype=xp.float64)
         batch_mean = sums / b
-        rows = X - xp.astype(batch_mean, X.dtype)[None, :]
+        if private:
+            X -= xp.astype(batch_mean, X.dtype)[None, :]
+            rows = X
+        else:
+            rows = X - xp.astype(batch_mean, X.dtype)[None, :]
         seen = self.n_samples_seen_
-        scatter = frobenius_norm(xp, rows) ** 2
-        column_scatter = _column_squares(xp, rows)
+        # The scatter of the union: both parts' scatters plus the rank-one term of the shift between their means.
+        parts = [(rows, frobenius_norm(xp, rows))]
         if seen:
-            # The scatter of the union: both parts' scatters plus this rank-one term.
             shift = (self._mean - batch_mean) * math.sqrt(seen * b / (seen + b))
-            scatter += float(xp.sum(shift**2))
-            column_scatter = column_scatter + shift**2
-        self._column_scatter = column_scatter if self._column_scatter is None else self._column_scatter + column_scatter
+            parts.append((shift[None, :], frobenius_norm(xp, shift[None, :])))
+        if self._column_scatter is None:
+            self._column_scatter = xp.zeros(self._features, dtype=xp.float64, device=self._device)
+        for part, norm in parts:
+            if norm == 0:
+                continue
+            self._scatter, shrink = _add_square(self._scatter, norm)
+            column_shares = _column_squares(xp, part, norm)  # summing to 1
+            self._column_scatter = self._column_scatter * shrink + column_shares * (norm / self._scatter[0]) ** 2
         self._sums = sums if self._sums is None else self._sums + sums
         self.n_samples_seen_ = seen + b
         self._mean = self._sums / self.n_samples_seen_
-        self._scatter += scatter
         self._append(rows)
         if seen:
             self._append(xp.astype(shift, X.dtype)[None, :])
         return self
 
     def _check_batch(self, X):
+        """X as a dense batch in the working dtype, and whether it is a copy of the
+        caller's (densified or converted), which partial_fit may then centre in place."""
+        private = sp.issparse(X) or _is_torch_sparse(X)
         if sp.issparse(X):
             X = X.toarray()
         if _is_torch_sparse(X):  # densified one batch at a time, as SciPy's
@@ -283,10 +317,10 @@ class StreamingPCA:
                 f"got {type(X).__name__} of shape {tuple(X.shape)}."
             )
         if X.dtype != self._dtype:
-            X = xp.astype(X, self._dtype)
+            X, private = xp.astype(X, self._dtype), True
         if not bool(xp.all(xp.isfinite(X))):
             raise ValueError("the batch contains NaN or Inf; remove or impute those rows first.")
-        return X
+        return X, private
 
     def _append(self, rows):
         """Rows into the buffer, shrinking it to l rows each time it holds 2 l."""
@@ -309,16 +343,20 @@ class StreamingPCA:
         (factor 1 for the leading half), are the well-resolved directions."""
         xp, step = self._xp, self._kept
         buffer = xp.astype(self._buffer, xp.float64)
+        # Divided by its largest entry first: the squares of rows near 1e-160 underflow (the kept
+        # rows would be lost) and those near 1e155 overflow. The eigenvalues are in units of unit^2.
+        unit = float(xp.max(xp.abs(buffer))) or 1.0
+        buffer = buffer / unit
         w, U = small_eigh(xp, buffer @ conj_transpose(xp, buffer))
         w, U = xp.flip(w), xp.flip(U, axis=1)  # descending
-        delta = max(float(w[step]), 0.0)  # the (l+1)-th squared singular value
+        delta = max(float(w[step]), 0.0)  # the (l+1)-th squared singular value, over unit^2
         top = xp.clip(w[:step], min=delta)
         scale = xp.where(top > 0, xp.sqrt((top - delta) / xp.where(top > 0, top, 1.0)), 0.0)
         kept_whole = step // 2
         scale = xp.concat([xp.ones(kept_whole, dtype=scale.dtype, device=self._device), scale[kept_whole:]])
         # The rows kept need no more precision than the buffer's own.
         self._buffer = xp.astype(scale[:, None] * conj_transpose(xp, U[:, :step]), self._dtype) @ self._buffer
-        self._shrinkage += delta
+        self._shrinkage, _ = _add_square(self._shrinkage, unit * math.sqrt(delta))
 
     def _require_rows(self, rows: int = 2):
         if self.n_samples_seen_ < rows:
@@ -343,6 +381,11 @@ class StreamingPCA:
         if not same:
             raise TypeError(f"`{name}` must be an array of the library the model was fitted on "
                             f"({self._xp.__name__.split('.')[-1]}); got {type(X).__module__}.{type(X).__name__}.")
+        # As partial_fit refuses complex batches: the real axes would silently drop the imaginary part.
+        if self._xp.isdtype(X.dtype, "complex floating"):
+            raise TypeError(f"`{name}` must hold real numbers, as the batches the model was fitted on; got dtype "
+                            f"{X.dtype}. Pass its real part if that is meant, or use randla.pca, which takes "
+                            "complex data.")
 
     def _out(self, x):
         xp = self._xp
@@ -357,18 +400,24 @@ class StreamingPCA:
     def singular_values_(self):
         return self._out(self._sketch_axes()[0])
 
-    def _scatter_along_axes(self):
-        return self._xp.astype(self._sketch_axes()[0], self._xp.float64) ** 2
+    def _scatter_norm(self) -> float:
+        """sqrt of the exact scatter, ||X - 1 mean^T||_F of all rows seen."""
+        scale, ssq = self._scatter
+        return scale * math.sqrt(ssq)
 
     @property
     def explained_variance_(self):
-        variance = self._scatter_along_axes() / (self.n_samples_seen_ - 1)
+        # Scaled before squaring: inf (NumPy's overflow warning) only beyond the double range.
+        s = self._xp.astype(self._sketch_axes()[0], self._xp.float64)
+        variance = (s / math.sqrt(self.n_samples_seen_ - 1)) ** 2
         return self._out(self._xp.astype(variance, self._dtype))
 
     @property
     def explained_variance_ratio_(self):
-        scatter = self._scatter_along_axes()
-        share = scatter / self._scatter if self._scatter > 0 else scatter * 0
+        s = self._xp.astype(self._sketch_axes()[0], self._xp.float64)
+        scale, ssq = self._scatter
+        # A share of norms, never of squares: the scatter itself underflows or overflows at extreme scales.
+        share = (s / scale) ** 2 / ssq if ssq > 0 else s * 0
         return self._out(self._xp.astype(share, self._dtype))
 
     @property
@@ -379,17 +428,20 @@ class StreamingPCA:
     @property
     def total_variance_(self) -> float:
         self._require_rows()
-        return self._scatter / (self.n_samples_seen_ - 1)
+        return _square(self._scatter, self.n_samples_seen_ - 1)
 
     @property
     def var_(self):
         self._require_rows(1)
-        return self._out(self._xp.astype(self._column_scatter / self.n_samples_seen_, self._dtype))
+        xp = self._xp
+        # Scaled before squaring: inf (NumPy's overflow warning) only beyond the double range.
+        var = (self._scatter[0] * xp.sqrt(self._column_scatter / self.n_samples_seen_)) ** 2
+        return self._out(xp.astype(var, self._dtype))
 
     @property
     def variance_error_bound_(self) -> float:
         self._require_rows()
-        return self._shrinkage / (self.n_samples_seen_ - 1)
+        return _square(self._shrinkage, self.n_samples_seen_ - 1)
 
     def transform(self, X):
         """Rows of X (p, n) in principal coordinates, (X - mean) V: the mean is

@@ -70,26 +70,38 @@ def _covariance_solver_fits(X) -> bool:
 
 
 def _centred_gram(X):
-    """(X - 1 mean^T)^T (X - 1 mean^T) and the mean, in double.
+    """(G, mean, scale) with (X - 1 mean^T)^T (X - 1 mean^T) = scale^2 G, in double.
 
-    Dense rows are centred before the product, a chunk at a time, so data
-    far from zero lose nothing to cancellation (X^T X - m mean mean^T would
-    lose the spread's digits). Sparse data are never densified: there the
-    rank-one correction is applied to X^T X, exact where the means are small
-    beside the spread, as in most sparse data.
+    The entries are divided by scale, the largest magnitude (of the centred
+    rows; of X where sparse), before the product: squares of data near 1e-160
+    underflow to zero and those near 1e155 overflow, which unscaled would
+    return zero axes or NaN. Dense rows are centred before the product, a
+    chunk at a time, so data far from zero lose nothing to cancellation
+    (X^T X - m mean mean^T would lose the spread's digits); G is rescaled
+    whenever a chunk holds a larger entry than those before it. Sparse data
+    are never densified: there the rank-one correction is applied to X^T X,
+    exact where the means are small beside the spread, as in most sparse data.
     """
     m, n = X.shape
     mean = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
     if sp.issparse(X):
-        X = X.astype(np.float64)
-        gram = (X.T @ X).toarray() - m * np.outer(mean, mean)
-        return (gram + gram.T) / 2, mean
-    gram = np.zeros((n, n))
+        X = X.astype(np.float64)  # a copy, scaled in place
+        scale = float(np.max(np.abs(X.data), initial=0.0)) or 1.0
+        X.data /= scale
+        gram = (X.T @ X).toarray() - m * np.outer(mean / scale, mean / scale)
+        return (gram + gram.T) / 2, mean, scale
+    gram, scale = np.zeros((n, n)), 0.0
     step = max(1, _GRAM_CHUNK_BYTES // (8 * n))
     for start in range(0, m, step):
         C = X[start : start + step].astype(np.float64) - mean
-        gram += C.T @ C  # NumPy computes a product with its own transpose by syrk
-    return gram, mean
+        largest = max(float(C.max()), -float(C.min()))  # without a temporary |C|
+        if largest > scale:  # the sum so far in units of the new scale (its tiny terms may underflow: negligible)
+            gram *= (scale / largest) ** 2
+            scale = largest
+        if scale > 0:
+            C /= scale
+            gram += C.T @ C  # NumPy computes a product with its own transpose by syrk
+    return gram, mean, scale or 1.0
 
 
 def _signs_fixed(components):
@@ -236,7 +248,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             rank, tol = _rank_and_tol(self.n_components, min(m, n), share, self.method)
             result = pca(X, rank, tol=tol, oversample=self.oversample, power_iters=self.power_iters,
                          method=self.method, rng=_random_seed(self.random_state))
-            self._set_axes(result.Vh, result.S, result.mean, result.total_variance, m)
+            self._set_axes(result.Vh, result.S, result.mean, result.centered_norm, m)
         return X
 
     def _check_params(self, share: str):
@@ -257,7 +269,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _fit_covariance(self, X, share: str):
         """The exact axes from the eigendecomposition of the covariance matrix."""
         m, n = X.shape
-        gram, mean = _centred_gram(X)
+        gram, mean, scale = _centred_gram(X)
         eigenvalues, eigenvectors = np.linalg.eigh(gram)
         eigenvalues, axes = np.maximum(eigenvalues[::-1], 0.0), eigenvectors[:, ::-1].T
         limit = min(m, n)
@@ -267,29 +279,31 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             k = min(int(np.searchsorted(captured, k, side="right")) + 1, limit)  # the fewest that explain more
         else:
             k, _ = _rank_and_tol(k, limit, share, "rsi")
-        S = np.sqrt(eigenvalues[:k])
-        total_variance = float(np.trace(gram)) / (m - 1)
-        # The variance outside the k axes, summed from the double eigenvalues: the total less
+        # Norms, not squares, leave the scaled units: the variances may overflow where the norms do not.
+        S = scale * np.sqrt(eigenvalues[:k])
+        norm = scale * math.sqrt(float(np.trace(gram)))
+        # The norm outside the k axes, summed from the double eigenvalues: the total less
         # the k variances rounded to float32 would lose it (their rounding can exceed it).
-        left = float(np.sum(eigenvalues[k:])) / (m - 1)
-        self._set_axes(axes[:k].astype(X.dtype), S.astype(X.dtype), mean.astype(X.dtype), total_variance, m,
-                       left=left)
+        left = scale * math.sqrt(float(np.sum(eigenvalues[k:])))
+        self._set_axes(axes[:k].astype(X.dtype), S.astype(X.dtype), mean.astype(X.dtype), norm, m, left=left)
 
-    def _set_axes(self, Vh, S, mean, total_variance: float, m: int, *, left: float | None = None):
-        """The fitted attributes from the axes and the centred data's singular values;
-        ``left``: the variance outside the axes, in double, where the solver has it
-        without subtracting (by default the total less the axes' variances)."""
+    def _set_axes(self, Vh, S, mean, norm: float, m: int, *, left: float | None = None):
+        """The fitted attributes from the axes and the centred data's singular values
+        and Frobenius norm ``norm``; ``left``: the norm of the centred data outside
+        the axes, in double, where the solver has it without subtracting (by default
+        from the share of the total the axes leave)."""
         n = Vh.shape[1]
         k = S.shape[0]
         self.components_ = _signs_fixed(Vh)
         self.singular_values_, self.mean_ = S, mean
         self.n_components_, self.n_samples_ = k, m
         self.explained_variance_ = (S / math.sqrt(m - 1)) ** 2
-        ratio = self._variance() / total_variance if total_variance > 0 else np.zeros(k)
+        # Shares of norms, never of squares: the total variance underflows to 0 near 1e-160 and overflows near 1e155.
+        ratio = (S.astype(np.float64) / norm) ** 2 if norm > 0 else np.zeros(k)
         self.explained_variance_ratio_ = ratio.astype(S.dtype)
         if left is None:
-            left = total_variance - float(np.sum(self._variance()))
-        self.noise_variance_ = max(left, 0.0) / (min(m, n) - k) if k < min(m, n) else 0.0
+            left = norm * math.sqrt(max(1.0 - float(np.sum(ratio)), 0.0))
+        self.noise_variance_ = _noise_variance(left, m, min(m, n) - k)
 
     @property
     def _n_features_out(self):  # names the output columns, pca0, pca1, ...
@@ -298,8 +312,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _variance(self):
         """explained_variance_ in double: in float32 it squares the data's scale out of
         range (inf for data near 1e20, 0 near 1e-23), which would zero the whitened
-        output and make the covariance singular."""
-        return self.singular_values_.astype(np.float64) ** 2 / (self.n_samples_ - 1)
+        output and make the covariance singular. Scaled before squaring, so only a
+        variance beyond the double range is inf."""
+        return (self.singular_values_.astype(np.float64) / math.sqrt(self.n_samples_ - 1)) ** 2
 
     def _scaled(self, Z):
         if not self.whiten:
@@ -397,6 +412,16 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
+def _noise_variance(left: float, m: int, rest: int) -> float:
+    """The mean variance (divisor m - 1) along ``rest`` directions of centred data
+    whose norm along them is ``left``; 0 where none are left. Scaled before
+    squaring, as a NumPy double: inf (NumPy's overflow warning) only where it
+    exceeds the double range, never a Python OverflowError."""
+    if rest <= 0:
+        return 0.0
+    return float((np.float64(left) / math.sqrt((m - 1) * rest)) ** 2)
+
+
 _BATCH_BYTES = 1 << 27  # IncrementalPCA's default batch, densified
 
 
@@ -422,8 +447,8 @@ class IncrementalPCA(PCA):
     whiten : bool, default False
     batch_size : int or None, default None
         Rows per batch in ``fit``: by default 5 n_features, as scikit-learn,
-        but no more than fill 128 MiB (each batch is centred in a copy, a
-        sparse one densified).
+        but no more than fill 128 MiB (each batch is centred in a copy; a
+        sparse one is densified into that copy).
     sketch_size : int or None, default None
         As in :class:`randla.StreamingPCA` (default 4 n_components).
     copy : bool, default True
@@ -463,7 +488,7 @@ class IncrementalPCA(PCA):
         _warn_if_dask(self, X)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], ensure_min_samples=2)
         self._stream = None
-        # A batch is centred in a copy (a sparse one densified): by default at most _BATCH_BYTES of it.
+        # A batch is centred in one copy (a sparse one densified into it): by default at most _BATCH_BYTES of it.
         self.batch_size_ = (min(5 * X.shape[1], max(1, _BATCH_BYTES // (X.dtype.itemsize * X.shape[1])))
                             if self.batch_size is None else check_int("batch_size", self.batch_size, 1))
         if self.n_components is not None and check_int("n_components", self.n_components, 1) > X.shape[0]:
@@ -525,8 +550,12 @@ class IncrementalPCA(PCA):
         self.variance_error_bound_ = stream.variance_error_bound_
         k, rest = self.components_.shape[0], min(stream.n_samples_seen_, self.components_.shape[1])
         self.n_components_ = k
-        left = stream.total_variance_ - float(np.sum(self._variance()))
-        self.noise_variance_ = max(left, 0.0) / (rest - k) if k < rest else 0.0
+        # The norm outside the axes from the share they leave of the exact total: differences of
+        # variances overflow (inf - inf) where the norms do not.
+        norm = stream._scatter_norm()
+        share = float(np.sum((self.singular_values_.astype(np.float64) / norm) ** 2)) if norm > 0 else 1.0
+        self.noise_variance_ = _noise_variance(norm * math.sqrt(max(1.0 - share, 0.0)), stream.n_samples_seen_,
+                                               rest - k)
 
 
 class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -596,10 +625,13 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.singular_values_ = result.S
         self.n_components_ = result.rank
         scores = self._project(X)  # as transform gives it, and scikit-learn's randomized solver
-        # Variances in double, the total in one pass without densifying X.
-        self.explained_variance_ = np.var(scores.astype(np.float64), axis=0).astype(X.dtype)
-        total = Centered(as_operator(X), axis=0).norm() ** 2 / X.shape[0]
-        self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else 0 * self.explained_variance_
+        # Variances in double, the total's norm in one pass without densifying X. The scores are divided
+        # by that norm first: the squares of data near 1e-160 underflow and those near 1e155 overflow, so
+        # the shares come from scaled scores and a variance is inf (NumPy's warning) only beyond the range.
+        norm = Centered(as_operator(X), axis=0).norm()
+        spread = np.var(scores.astype(np.float64) / norm, axis=0) if norm > 0 else np.zeros(scores.shape[1])
+        self.explained_variance_ = ((norm * np.sqrt(spread)) ** 2).astype(X.dtype)
+        self.explained_variance_ratio_ = (spread * X.shape[0]).astype(X.dtype)
         return scores
 
     @property
