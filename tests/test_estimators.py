@@ -382,3 +382,81 @@ def test_incremental_pca_partial_fit_takes_check_input(check_input):
         default.partial_fit(batch)
     np.testing.assert_array_equal(given.components_, default.components_)
     np.testing.assert_allclose(given.mean_, X.mean(axis=0), atol=1e-12)
+
+
+def _fitted_arrays(name, random_state):
+    """What a fit with this random_state learnt, for the estimators that take one."""
+    X = randla.testing.low_rank(300, 40, rank=10, noise=0.3, rng=0)
+    y = X[:, 0] + X[:, 1] ** 2
+    if name == "PCA":  # the randomized solver: a full fit would use no randomness
+        return randla.PCA(5, svd_solver="randomized", random_state=random_state).fit(X).components_
+    if name == "TruncatedSVD":
+        return randla.TruncatedSVD(5, random_state=random_state).fit(X).components_
+    if name == "Nystroem":
+        model = randla.Nystroem(n_components=20, landmarks="uniform", random_state=random_state)
+        return model.fit(X).component_indices_
+    if name == "RandomFourierFeatures":
+        return randla.RandomFourierFeatures(n_components=20, random_state=random_state).fit(X).transform(X[:3])
+    if name == "KernelRidge":
+        return randla.KernelRidge(alpha=0.1, n_components=20, landmarks="uniform",
+                                  random_state=random_state).fit(X, y).dual_coef_
+    if name == "SpectralClustering":
+        return randla.SpectralClustering(3, n_landmarks=30, landmarks="uniform",
+                                         random_state=random_state).fit(X).embedding_
+    data = randla.testing.ratings(60, 40, 1200, rank=3, noise=0.1, rng=0)
+    return randla.MatrixCompletion(rank=3, reg=1.0, random_state=random_state).fit(*data, shape=data.shape).result_.U
+
+
+ESTIMATORS_WITH_RANDOM_STATE = ("PCA", "TruncatedSVD", "Nystroem", "RandomFourierFeatures", "KernelRidge",
+                                "SpectralClustering", "MatrixCompletion")
+
+
+@pytest.mark.parametrize("name", ESTIMATORS_WITH_RANDOM_STATE)
+def test_random_state_none_draws_from_numpys_global_state_as_scikit_learn(name):
+    """random_state=None took fresh OS entropy, so np.random.seed(0) at the top of a script did not make
+    fits reproducible, as it does for scikit-learn's estimators (check_random_state(None))."""
+    saved = np.random.get_state()
+    try:
+        np.random.seed(0)
+        first = _fitted_arrays(name, None)
+        np.random.seed(0)
+        again = _fitted_arrays(name, None)
+        np.random.seed(1)
+        other = _fitted_arrays(name, None)
+    finally:
+        np.random.set_state(saved)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_random_state_int_and_random_state_instance_keep_their_streams():
+    from randla.estimators._common import _random_seed
+
+    # An int seeds the Generator itself, a RandomState gives one draw as the seed: as before None changed.
+    assert _random_seed(7).integers(2**62) == np.random.default_rng(7).integers(2**62)
+    seed = np.random.RandomState(3).randint(2**31 - 1)
+    assert _random_seed(np.random.RandomState(3)).integers(2**62) == np.random.default_rng(seed).integers(2**62)
+    generator = np.random.default_rng(0)
+    assert _random_seed(generator) is generator
+    saved = np.random.get_state()
+    try:
+        np.random.seed(5)
+        _random_seed(4)  # an int leaves the global state alone
+        after_int = np.random.randint(2**31 - 1)
+        np.random.seed(5)
+        assert after_int == np.random.randint(2**31 - 1)
+    finally:
+        np.random.set_state(saved)
+
+
+@pytest.mark.parametrize("graph", ["nearest_neighbors", "precomputed"])
+def test_spectral_clustering_refit_with_a_kernel_affinity_drops_the_old_graph(graph):
+    """A kernel-affinity refit kept affinity_matrix_ of the earlier graph fit: another data set's graph."""
+    rng = np.random.default_rng(0)
+    X1, X2 = rng.standard_normal((200, 3)), rng.standard_normal((500, 3))
+    model = randla.SpectralClustering(3, affinity=graph, n_landmarks=30, random_state=0)
+    model.fit(rbf_kernel(X1) if graph == "precomputed" else X1)
+    assert model.affinity_matrix_.shape == (200, 200)
+    model.set_params(affinity="rbf").fit(X2)
+    assert model.labels_.shape == (500,)
+    assert not hasattr(model, "affinity_matrix_")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -707,3 +708,88 @@ def test_sparse_points_fit_and_predict_as_dense():
         assert rel(model.predict(Xt), exact) <= 1e-6
         assert rel(model.predict(Xt.toarray()), exact) <= 1e-6
     assert sp.issparse(nystrom.centers)
+
+
+def _float32_problem(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 5)).astype(np.float32)
+    y = (np.sin(X[:, 0]) + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    return X, y
+
+
+@pytest.mark.parametrize("alpha", [1e-1, 1e-2, 1e-3])
+def test_kernel_ridge_float32_reports_the_residual_of_the_returned_coefficients(alpha):
+    """float32 X: converged=True and a last residual <= tol described the float64 iterate, while the returned
+    float32 coefficients' residual against the exact kernel of the points was up to 37 x tol (140 x at n=2000)."""
+    X, y = _float32_problem()
+    n, tol = X.shape[0], 1e-6
+    K = rbf(X.astype(np.float64), X.astype(np.float64), gamma=0.2)  # the exact kernel of the given points
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = kernel_ridge(X, y, alpha=alpha, gamma=0.2, tol=tol, max_iter=500, rng=0)
+    assert model.dual_coef.dtype == np.float32
+    y64 = y.astype(np.float64)
+    true = np.linalg.norm(y64 - (K + alpha * np.eye(n)) @ model.dual_coef.astype(np.float64)) / np.linalg.norm(y64)
+    assert model.residuals[-1] == pytest.approx(true, rel=1e-6)
+    assert model.converged == (true <= tol)
+    said = [w for w in caught if "below what float32 resolves" in str(w.message)]
+    if model.converged:
+        assert not said
+    if alpha == 1e-3:  # rounding c to float32 alone leaves 3.5e-6 here: tol cannot be met, and a warning says so
+        assert not model.converged and len(said) == 1 and "Pass float64 X" in str(said[0].message)
+    if alpha == 1e-1:  # refined against the float64 kernel, the returned coefficients meet tol (1.0e-6 before)
+        assert model.converged and true <= tol
+
+
+def test_kernel_ridge_float32_with_weights_reports_the_weighted_systems_residual():
+    """With sample weights the residuals are those of (D^1/2 K D^1/2 + alpha I) c' = D^1/2 y, c = D^1/2 c',
+    for the returned float32 coefficients; zero weights included."""
+    X, y = _float32_problem(300, seed=1)
+    w = np.random.default_rng(2).uniform(0.1, 10, 300)
+    w[:10] = 0
+    alpha, D = 0.1, np.sqrt(w)
+    model = kernel_ridge(X, y, alpha=alpha, gamma=0.2, tol=1e-5, sample_weight=w, rng=0)
+    c = model.dual_coef.astype(np.float64)
+    K = rbf(X.astype(np.float64), X.astype(np.float64), gamma=0.2)
+    c_prime = np.divide(c, D, out=np.zeros_like(c), where=D > 0)
+    b = D * y.astype(np.float64)
+    true = np.linalg.norm(b - (D[:, None] * K * D[None, :] + alpha * np.eye(300)) @ c_prime) / np.linalg.norm(b)
+    assert model.converged and true <= 1e-5
+    assert model.residuals[-1] == pytest.approx(true, rel=1e-6)
+    assert np.all(c[:10] == 0)
+
+
+def test_kernel_ridge_float64_takes_no_extra_check(small, monkeypatch):
+    """float64 X keeps the CG as it was: no float64 copy of X, no refinement (residual=None)."""
+    import randla.kernels.krr as krr
+
+    seen = []
+    original = krr.block_pcg
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("residual"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(krr, "block_pcg", spy)
+    X, y = small
+    kernel_ridge(X, y, alpha=1e-2, gamma=0.05, rng=0)
+    assert seen == [None]
+
+
+def test_block_pcg_refines_against_an_accurate_residual_and_stops_at_its_floor():
+    """matmat only approximates A: with ``residual`` CG refines to tol against A itself; where the caller's
+    rounding sets a floor above tol, it stops with stalled=True instead of running to max_iter."""
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((50, 50)))
+    A = (Q * np.linspace(1, 100, 50)) @ Q.T
+    E = 1e-4 * rng.standard_normal((50, 50))
+    b = rng.standard_normal((50, 1))
+    refined = block_pcg(lambda V: (A + E) @ V, b, tol=1e-10, max_iter=500, residual=lambda V: b - A @ V)
+    assert refined.converged and not refined.stalled
+    assert np.linalg.norm(b - A @ refined.x) <= 1e-10 * np.linalg.norm(b)
+    assert refined.residuals[-1] == pytest.approx(np.linalg.norm(b - A @ refined.x) / np.linalg.norm(b), rel=1e-6)
+    floor = block_pcg(lambda V: A @ V, b, tol=1e-10, max_iter=500,
+                      residual=lambda V: b - A @ V.astype(np.float16).astype(np.float64))
+    assert not floor.converged and floor.stalled and floor.n_iter < 500
+    x16 = floor.x.astype(np.float16).astype(np.float64)
+    assert floor.residuals[-1] == pytest.approx(np.linalg.norm(b - A @ x16) / np.linalg.norm(b), rel=1e-6)

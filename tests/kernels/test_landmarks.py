@@ -572,3 +572,26 @@ def test_estimate_error_of_a_landmark_factor():
     assert L is chosen.factor and R.shape == (20, 200)
     exact = np.linalg.norm(K.block() - chosen.reconstruct(), 2)
     assert estimate_error(K, chosen, rng=0) == pytest.approx(exact, rel=1e-6)
+
+
+def test_draw_keeps_small_float32_weights_in_the_law():
+    """_draw summed float32 weights in float32: a weight below eps32 times the sum before it got an empty
+    interval of the cumulative sum, so it could never be drawn (0 of 100 first pivots against 10.7% expected)."""
+    from array_api_compat import array_namespace
+
+    from randla.kernels.landmarks import _draw
+
+    n, draws = 100_001, 200_000
+    weights = np.full(n, 0.03, dtype=np.float32)
+    weights[0] = 1e6  # float32 sums past it step by 0.0625: each 0.03 rounds away
+    rest = float(np.sum(weights[1:], dtype=np.float64))
+    p = rest / (rest + 1e6)  # 0.0030 of the draws go to the small weights
+    idx = _draw(np, weights, draws, np.random.default_rng(0))
+    hits = np.mean(idx != 0)
+    assert abs(hits - p) < 5 * math.sqrt(p * (1 - p) / draws)
+    # The law of the weights as given: the same indices as their exact float64 values.
+    np.testing.assert_array_equal(idx, _draw(np, weights.astype(np.float64), draws, np.random.default_rng(0)))
+    tensor = torch.from_numpy(weights)
+    t_idx = _draw(array_namespace(tensor), tensor, draws, np.random.default_rng(0))
+    np.testing.assert_array_equal(t_idx, idx)
+

@@ -135,6 +135,8 @@ class SpectralClustering(ClusterMixin, BaseEstimator):
         self.labels_ = result.labels
         self.embedding_ = result.embedding
         self.landmark_indices_ = result.landmarks
+        # A graph affinity fitted before left its matrix: it describes other data.
+        self.__dict__.pop("affinity_matrix_", None)
         return self
 
     def _affinity(self):

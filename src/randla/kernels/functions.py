@@ -357,7 +357,8 @@ def _matern(xp, r, nu: float):
 
 
 def _callable_diagonal(kernel: Kernel, xp, A, block: int = 256):
-    # Blocks of k(A_b, A_b): O(n * block * d) work instead of n separate calls.
+    # Blocks of k(A_b, A_b): O(n * block * d) work instead of n separate calls. A block callable
+    # gives no single entries, so this costs block * n kernel entries (rpcholesky's Notes say so).
     parts = []
     for start in range(0, A.shape[0], block):
         Ab = A[start : start + block]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ from .._results import Unpackable
 from .._validate import check_choice, check_int, check_rng, check_tol
 from ..backend import _cholesky_upper, device_of, finfo_eps, small_eigh, small_svd, solve_triangular
 from ._krr_inputs import check_alpha, check_count, check_targets, check_weights, choose_landmarks
-from .functions import Kernel
+from .functions import Kernel, is_sparse
 from .landmarks import METHODS
 from .landmarks import landmarks as select_landmarks
 from .operator import DEFAULT_MEMORY_LIMIT, KernelOperator, as_dtype, check_points, kernel_operator, points_namespace
@@ -83,8 +84,12 @@ class KRRResult(Unpackable):
     n_iter : int
         CG iterations (0 for ``"direct"``).
     residuals : numpy.ndarray
-        Relative residual norms of the linear system: after each CG iteration
-        (``residuals[0] = 1``), or the single residual of the direct solve.
+        Relative residual norms of the linear system solved: after each CG
+        iteration (``residuals[0] = 1``), or the single residual of the
+        direct solve. With sample weights that system is the weighted one
+        (see ``tol`` of :func:`kernel_ridge` and Notes of
+        :func:`nystrom_kernel_ridge`). The last one is that of the returned
+        coefficients.
     memory_limit : int
         Bytes of kernel blocks ``predict`` may hold at a time.
     log_marginal_likelihood : float or None
@@ -238,7 +243,9 @@ def nystrom_kernel_ridge(
         ``"pcg"``: Falkon's preconditioned CG, one pass over X per iteration
         (O(n m d) each) and no m x m product C^T C; better when m is large.
     tol : float, optional
-        ``"pcg"`` only: relative residual to stop at (default 1e-6).
+        ``"pcg"`` only: relative residual to stop at (default 1e-6), that of
+        the normal equations above, ||C^T D y - (C^T D C + alpha W) beta||
+        <= tol ||C^T D y||.
     max_iter : int, optional
         ``"pcg"`` only: at most this many iterations (default 100).
     sample_weight : array, shape (n,), optional
@@ -248,7 +255,8 @@ def nystrom_kernel_ridge(
         among the points of positive weight.
     memory_limit : int, default 256 MiB
         Bytes of kernel blocks held at a time. C is never stored whole unless
-        it takes at most half of this (then ``"pcg"`` reuses it).
+        it takes at most half of this (then ``"pcg"`` reuses it). The factor
+        of a landmark method is apart (see ``candidates`` and Notes).
     rng : None, int, SeedSequence, BitGenerator or Generator
         Randomness of the candidates, the landmarks and the preconditioner.
     **kernel_params
@@ -286,8 +294,14 @@ def nystrom_kernel_ridge(
     before its Gram matrix and C_b^T y_b are accumulated (in float64; C is
     never stored): forming C^T C first and transforming it afterwards would
     magnify its rounding errors by ||T||^2 ~ 1 / s, large when W is nearly
-    singular (close landmarks). Memory is O(m^2 + m t + memory_limit) beside
-    X itself; time O(n m (d + m) + m^3).
+    singular (close landmarks). The solve takes O(m^2 + m t + memory_limit)
+    memory beside X itself; time O(n m (d + m) + m^3). Choosing the
+    landmarks by a method name other than ``"uniform"`` (the default
+    ``"rpcholesky"`` included) holds more before it: the method's (n_c, m)
+    partial Cholesky factor in X's dtype, n_c the ``candidates`` (default
+    min(n, max(100_000, m))), which ``memory_limit`` does not cap: 122 MiB
+    at n = 32_000, m = 500 and 1.6 GB at m = 2000 in float64. Uniform or
+    given landmarks keep the O(m^2 + m t + memory_limit) bound.
 
     As a Gaussian process: with the noise variance sigma^2 as ``alpha``,
     f(x) is the posterior mean of y_i = f(x_i) + e_i, e_i ~ N(0, alpha / w_i),
@@ -426,9 +440,18 @@ def kernel_ridge(
         2023, Thm. 5.1), which grows as alpha shrinks.
     tol : float, default 1e-6
         Stop when ||y_j - (K + alpha I) c_j|| <= tol ||y_j|| for every column.
+        With sample weights it bounds the system solved instead:
+        ||D^{1/2} y_j - (D^{1/2} K D^{1/2} + alpha I) c'_j|| <=
+        tol ||D^{1/2} y_j||, c = D^{1/2} c' (what ``residuals`` and
+        ``converged`` describe too). For X below float64, the test is on the
+        coefficients as returned (rounded to X's dtype) with K evaluated in
+        float64, CG refining against it: the rounding leaves about 1e-6 to
+        1e-4 in float32, more for small ``alpha``, and where tol is below
+        that, ``converged`` is False with a warning; pass float64 X then.
     max_iter : int, default 200
         At most this many iterations, one product with K each (plus one per
-        check of the true residual, see :func:`block_pcg`).
+        check of the true residual, see :func:`block_pcg`; below float64
+        that check evaluates K in float64, from a float64 copy of X).
     sample_weight : array, shape (n,), optional
         Non-negative weight of each point's squared error, as in
         :func:`nystrom_kernel_ridge`.
@@ -484,15 +507,49 @@ def kernel_ridge(
         precondition = nystrom_preconditioner(U, S, alpha)
     if scale is not None:
         Y = scale[:, None] * Y
+    # Below float64 the kernel entries and the returned coefficients are rounded: check and refine
+    # against the float64 kernel, for the coefficients as returned.
+    returned = None if X.dtype == xp.float64 else _returned_residual(xp, op, scale, alpha, Y)
     r = block_pcg(
-        lambda V: K.matmat(V) + _times_alpha(xp, alpha, V), Y, precondition=precondition, tol=tol, max_iter=max_iter
+        lambda V: K.matmat(V) + _times_alpha(xp, alpha, V), Y, precondition=precondition, tol=tol, max_iter=max_iter,
+        residual=returned,
     )
+    if r.stalled:
+        name = str(X.dtype).removeprefix("torch.")
+        warnings.warn(
+            f"tol={tol:g} is below what {name} resolves here: the coefficients, kept in {name}, leave a "
+            f"relative residual of {r.residuals[-1]:.1e}, and more iterations do not lower it, so converged=False. "
+            f"Pass float64 X for a tighter tolerance, or a tol above {r.residuals[-1]:.1e}.",
+            UserWarning,
+            stacklevel=2,
+        )
     coef = r.x if scale is None else scale[:, None] * r.x
     info = ("pcg", preconditioner, r.converged, r.n_iter, r.residuals)
     return _result(xp, X, coef, one_d, X, np.arange(n, dtype=np.int64), op, alpha, info)
 
 
 # -- solvers -------------------------------------------------------------------
+
+
+def _returned_residual(xp, op: KernelOperator, scale, alpha, Y):
+    """V -> Y - (S K S + alpha I) V for V as :func:`kernel_ridge` returns it (its coefficients c = S V
+    rounded to X's dtype), with K evaluated in float64 from float64 copies of the points (S: the square
+    roots of the sample weights, or the identity): the residual of the returned coefficients."""
+    X = op.X
+    X64 = X.astype(np.float64) if is_sparse(X) else as_float64(xp, X)
+    exact = RowsOperator(KernelRows(op.kernel, xp, X64, X64, op.memory_limit, cache=False, row_scale=scale))
+    positive = None if scale is None else scale > 0
+    safe = None if scale is None else xp.where(positive, scale, xp.ones_like(scale))
+
+    def residual(V):
+        c = V if scale is None else scale[:, None] * V
+        V = as_float64(xp, xp.astype(c, X.dtype))
+        if scale is not None:  # back to the variables of the system; 0 where the weight is (c_i = 0 there)
+            V = xp.where(positive[:, None], V / safe[:, None], xp.zeros_like(V))
+        return Y - (exact.matmat(V) + _times_alpha(xp, alpha, V))
+
+    return residual
+
 
 
 def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha, n_fitted: int, scale):

@@ -123,8 +123,12 @@ def rpcholesky(
     Cholesky column (K[:, s] - F F[s]^T) / sqrt(d_s) to F
     [CETW2024, Alg. 1]. Cost: (k + 1) n entries of K (the diagonal, then
     one column per landmark), O(n k^2) arithmetic and O(n k) memory (F is
-    n x k). In expectation the trace error is within (1 + eps) of the best
-    rank-r error tr(K - [K]_r) once k >= r / eps + r log(1 / (eps eta)),
+    n x k). A callable kernel of blocks has no cheaper diagonal: it is
+    evaluated as k(A_b, A_b) for blocks A_b of 256 points, keeping only
+    their diagonals, which costs about 256 n entries (so about (k + 256) n
+    in all); a callable of two points costs n calls for it. In expectation
+    the trace error is within (1 + eps) of the best rank-r error
+    tr(K - [K]_r) once k >= r / eps + r log(1 / (eps eta)),
     eta = tr(K - [K]_r) / tr(K) [CETW2024].
 
     Blocks (``block_size`` b > 1): b pivots are drawn i.i.d. from the same
@@ -178,8 +182,10 @@ def _draw(xp, weights, size: int, rng) -> np.ndarray:
 
     Inverse-CDF sampling on the weights' own device: one uniform per draw
     from ``rng`` and a ``searchsorted``; only the indices come to the host.
+    The sum runs in float64: in float32, a weight below eps32 times the sum
+    before it would get an empty interval (never drawn) or a doubled one.
     """
-    c = xp.cumulative_sum(weights)
+    c = xp.cumulative_sum(xp.astype(weights, xp.float64, copy=False))
     u = xp.asarray(rng.random(size), dtype=c.dtype, device=device_of(c)) * c[-1]
     idx = xp.searchsorted(c, u, side="right")
     # u rounds up to the total with probability ~eps; the last positive weight then.
@@ -476,7 +482,9 @@ def landmarks(
     the residual included. A K that is visibly not PSD raises ``ValueError``.
 
     Entries of K evaluated: n per landmark and n for the diagonal;
-    ``"leverage"`` also n per pilot landmark. Work O(n k^2), memory O(n k).
+    ``"leverage"`` also n per pilot landmark. The diagonal of a callable
+    kernel of blocks costs about 256 n entries instead (blocks k(A_b, A_b)
+    of 256 points, see :func:`rpcholesky`). Work O(n k^2), memory O(n k).
     Every method's trace error is at least the optimal
     sum_{i>k} lambda_i(K); ``"rpcholesky"`` comes close to it with few
     extra landmarks [CETW2024], ``"uniform"`` can be far worse when the

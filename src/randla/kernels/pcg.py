@@ -40,17 +40,22 @@ class PCGResult(Unpackable):
     ``residuals[j]`` is the largest relative residual ||b - A x||_2 / ||b||_2
     over the columns after j iterations (``residuals[0] = 1``: x starts at 0),
     so ``len(residuals) == n_iter + 1``: as CG's recurrence updates it, and
-    the last one computed afresh from b - A x.
+    the last one computed afresh from b - A x. ``stalled``: CG stopped
+    because checks of the true residual stopped falling (only with
+    ``residual``): that residual is the floor of the precision x is kept in.
     """
 
     x: object
     converged: bool
     n_iter: int
     residuals: np.ndarray
+    stalled: bool = False
     _unpack = ("x", "converged")
 
 
-def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int = 100) -> PCGResult:
+def block_pcg(
+    matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int = 100, residual=None
+) -> PCGResult:
     """Solve A X = B for a symmetric positive definite A by preconditioned CG.
 
     Parameters
@@ -67,6 +72,15 @@ def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int 
     max_iter : int, default 100
         At most this many iterations, one product with A each (plus one
         per check of the true residual, see Notes).
+    residual : callable, optional
+        ``residual(X)`` returns B - A X for X as the caller will use it (say,
+        rounded to a lower precision), where ``matmat`` is only an
+        approximation of A (say, kernel entries rounded to float32). It
+        replaces B - matmat(X) in the checks of the true residual, so CG
+        refines X against it (mixed-precision refinement), and the reported
+        residual and ``converged`` describe that X. After a failed check the
+        recurrence aims at tol / 2; when a failed check falls less than a
+        factor 2 below the one before, CG stops (``stalled``).
 
     Returns
     -------
@@ -107,14 +121,22 @@ def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int 
     R = B
     b_norm = xp.linalg.vector_norm(B, axis=0)
     scale = xp.where(b_norm > 0, b_norm, xp.ones_like(b_norm))
+
+    def true_residual(X):
+        if residual is None:
+            return B - matmat(X)
+        return residual(X * unit[None, :]) / unit[None, :]  # b - A x in B's units, as B was scaled
+
     rel = xp.linalg.vector_norm(R, axis=0) / scale
     history = [float(xp.max(rel))]
     Z = apply(R)
     P = Z
     rz = xp.sum(R * Z, axis=0)
     n_iter = 0
-    while n_iter < max_iter and history[-1] > tol:
-        active = rel > tol
+    # ``certified``: history[-1] is a true residual (or the start), not the recurrence's.
+    target, failed_check, stalled, certified = tol, None, False, True
+    while n_iter < max_iter and (history[-1] > tol or not certified):
+        active = rel > target
         Q = matmat(P)
         pq = xp.sum(P * Q, axis=0)
         ok = active & (pq > 0)
@@ -123,14 +145,24 @@ def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int 
         R = R - step[None, :] * Q
         n_iter += 1
         rel = xp.linalg.vector_norm(R, axis=0) / scale
-        if float(xp.max(rel)) <= tol:
+        certified = float(xp.max(xp.where(active, rel, xp.zeros_like(rel)))) <= target
+        if certified:
             # The recurrence drifts from b - A x by rounding that grows with the
             # iterations and ||x||: confirm on the true residual, and if it falls
             # short, go on from it with a fresh direction (beta = 0 below).
-            R = B - matmat(X)
+            R = true_residual(X)
             rel = xp.linalg.vector_norm(R, axis=0) / scale
             rz = xp.zeros_like(rz)
+            checked = float(xp.max(rel))
+            if residual is not None and checked > tol:
+                # Against an accurate residual, a check that gains little on the last is at the
+                # floor of the precision x is used in: more iterations cannot lower it. The
+                # recurrence aims lower from then on, or a check just above tol would gain little.
+                stalled = failed_check is not None and checked > failed_check / 2
+                target, failed_check = tol / 2, checked
         history.append(float(xp.max(rel)))
+        if stalled:
+            break
         if not bool(xp.any(ok)):
             break  # breakdown: A (or M) is not positive definite on what is left
         Z = apply(R)
@@ -139,11 +171,11 @@ def block_pcg(matmat, B, *, precondition=None, tol: float = 1e-6, max_iter: int 
         beta = xp.where(keep, rz_new / xp.where(keep, rz, xp.ones_like(rz)), xp.zeros_like(rz))
         P = Z + beta[None, :] * P
         rz = rz_new
-    if history[-1] > tol and n_iter:
+    if n_iter and not certified:
         # Stopped short (max_iter or a breakdown) on the recurrence's residual:
         # report b - A x itself, which the recurrence can be far from by now.
-        history[-1] = float(xp.max(xp.linalg.vector_norm(B - matmat(X), axis=0) / scale))
-    return PCGResult(X * unit[None, :], history[-1] <= tol, n_iter, np.asarray(history))
+        history[-1] = float(xp.max(xp.linalg.vector_norm(true_residual(X), axis=0) / scale))
+    return PCGResult(X * unit[None, :], history[-1] <= tol, n_iter, np.asarray(history), stalled)
 
 
 def nystrom_preconditioner(U, S, mu):
