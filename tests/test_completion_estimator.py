@@ -507,3 +507,26 @@ def test_tuple_ids_work_in_fit_predict_and_recommend():
     assert from_list.predict([("site", 10**6)], [0])[0] == pytest.approx(from_list.result_.mean)  # unseen: mu
     with pytest.raises(ValueError, match="not a row id seen in fit"):
         from_list.recommend(("site", 10**6), 3)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+@pytest.mark.parametrize("method", ["softimpute_als", "bayes"])
+def test_entries_of_any_magnitude_predict_and_recommend_as_at_1(method, scale):
+    """Before: fit raised (a broadcast error at 1e-200, an overflow at 1e200) where randla.complete lost the
+    model; predictions, recommendations and folded-in rows scale with the entries."""
+    data = ratings(60, 40, 900, rank=3, noise=0.1, rng=0)
+    plain = randla.MatrixCompletion(3, method=method, random_state=0).fit(*data, shape=data.shape)
+    scaled = randla.MatrixCompletion(3, method=method, random_state=0).fit(data.rows, data.cols,
+                                                                           data.values * scale, shape=data.shape)
+    expected = plain.predict(data.rows, data.cols)
+    rtol = 1e-5 if method == "bayes" else 1e-12  # "bayes": float32 moments (measured 1.0e-6 of the largest)
+    np.testing.assert_allclose(scaled.predict(data.rows, data.cols) / scale, expected, rtol=0,
+                               atol=rtol * np.abs(expected).max())
+    np.testing.assert_array_equal(scaled.recommend(np.arange(60), k=2), plain.recommend(np.arange(60), k=2))
+    if method != "bayes":  # fold_in needs a reg
+        first = data.rows == 0
+        F, offset = scaled._col_design()
+        row = F @ scaled.fold_in(data.cols[first], data.values[first] * scale) + offset
+        F, offset = plain._col_design()
+        np.testing.assert_allclose(row / scale, F @ plain.fold_in(data.cols[first], data.values[first]) + offset,
+                                   rtol=0, atol=1e-12 * np.abs(expected).max())

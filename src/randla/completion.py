@@ -40,7 +40,7 @@ import numbers
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -270,6 +270,55 @@ def _warn_if_unconverged(result: CompletionResult, options) -> CompletionResult:
     return result
 
 
+def _unit_exponent(entries: Entries, center: bool) -> int:
+    """The even e with 2^e nearest the root mean square of the entries (minus their mean, with ``center``)
+    where that is beyond 2^(maxexp / 4) (1e77 in float64, 4e9 in float32) or its inverse; else 0.
+
+    The solvers run on the entries divided by 2^e: problem (1) scales with
+    the entries, but their squares (the norms, Grams and objectives the
+    solvers form) leave the float range near 1e154 and 1e-154. A power of 4
+    makes the division exact and keeps square roots of the scaled values
+    exact too, so a fit of 4^j X is then 4^j times that of X. The size of
+    entries that are all equal to their mean is their own.
+    """
+    values = entries.values
+    peak = max(float(values.max()), -float(values.min())) if values.size else 0.0
+    if peak == 0:
+        return 0
+    exponent = math.frexp(peak)[1]
+    # In (-1, 1), one copy: neither the mean nor the squares leave the float range.
+    unit = np.ldexp(values, -exponent, dtype=np.float64)
+    if center:
+        unit -= np.mean(unit)
+    rms = float(np.linalg.norm(unit)) / math.sqrt(unit.size) or 0.5  # 0.5: the peak, in these units
+    e = 2 * round((math.log2(rms) + exponent) / 2)
+    # Entries whose squares and sums of squares stay well inside the float range are fitted as they
+    # are, so that the biases' penalty keeps its units (it does not scale with the entries).
+    return e if abs(e) > np.finfo(values.dtype).maxexp // 4 else 0
+
+
+def _scaled(x, e: int):
+    """x times 2^e, exactly (barring the float range, where it is 0 or inf): an array, a float or None."""
+    if not e or x is None:
+        return x
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.ldexp(x, e)
+    return out if isinstance(x, np.ndarray) else float(out)
+
+
+def _in_units(result: CompletionResult, e: int) -> CompletionResult:
+    """A result fitted to the entries times 2^-e, in the units of the entries (its ``reg`` and ``path`` are
+    :func:`complete`'s to set)."""
+    if not e:
+        return result
+    h = result.history
+    history = FitHistory(_scaled(h.train_rmse, e), _scaled(h.validation_rmse, e), _scaled(h.objective, 2 * e),
+                         h.relative_change)
+    return replace(result, S=_scaled(result.S, e), mean=_scaled(result.mean, e),
+                   row_bias=_scaled(result.row_bias, e), col_bias=_scaled(result.col_bias, e),
+                   noise=_scaled(result.noise, e), history=history)
+
+
 def _rmse(entries: Entries, model: Model) -> float:
     err = entries.values - model.values(entries)
     return float(np.sqrt(err @ err / err.size))
@@ -376,7 +425,8 @@ def complete(
         ``"bayes"`` and ``biases=True`` always fit the mean.
     biases : bool
         ``"altmin"`` only: fit X_ij ~ mean + b_i + c_j + (L R^T)_ij with the
-        biases under the same L2 penalty.
+        biases under the same L2 penalty, reg (||b||^2 + ||c||^2) / 2 (in
+        the units of the solve for entries far from 1: see the Notes).
     max_iter, tol : int, float or None
         Stop at the first step that changes Z by little relative to its size,
         ||Z_new - Z||_F <= tol max(||Z||_F, ||Z_new||_F, tol ||P_Omega(X)||_F)
@@ -409,6 +459,17 @@ def complete(
     and O((m + n) k^2) for the small factorizations (``"bayes"``: k times
     more). The start is the rank-k SVD of P_Omega(X), computed by
     :func:`randla.svd`.
+
+    Entries whose root mean square (after the mean, with ``center``) is
+    beyond 1e77 or below 1e-77 (4e9 and 2.5e-10 in float32) are fitted
+    divided by 2^e, the even power of 2 nearest it, and the result is
+    scaled back (``reg`` divided likewise): problem (1) scales with the
+    entries, but the squares the solvers form leave the float range for
+    entries near 1e154 or 1e-154. The division is exact, so such a fit of
+    4^j X is exactly 4^j times that of X (its objectives 16^j times: they
+    can overflow to inf, or underflow to 0, where the fit does not). The L2
+    penalty of the biases does not scale with the entries as the nuclear
+    norm does: there it is reg / 2^e in the entries' units.
 
     ``tol`` bounds the step, not the distance to the optimum, and where the
     rank cap binds the last steps are slow. On a MovieLens-shaped problem,
@@ -477,38 +538,49 @@ def complete(
         validation = 0.1
     rng = check_rng(rng)
 
+    # Entries far from 1 are solved divided by 2^e, of size near 1; the result is scaled back.
+    e = _unit_exponent(entries, center)
+    if e:
+        entries = Entries(entries.rows, entries.cols, _scaled(entries.values, -e), entries.shape)
+        if isinstance(validation, Entries):
+            validation = Entries(validation.rows, validation.cols, _scaled(validation.values, -e), validation.shape)
     train, held = (entries.split(validation, rng) if isinstance(validation, float)
                    else (entries, validation))
     mean = float(np.mean(train.values, dtype=np.float64)) if center else 0.0
     start, sigma_max = _spectral_start(train, rank, mean, rng)
     if method == "bayes":
-        return _warn_if_unconverged(_complete_bayes(train, start, options, held), options)
+        return _warn_if_unconverged(_in_units(_complete_bayes(train, start, options, held), e), options)
     if regs is None:
         # Python floats: a NumPy float64 reg would promote float32 factors to float64 (NEP 50).
         regs = [float(v) for v in sigma_max * np.geomspace(0.5, 5e-4, n_reg)]
-    regs = sorted(regs, reverse=True)
+        given = [_scaled(v, e) for v in regs]
+    else:
+        # In the units of the scaled entries; the path and result report the values given.
+        given = sorted(regs, reverse=True)
+        regs = [_scaled(v, -e) for v in given]
 
     path, best, rising = [], None, 0
-    for value in regs:
+    for value, shown in zip(regs, given):
         model, converged, n_iter, history = _fit(method, train, start, value, rank, options, held, rng)
         score = _rmse(held, model) if held is not None else np.nan
-        point = PathPoint(value, svd_form(model)[1].size, float(history.train_rmse[-1]), score, n_iter, converged)
+        point = PathPoint(shown, svd_form(model)[1].size, _scaled(float(history.train_rmse[-1]), e),
+                          _scaled(score, e), n_iter, converged)
         path.append(point)
-        if best is None or score < best[0].validation_rmse:
-            best, rising = (point, model, converged, n_iter, history), 0
+        if best is None or score < best[-1]:
+            best, rising = (point, model, converged, n_iter, history, value, score), 0
         else:
             rising += 1
         start = model
         if len(regs) > 1 and rising == 2:
             break
-    point, model, converged, n_iter, history = best
+    point, model, converged, n_iter, history, value, _ = best
     if len(regs) > 1 and train is not entries:
         # mu of all the entries, as `center` defines it (the split's differs); the factors start warm.
         mean = float(np.mean(entries.values, dtype=np.float64)) if center else 0.0
         start = Model(model.L, model.R, mean, model.row_bias, model.col_bias)
-        model, converged, n_iter, history = _fit(method, entries, start, point.reg, rank, options, None, rng)
+        model, converged, n_iter, history = _fit(method, entries, start, value, rank, options, None, rng)
     U, S, Vh = svd_form(model)
-    return _warn_if_unconverged(CompletionResult(
+    return _warn_if_unconverged(_in_units(CompletionResult(
         U, S, Vh, model.mean, model.row_bias, model.col_bias, point.reg, method,
         bool(converged), int(n_iter), history, tuple(path) if len(regs) > 1 else (),
-    ), options)
+    ), e), options)
