@@ -390,3 +390,104 @@ def test_progress_in_a_log_is_one_line_per_step():
         with progress.step("second"):
             raise RuntimeError("boom")
     assert re.fullmatch(r"first \.\.\. 0\.0 s\nsecond \.\.\. 0\.0 s \(failed\)\n", stream.getvalue())
+
+
+# -- options --one-pass cannot honour, the input as output, corrupt files ------------------------
+
+
+@pytest.mark.parametrize("option, value", [("--oversample", "400"), ("--power-iters", "7"), ("--seed", "5"),
+                                           ("--oversample", "10")])
+def test_pca_one_pass_refuses_the_sketch_options_it_has_no_use_for(tmp_path, capsys, monkeypatch, option, value):
+    # They were accepted and silently ignored: StreamingPCA's sketch is deterministic, of 4 K rows.
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).standard_normal((500, 20)))
+    monkeypatch.setattr(randla, "StreamingPCA", lambda *a, **k: pytest.fail("the PCA ran"))
+    out = tmp_path / "o.npz"
+    assert main(["pca", str(tmp_path / "X.npy"), "--rank", "3", "--one-pass", option, value, "-o", str(out)]) == 2
+    assert _error_line(capsys) == (f"randla: error: --one-pass takes no {option}: its sketch, of 4 K rows, is "
+                                   "deterministic and made in one pass; leave them out, or drop --one-pass to use "
+                                   "them.")
+    assert not out.exists()
+
+
+def test_pca_one_pass_names_every_refused_option_and_help_says_so(tmp_path, capsys):
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).standard_normal((500, 20)))
+    argv = ["pca", str(tmp_path / "X.npy"), "--rank", "3", "--one-pass", "--seed", "1", "--oversample", "5",
+            "--power-iters", "2", "-o", str(tmp_path / "o.npz")]
+    assert main(argv) == 2
+    assert "--one-pass takes no --oversample, --power-iters or --seed:" in _error_line(capsys)
+    assert main(["pca", "--help"]) == 0
+    assert "--oversample, --power-iters and --seed are refused" in " ".join(capsys.readouterr().out.split())
+
+
+def test_sketch_options_left_out_keep_their_defaults(tmp_path, capsys):
+    # The defaults are now filled in after parsing: the same factors as when given explicitly.
+    A = randla.testing.planted(200, 100, "polynomial", rate=0.5, rng=0).A
+    np.save(tmp_path / "A.npy", A)
+    default, explicit = tmp_path / "d.npz", tmp_path / "e.npz"
+    for command in ("svd", "pca"):
+        assert main([command, str(tmp_path / "A.npy"), "--rank", "5", "--seed", "3", "-o", str(default)]) == 0
+        assert main([command, str(tmp_path / "A.npy"), "--rank", "5", "--seed", "3", "--oversample", "10",
+                     "--power-iters", "auto", "-o", str(explicit)]) == 0
+        first, second = _load(default), _load(explicit)
+        assert all(np.array_equal(first[name], second[name]) for name in first)
+    assert "oversample 10)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command, extra", [("svd", []), ("pca", []), ("pca", ["--one-pass"])])
+@pytest.mark.parametrize("spelling", ["same", "dotted", "hard link"])
+def test_output_that_is_the_input_file_is_refused_and_the_input_kept(tmp_path, capsys, command, extra, spelling):
+    # `-o data.npz` on the input data.npz replaced the matrix with the results, exit 0.
+    np.savez(tmp_path / "data.npz", X=np.random.default_rng(0).standard_normal((100, 20)))
+    before = (tmp_path / "data.npz").read_bytes()
+    output = {"same": tmp_path / "data.npz", "dotted": tmp_path / "." / "data.npz", "hard link": tmp_path / "l.npz"}
+    if spelling == "hard link":
+        os.link(tmp_path / "data.npz", output[spelling])
+    argv = [command, str(tmp_path / "data.npz"), "--key", "X", "--rank", "3", *extra, "-o", str(output[spelling])]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith("randla: error: the output ") and "is the input file" in line and "give another -o" in line
+    assert (tmp_path / "data.npz").read_bytes() == before
+
+
+def test_output_help_says_an_existing_file_is_replaced(capsys):
+    for command in ("svd", "pca"):
+        assert main([command, "--help"]) == 0
+        assert "(replaced if it exists; never the input FILE)" in " ".join(capsys.readouterr().out.split())
+
+
+def _corrupt_header_npy(path):
+    np.save(path, np.eye(3))
+    data = bytearray(path.read_bytes())
+    data[20:21] = b"("  # tokenize.TokenError inside numpy
+    path.write_bytes(bytes(data))
+
+
+_HUGE_HEADER = "{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999, 3), }".ljust(117) + "\n"
+
+
+@pytest.mark.parametrize("kind", ["corrupt header", "huge header", "directory", "sparse out of range"])
+@pytest.mark.parametrize("command", [["svd"], ["pca"], ["pca", "--one-pass"]])
+def test_corrupt_input_files_are_one_line_with_exit_2(tmp_path, capsys, kind, command):
+    # These escaped as tracebacks (TokenError, MemoryError, "No such device"), or crashed the interpreter.
+    import scipy.sparse as sp
+
+    name = {"corrupt header": "A.npy", "huge header": "A.npy", "directory": "A.safetensors",
+            "sparse out of range": "A.npz"}[kind]
+    path = tmp_path / name
+    if kind == "corrupt header":
+        _corrupt_header_npy(path)
+    elif kind == "huge header":
+        path.write_bytes(b"\x93NUMPY\x01\x00" + len(_HUGE_HEADER).to_bytes(2, "little") + _HUGE_HEADER.encode()
+                         + bytes(96))
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        S = sp.random(200, 100, density=0.1, random_state=0, format="csr")
+        indices = S.indices.copy()
+        indices[5] = 10**8
+        np.savez(path, format=np.array(b"csr"), shape=np.array(S.shape), data=S.data, indices=indices,
+                 indptr=S.indptr)
+    assert main([*command, str(path), "--rank", "2", "-o", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("randla: error: ") and err.count("\n") == 1 and name in err
+    assert not (tmp_path / "o.npz").exists()

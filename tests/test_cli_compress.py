@@ -426,3 +426,114 @@ def test_on_a_gpu_the_results_are_the_cpus(causal_lm_dir, texts, tmp_path, capsy
     for key in ("original", "compressed"):
         assert results["cuda"]["perplexity"][key] == pytest.approx(results["cpu"]["perplexity"][key], rel=1e-3)
     assert results["cuda"]["cosine"] == pytest.approx(results["cpu"]["cosine"], abs=1e-3)
+
+
+# -- unreadable weights, --out checked up front, nothing worth factoring ----------------------
+
+
+def _damaged_copy(source, folder, damage):
+    """A copy of the model directory ``source`` whose weights are cut short or hold more than tensors."""
+    import argparse
+    import shutil
+
+    from safetensors.torch import load_file
+
+    shutil.copytree(source, folder)
+    weights = folder / "model.safetensors"
+    if damage == "truncated safetensors":  # an interrupted download
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "truncated bin":
+        torch.save(load_file(weights), folder / "pytorch_model.bin")
+        weights.unlink()
+        data = (folder / "pytorch_model.bin").read_bytes()
+        (folder / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
+    else:  # a checkpoint pickling a Python object beside the tensors: never unpickled
+        weights.unlink()
+        torch.save({"step": argparse.Namespace(lr=1e-3)}, folder / "pytorch_model.bin")
+    return folder
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated safetensors", r"cannot read the weights in .*model \(model\.safetensors\): truncated or corrupt"),
+    ("truncated bin", r"cannot read the weights in .*model \(pytorch_model\.bin\): truncated or corrupt"),
+    ("pickled objects", r"cannot load the weights in .*model \(pytorch_model\.bin\): they hold pickled Python "
+                        r"objects besides tensors, which are never loaded"),
+])
+def test_unreadable_weights_are_one_line_naming_the_directory(tiny_model_dir, causal_lm_dir, texts, tmp_path, capsys,
+                                                             damage, message):
+    # These escaped as tracebacks (SafetensorError, UnpicklingError, RuntimeError), exit 1.
+    _, evaluation = texts
+    encoder = _damaged_copy(tiny_model_dir("distilbert"), tmp_path / "encoder" / "model", damage)
+    causal = _damaged_copy(causal_lm_dir("gpt2"), tmp_path / "causal" / "model", damage)
+    runs = [["compress", str(encoder), "--rank", "4", "--out", str(tmp_path / "out")],  # AutoModel
+            ["evaluate", str(causal), str(tmp_path), "--eval", str(evaluation)]]  # AutoModelForCausalLM
+    for arguments in runs:
+        assert main(arguments) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("\n") == 1
+        assert re.match(rf"randla: error: {message}", err), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail a test that reaches the model: what it checks must be refused before."""
+    import randla._cli_compress
+
+    monkeypatch.setattr(randla._cli_compress, "_load", lambda *a, **k: pytest.fail("the model was loaded"))
+
+
+def test_out_inside_a_file_is_refused_before_the_model_loads(tmp_path, capsys, no_model_loading):
+    # It was refused only after the whole compression, as "Not a directory: afile/sub".
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "sub" / "deeper"
+    assert main(["compress", str(gt.get_model_path()), "--rank", "4", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"randla: error: --out {str(out)!r}: {str(tmp_path / 'afile')!r} is a file, "
+                                       "not a directory, so no folder can be made inside it; choose another --out.\n")
+
+
+def test_out_in_a_folder_that_takes_no_new_entries_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch,
+                                                                                      no_model_loading):
+    import errno
+    import tempfile
+
+    # The tests may run as root, who may write anywhere: a folder that refuses new entries is simulated.
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    out = tmp_path / "new" / "out"
+    assert main(["compress", str(gt.get_model_path()), "--rank", "4", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"randla: error: --out {str(out)!r}: cannot write in {str(tmp_path)!r} "
+                                       "(Permission denied); choose another --out.\n")
+
+
+def test_checking_out_creates_nothing(tmp_path, capsys):
+    # Refused for another reason after --out is checked: neither OUT_DIR nor the probe is left behind.
+    out = tmp_path / "new" / "out"
+    arguments = ["compress", str(gt.get_model_path()), "--rank", "4", "--eval", str(tmp_path / "none.txt"),
+                 "--out", str(out)]
+    assert main(arguments) == 2
+    assert "No such file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target, asked, hint", [
+    (["--rank", "40"], "--rank 40", "lower --rank"),
+    (["--energy", "0.9999"], "--energy 0.9999", "lower --energy"),
+])
+def test_nothing_worth_factoring_says_why_and_writes_nothing(tiny_model_dir, tmp_path, capsys, target, asked, hint):
+    # It ended in "compress it first (randla.nn.compress)", after a table showing every layer dense.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "compression.json").write_text(json.dumps({"format": "randla.nn.compressed/1"}))
+    (out / "evaluation.json").write_text("{}")  # an earlier run's: kept, as nothing replaces its factors
+    # The tiny DistilBERT's layers are 32 x 32, 64 x 32 and 32 x 64: break-even ranks 15 and 21.
+    assert main(["compress", str(tiny_model_dir("distilbert")), *target, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert re.search(r"transformer\.layer\.0\.ffn\.lin1\s+64x32\s+dense", captured.out)
+    assert captured.err.splitlines()[-1] == (
+        f"randla: error: no layer was factored: with {asked} every selected layer is left dense (see the table), "
+        "as its rank would be at or above the layer's break-even rank, where the factors hold as many parameters "
+        f"as the weight. Nothing was written to {out}; {hint}.")
+    assert sorted(p.name for p in out.iterdir()) == ["compression.json", "evaluation.json"]

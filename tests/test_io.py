@@ -432,3 +432,137 @@ def test_save_result_then_load_matrix(tmp_path, dense):
     path = tmp_path / "factors.npz"
     save_result(path, U=dense, S=np.ones(5))
     np.testing.assert_array_equal(load_matrix(path, key="U"), dense)
+
+
+# -- corrupt and mislabelled files: one ValueError (or OSError) naming the file ---------------
+
+
+def _save_csr_parts(path, matrix, **replace):
+    """A file as scipy.sparse.save_npz writes it, with some of its arrays replaced (corrupted)."""
+    parts = {"data": matrix.data, "indices": matrix.indices, "indptr": matrix.indptr, **replace}
+    np.savez(path, format=np.array(b"csr"), shape=np.array(matrix.shape), **parts)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("indices", "indices must be < 100"),
+    ("negative", "indices must be >= 0"),
+    ("indptr", "indptr"),
+])
+def test_sparse_npz_with_indices_out_of_range_is_refused(tmp_path, damage, message):
+    # load_npz checks only the arrays' lengths: these files crashed the interpreter or gave garbage.
+    S = sp.random(200, 100, density=0.1, random_state=0, format="csr")
+    bad = {"indices": S.indices.copy(), "negative": S.indices.copy(), "indptr": S.indptr.copy()}[damage]
+    bad[5] = {"indices": 10**8, "negative": -5, "indptr": 10**7}[damage]
+    _save_csr_parts(tmp_path / "bad.npz", S, **{"indptr" if damage == "indptr" else "indices": bad})
+    with pytest.raises(ValueError, match=rf"bad.npz: cannot read it as a sparse matrix .*{message}"):
+        load_matrix(tmp_path / "bad.npz")
+
+
+def test_corrupt_npy_header_is_a_value_error(tmp_path):
+    np.save(tmp_path / "A.npy", np.eye(3))
+    data = bytearray((tmp_path / "A.npy").read_bytes())
+    data[20:21] = b"("  # an unclosed parenthesis in the header: tokenize.TokenError inside numpy
+    (tmp_path / "bad.npy").write_bytes(bytes(data))
+    for mmap in (False, True):
+        with pytest.raises(ValueError, match=r"bad.npy: cannot read the .npy header of its array, which is corrupt"):
+            load_matrix(tmp_path / "bad.npy", mmap=mmap)
+
+
+def _damage_member(path, member, target, offset=None):
+    """Overwrite 8 bytes of ``member``'s stored data of the zip ``path`` (at ``offset``; default: the middle),
+    written to ``target``."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    data = bytearray(path.read_bytes())
+    # The local header: 30 bytes, the name and the extra field, then the stored data.
+    name_length, extra_length = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length
+    at = start + (info.compress_size // 2 if offset is None else offset)
+    data[at:at + 8] = b"\x07" * 8
+    target.write_bytes(bytes(data))
+
+
+def test_corrupt_compressed_npz_data_is_a_value_error(tmp_path):
+    np.savez_compressed(tmp_path / "dense.npz", A=np.random.default_rng(0).random((100, 50)))
+    # Early in the deflate stream: zlib.error ("invalid literal/lengths set"), not a checksum error.
+    _damage_member(tmp_path / "dense.npz", "A.npy", tmp_path / "bad.npz", offset=64)
+    with pytest.raises(ValueError, match=r"bad.npz: cannot read array 'A': Error -3 while decompressing"):
+        load_matrix(tmp_path / "bad.npz")
+
+
+def test_sparse_npz_with_a_bad_checksum_is_a_value_error(tmp_path):
+    sp.save_npz(tmp_path / "sparse.npz", sp.random(200, 100, density=0.1, random_state=0, format="csr"),
+                compressed=False)
+    _damage_member(tmp_path / "sparse.npz", "data.npy", tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match=r"bad.npz: cannot read it as a sparse matrix .*CRC"):
+        load_matrix(tmp_path / "bad.npz")
+
+
+def test_safetensors_float4_is_a_value_error(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    if not hasattr(torch, "float4_e2m1fn_x2"):
+        pytest.skip("this torch has no float4")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(6, 2, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)}, tmp_path / "fp4.safetensors")
+    with pytest.raises(ValueError, match=r"fp4.safetensors: tensor 'w' is F4, which randla cannot convert"):
+        load_matrix(tmp_path / "fp4.safetensors")
+
+
+_HUGE_HEADER = "{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999, 3), }".ljust(117) + "\n"
+_HUGE_NPY = b"\x93NUMPY\x01\x00" + len(_HUGE_HEADER).to_bytes(2, "little") + _HUGE_HEADER.encode() + bytes(96)
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_npy_declaring_more_than_it_holds_is_refused_before_allocating(tmp_path, mmap):
+    # 224 bytes whose header asks for 2.4 TB: a MemoryError traceback before the check.
+    (tmp_path / "big.npy").write_bytes(_HUGE_NPY)
+    with pytest.raises(ValueError, match=r"big.npy: cannot read it: its array declares shape \(99999999999, 3\) "
+                                         r"of float64, 299999999997 elements .* holds only 96 bytes"):
+        load_matrix(tmp_path / "big.npy", mmap=mmap)
+
+
+@pytest.mark.parametrize("compression", [0, 8])  # zipfile.ZIP_STORED, ZIP_DEFLATED
+def test_npz_member_declaring_more_than_it_holds_is_refused(tmp_path, compression):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "big.npz", "w", compression=compression) as archive:
+        archive.writestr("A.npy", _HUGE_NPY)
+    with pytest.raises(ValueError, match=r"big.npz: cannot read it: array 'A' declares shape \(99999999999, 3\)"):
+        load_matrix(tmp_path / "big.npz")
+
+
+def test_mtx_declaring_more_than_it_holds_is_refused(tmp_path):
+    (tmp_path / "big.mtx").write_text("%%MatrixMarket matrix array real general\n99999999 99999999\n1.0\n")
+    with pytest.raises(ValueError, match=r"big.mtx: its header declares 99999999 x 99999999 .* truncated or corrupt"):
+        load_matrix(tmp_path / "big.mtx")
+    (tmp_path / "big.mtx.gz").write_bytes(gzip.compress((tmp_path / "big.mtx").read_bytes()))
+    with pytest.raises(ValueError, match=r"big.mtx.gz declares a 99999999 x 99999999 matrix .* more than"):
+        load_matrix(tmp_path / "big.mtx.gz")
+
+
+def test_mtx_symmetric_array_that_holds_one_triangle_is_read(tmp_path):
+    # The size check counts one triangle of a symmetric array, which is all the file stores.
+    S = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 5.0], [3.0, 5.0, 6.0]])
+    scipy.io.mmwrite(tmp_path / "S.mtx", S, symmetry="symmetric")
+    np.testing.assert_array_equal(load_matrix(tmp_path / "S.mtx"), S)
+
+
+@pytest.mark.parametrize("name", ["W.safetensors", "A.mtx", "A.npy", "A.npz", "A.mtx.gz"])
+def test_a_directory_is_refused_naming_it(tmp_path, name):
+    (tmp_path / name).mkdir()
+    with pytest.raises(IsADirectoryError, match="Is a directory, not a matrix file") as caught:
+        load_matrix(tmp_path / name)
+    assert caught.value.filename == str(tmp_path / name)
+
+
+def test_save_result_onto_a_directory_names_it_and_writes_nothing(tmp_path):
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        save_result(tmp_path / "folder.npz", S=np.ones(2))
+    assert caught.value.filename == str(tmp_path / "folder.npz") and caught.value.filename2 is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.npz"]  # no temporary file left

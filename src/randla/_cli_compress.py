@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -275,6 +277,43 @@ def _remove_earlier_outputs(out: Path):
             (out / name).unlink(missing_ok=True)
 
 
+def _checked_out(name: str) -> Path:
+    """OUT_DIR, refused before any work where the factors could not be written there.
+
+    Nothing is created yet: the nearest folder on the path that exists is
+    probed with a directory made and removed at once, so that the real cause
+    (a part of the path that is a file, a folder that takes no new entries)
+    is named now, not after the compression.
+    """
+    out = Path(name)
+    existing = next(part for part in (out, *out.parents) if part.exists() or part == Path(part.anchor or "."))
+    if existing == out and not out.is_dir():
+        raise ValueError(f"--out {name!r} exists and is not a directory.")
+    if not existing.is_dir():
+        raise ValueError(f"--out {name!r}: {str(existing)!r} is a file, not a directory, so no folder can be "
+                         "made inside it; choose another --out.")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".randla-", dir=existing))
+    except OSError as exc:
+        raise ValueError(f"--out {name!r}: cannot write in {str(existing)!r} ({exc.strerror or exc}); "
+                         "choose another --out.") from None
+    return out
+
+
+def _nothing_factored(args) -> str:
+    """Why a run left every layer dense, and what to change: there is nothing to save."""
+    if args.reduction is None:
+        option = "--rank" if args.rank is not None else "--energy"
+        asked, hint = f"{option} {args.rank if args.rank is not None else f'{args.energy:g}'}", f"lower {option}"
+        why = ("as its rank would be at or above the layer's break-even rank, where the factors hold as many "
+               "parameters as the weight")
+    else:
+        asked, hint = f"--reduction {args.reduction:g}", "raise --reduction or choose other layers (--include)"
+        why = "as the allocation found no layer worth factoring (see any warning above)"
+    return (f"no layer was factored: with {asked} every selected layer is left dense (see the table), {why}. "
+            f"Nothing was written to {args.out}; {hint}.")
+
+
 def _compress(args) -> int:
     from .nn import compress, load_compressed, save_compressed
     from .nn.compress import check_target
@@ -285,9 +324,7 @@ def _compress(args) -> int:
         raise ValueError(f"--method {args.method} needs calibration sentences: --calib TEXT_FILE.")
     if args.share_inputs is not None and (args.calib is None or args.reduction is None):
         raise ValueError("--share-inputs needs --calib TEXT_FILE (to find layers reading one input) and --reduction.")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a directory.")
+    out = _checked_out(args.out)
     device = _checked_device(args.device)
     # Read the text files first: a wrong path fails before the long part.
     calibration = None if args.calib is None else read_sentences(args.calib)
@@ -331,6 +368,8 @@ def _compress(args) -> int:
         f"{report.params_before:,} -> {report.params_after:,} weight parameters "
         f"({100 * report.reduction:.1f}% removed) in {report.seconds:.1f} s"
     )
+    if all(layer.rank is None for layer in report.layers):
+        raise ValueError(_nothing_factored(args))
     _remove_earlier_outputs(out)
     save_compressed(compressed, out, report=report, factors_only=True)  # the rest is the original's
     print(f"saved the factors to {out}")

@@ -11,7 +11,9 @@ saves ``components``, ``explained_variance``, ``explained_variance_ratio``,
 ``singular_values``, ``mean`` and ``scores``. With ``--one-pass`` it reads
 the rows once, a block at a time (a ``.npy`` file is memory-mapped, so it
 may be larger than memory), with :class:`randla.StreamingPCA`, and saves
-the same but the scores, with ``variance_error_bound``.
+the same but the scores, with ``variance_error_bound``; its sketch is
+deterministic, so it takes no ``--oversample``, ``--power-iters`` or
+``--seed``. An existing output file is replaced; the input file never is.
 
 ``randla demo [--quick]`` decomposes a pretrained model's word embeddings, a
 dense matrix with a slowly decaying spectrum and a large sparse matrix, and
@@ -90,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     svd.add_argument("--tol", type=float, metavar="T", help="relative Frobenius error to reach, in (0, 1)")
     svd.add_argument("--method", choices=("rsi", "rsvd", "block_krylov"), default="rsi", help="default: rsi")
     _add_sketch_options(svd)
-    svd.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to save U, S, Vh and rank")
+    svd.add_argument("-o", "--output", required=True, metavar="OUT.npz",
+                     help="where to save U, S, Vh and rank (replaced if it exists; never the input FILE)")
     svd.set_defaults(command=lambda args: _guarded(_svd, args))
 
     pca = commands.add_parser(
@@ -105,10 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     pca.add_argument("--variance", type=float, metavar="F", help="share of the variance to explain, in (0, 1)")
     _add_sketch_options(pca)
     pca.add_argument("--one-pass", action="store_true",
-                     help="read the rows once, in blocks (StreamingPCA; .npy files are memory-mapped)")
+                     help="read the rows once, in blocks (StreamingPCA; .npy files are memory-mapped); its sketch "
+                          "is deterministic, of 4 K rows, so --oversample, --power-iters and --seed are refused")
     pca.add_argument("--block-rows", type=int, default=4096, metavar="B",
                      help="rows per block with --one-pass (default: 4096)")
-    pca.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to save the components")
+    pca.add_argument("-o", "--output", required=True, metavar="OUT.npz",
+                     help="where to save the components (replaced if it exists; never the input FILE)")
     pca.set_defaults(command=lambda args: _guarded(_pca, args))
 
     demo = commands.add_parser(
@@ -128,11 +133,17 @@ def _parser() -> argparse.ArgumentParser:
 def _add_sketch_options(command):
     """The options ``svd`` and ``pca`` share: the array in the file, and the sketch."""
     command.add_argument("--key", metavar="NAME", help="array of an .npz or tensor of a .safetensors file")
-    command.add_argument(
-        "--power-iters", type=_power_iters, default="auto", metavar="N", help="int or 'auto' (default)"
-    )
-    command.add_argument("--oversample", type=int, default=10, metavar="P", help="extra sketch columns (default: 10)")
+    # Defaults are filled in by _sketch_options, so that `pca --one-pass` can tell an option given from none.
+    command.add_argument("--power-iters", type=_power_iters, metavar="N", help="int or 'auto' (default)")
+    command.add_argument("--oversample", type=int, metavar="P", help="extra sketch columns (default: 10)")
     command.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh randomness)")
+
+
+def _sketch_options(args):
+    """``args`` with the sketch options not given set to their defaults."""
+    args.power_iters = "auto" if args.power_iters is None else args.power_iters
+    args.oversample = 10 if args.oversample is None else args.oversample
+    return args
 
 
 def _power_iters(text: str):
@@ -166,7 +177,8 @@ def _svd(args) -> int:
     from .io import load_matrix
 
     # Check everything cheap before the expensive part.
-    output = _checked_output(args.output)
+    output = _checked_output(args.output, args.file)
+    _sketch_options(args)
     if args.rank is None and args.tol is None:
         raise ValueError("give --rank K (the number of singular triplets), --tol T, or both.")
 
@@ -205,8 +217,8 @@ def _svd(args) -> int:
     return 0
 
 
-def _checked_output(name: str) -> Path:
-    """The .npz file to write, refused before any work if it cannot be written."""
+def _checked_output(name: str, source) -> Path:
+    """The .npz file to write, refused before any work if it cannot be written or is the input ``source``."""
     output = Path(name)
     if not output.name.lower().endswith(".npz"):
         raise ValueError(f"the output must be an .npz file; got {name!r}.")
@@ -216,6 +228,10 @@ def _checked_output(name: str) -> Path:
         raise ValueError(f"the output {name!r} is a folder; give a file name ending in .npz.")
     if not os.access(output.parent, os.W_OK):
         raise ValueError(f"the output folder {str(output.parent)!r} is not writable.")
+    if output.exists() and Path(source).exists() and os.path.samefile(output, source):
+        # The output replaces an existing file: this one would lose the matrix it is read from.
+        raise ValueError(f"the output {name!r} is the input file {str(source)!r}, which it would replace; "
+                         "give another -o.")
     return output
 
 
@@ -236,7 +252,7 @@ def _pca(args) -> int:
 
     from .io import load_matrix
 
-    output = _checked_output(args.output)
+    output = _checked_output(args.output, args.file)
     if args.rank is None and args.variance is None:
         raise ValueError("give --rank K (the number of components), --variance F, or both.")
     if args.variance is not None and not 0.0 < args.variance < 1.0:
@@ -245,6 +261,7 @@ def _pca(args) -> int:
 
     if args.one_pass:
         return _pca_one_pass(args, output)
+    _sketch_options(args)
     X = load_matrix(args.file, key=args.key)
     start = time.perf_counter()
     result = randla.pca(X, args.rank, tol=tol, oversample=args.oversample, power_iters=args.power_iters,
@@ -274,6 +291,13 @@ def _pca_one_pass(args, output) -> int:
 
     if args.rank is None or args.variance is not None:
         raise ValueError("--one-pass needs --rank K, and takes no --variance: the sketch's size is set by K.")
+    given = [option for option, value in (("--oversample", args.oversample), ("--power-iters", args.power_iters),
+                                          ("--seed", args.seed)) if value is not None]
+    if given:
+        # StreamingPCA's sketch (Frequent Directions) has no random test matrix nor power iterations to set.
+        listed = " or ".join([", ".join(given[:-1]), given[-1]] if len(given) > 1 else given)
+        raise ValueError(f"--one-pass takes no {listed}: its sketch, of 4 K rows, is deterministic and "
+                         "made in one pass; leave them out, or drop --one-pass to use them.")
     block = args.block_rows
     if block < 1:
         raise ValueError(f"--block-rows must be at least 1; got {block}.")

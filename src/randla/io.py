@@ -28,9 +28,12 @@ from __future__ import annotations
 import bz2
 import errno
 import gzip
+import math
 import os
 import secrets
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +86,13 @@ def load_matrix(path, key: str | None = None, *, mmap: bool = False):
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    IsADirectoryError
+        If ``path`` is a directory.
     ValueError
         For an unsupported extension, an array that is not 2-D, a missing or
-        ambiguous ``key`` (or one given for a file without names), or a file that holds pickled Python objects
-        (which are never loaded).
+        ambiguous ``key`` (or one given for a file without names), a file that holds pickled Python objects
+        (which are never loaded), or a corrupt or truncated file (one whose header declares more data than
+        it holds is refused before any memory is allocated for it).
     ImportError
         For ``.safetensors`` without the ``safetensors`` package, or a
         bfloat16/float8 tensor without torch.
@@ -103,6 +109,9 @@ def load_matrix(path, key: str | None = None, *, mmap: bool = False):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    if path.is_dir():
+        # Each reader would say it differently, some without the path ("No such device").
+        raise IsADirectoryError(errno.EISDIR, "Is a directory, not a matrix file", str(path))
     suffix = _suffix(path)
     if key is not None and suffix not in (".npz", ".safetensors"):
         # A file of one matrix has no names: a key given for it is a mistake, not a choice.
@@ -158,12 +167,47 @@ def _numpy_error(path: Path, exc: ValueError) -> ValueError:
     )
 
 
+# What numpy.load raises for a corrupt file beside ValueError: a garbled header
+# (SyntaxError, tokenize.TokenError), a cut file (EOFError), a damaged archive.
+_CORRUPT = (SyntaxError, tokenize.TokenError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     _check_signature(path, (_NPY_SIGNATURE,), "a NumPy .npy", "write one with numpy.save(path, A).")
+    with open(path, "rb") as stream:
+        _check_declared_size(path, stream, path.stat().st_size)
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
         raise _numpy_error(path, exc) from exc
+    except _CORRUPT as exc:
+        raise ValueError(f"{path}: cannot read it as a NumPy .npy file: {exc}") from exc
+
+
+def _check_declared_size(path: Path, stream, size: int, what: str = "its array"):
+    """Refuse an .npy header that cannot be read, or that declares more bytes than the file (``size`` in all) holds.
+
+    Checked before numpy.load allocates the array: a corrupt or cut header
+    could otherwise ask for terabytes (MemoryError) for a file of a few bytes.
+    ``stream`` is at the start of the .npy data; ``what`` names the array.
+    """
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):  # version 3 (UTF-8 field names) has no public reader; numpy.load checks
+            return
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(stream)
+    except (ValueError, *_CORRUPT) as exc:
+        raise ValueError(f"{path}: cannot read the .npy header of {what}, which is corrupt: {exc}") from exc
+    if dtype.hasobject:  # pickled data, whose size says nothing; numpy.load refuses it
+        return
+    declared, held = math.prod(shape) * dtype.itemsize, size - stream.tell()
+    if declared > held:
+        raise ValueError(
+            f"{path}: cannot read it: {what} declares shape {shape} of {dtype}, {math.prod(shape)} elements "
+            f"({declared:,} bytes), but the file holds only {held:,} bytes of data: it is truncated or corrupt. "
+            "Write it again, e.g. numpy.save(path, A)."
+        )
 
 
 def _listing(names) -> str:
@@ -185,6 +229,7 @@ def _load_npz(path: Path, key: str | None) -> tuple[str, np.ndarray]:
         with archive:
             names = list(archive.files)
             if key is None and _SPARSE_NPZ <= set(names):
+                _check_members(path, archive, names)
                 return None, _sparse_npz(path)
             if key is None:
                 if len(names) != 1:
@@ -195,12 +240,29 @@ def _load_npz(path: Path, key: str | None) -> tuple[str, np.ndarray]:
                 key = names[0]
             elif key not in names:
                 raise ValueError(f"{path} has no array {key!r}; its arrays are {_listing(names)}.")
+            _check_members(path, archive, [key])
             try:
                 return key, archive[key]
-            except (zipfile.BadZipFile, EOFError) as exc:
+            except _CORRUPT as exc:
                 raise ValueError(f"{path}: cannot read array {key!r}: {exc}") from exc
             except ValueError as exc:
                 raise _numpy_error(path, exc) from exc
+
+
+def _check_members(path: Path, archive, keys):
+    """:func:`_check_declared_size` for arrays ``keys`` of an open .npz ``archive``, against each member's size."""
+    members = set(archive.zip.namelist())
+    for key in keys:
+        member = key + ".npy" if key + ".npy" in members else key
+        size = archive.zip.getinfo(member).file_size  # uncompressed, from the archive's directory
+        try:
+            with archive.zip.open(member) as stream:
+                if stream.read(len(_NPY_SIGNATURE)) != _NPY_SIGNATURE:
+                    continue  # not an .npy member; numpy.load says what it is
+                stream.seek(0)
+                _check_declared_size(path, stream, size, f"array {key!r}")
+        except _CORRUPT as exc:
+            raise ValueError(f"{path}: cannot read array {key!r}: {exc}") from exc
 
 
 # The arrays every file of scipy.sparse.save_npz holds, beside its index arrays.
@@ -213,8 +275,13 @@ def _sparse_npz(path: Path):
     import scipy.sparse as sp
 
     try:
-        return sp.csr_array(sp.load_npz(path))
-    except (KeyError, ValueError, NotImplementedError) as exc:
+        matrix = sp.load_npz(path)
+        if hasattr(matrix, "check_format"):
+            # load_npz checks only the index arrays' lengths; an index out of range would make later products
+            # read outside the arrays (a crash, or garbage). O(nnz). COO checks its indices when built.
+            matrix.check_format(full_check=True)
+        return sp.csr_array(matrix)
+    except (KeyError, ValueError, NotImplementedError, *_CORRUPT) as exc:
         raise ValueError(f"{path}: cannot read it as a sparse matrix of scipy.sparse.save_npz: {exc}") from exc
 
 
@@ -226,15 +293,59 @@ def _load_mtx(path: Path):
     opener = {".mtx.gz": gzip.open, ".mtx.bz2": bz2.open}.get(_suffix(path))
     try:
         if opener is None:
-            matrix = scipy.io.mmread(path)
+            info = scipy.io.mminfo(path)
+            _check_mtx_size(path, info)
+            matrix = _mmread(path)
         else:
             with opener(path, "rb") as stream:
-                matrix = scipy.io.mmread(stream)
-    except PermissionError:
+                info = scipy.io.mminfo(stream)
+            with opener(path, "rb") as stream:
+                matrix = _mmread(stream)
+    except (PermissionError, _DeclaredTooMuch):
         raise
     except (ValueError, EOFError, OSError) as exc:  # OSError: a corrupt .gz or .bz2 stream
         raise ValueError(f"{path}: cannot read it as a Matrix Market file: {exc}") from exc
+    if matrix is None:
+        # A compressed file's size says little of what it holds: the declared size is only known too big here.
+        raise ValueError(
+            f"{path} declares a {info[0]} x {info[1]} matrix ({info[2]:,} entries), more than this machine can "
+            "allocate; if the file is not that big, its header is corrupt."
+        )
     return sp.csr_array(matrix) if sp.issparse(matrix) else matrix
+
+
+def _mmread(source):
+    """``scipy.io.mmread(source)``, or None where the matrix it declares cannot be allocated.
+
+    The MemoryError is let go here, with the reader its traceback holds,
+    while a stream ``source`` is still open: the reader touches the stream
+    when it is freed, and on a closed one aborts the interpreter.
+    """
+    import scipy.io
+
+    try:
+        return scipy.io.mmread(source)
+    except MemoryError:
+        return None
+
+
+class _DeclaredTooMuch(ValueError):
+    """A Matrix Market header that declares more entries than its file can hold."""
+
+
+def _check_mtx_size(path: Path, info):
+    """Refuse a header that declares more entries than the file can hold, before SciPy allocates for them.
+
+    Every entry stored takes two bytes at least (a digit and a separator); a
+    symmetric or skew array stores only one triangle.
+    """
+    rows, _, entries, layout, _, symmetry = info
+    stored = entries if layout == "coordinate" or symmetry == "general" else (entries - rows) // 2
+    if 2 * stored > path.stat().st_size:
+        raise _DeclaredTooMuch(
+            f"{path}: its header declares {info[0]} x {info[1]} with {entries:,} entries, more than its "
+            f"{path.stat().st_size:,} bytes can hold: it is truncated or corrupt."
+        )
 
 
 def _load_safetensors(path: Path, key: str | None) -> tuple[str, np.ndarray]:
@@ -287,7 +398,14 @@ def _load_safetensors_torch(path: Path, key: str, dtype: str) -> np.ndarray:
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as handle:
-        return handle.get_tensor(key).float().numpy()
+        tensor = handle.get_tensor(key)
+    try:
+        return tensor.float().numpy()
+    except (NotImplementedError, TypeError, RuntimeError) as exc:  # packed types (float4) torch cannot widen
+        raise ValueError(
+            f"{path}: tensor {key!r} is {dtype}, which randla cannot convert to float32 (torch: {exc}). "
+            "Save it in a wider dtype (float16, bfloat16, float32)."
+        ) from exc
 
 
 def save_result(path, /, **arrays) -> None:
@@ -315,6 +433,8 @@ def save_result(path, /, **arrays) -> None:
         For a sparse matrix or anything that would need pickling.
     FileNotFoundError
         If the directory of ``path`` does not exist.
+    IsADirectoryError
+        If ``path`` is a directory.
 
     Examples
     --------
@@ -330,6 +450,9 @@ def save_result(path, /, **arrays) -> None:
         raise ValueError(f"results are saved as .npz files; got {str(path)!r}. Use a name ending in .npz.")
     if not arrays:
         raise ValueError("save_result needs at least one array, e.g. save_result(path, S=S).")
+    if path.is_dir():
+        # Refused before any work; os.replace would fail only at the end, naming the temporary file.
+        raise IsADirectoryError(errno.EISDIR, "Is a directory; give a file name ending in .npz", str(path))
     converted = {name: _to_numpy(name, value) for name, value in arrays.items()}
     folder = path.parent
     if not folder.is_dir():

@@ -235,3 +235,34 @@ def test_a_bare_linear_layer_round_trips_as_its_low_rank_replacement(tmp_path):
         load_compressed(linear, tmp_path, inplace=True)
     assert list(linear.named_children()) == []
     assert all(torch.equal(v, before[k]) for k, v in linear.state_dict().items())
+
+
+@pytest.mark.parametrize("umask, mode", [(0o077, 0o600), (0o002, 0o664), (0o022, 0o644)])
+def test_new_files_get_the_permissions_the_umask_gives(tmp_path, umask, mode):
+    # They were 0o644 whatever the umask: world-readable weights under umask 077.
+    import os
+    import stat
+
+    from randla.nn.storage import write_atomically
+
+    small, _ = compress(_net(), reduction=0.5, rng=0)
+    old = os.umask(umask)
+    try:
+        save_compressed(small, tmp_path / "out")
+        save_compressed(small, tmp_path / "out")  # replacing the files gives them the umask's mode too
+        write_atomically(tmp_path / "out" / "evaluation.json", b"{}")
+    finally:
+        os.umask(old)
+    for name in (FACTORS, DESCRIPTION, "evaluation.json"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == mode, name
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([FACTORS, DESCRIPTION, "evaluation.json"])
+
+
+def test_a_model_compress_left_dense_is_refused_saying_why(tmp_path):
+    # "compress it first" was the whole message, for a model that came out of compress.
+    small, report = compress(torch.nn.Sequential(torch.nn.Linear(32, 32)), energy=0.9999, rng=0)
+    assert all(layer.rank is None for layer in report.layers)
+    with pytest.raises(ValueError, match=r"no LowRankLinear layer to save\. If it came from randla\.nn\.compress, "
+                                         r"every layer was left dense .* break-even rank"):
+        save_compressed(small, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 
 from .calibration import call_model, is_encoder_decoder
-from .text import _dtype_option, _with_pad_token, checked_model_dir
+from .text import _from_pretrained, _with_pad_token, checked_model_dir
 
 __all__ = ["is_causal_lm", "load_causal_lm", "perplexity", "predicted_tokens"]
 
@@ -50,7 +50,7 @@ def load_causal_lm(model_dir, *, dtype=None):
     """
     transformers = checked_model_dir(model_dir)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, **_dtype_option(dtype))
+    model = _from_pretrained(transformers.AutoModelForCausalLM, model_dir, dtype)
     return model.eval(), _with_pad_token(tokenizer)
 
 

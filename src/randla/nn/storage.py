@@ -6,7 +6,6 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,17 +22,24 @@ REST = "rest/"  # prefix of the state_dict entries saved beside the factors
 
 
 def write_atomically(path: Path, data: bytes):
-    """Readers of ``path`` see its old content or all of ``data``, never a part."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Readers of ``path`` see its old content or all of ``data``, never a part.
+
+    A new file gets the permissions the process umask gives any new file (as
+    :func:`randla.io.save_result`'s), not a fixed mode: under umask 077 the
+    weights stay private.
+    """
+    from ..io import _create_temporary
+
+    path = Path(path)
+    temporary, handle = _create_temporary(path.parent, path.name)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -56,7 +62,12 @@ def save_compressed(model: nn.Module, path, *, report=None, factors_only: bool =
     _check_model(model)
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LowRankLinear)}
     if not layers:
-        raise ValueError("the model has no LowRankLinear layer to save; compress it first (randla.nn.compress).")
+        raise ValueError(
+            "the model has no LowRankLinear layer to save. If it came from randla.nn.compress, every layer was "
+            "left dense (its report's table says so): the rank or energy asked is at or above each layer's "
+            "break-even rank, where the factors would hold as many parameters as the weight; ask for less. "
+            "Otherwise, compress it first (randla.nn.compress)."
+        )
     tensors, entries, downs = {}, {}, {}
     for name, layer in layers.items():
         down_key = downs.setdefault(id(layer.down), f"{name}.down")

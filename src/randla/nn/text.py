@@ -38,8 +38,45 @@ def load_encoder(model_dir, *, dtype=None):
     """
     transformers = checked_model_dir(model_dir)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = transformers.AutoModel.from_pretrained(model_dir, local_files_only=True, **_dtype_option(dtype))
+    model = _from_pretrained(transformers.AutoModel, model_dir, dtype)
     return model.eval(), _with_pad_token(tokenizer)
+
+
+def _from_pretrained(auto_class, model_dir, dtype=None):
+    """``auto_class.from_pretrained`` of a local directory, in ``dtype``; weights it cannot read raise ``ValueError``.
+
+    A download cut short, a corrupt file or a pickle of more than tensors
+    (never unpickled: transformers loads with ``weights_only``) otherwise
+    escapes as safetensors', pickle's or torch's own error, which names
+    neither the directory nor what to do.
+    """
+    import pickle
+
+    from safetensors import SafetensorError
+
+    options = _dtype_option(dtype)
+    try:
+        return auto_class.from_pretrained(model_dir, local_files_only=True, **options)
+    except (SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+        if isinstance(exc, torch.OutOfMemoryError):  # too big, not unreadable
+            raise
+        files = ", ".join(sorted(name for name in os.listdir(model_dir) if name.endswith(_WEIGHT_SUFFIXES)))
+        where = f"{model_dir} ({files or 'no weight file'})"
+        if isinstance(exc, pickle.UnpicklingError):
+            raise ValueError(
+                f"cannot load the weights in {where}: they hold pickled Python objects besides tensors, which are "
+                "never loaded (unpickling can run arbitrary code). Save the model as safetensors "
+                "(model.save_pretrained) where you trust its source."
+            ) from exc
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ValueError(
+            f"cannot read the weights in {where}: truncated or corrupt ({first.strip()}). Download or save the "
+            "model again."
+        ) from exc
+
+
+# Files of model weights transformers reads, named in the error for weights it cannot.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 def load_config(model_dir):
