@@ -7,6 +7,8 @@ import math
 import threading
 import tracemalloc
 import warnings
+from decimal import Decimal
+from fractions import Fraction
 
 import cloudpickle
 import dask
@@ -1406,3 +1408,30 @@ def test_norm_error_bounds_the_norms_of_differences_and_is_zero_for_explicit_mat
     assert abs(centred.norm() / exact - 1) <= centred.norm_error() < 1e-4
     dense = randla.Centered(B)
     assert dense.norm() == pytest.approx(exact, rel=1e-12) and dense.norm_error() == 0.0  # means subtracted entrywise
+
+
+@pytest.mark.parametrize("make", [
+    lambda A: A.astype(np.float16), lambda A: A.astype(np.longdouble), lambda A: torch.from_numpy(A).half(),
+    lambda A: torch.from_numpy(A).bfloat16(),
+], ids=["float16", "longdouble", "torch_half", "torch_bfloat16"])
+def test_complex_shift_of_a_half_or_extended_input_keeps_complex_factors(make):
+    """The factors of A + 0.5i I are complex: cast back to a real half or extended input dtype they lost their
+    imaginary parts (a full-rank SVD was 23% off), and a torch ID's real half P met a complex skeleton."""
+    rng = np.random.default_rng(0)
+    B = make(rng.standard_normal((30, 30)))
+    exact = np.asarray(B.float() if isinstance(B, torch.Tensor) else B, dtype=np.float64) + 0.5j * np.eye(30)
+    op = randla.Shifted(B, 0.5j)
+    # S goes back to the input's real precision: bf16 rounds it to 4e-3, float16 to 5e-4.
+    bound = 1e-10 if B.dtype == np.longdouble else 1e-2
+    for result in (randla.svd(op, 30, rng=0), randla.interpolative(op, 30, rng=0), randla.cur(op, 30, rng=0)):
+        rec = np.asarray(to_np(result.reconstruct()), dtype=np.complex128)
+        assert np.linalg.norm(rec - exact) / np.linalg.norm(exact) < bound
+
+
+@pytest.mark.parametrize("shift", [Fraction(1, 2), Decimal("0.5")], ids=["Fraction", "Decimal"])
+def test_shift_of_any_real_number_type(shift):
+    A = np.random.default_rng(0).standard_normal((5, 5))
+    X = np.eye(5)
+    np.testing.assert_allclose(randla.Shifted(A, shift).matmat(X), A + 0.5 * np.eye(5), rtol=1e-15)
+    with pytest.raises(ValueError, match="finite"):
+        randla.Shifted(A, Decimal("Infinity"))

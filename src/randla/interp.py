@@ -554,7 +554,7 @@ def _error_function(A, op, work, axis, R, perm, l, basis, rng):
     if not basis.exact_norm:
         omega = draw_for(work, "gaussian", _BLOCK_SIZE, rng)
         G = xp.astype(omega.dense(), WQ.dtype)
-        estimate, upper = probe_estimate(xp, work.matmat(G) - Q @ (conj_transpose(xp, WQ) @ G), omega)
+        estimate, upper = probe_estimate(xp, [(work.matmat(G) - Q @ (conj_transpose(xp, WQ) @ G), omega)])
         captured = frobenius_norm(xp, WQ)  # ||B||_F, exact
         if captured > 0:
             rest, norm = _split_estimate(estimate, 1.0, captured)

@@ -223,7 +223,8 @@ def adaptive_qb(
     is decided on an upper confidence bound of that estimate
     (:func:`probe_estimate`), so that ``converged`` means the tolerance is
     met with high probability (the point estimate alone passed it about
-    half the time where the error sat just under tol).
+    half the time where the error sat just under tol). Blocks narrower than
+    ``MIN_PROBES`` are topped up with Gaussian probes for that bound.
 
     Where ``op.norm()`` is a difference of larger terms (A + L R, a centred
     A), its square is off by 2 ``op.norm_error()``; where that is over 1% of
@@ -277,7 +278,7 @@ def adaptive_qb(
         # Sketch of the residual: (A - Q W^H) Omega.
         Y = checked_product(omega.apply, op) - Q @ (conj_transpose(xp, W) @ xp.astype(omega.dense(), dtype))
         if not exact:
-            probe, upper = probe_estimate(xp, Y, omega)
+            probe, upper = _probe_residual(op, Q, W, dtype, Y, omega, rng)
             if Q.shape[1] == 0:
                 # The first probe sees A itself: it sets the scale. Even a zero
                 # A gets its first block, as when ||A||_F is known.
@@ -317,7 +318,7 @@ def adaptive_qb(
         # The last probe saw the basis before its last block; probe the final one.
         omega = draw_for(op, sketch, block_size, rng)
         Y = omega.apply(op) - Q @ (conj_transpose(xp, W) @ xp.astype(omega.dense(), dtype))
-        probe, upper = probe_estimate(xp, Y, omega)
+        probe, upper = _probe_residual(op, Q, W, dtype, Y, omega, rng)
         remaining, norm = _split_estimate(probe, captured, scale)
         bound, norm_bound = _split_estimate(upper, captured, scale)
         converged = bound <= target
@@ -389,31 +390,53 @@ def _probe_norm(xp, Y, omega: Sketch) -> float:
 
 
 #: Standard errors added to a probed ||A||_F^2 for its upper confidence bound:
-#: one-sided, about 2.3% under a normal approximation of the mean of l probes.
+#: one-sided, about 2.3% under a normal approximation of the mean of the probes.
 CONFIDENCE_Z = 2.0
+#: Fewest probe columns the bound is taken from: the spread of fewer is itself
+#: too noisy (at 2 columns, tol failed in 25 of 40 runs where it claimed to hold).
+MIN_PROBES = 16
 
 
-def probe_estimate(xp, Y, omega: Sketch) -> tuple[float, float]:
-    """||A||_F from Y = A Omega (:func:`_probe_norm`) and an upper confidence bound on it.
+def probe_estimate(xp, parts) -> tuple[float, float]:
+    """||A||_F from sketches Y = A Omega and an upper confidence bound on it.
 
-    Each of the l columns of Omega gives its own unbiased estimate
-    l ||A omega_j||^2 / c of ||A||_F^2, the mean of which is the estimate; the
-    bound adds ``CONFIDENCE_Z`` standard errors of that mean, taken from the
-    spread of the l values. A single column has no spread: there the bound
-    takes the largest Gaussian variance, 2 ||A||_F^4 (A of rank 1), instead.
-    Everything is relative to ||Y||_F, so no square leaves the float range.
+    ``parts``: pairs (Y, Omega). Each column of each Omega (l columns, with
+    E[Omega Omega^H] = c I, :func:`_gram_scale`) gives its own unbiased
+    estimate l ||A omega_j||^2 / c of ||A||_F^2; the estimate is their mean
+    (for one part, :func:`_probe_norm`), and the bound adds ``CONFIDENCE_Z``
+    standard errors of that mean, taken from the spread of the values. A
+    single column has no spread: there the bound takes the largest Gaussian
+    variance, 2 ||A||_F^4 (A of rank 1), instead. Lengths are taken in units
+    of the largest entry and squared relative to the largest length, so no
+    square leaves the float range.
     """
-    estimate = _probe_norm(xp, Y, omega)
-    l = Y.shape[1]
-    if estimate == 0:
+    roots = []
+    for Y, omega in parts:
+        unit = float(xp.max(xp.abs(Y))) or 1.0  # squares of entries near 1e160 overflow, near 1e-160 vanish
+        lengths = np.asarray(to_numpy(xp.linalg.vector_norm(Y / unit, axis=0)), dtype=np.float64) * unit
+        roots.append(lengths * math.sqrt(Y.shape[1] / _gram_scale(omega)))
+    roots = np.concatenate(roots)
+    top = float(roots.max(initial=0.0))
+    if top == 0:
         return 0.0, 0.0
-    if l < 2:
-        spread = math.sqrt(2.0)
-    else:
-        total = frobenius_norm(xp, Y)
-        shares = np.asarray(to_numpy(xp.linalg.vector_norm(Y / total, axis=0)), dtype=np.float64) ** 2
-        spread = math.sqrt(l) * float(np.std(shares, ddof=1))  # relative standard error of the mean
+    values = (roots / top) ** 2
+    mean = float(np.mean(values))
+    estimate = top * math.sqrt(mean)
+    spread = math.sqrt(2.0) if values.size < 2 else float(np.std(values, ddof=1)) / math.sqrt(values.size) / mean
     return estimate, estimate * math.sqrt(1.0 + CONFIDENCE_Z * spread)
+
+
+def _probe_residual(op: Operator, Q, W, dtype, Y, omega: Sketch, rng) -> tuple[float, float]:
+    """:func:`probe_estimate` of ||A - Q W^H||_F from a block's sketch Y = (A - Q W^H) Omega, topped up
+    to ``MIN_PROBES`` columns with Gaussian probes of their own (a product of as many columns more)."""
+    xp = op.xp
+    parts = [(Y, omega)]
+    extra = MIN_PROBES - Y.shape[1]
+    if extra > 0:
+        probes = draw_sketch("gaussian", op.shape[1], extra, xp=xp, dtype=op.dtype, device=op.device, rng=rng)
+        G = xp.astype(probes.dense(), dtype)
+        parts.append((checked_product(op.matmat, G) - Q @ (conj_transpose(xp, W) @ G), probes))
+    return probe_estimate(xp, parts)
 
 
 def _gram_scale(omega: Sketch) -> float:

@@ -447,7 +447,8 @@ def kernel_ridge(
         coefficients as returned (rounded to X's dtype) with K evaluated in
         float64, CG refining against it: the rounding leaves about 1e-6 to
         1e-4 in float32, more for small ``alpha``, and where tol is below
-        that, ``converged`` is False with a warning; pass float64 X then.
+        that, ``converged`` is False (with a warning where the residual
+        stops falling before ``max_iter``); pass float64 X then.
     max_iter : int, default 200
         At most this many iterations, one product with K each (plus one per
         check of the true residual, see :func:`block_pcg`; below float64

@@ -187,14 +187,20 @@ class Operator(abc.ABC):
 
         That is the input's dtype, except that integers come back as float64;
         half and extended precisions (computed in float32 and float64) go back
-        to the input's, real parts (S, eigenvalues) to its real counterpart.
-        A result beyond float16's range is refused, not returned as inf.
+        to the input's, real parts (S, eigenvalues) to its real counterpart;
+        complex factors of a real half-precision input (a complex shift) stay
+        in the dtype they were computed in. A result beyond float16's range
+        is refused, not returned as inf.
         """
         xp, dtype = self.xp, self.input_dtype
         if dtype is None or dtype == self.dtype or not xp.isdtype(dtype, ("real floating", "complex floating")):
             return x
         if xp.isdtype(x.dtype, "real floating"):
             dtype = _real_dtype(dtype)
+        elif not xp.isdtype(dtype, "complex floating"):
+            # Complex factors of a real input (a complex shift): kept as computed,
+            # as no complex half precision has the products to use them.
+            return x
         largest = float(xp.finfo(dtype).max)
         if not is_dask_array(x) and math.prod(x.shape) and float(xp.max(xp.abs(x))) > largest:
             raise ValueError(

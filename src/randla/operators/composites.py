@@ -156,15 +156,16 @@ class Shifted(_Composite):
             raise ValueError(f"Shifted needs a square operator; got shape {base.shape}.")
         if not isinstance(shift, numbers.Number):
             raise TypeError(f"shift must be a real or complex number; got {shift!r}.")
-        if not np.isfinite(shift):
-            raise ValueError(f"shift must be finite; got {shift!r}.")
         self._inherit(base, base.shape)
         # NumPy complex scalars are not all instances of complex.
         self._complex_shift = bool(np.iscomplexobj(shift))
         # As a Python number: torch takes np.complex64(1j) * real tensor as a
         # real tensor, dropping the imaginary part, and a Python number's
         # precision follows the block's (NumPy's and torch's weak scalars).
+        # Converted first, so that a Fraction or Decimal is checked as the number it is.
         self.shift = complex(shift) if self._complex_shift else float(shift)
+        if not np.isfinite(self.shift):
+            raise ValueError(f"shift must be finite; got {shift!r}.")
 
     def _is_real(self) -> bool:
         return self.base._is_real() and not self._complex_shift
