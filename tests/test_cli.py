@@ -434,14 +434,15 @@ def test_sketch_options_left_out_keep_their_defaults(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command, extra", [("svd", []), ("pca", []), ("pca", ["--one-pass"])])
-@pytest.mark.parametrize("spelling", ["same", "dotted", "hard link"])
+@pytest.mark.parametrize("spelling", ["same", "dotted", "through a linked folder"])
 def test_output_that_is_the_input_file_is_refused_and_the_input_kept(tmp_path, capsys, command, extra, spelling):
     # `-o data.npz` on the input data.npz replaced the matrix with the results, exit 0.
     np.savez(tmp_path / "data.npz", X=np.random.default_rng(0).standard_normal((100, 20)))
     before = (tmp_path / "data.npz").read_bytes()
-    output = {"same": tmp_path / "data.npz", "dotted": tmp_path / "." / "data.npz", "hard link": tmp_path / "l.npz"}
-    if spelling == "hard link":
-        os.link(tmp_path / "data.npz", output[spelling])
+    output = {"same": tmp_path / "data.npz", "dotted": tmp_path / "." / "data.npz",
+              "through a linked folder": tmp_path / "folder" / "data.npz"}
+    if spelling == "through a linked folder":
+        os.symlink(tmp_path, tmp_path / "folder")
     argv = [command, str(tmp_path / "data.npz"), "--key", "X", "--rank", "3", *extra, "-o", str(output[spelling])]
     assert main(argv) == 2
     line = _error_line(capsys)
@@ -491,3 +492,33 @@ def test_corrupt_input_files_are_one_line_with_exit_2(tmp_path, capsys, kind, co
     err = capsys.readouterr().err
     assert err.startswith("randla: error: ") and err.count("\n") == 1 and name in err
     assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_output_that_is_a_link_to_the_input_replaces_only_the_link(tmp_path, capsys, link):
+    # It was refused as "the input file, which it would replace": os.replace replaces the link's entry, not the input.
+    np.savez(tmp_path / "data.npz", X=np.random.default_rng(0).standard_normal((100, 20)))
+    before = (tmp_path / "data.npz").read_bytes()
+    (os.link if link == "hard" else os.symlink)(tmp_path / "data.npz", tmp_path / "l.npz")
+    assert main(["svd", str(tmp_path / "data.npz"), "--key", "X", "--rank", "3", "-o", str(tmp_path / "l.npz")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "data.npz").read_bytes() == before
+    assert not (tmp_path / "l.npz").is_symlink()
+    with np.load(tmp_path / "l.npz") as saved:
+        assert saved["U"].shape == (100, 3)
+
+
+def test_multi_line_library_errors_are_reported_on_one_line(tmp_path, capsys):
+    # numpy's refusal of a large .npy header spans three lines; the contract is one line and exit 2.
+    header = ("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }" + " " * (2**20 + 100)).encode() + b"\n"
+    path = tmp_path / "huge.npy"
+    path.write_bytes(b"\x93NUMPY\x02\x00" + len(header).to_bytes(4, "little") + header + bytes(32))
+    assert main(["svd", str(path), "--rank", "1", "-o", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("randla: error: ") and err.count("\n") == 1 and "huge.npy" in err and "corrupt" not in err
+
+
+def test_one_line_message_joins_the_lines_of_any_error():
+    from randla.cli import _message
+
+    assert _message(ValueError("first line\n  second line\n\nthird")) == "first line second line third"

@@ -467,6 +467,7 @@ def test_unreadable_weights_are_one_line_naming_the_directory(tiny_model_dir, ca
     causal = _damaged_copy(causal_lm_dir("gpt2"), tmp_path / "causal" / "model", damage)
     runs = [["compress", str(encoder), "--rank", "4", "--out", str(tmp_path / "out")],  # AutoModel
             ["evaluate", str(causal), str(tmp_path), "--eval", str(evaluation)]]  # AutoModelForCausalLM
+    capsys.readouterr()  # what building the models printed (their first use saves them, with progress bars)
     for arguments in runs:
         assert main(arguments) == 2
         err = capsys.readouterr().err
@@ -537,3 +538,47 @@ def test_nothing_worth_factoring_says_why_and_writes_nothing(tiny_model_dir, tmp
         "as its rank would be at or above the layer's break-even rank, where the factors hold as many parameters "
         f"as the weight. Nothing was written to {out}; {hint}.")
     assert sorted(p.name for p in out.iterdir()) == ["compression.json", "evaluation.json"]
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_out_through_a_dangling_symbolic_link_is_refused_before_the_model_loads(tmp_path, capsys, no_model_loading,
+                                                                                below):
+    # The probe passed (a dangling link does not "exist"); mkdir failed after the compression: "File exists: out".
+    os.symlink(tmp_path / "missing" / "place", tmp_path / "out")
+    out = tmp_path / "out" / below if below else tmp_path / "out"
+    assert main(["compress", str(gt.get_model_path()), "--rank", "4", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"randla: error: --out {str(out)!r}: {str(tmp_path / 'out')!r} is a symbolic link to a missing "
+        f"{str(tmp_path / 'missing' / 'place')!r}; create its target or choose another --out.\n")
+
+
+def test_weights_that_do_not_match_the_config_are_not_called_corrupt(tiny_model_dir, tmp_path, capsys):
+    # transformers' size-mismatch RuntimeError was reported as "truncated or corrupt ... Download the model again".
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir("gpt2"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["vocab_size"] += 100  # a resized vocabulary, the weights left as they were
+    (folder / "config.json").write_text(json.dumps(config))
+    assert main(["compress", str(folder), "--rank", "4", "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == (
+        f"randla: error: the weights in {folder} (model.safetensors) do not match {folder / 'config.json'}: some "
+        "tensors' shapes differ from those the config declares (transformers' report above lists them). Correct "
+        "config.json (e.g. vocab_size) to the weights, or save the model again with model.save_pretrained.")
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_runtime_errors_of_loading_pass_unchanged(tiny_model_dir, monkeypatch):
+    # Only a file's unreadable bytes are "truncated or corrupt"; anything else keeps its own error.
+    import transformers
+
+    from randla.nn.text import load_encoder
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("some other failure")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fail)
+    with pytest.raises(RuntimeError, match="^some other failure$"):
+        load_encoder(tiny_model_dir("gpt2"))

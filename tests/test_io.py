@@ -4,6 +4,7 @@ import bz2
 import gzip
 import io
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -566,3 +567,97 @@ def test_save_result_onto_a_directory_names_it_and_writes_nothing(tmp_path):
         save_result(tmp_path / "folder.npz", S=np.ones(2))
     assert caught.value.filename == str(tmp_path / "folder.npz") and caught.value.filename2 is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.npz"]  # no temporary file left
+
+
+# -- follow-ups of the review of files and command line -------------------------------------------------------------
+
+
+def _loaded_in_a_child(path) -> str:
+    """What load_matrix(path) gives, read in a child process: a crash there fails the test, not the whole run."""
+    import subprocess
+
+    code = ("import sys; from randla.io import load_matrix\n"
+            "try: A = load_matrix(sys.argv[1])\nexcept ValueError as exc: print('ValueError:', exc)\n"
+            "else: print(type(A).__name__, A.shape, A.dtype)")
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, (run.returncode, run.stderr)
+    return run.stdout.strip()
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (0, 0), (5, 0)])
+@pytest.mark.parametrize("suffix", [".mtx", ".mtx.gz"])
+def test_empty_dense_matrix_market_file_reads_as_an_empty_array(tmp_path, shape, suffix):
+    # scipy.io.mmread of a 0-row array (as scipy.io.mmwrite writes it) killed the interpreter (SIGFPE).
+    path = tmp_path / f"A{suffix}"
+    scipy.io.mmwrite(tmp_path / "A.mtx", np.zeros(shape))
+    if suffix == ".mtx.gz":
+        path.write_bytes(gzip.compress((tmp_path / "A.mtx").read_bytes()))
+    assert _loaded_in_a_child(path) == f"ndarray {shape} float64"
+
+
+@pytest.mark.parametrize("field, dtype", [("real", "float64"), ("integer", "int64"), ("complex", "complex128")])
+def test_empty_dense_matrix_market_file_keeps_its_field(tmp_path, field, dtype):
+    (tmp_path / "A.mtx").write_text(f"%%MatrixMarket matrix array {field} general\n0 3\n")
+    assert _loaded_in_a_child(tmp_path / "A.mtx") == f"ndarray (0, 3) {dtype}"
+
+
+@pytest.mark.parametrize("layout", ["csr", "csc"])
+def test_sparse_npz_with_a_decreasing_indptr_and_no_entries_is_refused(tmp_path, layout):
+    # SciPy's full check runs only where indptr[-1] > 0: this file was accepted, and its product segfaulted.
+    np.savez(tmp_path / "bad.npz", format=np.array(layout), shape=np.array([2, 2]), data=np.ones(0),
+             indices=np.array([], np.int32), indptr=np.array([0, 100000000, 0], np.int32))
+    assert re.match(r"ValueError: .*bad.npz: cannot read it as a sparse matrix .*indptr must be 3 non-decreasing",
+                    _loaded_in_a_child(tmp_path / "bad.npz"))
+
+
+def test_sparse_npz_bsr_shape_not_a_multiple_of_its_blocks_is_refused(tmp_path):
+    # Converted to a CSR with indptr [0 2 4 4 4 0], whose product segfaulted.
+    np.savez(tmp_path / "bad.npz", format=np.array("bsr"), shape=np.array([5, 4]), data=np.ones((1, 2, 2)),
+             indices=np.array([0], np.int32), indptr=np.array([0, 1, 1], np.int32))
+    assert re.match(r"ValueError: .*bad.npz: .*shape \(5, 4\) is not a multiple of its block shape \(2, 2\)",
+                    _loaded_in_a_child(tmp_path / "bad.npz"))
+
+
+def test_sparse_npz_checks_keep_valid_files(tmp_path):
+    for matrix in (sp.random(40, 30, density=0.1, random_state=0, format="csc"),
+                   sp.random(40, 30, density=0.1, random_state=0, format="bsr").tobsr(blocksize=(4, 3)),
+                   sp.csr_array((3, 4))):
+        sp.save_npz(tmp_path / "ok.npz", matrix)
+        loaded = load_matrix(tmp_path / "ok.npz")
+        assert loaded.shape == matrix.shape and np.array_equal(loaded.toarray(), matrix.toarray())
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_save_result_over_an_existing_file_keeps_its_permissions(tmp_path, mode):
+    # The replacement took the umask's 0o644: a file the user made private became readable by all.
+    path = tmp_path / "out.npz"
+    save_result(path, a=np.zeros(1))
+    os.chmod(path, mode)
+    old = os.umask(0o022)
+    try:
+        save_result(path, a=np.ones(2))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+    assert np.array_equal(np.load(path)["a"], np.ones(2))
+
+
+def test_npy_with_a_large_valid_header_is_read(tmp_path):
+    # numpy.load's 10,000-byte header limit refused this file numpy itself wrote, in a three-line "corrupt" error.
+    dtype = np.dtype([(f"f{i}", "f8") for i in range(3000)])
+    np.save(tmp_path / "big.npy", np.zeros((2, 2), dtype=dtype))
+    np.savez(tmp_path / "big.npz", X=np.zeros((2, 2), dtype=dtype))
+    assert load_matrix(tmp_path / "big.npy").dtype == dtype
+    assert load_matrix(tmp_path / "big.npz").shape == (2, 2)
+
+
+def test_npy_with_a_header_over_the_limit_is_refused_in_one_line(tmp_path):
+    header = ("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }" + " " * (2**20 + 100)).encode() + b"\n"
+    path = tmp_path / "huge.npy"
+    path.write_bytes(b"\x93NUMPY\x02\x00" + len(header).to_bytes(4, "little") + header + bytes(32))
+    with pytest.raises(ValueError) as info:
+        load_matrix(path)
+    message = str(info.value)
+    assert "\n" not in message and "huge.npy: the .npy header of its array is over the 1,048,576 bytes" in message
+    assert "corrupt" not in message

@@ -286,7 +286,11 @@ def _checked_out(name: str) -> Path:
     is named now, not after the compression.
     """
     out = Path(name)
-    existing = next(part for part in (out, *out.parents) if part.exists() or part == Path(part.anchor or "."))
+    existing = next(part for part in (out, *out.parents)
+                    if part.exists() or part.is_symlink() or part == Path(part.anchor or "."))
+    if existing.is_symlink() and not existing.exists():  # mkdir would fail on it only after the compression
+        raise ValueError(f"--out {name!r}: {str(existing)!r} is a symbolic link to a missing "
+                         f"{os.readlink(existing)!r}; create its target or choose another --out.")
     if existing == out and not out.is_dir():
         raise ValueError(f"--out {name!r} exists and is not a directory.")
     if not existing.is_dir():

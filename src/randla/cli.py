@@ -72,7 +72,8 @@ def main(argv=None) -> int:
 def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"{exc.strerror}: {exc.filename}"
-    return str(exc)
+    # Errors are reported on one line; some libraries' messages span several.
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -228,8 +229,9 @@ def _checked_output(name: str, source) -> Path:
         raise ValueError(f"the output {name!r} is a folder; give a file name ending in .npz.")
     if not os.access(output.parent, os.W_OK):
         raise ValueError(f"the output folder {str(output.parent)!r} is not writable.")
-    if output.exists() and Path(source).exists() and os.path.samefile(output, source):
-        # The output replaces an existing file: this one would lose the matrix it is read from.
+    if os.path.realpath(source) == os.path.join(os.path.realpath(output.parent), output.name):
+        # The output replaces the directory entry output.parent/output.name: where that entry is the input's, the
+        # matrix is lost. A hard link or a symbolic link as the output is replaced itself, leaving the input.
         raise ValueError(f"the output {name!r} is the input file {str(source)!r}, which it would replace; "
                          "give another -o.")
     return output

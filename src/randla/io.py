@@ -31,6 +31,7 @@ import gzip
 import math
 import os
 import secrets
+import stat
 import tokenize
 import zipfile
 import zlib
@@ -54,6 +55,11 @@ _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty
 # An error message lists at most this many names, so that a model file with
 # hundreds of tensors still gives a readable line.
 _MAX_LISTED = 20
+
+# The largest .npy header read. numpy.load refuses headers over 10,000 bytes (a
+# guard for ast.literal_eval); a valid one of a dtype with thousands of fields
+# is larger, and no pickle is involved.
+_MAX_HEADER_SIZE = 2**20
 
 
 def load_matrix(path, key: str | None = None, *, mmap: bool = False):
@@ -177,7 +183,7 @@ def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     with open(path, "rb") as stream:
         _check_declared_size(path, stream, path.stat().st_size)
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False, max_header_size=_MAX_HEADER_SIZE)
     except ValueError as exc:
         raise _numpy_error(path, exc) from exc
     except _CORRUPT as exc:
@@ -196,8 +202,13 @@ def _check_declared_size(path: Path, stream, size: int, what: str = "its array")
         if version not in ((1, 0), (2, 0)):  # version 3 (UTF-8 field names) has no public reader; numpy.load checks
             return
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(stream)
+        shape, _, dtype = read(stream, max_header_size=_MAX_HEADER_SIZE)
     except (ValueError, *_CORRUPT) as exc:
+        if "max_header_size" in str(exc):  # numpy's own words span three lines and suggest allow_pickle
+            raise ValueError(
+                f"{path}: the .npy header of {what} is over the {_MAX_HEADER_SIZE:,} bytes randla reads (a dtype of "
+                "very many fields?); randla reads numeric matrices: save one, e.g. numpy.save(path, A)."
+            ) from exc
         raise ValueError(f"{path}: cannot read the .npy header of {what}, which is corrupt: {exc}") from exc
     if dtype.hasobject:  # pickled data, whose size says nothing; numpy.load refuses it
         return
@@ -223,7 +234,7 @@ def _load_npz(path: Path, key: str | None) -> tuple[str, np.ndarray]:
     # opening it here closes it on every path.
     with open(path, "rb") as stream:
         try:
-            archive = np.load(stream, allow_pickle=False)
+            archive = np.load(stream, allow_pickle=False, max_header_size=_MAX_HEADER_SIZE)
         except (zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"{path}: cannot read it as a NumPy .npz archive: {exc}") from exc
         with archive:
@@ -276,6 +287,7 @@ def _sparse_npz(path: Path):
 
     try:
         matrix = sp.load_npz(path)
+        _check_compressed(matrix)
         if hasattr(matrix, "check_format"):
             # load_npz checks only the index arrays' lengths; an index out of range would make later products
             # read outside the arrays (a crash, or garbage). O(nnz). COO checks its indices when built.
@@ -283,6 +295,34 @@ def _sparse_npz(path: Path):
         return sp.csr_array(matrix)
     except (KeyError, ValueError, NotImplementedError, *_CORRUPT) as exc:
         raise ValueError(f"{path}: cannot read it as a sparse matrix of scipy.sparse.save_npz: {exc}") from exc
+
+
+def _check_compressed(matrix):
+    """Refuse a CSR, CSC or BSR ``matrix`` whose index arrays do not describe its shape.
+
+    SciPy's ``check_format(full_check=True)`` checks indptr and the index range
+    only where ``nnz`` (``indptr[-1]``) is above 0, and BSR not against its
+    block shape: a file with indptr ``[0, 10**8, 0]`` passed, and the product
+    that followed read outside the arrays (a crash).
+    """
+    if matrix.format not in ("csr", "csc", "bsr"):
+        return
+    rows, columns = matrix.shape
+    if matrix.format == "bsr":
+        block_rows, block_columns = matrix.blocksize
+        if rows % block_rows or columns % block_columns:
+            raise ValueError(f"its shape {matrix.shape} is not a multiple of its block shape {matrix.blocksize}")
+        rows, columns = rows // block_rows, columns // block_columns
+    major, minor = (columns, rows) if matrix.format == "csc" else (rows, columns)
+    indptr, indices, stored = matrix.indptr, matrix.indices, len(matrix.data)
+    if len(indptr) != major + 1 or indptr[0] != 0 or np.any(indptr[1:] < indptr[:-1]):
+        raise ValueError(f"its indptr must be {major + 1} non-decreasing offsets from 0; it is not")
+    if not indptr[-1] == len(indices) == stored:
+        raise ValueError(f"its indptr ends at {indptr[-1]}, but it holds {len(indices)} indices and {stored} values")
+    if len(indices) and indices.min() < 0:
+        raise ValueError(f"its indices must be >= 0; found {indices.min()}")
+    if len(indices) and indices.max() >= minor:
+        raise ValueError(f"its indices must be < {minor}; found {indices.max()}")
 
 
 def _load_mtx(path: Path):
@@ -295,10 +335,16 @@ def _load_mtx(path: Path):
         if opener is None:
             info = scipy.io.mminfo(path)
             _check_mtx_size(path, info)
-            matrix = _mmread(path)
         else:
             with opener(path, "rb") as stream:
                 info = scipy.io.mminfo(stream)
+        if info[3] == "array" and info[0] * info[1] == 0:
+            # SciPy's reader divides by the row count: a 0-row array (as scipy.io.mmwrite writes one) killed the
+            # interpreter (SIGFPE). The header says all there is.
+            return np.zeros(info[:2], dtype={"integer": np.int64, "complex": np.complex128}.get(info[4], np.float64))
+        if opener is None:
+            matrix = _mmread(path)
+        else:
             with opener(path, "rb") as stream:
                 matrix = _mmread(stream)
     except (PermissionError, _DeclaredTooMuch):
@@ -418,7 +464,7 @@ def save_result(path, /, **arrays) -> None:
     Parameters
     ----------
     path : str or os.PathLike
-        Destination; must end in ``.npz``. An existing file is replaced.
+        Destination; must end in ``.npz``. An existing file is replaced, keeping its permission bits.
     **arrays
         Name -> array. NumPy arrays, torch tensors (any device; bfloat16 and
         float8 are widened to float32), CuPy arrays, and Python or NumPy
@@ -473,19 +519,34 @@ def save_result(path, /, **arrays) -> None:
 
 
 def _create_temporary(folder: Path, name: str) -> tuple[Path, int]:
-    """A new hidden file beside the destination, with default permissions.
+    """A new hidden file beside the destination ``folder / name``, with its permissions.
 
-    ``os.open`` with mode 0o666 lets the process umask decide the final
+    ``os.open`` with mode 0o666 lets the process umask decide the
     permissions, as for any ordinary new file (``tempfile`` would make it
-    private to the owner).
+    private to the owner). Where the destination exists, the file takes its
+    permission bits instead: renamed over it, it must not make a file the
+    user made private readable by others (``numpy.savez``, which writes into
+    the existing file, keeps them too).
     """
+    try:
+        mode = stat.S_IMODE(os.stat(folder / name).st_mode)
+    except OSError:  # a new file (or one that cannot be inspected): the umask decides
+        mode = None
     while True:
         candidate = folder / f".{name}.{secrets.token_hex(6)}.tmp"
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-            return candidate, os.open(candidate, flags, 0o666)
+            handle = os.open(candidate, flags, 0o666)
         except FileExistsError:
             continue
+        if mode is not None:
+            try:
+                os.chmod(candidate, mode)
+            except BaseException:
+                os.close(handle)
+                candidate.unlink(missing_ok=True)
+                raise
+        return candidate, handle
 
 
 def _to_numpy(name: str, value) -> np.ndarray:

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -249,7 +250,7 @@ def test_new_files_get_the_permissions_the_umask_gives(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
         save_compressed(small, tmp_path / "out")
-        save_compressed(small, tmp_path / "out")  # replacing the files gives them the umask's mode too
+        save_compressed(small, tmp_path / "out")  # replacing the files keeps the mode the umask gave
         write_atomically(tmp_path / "out" / "evaluation.json", b"{}")
     finally:
         os.umask(old)
@@ -266,3 +267,26 @@ def test_a_model_compress_left_dense_is_refused_saying_why(tmp_path):
                                          r"every layer was left dense .* break-even rank"):
         save_compressed(small, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_replaced_files_keep_their_permissions(tmp_path):
+    # Replacing a file took the umask's mode: weights the user had made private (chmod 600) became readable by all.
+    import stat
+
+    from randla.nn.storage import write_atomically
+
+    small, _ = compress(_net(), reduction=0.5, rng=0)
+    save_compressed(small, tmp_path / "out")
+    write_atomically(tmp_path / "out" / "evaluation.json", b"{}")
+    names = (FACTORS, DESCRIPTION, "evaluation.json")
+    for name in names:
+        os.chmod(tmp_path / "out" / name, 0o600)
+    old = os.umask(0o022)
+    try:
+        save_compressed(small, tmp_path / "out")
+        write_atomically(tmp_path / "out" / "evaluation.json", b"{}")
+    finally:
+        os.umask(old)
+    for name in names:
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o600, name

@@ -26,7 +26,7 @@ def write_atomically(path: Path, data: bytes):
 
     A new file gets the permissions the process umask gives any new file (as
     :func:`randla.io.save_result`'s), not a fixed mode: under umask 077 the
-    weights stay private.
+    weights stay private. A file replaced keeps its permission bits.
     """
     from ..io import _create_temporary
 

@@ -48,7 +48,8 @@ def _from_pretrained(auto_class, model_dir, dtype=None):
     A download cut short, a corrupt file or a pickle of more than tensors
     (never unpickled: transformers loads with ``weights_only``) otherwise
     escapes as safetensors', pickle's or torch's own error, which names
-    neither the directory nor what to do.
+    neither the directory nor what to do; so does weights' shape that differs
+    from what ``config.json`` declares. Other errors pass unchanged.
     """
     import pickle
 
@@ -58,8 +59,9 @@ def _from_pretrained(auto_class, model_dir, dtype=None):
     try:
         return auto_class.from_pretrained(model_dir, local_files_only=True, **options)
     except (SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError) as exc:
-        if isinstance(exc, torch.OutOfMemoryError):  # too big, not unreadable
-            raise
+        mismatch = isinstance(exc, RuntimeError) and "ignore_mismatched_sizes" in str(exc)
+        if isinstance(exc, RuntimeError) and not mismatch and not any(m in str(exc) for m in _UNREADABLE):
+            raise  # not the file's bytes (out of memory, a bug): "download again" would mislead
         files = ", ".join(sorted(name for name in os.listdir(model_dir) if name.endswith(_WEIGHT_SUFFIXES)))
         where = f"{model_dir} ({files or 'no weight file'})"
         if isinstance(exc, pickle.UnpicklingError):
@@ -67,6 +69,12 @@ def _from_pretrained(auto_class, model_dir, dtype=None):
                 f"cannot load the weights in {where}: they hold pickled Python objects besides tensors, which are "
                 "never loaded (unpickling can run arbitrary code). Save the model as safetensors "
                 "(model.save_pretrained) where you trust its source."
+            ) from exc
+        if mismatch:  # transformers logs which tensors, with both shapes, just before
+            raise ValueError(
+                f"the weights in {where} do not match {os.path.join(model_dir, 'config.json')}: some tensors' shapes "
+                "differ from those the config declares (transformers' report above lists them). Correct config.json "
+                "(e.g. vocab_size) to the weights, or save the model again with model.save_pretrained."
             ) from exc
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ValueError(
@@ -77,6 +85,9 @@ def _from_pretrained(auto_class, model_dir, dtype=None):
 
 # Files of model weights transformers reads, named in the error for weights it cannot.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+# What torch's RuntimeErrors for a cut or damaged checkpoint say (its zip reader; the pickle stream's end).
+_UNREADABLE = ("PytorchStreamReader", "unexpected EOF", "unexpected end of file")
 
 
 def load_config(model_dir):
