@@ -114,8 +114,8 @@ class AttentionOperator(Operator):
 
     Create it with :func:`attention_operator`. ``matmat(V)`` is exact
     attention P V, in P's dtype (float32 for half-precision Q and K, whatever
-    a real V's; its complex counterpart for a complex V); ``rmatmat(Y)`` is P^T Y; ``rows(start, stop)`` evaluates
-    a block of rows of P. Each is computed a block of queries at a time,
+    a real V's; its complex counterpart for a complex V); ``rmatmat(Y)`` is
+    P^T Y; ``rows(start, stop)`` evaluates a block of rows of P. Each is computed a block of queries at a time,
     within ``memory_limit`` bytes of temporaries.
     """
 

@@ -384,11 +384,6 @@ def _split_estimate(probe: float, captured: float, scale: float) -> tuple[float,
     return (rest / total if total > 0 else 0.0), scale * math.sqrt(total)
 
 
-def _probe_norm(xp, Y, omega: Sketch) -> float:
-    """||Y||_F / sqrt(c) for Y = A Omega: an estimate of ||A||_F [HMT2011, Sec. 4.3]."""
-    return frobenius_norm(xp, Y) / math.sqrt(_gram_scale(omega))
-
-
 #: Standard errors added to a probed ||A||_F^2 for its upper confidence bound:
 #: one-sided, about 2.3% under a normal approximation of the mean of the probes.
 CONFIDENCE_Z = 2.0
@@ -402,9 +397,9 @@ def probe_estimate(xp, parts) -> tuple[float, float]:
 
     ``parts``: pairs (Y, Omega). Each column of each Omega (l columns, with
     E[Omega Omega^H] = c I, :func:`_gram_scale`) gives its own unbiased
-    estimate l ||A omega_j||^2 / c of ||A||_F^2; the estimate is their mean
-    (for one part, :func:`_probe_norm`), and the bound adds ``CONFIDENCE_Z``
-    standard errors of that mean, taken from the spread of the values. A
+    estimate l ||A omega_j||^2 / c of ||A||_F^2 [HMT2011, Sec. 4.3]; the
+    estimate is their mean (for one part, ||Y||_F^2 / c), and the bound adds
+    ``CONFIDENCE_Z`` standard errors of that mean, from the spread of the values. A
     single column has no spread: there the bound takes the largest Gaussian
     variance, 2 ||A||_F^4 (A of rank 1), instead. Lengths are taken in units
     of the largest entry and squared relative to the largest length, so no

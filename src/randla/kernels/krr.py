@@ -552,7 +552,6 @@ def _returned_residual(xp, op: KernelOperator, scale, alpha, Y):
     return residual
 
 
-
 def _solve_direct(xp, rows, factor: PSDFactor, Y, alpha, n_fitted: int, scale):
     """beta from the normal equations in the variables gamma = L^T beta, and
     with one alpha the Gaussian-process posterior (see ``_posterior``)."""
