@@ -175,7 +175,7 @@ def test_padding_masks_are_checked():
         randla.nystrom_attention(X, X, V, 16, key_mask=mask)
     with pytest.raises(ValueError, match=r"`key_mask` must have shape \(..., n_keys\) with n_keys = 100"):
         randla.performer_attention(X, X, V, key_mask=mask[:50])
-    with pytest.raises(ValueError, match="works with method='segment_means'"):
+    with pytest.raises(ValueError, match="work with method='segment_means'"):
         randla.nystrom_attention(X, X, V, 8, key_mask=mask, method="uniform")
     with pytest.raises(TypeError, match="`key_mask` must be an array of the keys' library"):
         randla.performer_attention(X, X, V, key_mask=torch.from_numpy(mask))
@@ -201,7 +201,7 @@ def test_causal_prefix_sums_equal_the_masked_product(n_q, n_k):
     mask = np.arange(n_k)[None, :] <= np.arange(n_q)[:, None] + (n_k - n_q)
     weights = (phi_q @ phi_k.T) * mask
     expected = (weights @ V) / weights.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(_causal_linear_attention(numpy_namespace, phi_q, phi_k, V), expected,
+    np.testing.assert_allclose(_causal_linear_attention(numpy_namespace, phi_q, np.log(phi_k), V), expected,
                                rtol=1e-12, atol=1e-15)
 
 
@@ -293,3 +293,64 @@ def test_meta_tensors_are_refused():
     Q = torch.empty(20, 8, device="meta")
     with pytest.raises(TypeError, match="`Q` is a torch tensor on the 'meta' device"):
         randla.attention_operator(Q, Q)
+
+
+def test_additive_and_non_binary_masks_are_refused():
+    """SDPA's float attn_mask (0 keep, -inf drop) read as bool would keep exactly the padding."""
+    Q, K, V = (torch.randn(1, 1, 50, 8, dtype=torch.float64) * 0.3 for _ in range(3))
+    keep = torch.zeros(1, 1, 50, dtype=torch.bool)
+    keep[..., :40] = True
+    additive = torch.zeros(1, 1, 50, dtype=torch.float64).masked_fill(~keep, float("-inf"))
+    for approx in (randla.nystrom_attention, randla.performer_attention):
+        with pytest.raises(ValueError, match="additive mask"):
+            approx(Q, K, V, 8, key_mask=additive)
+    # 0/1 masks of any dtype (a tokenizer's attention_mask) are what a bool mask is.
+    as_int = randla.nystrom_attention(Q, K, V, 8, key_mask=keep.long())
+    assert torch.equal(as_int, randla.nystrom_attention(Q, K, V, 8, key_mask=keep))
+
+
+def test_masks_may_not_add_batch_axes():
+    """SDPA's (B, 1, 1, n) layout must not cross every batch's mask with every batch's keys."""
+    Q, K, V = torch.randn(3, 2, 3, 40, 8).unbind(0)
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, 30:] = False
+    for approx in (randla.nystrom_attention, randla.performer_attention):
+        with pytest.raises(ValueError, match=r"without adding axes.*mask\[:, None, :\]"):
+            approx(Q, K, V, 8, key_mask=mask[:, None, None, :])
+        assert approx(Q, K, V, 8, key_mask=mask[:, None, :]).shape == (2, 3, 40, 8)
+
+
+def test_query_mask_for_cross_attention_of_equal_padded_lengths():
+    """Keys padded to the queries' length: the queries' own mask keeps the padded call equal to the unpadded one."""
+    rng = np.random.default_rng(0)
+    n, d, m = 100, 16, 10
+    seq = (rng.standard_normal((4, d)) * 1.5)[np.arange(n) // 25]
+    Q = seq + 0.2 * rng.standard_normal((n, d))
+    K = seq + 0.2 * rng.standard_normal((n, d))
+    V = rng.standard_normal((n, d))
+    mask = np.arange(n) < 60  # 60 real keys; all 100 queries real
+    padded = randla.nystrom_attention(Q, K, V, m, key_mask=mask, query_mask=np.ones(n, bool))
+    unpadded = randla.nystrom_attention(Q, K[:60], V[:60], m)
+    np.testing.assert_allclose(padded, unpadded, atol=1e-12)
+    # The default, for self-attention, masks the query landmarks with the keys' padding.
+    default = randla.nystrom_attention(Q, K, V, m, key_mask=mask)
+    np.testing.assert_array_equal(default, randla.nystrom_attention(Q, K, V, m, key_mask=mask, query_mask=mask))
+
+
+def test_causal_performer_is_not_emptied_by_a_large_later_key():
+    """float32: a query's visible keys must not underflow under a factor taken over keys it cannot see."""
+    torch.manual_seed(0)
+    n, d = 256, 64
+    Q, K, V = torch.randn(3, 1, 1, n, d).unbind(0)
+    K[..., 0, :] *= 6  # a large first key (a beginning-of-sequence token)
+    out = randla.performer_attention(Q, K, V, 256, causal=True, rng=0)
+    double = randla.performer_attention(Q.double(), K.double(), V.double(), 256, causal=True, rng=0)
+    torch.testing.assert_close(out[..., 0, :], V[..., 0, :], rtol=1e-5, atol=1e-5)  # query 0 sees key 0 alone
+    assert torch.all(torch.isfinite(out))
+    assert float((out.double() - double).norm() / double.norm()) < 1e-4
+    K2 = K.clone()
+    K2[..., 0, :] /= 6
+    K2[..., 5, :] *= 6  # a large key after the first queries of a block
+    out = randla.performer_attention(Q, K2, V, 256, causal=True, rng=0)
+    double = randla.performer_attention(Q.double(), K2.double(), V.double(), 256, causal=True, rng=0)
+    assert float((out.double() - double).norm() / double.norm()) < 1e-4

@@ -73,25 +73,42 @@ def _check_inputs(Q, K, V=None, *, batched: bool = True):
     return xp, *out, *([None] if V is None else [])
 
 
-def _check_key_mask(xp, key_mask, K, landmarks: int = 1):
-    """``key_mask`` as a bool array, True where a key is real; each sequence keeps at least ``landmarks``."""
-    if key_mask is None:
+def _check_mask(xp, mask, X, batch, landmarks: int = 1, name: str = "key_mask"):
+    """A mask of X's tokens as a bool array, True where a token is real; each sequence keeps at
+    least ``landmarks``. Its leading axes broadcast to ``batch``, the inputs' own, without adding any."""
+    if mask is None:
         return None
-    if not is_array_api_obj(key_mask) or array_namespace(key_mask) is not xp:
-        raise TypeError(f"`key_mask` must be an array of the keys' library; got {type(key_mask).__name__}.")
-    if key_mask.ndim < 1 or int(key_mask.shape[-1]) != int(K.shape[-2]):
-        raise ValueError(f"`key_mask` must have shape (..., n_keys) with n_keys = {K.shape[-2]} (True for a real "
-                         f"key, as a tokenizer's attention_mask); got {tuple(key_mask.shape)}.")
+    what = "key" if name == "key_mask" else "query"
+    if not is_array_api_obj(mask) or array_namespace(mask) is not xp:
+        raise TypeError(f"`{name}` must be an array of the {what}s' library; got {type(mask).__name__}.")
+    if mask.ndim < 1 or int(mask.shape[-1]) != int(X.shape[-2]):
+        raise ValueError(f"`{name}` must have shape (..., n_{what}s) with n_{what}s = {X.shape[-2]} (True for a real "
+                         f"{what}, as a tokenizer's attention_mask); got {tuple(mask.shape)}.")
+    leading = tuple(mask.shape[:-1])
     try:
-        np.broadcast_shapes(tuple(key_mask.shape[:-1]), tuple(K.shape[:-2]))
+        fits = np.broadcast_shapes(leading, tuple(batch)) == tuple(batch)
     except ValueError:
-        raise ValueError(f"the leading axes of `key_mask` {tuple(key_mask.shape[:-1])} must broadcast with the "
-                         f"keys' {tuple(K.shape[:-2])}.") from None
-    mask = xp.astype(key_mask, xp.bool) if key_mask.dtype != xp.bool else key_mask
+        fits = False
+    if not fits:
+        raise ValueError(f"the leading axes of `{name}` {leading} must broadcast to the inputs' {tuple(batch)} "
+                         "without adding axes: for inputs of shape (batch, heads, n, d) pass a (batch, n) "
+                         "mask as mask[:, None, :].")
+    if mask.dtype != xp.bool:
+        # An additive mask (0 to keep, -inf or a large negative number to drop, as SDPA's
+        # float attn_mask) read as bool would keep exactly the padding.
+        if not bool(xp.all((mask == 0) | (mask == 1))):
+            raise ValueError(f"`{name}` must be a bool mask, True for a real {what}, or hold only 0 and 1; got "
+                             "other values. For an additive mask (0 keep, -inf drop) pass `mask == 0`.")
+        mask = xp.astype(mask, xp.bool)
     fewest = int(xp.min(xp.sum(xp.astype(mask, xp.int64), axis=-1)))
     if fewest < landmarks:
-        raise ValueError(f"every sequence needs at least {landmarks} real key(s) in `key_mask`; one has {fewest}.")
+        raise ValueError(f"every sequence needs at least {landmarks} real {what}(s) in `{name}`; one has {fewest}.")
     return mask
+
+
+def _leading(*arrays) -> tuple:
+    """The broadcast (batch, head) axes of the inputs."""
+    return np.broadcast_shapes(*(tuple(x.shape[:-2]) for x in arrays))
 
 
 def _check_scale(scale, d: int) -> float:
@@ -268,8 +285,8 @@ def _uniform_landmarks(xp, X, m: int, rng):
     return xp.take(X, xp.asarray(idx, device=device_of(X)), axis=X.ndim - 2)
 
 
-def nystrom_attention(Q, K, V, landmarks: int = 64, *, key_mask=None, scale=None, method: str = "segment_means",
-                      rcond: float = 1e-2, rng=None):
+def nystrom_attention(Q, K, V, landmarks: int = 64, *, key_mask=None, query_mask=None, scale=None,
+                      method: str = "segment_means", rcond: float = 1e-2, rng=None):
     """Softmax attention P V approximated through m landmarks, in time linear in n.
 
     With landmark queries Q~ and keys K~ (m of each),
@@ -294,9 +311,15 @@ def nystrom_attention(Q, K, V, landmarks: int = 64, *, key_mask=None, scale=None
         ``attention_mask``; ``mask[:, None, :]`` for keys of shape (batch,
         heads, n, d)); with ``"segment_means"`` only. Padding takes no
         part: the landmarks are segment means of each sequence's real keys
-        (and real queries, where queries and keys are one sequence), and no
-        probability goes to a padded key. A padded sequence's real queries
-        then get what its unpadded copy gets.
+        (and real queries, see ``query_mask``), and no probability goes to
+        a padded key. A padded sequence's real queries then get what its
+        unpadded copy gets.
+    query_mask : bool array, shape (..., n_queries), optional
+        True for a real query, for the query landmarks (``"segment_means"``
+        only). Default: ``key_mask`` where there are as many queries as keys
+        (self-attention: one padded sequence), otherwise all queries. For
+        cross-attention between sequences padded to the same length, pass
+        the queries' own mask.
     scale : float, default 1/sqrt(d)
     method : {"segment_means", "uniform"}, default "segment_means"
         "segment_means": means of m contiguous segments of the queries and
@@ -346,21 +369,22 @@ def nystrom_attention(Q, K, V, landmarks: int = 64, *, key_mask=None, scale=None
     method = check_choice("method", method, ("segment_means", "uniform"))
     if isinstance(rcond, bool) or not isinstance(rcond, numbers.Real) or not 0 <= rcond < 1:
         raise ValueError(f"`rcond` must be a number in [0, 1); got {rcond!r}.")
-    mask = _check_key_mask(xp, key_mask, K, m)
+    batch = _leading(Q, K, V)
+    mask = _check_mask(xp, key_mask, K, batch, m)
+    if query_mask is None and mask is not None and int(Q.shape[-2]) == int(K.shape[-2]):
+        query_mask = key_mask  # one padded sequence (self-attention)
+    q_mask = _check_mask(xp, query_mask, Q, batch, m, "query_mask")
     if method == "uniform":
-        if mask is not None:
+        if mask is not None or q_mask is not None:
             raise ValueError(
-                "`key_mask` works with method='segment_means': uniform landmarks would differ per sequence."
+                "`key_mask` and `query_mask` work with method='segment_means': uniform landmarks would differ "
+                "per sequence."
             )
         gen = check_rng(rng)
         Ql, Kl = _uniform_landmarks(xp, Q, m, gen), _uniform_landmarks(xp, K, m, gen)
-    elif mask is not None:
-        # Queries share the keys' padding where they are one sequence (self-attention).
-        same = int(Q.shape[-2]) == int(K.shape[-2])
-        Ql = _masked_segment_means(xp, Q, m, mask) if same else _segment_means(xp, Q, m)
-        Kl = _masked_segment_means(xp, K, m, mask)
     else:
-        Ql, Kl = _segment_means(xp, Q, m), _segment_means(xp, K, m)
+        Ql = _segment_means(xp, Q, m) if q_mask is None else _masked_segment_means(xp, Q, m, q_mask)
+        Kl = _segment_means(xp, K, m) if mask is None else _masked_segment_means(xp, K, m, mask)
     F = _softmax(xp, Q @ Kl.mT, s)  # (..., n_q, m)
     A = _softmax(xp, Ql @ Kl.mT, s)  # (..., m, m)
     scores = Ql @ K.mT
@@ -388,22 +412,25 @@ def _orthogonal_gaussian(d: int, m: int, rng: np.random.Generator) -> np.ndarray
     return np.concatenate(blocks, axis=1)
 
 
-def _positive_features(xp, X, W, stabilizer: str, mask=None):
-    """exp(W^T x - |x|^2 / 2) / sqrt(m) with a common factor taken out for range.
+def _feature_logits(xp, X, W, mask=None):
+    """W^T x - |x|^2 / 2, the log of the features; -inf for tokens outside ``mask``."""
+    logits = X @ W - xp.sum(X * X, axis=-1, keepdims=True) / 2
+    return logits if mask is None else xp.where(mask[..., None], logits, -math.inf)
+
+
+def _positive_features(xp, logits, stabilizer: str):
+    """exp(logits) / sqrt(m) with a common factor taken out for range.
 
     ``"rows"`` divides each row by its own maximum (queries: it cancels in
     their normalisation); ``"all"`` by the maximum over the head's tokens
     (keys: the same factor in numerator and denominator). Tokens outside
-    ``mask`` get the feature 0 and no say in the factor.
+    the mask (logits -inf) get the feature 0 and no say in the factor.
     """
-    logits = X @ W - xp.sum(X * X, axis=-1, keepdims=True) / 2
-    if mask is not None:
-        logits = xp.where(mask[..., None], logits, -math.inf)
     if stabilizer == "rows":
         top = xp.max(logits, axis=-1, keepdims=True)
     else:
         top = xp.max(xp.max(logits, axis=-1, keepdims=True), axis=-2, keepdims=True)
-    return xp.exp(logits - top) / math.sqrt(W.shape[1])
+    return xp.exp(logits - top) / math.sqrt(logits.shape[-1])
 
 
 def performer_attention(Q, K, V, n_features: int = 256, *, key_mask=None, scale=None, causal: bool = False,
@@ -462,7 +489,7 @@ def performer_attention(Q, K, V, n_features: int = 256, *, key_mask=None, scale=
     """
     input_dtype = getattr(V, "dtype", None)
     xp, Q, K, V = _check_inputs(Q, K, V)
-    mask = _check_key_mask(xp, key_mask, K)
+    mask = _check_mask(xp, key_mask, K, _leading(Q, K, V))
     m = check_int("n_features", n_features, 1)
     s = _check_scale(scale, int(Q.shape[-1]))
     n_q, n_k = int(Q.shape[-2]), int(K.shape[-2])
@@ -474,44 +501,74 @@ def performer_attention(Q, K, V, n_features: int = 256, *, key_mask=None, scale=
     draw = _orthogonal_gaussian(d, m, check_rng(rng)) if orthogonal else check_rng(rng).standard_normal((d, m))
     W = xp.asarray(draw, dtype=Q.dtype, device=device_of(Q))
     root = math.sqrt(s)
-    phi_q = _positive_features(xp, Q * root, W, "rows")
-    phi_k = _positive_features(xp, K * root, W, "all", mask)
+    phi_q = _positive_features(xp, _feature_logits(xp, Q * root, W), "rows")
+    key_logits = _feature_logits(xp, K * root, W, mask)
     if causal:
-        out = _causal_linear_attention(xp, phi_q, phi_k, V)
+        out = _causal_linear_attention(xp, phi_q, key_logits, V)
     else:
+        phi_k = _positive_features(xp, key_logits, "all")
         numerator = phi_q @ (phi_k.mT @ V)
         denominator = phi_q @ xp.sum(phi_k, axis=-2)[..., None]
         out = numerator / denominator
     return xp.astype(out, input_dtype) if _half(xp, input_dtype) else out
 
 
-def _causal_linear_attention(xp, phi_q, phi_k, V):
+def _exp_gap(xp, low, high):
+    """exp(low - high) for low <= high, 0 where low is -inf (no real key there) even if high is."""
+    real = low > -math.inf
+    zero = xp.zeros_like(low)
+    return xp.where(real, xp.exp(xp.where(real, low, zero) - xp.where(real, high, zero)), zero)
+
+
+def _causal_linear_attention(xp, phi_q, key_logits, V):
     """D^-1 (mask o phi_q phi_k^T) V by blocks of queries: the keys every query of a
-    block sees enter a running sum, the rest a small masked block."""
-    n_q, n_k = int(phi_q.shape[-2]), int(phi_k.shape[-2])
+    block sees enter a running sum, the rest a small masked block.
+
+    Each key's features are scaled by its own largest, phi~_j = exp(logits_j - a_j),
+    and the factor exp(a_j) is carried relative to the largest a over the keys a
+    query sees (online softmax's running maximum). A factor taken over all keys,
+    future ones included, would underflow in float32 the features of every key a
+    query sees once a later key is far larger (a beginning-of-sequence token
+    attended strongly), leaving the query with 0 / 0.
+    """
+    n_q, n_k = int(phi_q.shape[-2]), int(key_logits.shape[-2])
     offset = n_k - n_q
     device = device_of(V)
+    a = xp.max(key_logits, axis=-1)  # (..., n_k), -inf for padding
+    phi_k = xp.exp(key_logits - xp.where(a > -math.inf, a, xp.zeros_like(a))[..., None])
     batch = np.broadcast_shapes(tuple(phi_k.shape[:-2]), tuple(V.shape[:-2]))
     state = xp.zeros((*batch, phi_k.shape[-1], V.shape[-1]), dtype=V.dtype, device=device)
     total = xp.zeros((*batch, phi_k.shape[-1], 1), dtype=V.dtype, device=device)
+    top = xp.full((*a.shape[:-1], 1), -math.inf, dtype=a.dtype, device=device)  # max a over the summed keys
     seen, blocks = 0, []
     for start in range(0, n_q, _CAUSAL_CHUNK):
         stop = min(start + _CAUSAL_CHUNK, n_q)
         shared = start + offset + 1  # keys j < shared are seen by every query of the block
         if shared > seen:
-            keys = phi_k[..., seen:shared, :]
-            state = state + keys.mT @ V[..., seen:shared, :]
-            total = total + xp.sum(keys, axis=-2)[..., None]
-            seen = shared
+            new = a[..., seen:shared]
+            grown = xp.maximum(top, xp.max(new, axis=-1, keepdims=True))
+            keys = phi_k[..., seen:shared, :] * _exp_gap(xp, new, grown)[..., None]
+            carry = _exp_gap(xp, top, grown)[..., None]
+            state = state * carry + keys.mT @ V[..., seen:shared, :]
+            total = total * carry + xp.sum(keys, axis=-2)[..., None]
+            top, seen = grown, shared
         block_q = phi_q[..., start:stop, :]
-        numerator, denominator = block_q @ state, block_q @ total
+        reference = top  # (..., 1): the largest a each query of the block sees
         if stop + offset > shared:  # the block's own keys, under the causal mask
             i = xp.arange(start, stop, device=device)[:, None]
             j = xp.arange(shared, stop + offset, device=device)[None, :]
-            mask = xp.astype(j <= i + offset, V.dtype)
-            weights = (block_q @ phi_k[..., shared : stop + offset, :].mT) * mask
-            numerator = numerator + weights @ V[..., shared : stop + offset, :]
-            denominator = denominator + xp.sum(weights, axis=-1, keepdims=True)
+            visible = j <= i + offset
+            own = a[..., None, shared : stop + offset]  # (..., 1, b)
+            reference = xp.maximum(top, xp.max(xp.where(visible, own, -math.inf), axis=-1))  # (..., q)
+            gaps = _exp_gap(xp, xp.where(visible, own, -math.inf), reference[..., None])
+            weights = (block_q @ phi_k[..., shared : stop + offset, :].mT) * gaps
+            numerator = weights @ V[..., shared : stop + offset, :]
+            denominator = xp.sum(weights, axis=-1, keepdims=True)
+        else:
+            numerator = denominator = 0
+        carry = _exp_gap(xp, xp.broadcast_to(top, reference.shape), reference)[..., None]
+        numerator = numerator + (block_q @ state) * carry
+        denominator = denominator + (block_q @ total) * carry
         # A query that sees padded keys alone (left padding) gets 0, not 0 / 0.
         blocks.append(numerator / xp.where(denominator > 0, denominator, xp.ones_like(denominator)))
     return xp.concat(blocks, axis=-2)
