@@ -755,3 +755,28 @@ def test_nystrom_trace_error_is_exact_for_torch_sparse(layout, dtype):
     # The rank-10 error of the best PSD approximation bounds it from below; near it for this decay.
     w = np.linalg.eigvalsh(entries)[::-1]
     assert w[10:].sum() * (1 - 1e-6) <= r.trace_error <= 2 * w[10:].sum()
+
+
+@pytest.mark.parametrize("c", [3.0, 14.0])
+def test_nystrom_refuses_an_indefinite_matrix_its_sketch_dilutes(c):
+    """I - c q q^T: the core Omega^T A Omega stays positive definite and tr(A) - sum(S) positive,
+    but the top eigenvalue of A_hat exceeds A's Rayleigh quotient at its own vector."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal(300)
+    q /= np.linalg.norm(q)
+    A = np.eye(300) - c * np.outer(q, q)
+    for seed in range(10):
+        for rank in (5, 10):
+            with pytest.raises(ValueError, match="not positive semidefinite"):
+                randla.nystrom(A, rank, rng=seed)
+    with pytest.raises(ValueError, match="not positive semidefinite"):
+        randla.nystrom(sp.linalg.aslinearoperator(A), 10, rng=0)
+
+
+def test_nystrom_reports_whether_tol_was_met():
+    A = psd(300, decay="polynomial", rng=0)
+    capped = randla.nystrom(A, 5, tol=1e-6, rng=0)
+    assert not capped.converged and capped.trace_error > 1e-6 * np.trace(A)
+    met = randla.nystrom(A, tol=0.05, rng=0)
+    assert met.converged and np.trace(A - met.reconstruct()) <= 0.05 * np.trace(A) * (1 + 1e-12)
+    assert randla.nystrom(A, 5, rng=0).converged

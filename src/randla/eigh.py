@@ -67,7 +67,8 @@ class NystromResult(Unpackable):
     ``shift`` is the stabilising shift nu that was added and removed;
     ``trace_error`` is tr(A - U diag(S) U^H), the error in the trace
     (nuclear) norm for PSD A: exact (``trace_error_exact``) when tr(A) is
-    cheap to read, otherwise a randomized estimate.
+    cheap to read, otherwise a randomized estimate; ``converged`` is False
+    where ``tol`` was given and not met (the rank cap came first).
     """
 
     U: object
@@ -75,6 +76,7 @@ class NystromResult(Unpackable):
     shift: float = 0.0
     trace_error: float | None = None
     trace_error_exact: bool = False
+    converged: bool = True
     _unpack = ("U", "S")
 
     @property
@@ -247,8 +249,9 @@ def nystrom(
     Omega^H Y_nu, and removing nu from the eigenvalues at the end (Tropp,
     Yurtsever, Udell & Cevher 2017, "Fixed-rank approximation of a positive-
     semidefinite matrix from streaming data", Alg. 3). Passes over A:
-    ``power_iters + 1``. For PSD A its error in the trace norm is at most
-    (1 + k / (l - k - 1)) times the best rank-k error, in expectation.
+    ``power_iters + 1``, and a product with one column for the check below.
+    For PSD A its error in the trace norm is at most (1 + k / (l - k - 1))
+    times the best rank-k error, in expectation.
 
     Trace error: A - A_hat is PSD, so its trace norm is its trace,
     tr(A) - sum(S). Where tr(A) is cheap (dense and sparse matrices, kernel
@@ -260,13 +263,17 @@ def nystrom(
     Refusal of A that is not PSD: a ValueError where the smallest eigenvalue
     of the core Omega^H A Omega (checked when its Cholesky factorisation fails)
     is below -sqrt(u) times its largest magnitude, or the exact trace error
-    tr(A) - sum(S) below -sqrt(u) max(|tr(A)|, sum(S)). Here u is the unit
+    tr(A) - sum(S) below -sqrt(u) max(|tr(A)|, sum(S)), or the Rayleigh
+    quotient u_1^H A u_1 of the top vector below S_1 by more than sqrt(u) S_1
+    (one more product, with one column). Here u is the unit
     roundoff of A's entries, but never less than float32's 2^-23, so that the
     threshold is at least 3.5e-4 relative: a PSD matrix whose entries were
     rounded in single precision or finer, such as a Gram matrix formed in
     float32 and cast to float64, passes, and its rounding-level negative
     eigenvalues are clipped to zero. Entries rounded in half precision and
     then cast up can still be refused; pass such a matrix in its own dtype.
+    These checks see A only through the sketch: an indefinite A can pass
+    them where its negative part is small next to its positive part.
 
     Examples
     --------
@@ -292,23 +299,26 @@ def nystrom(
     probe_rng = child_rng(gen)
     k = cap if tol is None else min(cap, 32)
     checked = False  # A == A^H, on the first sketch only: each check is a pass over A
+    converged = True
     while True:
         U, S, nu = _nystrom_sketch(op, k, oversample, power_iters, sketch, gen, check=not checked)
         checked = True
-        error, exact = _trace_error(op, U, S, trace, probes, probe_rng)
+        error, exact, Au = _trace_error(op, U, S, trace, probes, probe_rng)
+        _check_top(op, U, S, nu, Au)
         if tol is None:
             break
         total = error + _total(op.xp, S)
         # A trace that overflowed (inf <= tol * inf) meets no tolerance.
         finite = math.isfinite(total)
-        if (finite and error <= tol * total) or k >= cap:
+        converged = finite and error <= tol * total
+        if converged or k >= cap:
             if finite:
                 k = _smallest_rank(op.xp, S, error, tol * total)
                 U, S = U[:, :k], S[:k]
                 error = total - _total(op.xp, S)
             break
         k = min(2 * k, cap)
-    return NystromResult(op.as_output(U), op.as_output(S), nu, max(error, 0.0), exact)
+    return NystromResult(op.as_output(U), op.as_output(S), nu, max(error, 0.0), exact, converged)
 
 
 def _nystrom_sketch(op, rank, oversample, power_iters, sketch, rng, check=True):
@@ -362,19 +372,39 @@ def _refuse_indefinite(value: float, scale: float, eps: float, what: str):
         )
 
 
-def _trace_error(op, U, S, trace, probes: int, rng) -> tuple[float, bool]:
-    """tr(A - U diag(S) U^H): exact from tr(A), else a Girard-Hutchinson estimate."""
+def _check_top(op, U, S, nu: float, Au):
+    """Refuse where S_1 > u_1^H A u_1 (``Au`` = A u_1): A - A_hat is PSD for PSD
+    A, so the top eigenvalue of A_hat is at most A's Rayleigh quotient at its
+    vector. An indefinite A whose sketched core is positive definite (its
+    negative part diluted by the sketch) passes the other checks, and A_hat
+    itself, PSD, fits the sketch: only a product beyond it can tell, here
+    with S_1 often far above lambda_max(A)."""
+    top = float(S[0])
+    if not top > 0:
+        return
     xp = op.xp
+    quotient = float(xp.real(xp.sum(xp.conj(U[:, :1]) * Au)))
+    # The Nystrom step's own error is about the shift nu.
+    _refuse_indefinite(quotient - top + 100 * nu, max(top, abs(quotient)), _rounding(op),
+                       "u_1^H A u_1 - S_1 (u_1 the top eigenvector of A_hat)")
+
+
+def _trace_error(op, U, S, trace, probes: int, rng):
+    """(tr(A - U diag(S) U^H), whether exact, A u_1): the trace error exact from
+    tr(A), else a Girard-Hutchinson estimate whose product carries u_1 along."""
+    xp = op.xp
+    u = U[:, :1]
     if trace is not None:
         total = _total(xp, S)
         error = trace - total
         _refuse_indefinite(error, max(abs(trace), total), _rounding(op), "tr(A - A_hat)")
-        return error, True
+        return error, True, op.matmat(u)
     G = random_signs(xp, (op.shape[0], probes), op.dtype, op.device, rng)
-    AG = op.matmat(G)
+    AG = op.matmat(xp.concat([G, xp.astype(u, G.dtype)], axis=1))
+    AG, Au = AG[:, :probes], AG[:, probes:]
     UG = conj_transpose(xp, U) @ G
     quad = xp.sum(xp.real(xp.conj(G) * AG)) - xp.sum(S[:, None] * xp.real(xp.conj(UG) * UG))
-    return float(quad) / probes, False
+    return float(quad) / probes, False, Au
 
 
 def _total(xp, S) -> float:

@@ -190,3 +190,14 @@ def precomputed_expected_failures(estimator):
 @pytest.mark.filterwarnings(SPLIT)
 def test_sklearn_conventions(estimator, check):
     check(estimator)
+
+
+def test_half_precision_torch_affinity():
+    """NumPy has no bfloat16: the affinity is read in double."""
+    torch = pytest.importorskip("torch")
+    points, _ = make_blobs(90, centers=3, cluster_std=0.3, random_state=0)
+    A = np.exp(-np.square(points[:, None] - points[None]).sum(-1) / 2)
+    expected = randla.graph_spectral_clustering(A, 3, rng=0).labels
+    for dtype in (torch.bfloat16, torch.float16):
+        labels = randla.graph_spectral_clustering(torch.from_numpy(A).to(dtype), 3, rng=0).labels
+        assert adjusted_rand_score(labels, expected) == 1.0

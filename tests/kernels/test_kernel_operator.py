@@ -565,3 +565,16 @@ def test_meta_points_are_refused():
     """Points on torch's 'meta' device hold no values: a clear TypeError."""
     with pytest.raises(TypeError, match="X is a torch tensor on the 'meta' device"):
         kernel_operator(torch.empty(20, 3, device="meta", dtype=torch.float64))
+
+
+@pytest.mark.parametrize("block_dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_torch_blocks_of_another_dtype_are_multiplied_in_the_operators(block_dtype):
+    """torch multiplies equal dtypes only: a half or double block is cast to K's dtype, as attention_operator does."""
+    torch.manual_seed(0)
+    X = torch.randn(50, 3, dtype=torch.bfloat16)
+    V = torch.randn(50, 2).to(block_dtype)
+    K = kernel_operator(X, gamma=0.5)
+    dense = torch.from_numpy(pairwise_kernels(X.double().numpy(), metric="rbf", gamma=0.5))
+    for product in (K @ V, K.matmat(V), K.rmatmat(V)):
+        assert product.dtype == K.dtype == torch.float32
+        torch.testing.assert_close(product.double(), dense @ V.float().double(), rtol=1e-5, atol=1e-5)

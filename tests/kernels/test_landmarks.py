@@ -595,3 +595,24 @@ def test_draw_keeps_small_float32_weights_in_the_law():
     t_idx = _draw(array_namespace(tensor), tensor, draws, np.random.default_rng(0))
     np.testing.assert_array_equal(t_idx, idx)
 
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_converged_says_whether_tol_was_met(method):
+    K = psd(300, decay="polynomial", rng=0)
+    capped = landmarks(K, 5, method=method, tol=1e-6, rng=0)
+    assert not capped.converged and capped.trace_error > 1e-6 * capped.trace
+    assert not capped.eig().converged
+    met = landmarks(K, tol=0.05, method=method, rng=0)
+    assert met.converged and met.trace_error <= 0.05 * met.trace
+    assert landmarks(K, 5, method=method, rng=0).converged  # no tol: nothing to miss
+    assert not rpcholesky(K, 5, tol=1e-6, rng=0).converged and not column_nystrom(K, 5, tol=1e-6, rng=0).converged
+
+
+def test_dask_arrays_are_refused_clearly():
+    da = pytest.importorskip("dask.array")
+    K = da.from_array(psd(60, rank=10, rng=0), chunks=20)
+    for call in (lambda: rpcholesky(K, 5, rng=0), lambda: column_nystrom(K, 5, rng=0),
+                 lambda: landmarks(K, 5, method="uniform", rng=0)):
+        with pytest.raises(TypeError, match=r"got a Dask array.*K\.compute\(\)"):
+            call()

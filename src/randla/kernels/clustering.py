@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_torch_array
 
 from .._results import Unpackable
 from .._validate import check_choice, check_int, check_rng
@@ -99,7 +99,7 @@ def spectral_clustering(
         k-means restarts on the embedding; the best is kept.
     memory_limit : int
         Bytes for kernel blocks, as in :func:`randla.kernel_operator`.
-    rng : None, int or numpy Generator
+    rng : None, int, SeedSequence, BitGenerator or Generator
         Seeds landmark selection and k-means.
 
     Returns
@@ -241,7 +241,7 @@ def graph_spectral_clustering(
         Eigenvectors in the embedding; default ``n_clusters``.
     n_init : int, default 10
         k-means restarts on the embedding; the best is kept.
-    rng : None, int or numpy Generator
+    rng : None, int, SeedSequence, BitGenerator or Generator
         Seeds the eigensolver's sketch and k-means.
 
     Returns
@@ -375,6 +375,8 @@ class _ShiftInverted(Operator):
 def _check_affinity(A):
     """A as a symmetric, non-negative float64 matrix (CSR, or a NumPy array), a new one."""
     sparse = sp.issparse(A)
+    if is_torch_array(A) and A.is_floating_point() and str(A.layout) == "torch.strided":
+        A = A.detach().cpu().double()  # NumPy has no bfloat16; a copy in double, as the affinity is used
     A = A if sparse else np.asarray(A)
     if A.dtype.kind not in "biuf":
         raise TypeError(f"the affinity matrix must hold real numbers; got dtype {A.dtype}.")

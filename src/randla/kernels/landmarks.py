@@ -114,7 +114,8 @@ def rpcholesky(
     -------
     PartialCholesky
         Unpacks as ``indices, factor``; also ``trace_error`` (exact),
-        ``eig()`` for the eigendecomposition.
+        ``converged`` (False where ``tol`` was not met) and ``eig()`` for
+        the eigendecomposition.
 
     Notes
     -----
@@ -464,7 +465,8 @@ def landmarks(
     Returns
     -------
     PartialCholesky
-        Unpacks as ``indices, factor``; ``method`` records the method.
+        Unpacks as ``indices, factor``; ``method`` records the method,
+        ``converged`` whether ``tol`` (if given) was met.
 
     Notes
     -----
@@ -565,7 +567,7 @@ def column_nystrom(
     -------
     ColumnNystromResult
         Unpacks as ``U, S`` (like :class:`randla.NystromResult`); also
-        ``indices``, ``trace`` and ``trace_error``.
+        ``indices``, ``trace``, ``trace_error`` and ``converged``.
 
     Notes
     -----

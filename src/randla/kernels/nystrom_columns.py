@@ -43,7 +43,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
+from array_api_compat import array_namespace, is_array_api_obj, is_dask_array, is_torch_array
 
 from .._results import Unpackable
 from .._validate import check_int, check_tol
@@ -80,6 +80,8 @@ class ColumnNystromResult(Unpackable):
         tr(K - U diag(S) U^T), the error in the trace (nuclear) norm.
     method : str
         How the landmarks were chosen.
+    converged : bool
+        False where ``tol`` was given and not met (the rank cap came first).
     """
 
     U: object
@@ -88,6 +90,7 @@ class ColumnNystromResult(Unpackable):
     trace: float
     trace_error: float
     method: str
+    converged: bool = True
     _unpack = ("U", "S")
 
     @property
@@ -127,6 +130,9 @@ class PartialCholesky(Unpackable):
         rounding), so this is its trace (nuclear) norm, not an estimate.
     method : str
         How the landmarks were chosen.
+    converged : bool
+        False where ``tol`` was given and not met: the rank cap came first,
+        or the tolerance is below the rounding of K's entries.
     """
 
     indices: np.ndarray
@@ -134,6 +140,7 @@ class PartialCholesky(Unpackable):
     trace: float
     trace_error: float
     method: str
+    converged: bool = True
     _unpack = ("indices", "factor")
 
     @property
@@ -170,7 +177,7 @@ class PartialCholesky(Unpackable):
             pivot = xp.take_along_axis(U, xp.argmax(xp.abs(U), axis=0)[None, :], axis=0)[0]
             U = U * xp.where(pivot < 0, -xp.ones_like(pivot), xp.ones_like(pivot))[None, :]
             U, S = xp.astype(U, F.dtype), xp.astype(s * s, F.dtype)
-        return ColumnNystromResult(U, S, self.indices, self.trace, self.trace_error, self.method)
+        return ColumnNystromResult(U, S, self.indices, self.trace, self.trace_error, self.method, self.converged)
 
 
 # -- access to the matrix ----------------------------------------------------------
@@ -278,6 +285,8 @@ def as_psd(K) -> _PSD:
         K = np.asarray(K)
     import scipy.sparse as sp
 
+    if is_dask_array(K):
+        raise TypeError(f"{_NEEDS}; got a Dask array. Pass it as a NumPy array (K.compute()) or a kernel_operator.")
     if sp.issparse(K) or not is_array_api_obj(K) or getattr(K, "layout", None) not in (None, _strided()):
         what = "a sparse matrix" if sp.issparse(K) or hasattr(K, "layout") else type(K).__name__
         raise TypeError(
@@ -379,6 +388,7 @@ class Factorization:
         self.psd, self.xp, self.cap = psd, psd.xp, cap
         self.d = psd.xp.asarray(psd.diag, copy=True)
         self.target = 0.0 if tol is None else tol * psd.trace
+        self.tol = tol
         # A fixed rank is allocated once; under a tolerance the factor grows by doubling.
         capacity = cap if tol is None else min(cap, _INITIAL_CAPACITY)
         self._G = psd.xp.zeros((capacity, psd.n), dtype=psd.dtype, device=psd.device)
@@ -548,7 +558,8 @@ class Factorization:
     def result(self, method: str) -> PartialCholesky:
         xp, psd = self.xp, self.psd
         G = self.G if self._G.shape[0] == self.rank else xp.asarray(self.G, copy=True)
-        return PartialCholesky(self.indices, psd.as_output(G.mT), psd.trace, self.residual, method)
+        converged = self.tol is None or self.residual <= self.target
+        return PartialCholesky(self.indices, psd.as_output(G.mT), psd.trace, self.residual, method, converged)
 
 
 def _pivoted_cholesky(H: np.ndarray, floor: float, shift: float, shifted_below: float):

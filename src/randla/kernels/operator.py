@@ -13,7 +13,7 @@ import math
 import numbers
 
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 
 from ..backend import device_of, to_numpy
 from ..operators import Operator
@@ -157,6 +157,8 @@ class KernelOperator(Operator):
 
     def _product(self, A, B, V):
         xp, step = self.xp, self._rows_per_block(B.shape[0])
+        if is_torch_array(V) and V.dtype != self.dtype:
+            V = V.to(self.dtype)  # torch multiplies equal dtypes only: a half or double block goes to K's
         columns = self._arange(0, B.shape[0])
         blocks, prepared = [], self.kernel.prepare(xp, B)
         for i in range(0, A.shape[0], step):
