@@ -774,3 +774,26 @@ def test_interpolative_tol_on_a_linear_operator_holds_with_high_probability():
         failed += r.converged and true > 0.1
         assert r.converged and r.error_estimate == pytest.approx(true, rel=0.05)
     assert failed <= 2
+
+
+@pytest.mark.parametrize("method", ["qr", "deim"])
+def test_cur_past_the_numerical_rank_stays_accurate(method):
+    """The Cauchy matrix 1 / (1 + x + y), numerical rank about 8: at k = 16 the exact pseudo-inverses of the
+    ill-conditioned skeletons gave ||U|| ~ 1e11 and a relative error of 1e-3, where C and R allow 1e-15."""
+    x, y = np.linspace(0, 1, 500), np.linspace(0, 1, 400)
+    A = 1 / (1 + x[:, None] + y[None, :])
+    for k in (8, 16):
+        r = randla.cur(A, k, method=method, rng=0)
+        assert np.linalg.norm(A - r.reconstruct()) <= 1e-7 * np.linalg.norm(A)
+
+
+@pytest.mark.parametrize("axis", [1, 0])
+def test_tol_stopped_by_the_rank_cap_returns_least_squares_coefficients(axis):
+    """On a flat spectrum the sketch coefficients near the cap had errors above ||A||_F."""
+    A = np.random.default_rng(0).standard_normal((400, 300))
+    r = randla.interpolative(A, 100, tol=0.1, axis=axis, rng=0)
+    assert not r.converged and r.rank == 100
+    true = np.linalg.norm(A - r.reconstruct()) / np.linalg.norm(A)
+    fixed = randla.interpolative(A, 100, axis=axis, rng=0)  # least squares for its own skeleton
+    best = np.linalg.norm(A - fixed.reconstruct()) / np.linalg.norm(A)
+    assert true < 1.05 * best < 1 and r.error_estimate == pytest.approx(true, rel=1e-8)

@@ -94,7 +94,9 @@ class IDResult(Unpackable):
         ||A - A_hat||_F / ||A||_F where it was computed: in ``tol`` mode
         and with ``sketch=None``; None otherwise (see
         :func:`randla.estimate_error`, which accepts this result). For a
-        LinearOperator, a point estimate from random probes.
+        LinearOperator, a point estimate from random probes; there, after
+        ``tol`` mode stopped at the rank cap, it is that of the sketch
+        coefficients, which the least-squares P returned never exceeds.
     converged : bool
         In ``tol`` mode, whether the tolerance was met within the rank cap.
         For a LinearOperator, the rank is chosen and convergence decided on
@@ -188,8 +190,10 @@ def interpolative(
         (least squares, one more pass over A, O(nnz(A) k) for sparse A).
         "sketch" (the only choice, and the default, with ``tol``, whose
         error check is made for it): P from the pivoted QR of the sketch,
-        no further pass, entries bounded in practice (Notes). With
-        ``sketch=None`` the two coincide.
+        no further pass, entries bounded in practice (Notes). Where the
+        rank cap stops ``tol`` mode short of the tolerance
+        (``converged=False``), P is the least-squares one, with its error.
+        With ``sketch=None`` the two coincide.
     rng : None, int, SeedSequence, BitGenerator or Generator
         Source of randomness (SPEC 7); the same rng gives the same result.
 
@@ -314,8 +318,14 @@ def interpolative(
         R, perm, k, r, error, converged = found
     idx = perm[:k].astype(np.int64)
     skeleton = take(A, op, idx, axis)
-    if sketch is not None and coefficients == "lstsq" and r == k:
-        P = least_squares_coefficients(op, work, skeleton, idx, axis)
+    # Where the rank cap stopped k short of tol, nothing certifies the sketch
+    # coefficients, which near the cap can be far off (errors above ||A||_F on
+    # flat spectra): the best ones for the skeleton, as with a fixed rank.
+    capped = tol is not None and sketch is not None and not converged
+    if sketch is not None and (coefficients == "lstsq" or capped) and r == k:
+        P, captured = least_squares_coefficients(op, work, skeleton, idx, axis)
+        if capped:
+            error = _least_squares_error(op, captured, error)
     else:
         P = to_work(op, sketch_coefficients(R, perm, k, r))
     P = op.as_output(P)
@@ -325,13 +335,25 @@ def interpolative(
 
 
 def least_squares_coefficients(op: Operator, work: Operator, skeleton, idx: np.ndarray, axis: int):
-    """P = C^+ W for the skeleton columns C of W (W = A, or A^H for a row ID): one pass over A."""
+    """(P, ||Q^H W||_F) for P = C^+ W, C the skeleton columns of W (W = A, or A^H
+    for a row ID) and Q an orthonormal basis of C: one pass over A."""
     xp = op.xp
     Q, T = qr(xp, as_work_columns(skeleton, op, axis))
-    P = xp.linalg.solve(T, conj_transpose(xp, work.rmatmat(Q)))
+    QhW = conj_transpose(xp, work.rmatmat(Q))
+    P = xp.linalg.solve(T, QhW)
     k = idx.shape[0]
     P[:, xp.asarray(idx, device=op.device)] = xp.eye(k, dtype=P.dtype, device=op.device)
-    return P
+    return P, frobenius_norm(xp, QhW)
+
+
+def _least_squares_error(op: Operator, captured: float, bound: float | None) -> float | None:
+    """||A - C C^+ A||_F / ||A||_F = sqrt(1 - (||Q^H A|| / ||A||)^2) where ||A||_F is
+    summed from A's entries; otherwise ``bound``, the sketch coefficients' error,
+    which the least-squares ones never exceed."""
+    norm = op.norm()
+    if norm is None or op.norm_error() > 0 or not norm > 0:
+        return bound
+    return math.sqrt(max(1.0 - (captured / norm) ** 2, 0.0))
 
 
 @dataclass(frozen=True, repr=False)
@@ -371,8 +393,24 @@ def two_sided_id(A, rank: int, *, sketch: str | None = "gaussian", oversample: i
     row ID of the skeleton, C ~ P_rows C[rows, :], by the column-pivoted QR
     of the small C^H (k x m); together A ~ P_rows A[rows][:, cols] P_cols
     [VM2017, Sec. 2.4]. The error is that of the column ID plus the row ID's
-    error on C, amplified by ||P_cols||. Parameters as in
-    :func:`interpolative`; the cost is that of the column ID plus O(m k^2).
+    error on C, amplified by ||P_cols||; the cost is that of the column ID
+    plus O(m k^2).
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+        As :func:`interpolative` takes it.
+    rank : int
+        k, the number of rows and of columns kept, in [1, min(m, n)]. There
+        is no ``tol``: pick k with :func:`interpolative` first.
+    sketch, oversample, power_iters, rng
+        Of the column ID, as in :func:`interpolative`.
+
+    Returns
+    -------
+    TwoSidedIDResult
+        Unpacks as ``P_rows, core, P_cols``; ``rows`` and ``cols`` are the
+        kept indices, ``reconstruct()`` gives P_rows @ core @ P_cols.
 
     Examples
     --------
