@@ -241,3 +241,18 @@ def test_a_real_sentence_transformer_compresses_with_calibration(sentences):
         before = model.encode(sentences["evaluation"], convert_to_tensor=True)
         after = small.encode(sentences["evaluation"], convert_to_tensor=True)
     assert float(torch.nn.functional.cosine_similarity(before, after).mean()) > 0.7
+
+
+def test_calibration_restores_each_module_mode():
+    """A frozen backbone kept in eval inside a training model stays in eval (Dropout off, BatchNorm fixed)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Sequential(nn.Linear(32, 64), nn.BatchNorm1d(64), nn.Dropout(0.5)),
+                          nn.Linear(64, 64), nn.Linear(64, 8))
+    model.train()
+    model[0].eval()
+    modes = {name: m.training for name, m in model.named_modules()}
+    small, _ = compress(model, reduction=0.3, calibration=[torch.randn(16, 32)], allocation="uniform", rng=0)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert not small[0].training and not small[0][1].training and small.training
+    compress(model, reduction=0.3, calibration=[torch.randn(16, 32)], allocation="uniform", rng=0, inplace=True)
+    assert not model[0].training and not model[0][2].training and model.training

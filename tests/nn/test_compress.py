@@ -680,3 +680,11 @@ def test_a_single_batch_is_taken_as_one_batch(kind, target):
     assert [layer.output_error for layer in got.layers] == [layer.output_error for layer in expected.layers]
     assert all(torch.equal(v, listed.state_dict()[k]) for k, v in single.state_dict().items())
     assert batch is not None and (kind == "tensor" or set(batch) == {"input_ids", "attention_mask"})  # untouched
+
+
+def test_an_explicit_rank_past_break_even_warns_of_the_layers_left_dense():
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 256))
+    with pytest.warns(UserWarning, match=r"rank=40 leaves 1 of 2 selected layers dense \(0\).*break-even"):
+        small, report = compress(model, rank=40, rng=0)
+    assert isinstance(small[0], torch.nn.Linear) and isinstance(small[1], LowRankLinear)
+    assert report.layers[0].rank is None and report.layers[1].rank == 40

@@ -106,3 +106,25 @@ def test_replace_module_refuses_the_model_itself():
     with pytest.raises(ValueError, match="cannot replace the model"):
         replace_module(model, "", LowRankLinear(torch.randn(3, 2), torch.randn(2, 4)))
     assert list(model.named_children()) == []
+
+
+def test_from_linear_keeps_what_trains_and_what_does_not():
+    frozen = torch.nn.Linear(16, 12)
+    frozen.requires_grad_(False)
+    layer = LowRankLinear.from_linear(frozen, 4, rng=0)
+    assert not any(p.requires_grad for p in layer.parameters())
+    half = torch.nn.Linear(16, 12)
+    half.bias.requires_grad_(False)  # BitFit the other way round: weights train, the bias is frozen
+    layer = LowRankLinear.from_linear(half, 4, rng=0)
+    assert layer.up.requires_grad and layer.down.requires_grad and not layer.bias.requires_grad
+    assert layer.bias is not half.bias and torch.equal(layer.bias, half.bias)
+
+
+def test_from_linear_under_inference_mode_gives_trainable_parameters():
+    linear = torch.nn.Linear(16, 12)
+    with torch.inference_mode():
+        layer = LowRankLinear.from_linear(linear, 4, rng=0)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(torch.randn(3, 16)).sum().backward()
+    optimizer.step()  # an inference tensor refuses the in-place update
+    assert all(not p.is_inference() for p in layer.parameters())

@@ -103,3 +103,23 @@ def test_a_linear_subclass_is_a_linear():
     attention = torch.nn.MultiheadAttention(32, 4)  # its out_proj is a subclass of nn.Linear
     A, B, residual = pissa_init(attention.out_proj, 4, rng=0)
     torch.testing.assert_close(B @ A + residual, attention.out_proj.weight.detach(), rtol=0, atol=1e-5)
+
+
+def test_pissa_under_inference_mode_gives_trainable_factors():
+    linear = torch.nn.Linear(16, 12)
+    with torch.inference_mode():
+        A, B, residual = pissa_init(linear, 4, rng=0)
+    A, B = torch.nn.Parameter(A), torch.nn.Parameter(B)  # refused for inference tensors
+    (B @ A).sum().backward()
+    assert A.grad is not None and B.grad is not None and not residual.is_inference()
+
+
+def test_pissa_result_factors_and_reconstruct_give_the_principal_part():
+    linear = torch.nn.Linear(40, 30, dtype=torch.float64)
+    r = pissa_init(linear, 6, scaling=2.0, rng=0)
+    L, R = r.factors()
+    torch.testing.assert_close(L @ R, 2.0 * r.B @ r.A)
+    torch.testing.assert_close(r.reconstruct() + r.residual, linear.weight.detach())
+    U, S, Vh = torch.linalg.svd(linear.weight.detach())
+    best = torch.linalg.norm(S[6:]) / torch.linalg.norm(S)
+    assert r.error <= 1.01 * float(best) and r.scaling == 2.0

@@ -290,3 +290,15 @@ def test_replaced_files_keep_their_permissions(tmp_path):
         os.umask(old)
     for name in names:
         assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o600, name
+
+
+def test_a_missing_safetensors_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    small, _ = compress(torch.nn.Sequential(torch.nn.Linear(64, 64)), rank=8, rng=0)
+    for name in {"safetensors", "safetensors.torch", *(m for m in sys.modules if m.startswith("safetensors."))}:
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    with pytest.raises(ImportError, match=r"needs safetensors: pip install 'randla\[nn\]'"):
+        save_compressed(small, tmp_path / "out")
+    with pytest.raises(ImportError, match=r"needs safetensors: pip install 'randla\[nn\]'"):
+        load_compressed(torch.nn.Sequential(torch.nn.Linear(64, 64)), tmp_path / "out")

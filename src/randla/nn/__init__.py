@@ -6,7 +6,7 @@
 try:
     import torch  # noqa: F401
 except ImportError as exc:  # pragma: no cover - the torch extra is missing
-    raise ImportError("randla.nn needs PyTorch: pip install 'randla[torch]'") from exc
+    raise ImportError("randla.nn needs PyTorch: pip install 'randla[nn]'") from exc
 
 from .causal import perplexity
 from .compress import CompressionReport, LayerReport, compress

@@ -208,7 +208,7 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
     handles = [module.register_forward_pre_hook(pre_hook_for(name)) for name, module in modules.items()]
     if gradients:
         handles += [module.register_forward_hook(output_hook_for(name)) for name, module in modules.items()]
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}  # restored one by one: eval() sets all
     grad_flags = {p: p.requires_grad for p in model.parameters()}
     generator = torch.Generator().manual_seed(seed)
     importance, sensitivity = {}, {}
@@ -256,7 +256,8 @@ def collect(model, modules: dict, calibration, *, gradients: bool = False, loss=
         for p, flag in grad_flags.items():
             if p.requires_grad != flag:  # an inference tensor refuses even a setting it has
                 p.requires_grad_(flag)
-        model.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode
     unused = [name for name, s in stats.items() if s is None]
     if unused:
         raise ValueError(

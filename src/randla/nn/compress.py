@@ -452,6 +452,14 @@ def compress(
 
     units = [_Unit.of(layers, stats, (name,)) for name in layers]
     caps = [_cap(u.shape, rank, reduction, allocation) for u in units]
+    dense = [u.names[0] for u, c in zip(units, caps) if rank is not None and not c]
+    if dense:
+        warnings.warn(
+            f"rank={rank} leaves {len(dense)} of {len(units)} selected layers dense ({', '.join(dense[:5])}"
+            f"{', ...' if len(dense) > 5 else ''}): a layer is factored only below its break-even rank "
+            "r < m n / (m + n), where the factors hold fewer numbers than the weight.",
+            UserWarning, stacklevel=3,
+        )
     if reduction is not None and allocation == "global":
         # A zero weighted error at every rank would make such a layer look free to destroy: keep it dense.
         caps = [0 if u.names[0] in blind else c for u, c in zip(units, caps)]

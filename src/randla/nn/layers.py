@@ -86,19 +86,26 @@ class LowRankLinear(nn.Module):
         self.bias = None if bias is None else (bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias))
 
     @classmethod
+    @torch.inference_mode(False)  # parameters made under the caller's inference_mode could never train
     def from_linear(cls, linear: nn.Module, rank: int, **options) -> "LowRankLinear":
         """The best rank-``rank`` replacement of ``linear`` by randomized subspace iteration.
 
         ``linear`` is a ``torch.nn.Linear`` (or a subclass) or transformers' ``Conv1D``;
         ``options`` go to :func:`randla.svd` (``power_iters``, ``oversample``, ``rng``).
+        ``linear`` is left as it was. The factors are trainable where its
+        weight is (``requires_grad``), the bias (a copy) where its bias is.
         """
         from .factorize import weight_factors
 
         if not (isinstance(linear, nn.Linear) or is_conv1d(linear)):
             raise TypeError(f"`linear` must be a {LINEAR_KINDS}; got {type(linear).__name__}.")
-        up, down = weight_factors(linear_weight(linear).detach(), rank, **options)
-        bias = None if linear.bias is None else linear.bias.detach().clone()
-        return cls(up, down, bias)
+        weight = linear_weight(linear)
+        up, down = weight_factors(weight.detach(), rank, **options)
+        trainable = weight.requires_grad
+        bias = None
+        if linear.bias is not None:
+            bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=linear.bias.requires_grad)
+        return cls(nn.Parameter(up, requires_grad=trainable), nn.Parameter(down, requires_grad=trainable), bias)
 
     @property
     def in_features(self) -> int:

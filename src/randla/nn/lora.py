@@ -28,19 +28,32 @@ class PissaInit(Unpackable):
     residual : (out_features, in_features) tensor, the frozen base weight
     error : float
         ||residual||_F / ||W||_F, what the adapter leaves out at initialisation.
+    scaling : float
+        The adapter's factor s.
     """
 
     A: torch.Tensor
     B: torch.Tensor
     residual: torch.Tensor
     error: float
+    scaling: float = 1.0
     _unpack = ("A", "B", "residual")
 
     @property
     def rank(self) -> int:
         return int(self.A.shape[0])
 
+    def factors(self):
+        """(L, R) = (s B, A): the principal part of W is L @ R."""
+        return self.scaling * self.B, self.A
 
+    def reconstruct(self) -> torch.Tensor:
+        """The principal part s B @ A, W's rank-``rank`` approximation (W = it + ``residual``)."""
+        L, R = self.factors()
+        return L @ R
+
+
+@torch.inference_mode(False)  # factors made under the caller's inference_mode could never train
 def pissa_init(linear, rank: int, *, scaling: float = 1.0, oversample: int = 10, power_iters="auto",
                rng=None) -> PissaInit:
     """Split a layer's weight into its principal rank-``rank`` part, as adapter factors, and the rest.
@@ -61,6 +74,13 @@ def pissa_init(linear, rank: int, *, scaling: float = 1.0, oversample: int = 10,
     oversample, power_iters, rng :
         As in :func:`randla.svd`; the top singular triplets come from
         randomized subspace iteration.
+
+    Returns
+    -------
+    PissaInit
+        Unpacks as ``A, B, residual``; also ``error`` (the relative
+        Frobenius norm of the residual), ``scaling``, ``factors()`` and
+        ``reconstruct()`` (the principal part s B @ A).
 
     Notes
     -----
@@ -97,4 +117,4 @@ def pissa_init(linear, rank: int, *, scaling: float = 1.0, oversample: int = 10,
     A = root[:, None] * Vh
     residual = work - scaling * (B @ A)
     error = float(torch.linalg.norm(residual) / torch.linalg.norm(work).clamp_min(torch.finfo(work.dtype).tiny))
-    return PissaInit(A.to(dtype), B.to(dtype), residual.to(dtype), error)
+    return PissaInit(A.to(dtype), B.to(dtype), residual.to(dtype), error, float(scaling))

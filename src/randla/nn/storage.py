@@ -56,9 +56,24 @@ def save_compressed(model: nn.Module, path, *, report=None, factors_only: bool =
     description last, so a reader never pairs it with other factors.
     ``factors_only=True`` writes the factors alone, for a model whose other
     weights are the original's: smaller, but what else changed is lost.
-    """
-    from safetensors.torch import save
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model compressed by :func:`compress` (or holding
+        :class:`LowRankLinear` layers), or a single such layer.
+    path : str or path-like
+        The directory, created if missing.
+    report : CompressionReport, optional
+        Stored in the description, for the record.
+    factors_only : bool, default False
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    save = _safetensors().torch.save
     _check_model(model)
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LowRankLinear)}
     if not layers:
@@ -133,9 +148,17 @@ def _fail(path, why: str):
     raise ValueError(f"{path} is not a compressed model that fits this one: {why}")
 
 
+def _safetensors():
+    try:
+        import safetensors.torch
+    except ImportError as exc:
+        raise ImportError("saving and loading compressed models needs safetensors: pip install 'randla[nn]'") from exc
+    return safetensors
+
+
 def _read(path: Path):
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    safetensors = _safetensors()
+    SafetensorError, load = safetensors.SafetensorError, safetensors.torch.load
 
     try:
         description = json.loads((path / DESCRIPTION).read_text())
@@ -183,6 +206,26 @@ def load_compressed(model: nn.Module, path, *, inplace: bool = False) -> nn.Modu
     from a Hugging Face base model (``AutoModel``, as ``randla compress``
     loads it) fit its model with a head (``AutoModelForCausalLM``) too,
     through ``base_model_prefix``, and the other way round.
+
+    Every tensor takes the dtype and device of what it replaces in ``model``:
+    factors that dense weight's, the rest of the state the model's own
+    entry. A model trained in float32 after compressing a bfloat16 one
+    comes back rounded to bfloat16; convert ``model`` first to keep the
+    saved precision.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The original, uncompressed model (or one of its architecture).
+    path : str or path-like
+        A directory written by :func:`save_compressed`.
+    inplace : bool, default False
+        Replace the layers of ``model`` itself instead of a copy.
+
+    Returns
+    -------
+    torch.nn.Module
+        The compressed model.
     """
     _check_model(model)
     path = Path(path)
