@@ -828,3 +828,14 @@ def test_float32_entries_far_from_1_are_fitted_in_their_units(method, power):
     scaled = randla.complete(data.rows, data.cols, data.values * factor, data.shape, rank=3, method=method, rng=0)
     assert scaled.S.dtype == np.float32
     np.testing.assert_array_equal(scaled.predict(data.rows, data.cols), plain.predict(data.rows, data.cols) * factor)
+
+
+@pytest.mark.parametrize("options", [{}, {"method": "altmin", "biases": True}])
+def test_factors_give_the_whole_prediction(options):
+    """factors() is (L, R) with Z = L @ R, offsets included, as every other result's."""
+    rng = np.random.default_rng(1)
+    flat = rng.choice(600, 300, replace=False)
+    r = randla.complete(flat // 20, flat % 20, rng.standard_normal(300) + 3, (30, 20), rank=3, rng=0, **options)
+    L, R = r.factors()
+    assert L.shape[0] == 30 and R.shape[1] == 20 and L.shape[1] == R.shape[0] <= r.rank + 2
+    np.testing.assert_allclose(L @ R, r.reconstruct(), rtol=1e-12, atol=1e-12)

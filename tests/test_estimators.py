@@ -460,3 +460,19 @@ def test_spectral_clustering_refit_with_a_kernel_affinity_drops_the_old_graph(gr
     model.set_params(affinity="rbf").fit(X2)
     assert model.labels_.shape == (500,)
     assert not hasattr(model, "affinity_matrix_")
+
+
+def test_estimators_without_scikit_learn_name_the_extra(monkeypatch):
+    import sys
+
+    import randla
+
+    for name in {"sklearn", *(m for m in sys.modules if m.startswith("sklearn."))}:
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    for name in [m for m in sys.modules if m.startswith("randla.estimators")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(randla, "estimators", raising=False)
+    with pytest.raises(ImportError, match=r"randla\.PCA needs scikit-learn: pip install 'randla\[sklearn\]'"):
+        randla.PCA
+    with pytest.raises(ImportError, match=r"randla\.KernelRidge needs scikit-learn"):
+        __import__("randla", fromlist=["KernelRidge"])  # from randla import KernelRidge

@@ -55,3 +55,12 @@ def test_nothing_to_plot(tmp_path):
     dense = LayerReport("fc", (8, 6), None, 48, 48, 0.0, None, 0.0)
     with pytest.raises(ValueError, match="no factored layer"):
         plot_compression(CompressionReport((dense,), "exact", "global", 0.0), tmp_path / "x.png")
+
+
+def test_a_missing_matplotlib_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'randla\[plot\]'"):
+        plot_compression(report(), tmp_path / "spectra.png")
+    assert not list(tmp_path.iterdir())

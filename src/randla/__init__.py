@@ -11,6 +11,8 @@ small problem exactly, lift back [HMT2011].
 (20, (500, 20))
 """
 
+from importlib.util import find_spec as _find_spec
+
 from . import testing
 from .attention import AttentionOperator, attention_operator, nystrom_attention, performer_attention
 from .completion import CompletionResult, complete
@@ -49,8 +51,10 @@ _ESTIMATORS = ("PCA", "IncrementalPCA", "TruncatedSVD", "Nystroem", "RandomFouri
 def __getattr__(name):
     # The estimators need scikit-learn; it is imported on first use only.
     if name in _ESTIMATORS:
-        from . import estimators
-
+        try:
+            from . import estimators
+        except ImportError as exc:
+            raise ImportError(f"randla.{name} needs scikit-learn: pip install 'randla[sklearn]' ({exc})") from exc
         return getattr(estimators, name)
     raise AttributeError(f"module 'randla' has no attribute {name!r}")
 
@@ -104,7 +108,7 @@ __all__ = [
     "spectral_clustering",
     "graph_spectral_clustering",
     "SpectralClusteringResult",
-    *_ESTIMATORS,
+    *(_ESTIMATORS if _find_spec("sklearn") else ()),  # a star import works without the extra
     "attention_operator",
     "AttentionOperator",
     "nystrom_attention",

@@ -379,10 +379,11 @@ def _compress(args) -> int:
     print(f"saved the factors to {out}")
     try:
         from .plot import plot_compression
+
+        plot_compression(report, out / "spectra.png")  # imports matplotlib: ImportError without it
     except ImportError:
         print("matplotlib is not installed: no spectra.png (pip install 'randla[plot]')", file=sys.stderr)
     else:
-        plot_compression(report, out / "spectra.png")
         print(f"plotted spectra and error against rank to {out / 'spectra.png'}")
     if evaluation is not None:
         compressed_language_model = None

@@ -150,6 +150,21 @@ class CompletionResult(Unpackable):
             out += self.row_bias[rows][:, None] + self.col_bias
         return out[0] if single else out
 
+    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(L, R) with Z = L @ R: (U diag(S), Vh), with a column of ones and
+        a row of ``mean + col_bias`` added for the offsets, and ``row_bias``
+        against a row of ones, where there are any."""
+        m, n = self.shape
+        L, R = [self.U * self.S], [self.Vh]
+        column = np.full(n, self.mean) if self.col_bias is None else self.mean + self.col_bias
+        if np.any(column != 0):
+            L.append(np.ones((m, 1)))
+            R.append(column[None, :])
+        if self.row_bias is not None:
+            L.append(self.row_bias[:, None])
+            R.append(np.ones((1, n)))
+        return np.hstack(L), np.vstack(R)
+
     def reconstruct(self) -> np.ndarray:
         """The dense m x n matrix Z (only for matrices that fit in memory)."""
         return self.scores(np.arange(self.shape[0]))
@@ -404,6 +419,8 @@ def complete(
         sigma_1(P_Omega(X)) / 2 down by a factor 1000; the path stops early
         once the validation error has risen twice. ``n_reg=1`` is the one
         value sigma_1(P_Omega(X)) / 2, fitted as a single ``reg`` is.
+    n_reg : int, default 10
+        The length of the default path (``reg=None``); ignored otherwise.
     validation : float, (rows, cols, values) or None
         Held-out entries for choosing ``reg`` and for the validation RMSE in
         the history: a fraction of the observed entries (default 0.1 for a
@@ -444,7 +461,7 @@ def complete(
         solve them exactly).
     oversample : int
         Extra random directions per ``"softimpute"`` step.
-    rng : None, int or numpy Generator
+    rng : None, int, SeedSequence, BitGenerator or Generator
         Seeds the starting SVD, the validation split and the sketches.
 
     Returns

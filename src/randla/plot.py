@@ -21,8 +21,11 @@ def plot_compression(report, path) -> Path:
     :class:`randla.nn.CompressionReport` of :func:`randla.nn.compress`.
     """
     # A Figure of its own, not pyplot: the caller's backend and figures are left alone.
-    import matplotlib
-    from matplotlib.figure import Figure
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError("plotting needs matplotlib: pip install 'randla[plot]'") from exc
 
     path = Path(path)
     layers = [layer for layer in report.layers if layer.singular_values is not None and layer.singular_values[:1].sum() > 0]

@@ -527,6 +527,20 @@ def posterior_error_bound(A, Q, *, probes: int = 10, rng=None) -> float:
     way a sketch is, they would be the very sketch Omega that Q spans
     A Omega of, and the "bound" would be rounding noise (3.5e-14 for a true
     error of 0.61). The same rng gives the same bound.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+    Q : (m, l) array with orthonormal columns, or a :class:`QBResult`
+    probes : int, default 10
+        r, the number of Gaussian probes: the bound fails with probability
+        at most 10^-r.
+    rng : None, int, SeedSequence, BitGenerator or Generator
+
+    Returns
+    -------
+    float
+        The bound on the spectral norm ||A - Q Q^H A||_2.
     """
     op = as_operator(A)
     probes = check_int("probes", probes, 1)

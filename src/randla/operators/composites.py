@@ -31,7 +31,14 @@ class _Composite(Operator):
 
 
 class Transposed(_Composite):
-    """A^H (``conjugate=True``) or A^T of an operator, swapping its products."""
+    """A^H (``conjugate=True``) or A^T of an operator, swapping its products.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+    conjugate : bool, default True
+        A^H; False gives A^T (the same for real A).
+    """
 
     def __init__(self, A, conjugate: bool = True):
         base = as_operator(A)
@@ -74,6 +81,12 @@ class Centered(_Composite):
 
     The means are computed with one product; A itself is never densified, so
     PCA of a sparse matrix costs sparse products only.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+    axis : {0, 1}, default 0
+        0 removes the column means (PCA of samples in rows), 1 the row means.
     """
 
     def __init__(self, A, axis: int = 0):
@@ -148,7 +161,13 @@ class Centered(_Composite):
 
 
 class Shifted(_Composite):
-    """A + shift * I for a square operator."""
+    """A + shift * I for a square operator.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (n, n)
+    shift : real or complex number
+    """
 
     def __init__(self, A, shift: float | complex):
         base = as_operator(A)
@@ -187,6 +206,13 @@ class PlusLowRank(_Composite):
 
     This is the sparse-plus-low-rank operator of matrix completion and the
     residual A - L R of a low-rank approximation.
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+    L : (m, k) array
+    R : (k, n) array
+        In A's library (and on its device); neither is copied or changed.
     """
 
     def __init__(self, A, L, R):
@@ -293,7 +319,30 @@ def check_block(base: Operator, F, name: str):
 
 
 def residual(A, L, R) -> PlusLowRank:
-    """The residual A - L @ R as an operator (never formed)."""
+    """The residual A - L @ R as an operator (never formed).
+
+    Parameters
+    ----------
+    A : matrix-like, shape (m, n)
+    L : (m, k) array
+    R : (k, n) array
+        In A's library; a result's ``factors()`` gives such a pair.
+
+    Returns
+    -------
+    PlusLowRank
+        An operator whose products cost those of A plus O((m + n) k) per
+        column; its ``norm()`` is exact (from A's Frobenius norm and small
+        Gram matrices), to within ``norm_error()``.
+
+    Examples
+    --------
+    >>> import numpy as np, randla
+    >>> A = randla.testing.low_rank(100, 80, rank=5, rng=0)
+    >>> r = randla.svd(A, 5, rng=0)
+    >>> bool(randla.residual(A, *r.factors()).norm() < 1e-10 * np.linalg.norm(A))
+    True
+    """
     op = PlusLowRank(A, L, R)
     op.L = -op.L  # a new array: the caller's L is left as it was
     return op
